@@ -1,0 +1,112 @@
+//! Server functions the UI calls (under `/rpc`). Each is thin: who is asking, then one
+//! inventory operation, returning its typed outcome.
+
+use leptos::prelude::*;
+
+use crate::model::{ApiError, ProductDrop, Purchase, Reservation, User};
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use axum::http::{header, HeaderMap};
+    use leptos::prelude::*;
+
+    use crate::{
+        model::{ApiError, UserId},
+        server::AppState,
+    };
+
+    pub fn state() -> AppState {
+        expect_context::<AppState>()
+    }
+
+    pub async fn headers() -> Result<HeaderMap, ApiError> {
+        leptos_axum::extract::<HeaderMap>()
+            .await
+            .map_err(|e| ApiError::new(crate::model::ErrorCode::Internal, e.to_string()))
+    }
+
+    /// The signed-in caller, or the "sign in first" refusal.
+    pub async fn caller() -> Result<UserId, ApiError> {
+        state()
+            .auth
+            .session_user(&headers().await?)
+            .ok_or_else(ApiError::unauthenticated)
+    }
+
+    /// Adds a `Set-Cookie` header to the server function's response.
+    pub fn set_cookie(value: axum::http::HeaderValue) {
+        expect_context::<leptos_axum::ResponseOptions>().append_header(header::SET_COOKIE, value);
+    }
+}
+
+/// Every drop with its stock and activity feed.
+#[server(prefix = "/rpc", endpoint = "list_drops")]
+pub async fn list_drops() -> Result<Vec<ProductDrop>, ApiError> {
+    ssr::state().inventory.list_drops().await
+}
+
+/// The signed-in user, if any.
+#[server(prefix = "/rpc", endpoint = "current_user")]
+pub async fn current_user() -> Result<Option<User>, ApiError> {
+    let state = ssr::state();
+    match state.auth.session_user(&ssr::headers().await?) {
+        Some(id) => state.inventory.user(id).await,
+        None => Ok(None),
+    }
+}
+
+/// Signs in with a display name (a new buyer each time) and sets the session cookie.
+#[server(prefix = "/rpc", endpoint = "sign_in")]
+pub async fn sign_in(name: String) -> Result<User, ApiError> {
+    let state = ssr::state();
+    let user = state.inventory.sign_up(&name).await?;
+    let https = crate::server::rest::is_https(&ssr::headers().await?);
+    ssr::set_cookie(state.auth.sign_in_cookie(user.id, https));
+    Ok(user)
+}
+
+/// Clears the session cookie.
+#[server(prefix = "/rpc", endpoint = "sign_out")]
+pub async fn sign_out() -> Result<(), ApiError> {
+    ssr::set_cookie(ssr::state().auth.sign_out_cookie());
+    Ok(())
+}
+
+/// Takes one unit of a drop for the caller.
+#[server(prefix = "/rpc", endpoint = "reserve_unit")]
+pub async fn reserve_unit(drop_id: i64) -> Result<Reservation, ApiError> {
+    let user = ssr::caller().await?;
+    Ok(ssr::state()
+        .inventory
+        .reserve(drop_id, user)
+        .await?
+        .reservation)
+}
+
+/// Buys the unit the caller holds.
+#[server(prefix = "/rpc", endpoint = "purchase_hold")]
+pub async fn purchase_hold(reservation_id: i64) -> Result<Purchase, ApiError> {
+    let user = ssr::caller().await?;
+    ssr::state().inventory.purchase(reservation_id, user).await
+}
+
+/// Gives the caller's held unit back.
+#[server(prefix = "/rpc", endpoint = "cancel_hold")]
+pub async fn cancel_hold(reservation_id: i64) -> Result<Reservation, ApiError> {
+    let user = ssr::caller().await?;
+    Ok(ssr::state()
+        .inventory
+        .cancel(reservation_id, user)
+        .await?
+        .reservation)
+}
+
+/// The caller's holds, newest first (empty when signed out).
+#[server(prefix = "/rpc", endpoint = "my_reservations")]
+pub async fn my_reservations() -> Result<Vec<Reservation>, ApiError> {
+    let state = ssr::state();
+    match state.auth.session_user(&ssr::headers().await?) {
+        Some(user) => state.inventory.user_reservations(user).await,
+        None => Ok(Vec::new()),
+    }
+}

@@ -1,0 +1,22 @@
+//! Building blocks of the pages.
+
+pub mod drop_card;
+pub mod session;
+pub mod toasts;
+
+/// Integer cents as a price a buyer reads (`$180.00`).
+pub fn format_price(cents: i64) -> String {
+    format!("${}.{:02}", cents / 100, cents % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_price;
+
+    #[test]
+    fn prices_read_as_dollars_and_cents() {
+        assert_eq!(format_price(18_000), "$180.00");
+        assert_eq!(format_price(5), "$0.05");
+        assert_eq!(format_price(14_599), "$145.99");
+    }
+}

@@ -1,0 +1,53 @@
+//! The UI: the HTML shell, the router and the pages.
+
+mod components;
+mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+
+use self::{components::toasts::Toasts, pages::home::HomePage};
+
+/// The document around the app: head, hydration scripts, body.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="description" content="Limited-edition drops with live stock." />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The application root: metadata, toasts and routes.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let toasts = components::toasts::provide_toasts();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/dropline.css" />
+        <Title text="Dropline" />
+        <Router>
+            <main>
+                <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
+                    <Route path=path!("/") view=HomePage />
+                </Routes>
+            </main>
+        </Router>
+        <Toasts toasts />
+    }
+}

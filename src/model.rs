@@ -1,0 +1,428 @@
+//! Types shared by the server and the browser: what a drop, a hold and a purchase look like on
+//! the wire, the live events, and the stable refusal codes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Row id of a drop.
+pub type DropId = i64;
+/// Row id of a user.
+pub type UserId = i64;
+/// Row id of a reservation (a hold).
+pub type ReservationId = i64;
+
+/// A limited-edition product on sale: its stock and its three most recent buyers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductDrop {
+    pub id: DropId,
+    pub name: String,
+    pub description: String,
+    /// Path of the product image under the site root (`/images/...`).
+    pub image: String,
+    pub price_cents: i64,
+    pub total_stock: i64,
+    pub available_stock: i64,
+    pub max_per_user: i64,
+    pub starts_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    /// Rises by one with every change of `available_stock`; clients keep the newest they saw.
+    pub version: i64,
+    /// Newest first, at most three.
+    #[serde(default)]
+    pub recent_purchasers: Vec<Purchaser>,
+}
+
+impl ProductDrop {
+    /// True when no unit is left to reserve.
+    pub fn sold_out(&self) -> bool {
+        self.available_stock <= 0
+    }
+}
+
+/// One line of a drop's activity feed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purchaser {
+    pub name: String,
+    pub purchased_at: DateTime<Utc>,
+}
+
+/// A signed-in buyer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub name: String,
+}
+
+/// Where a hold stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReservationStatus {
+    Active,
+    Purchased,
+    Cancelled,
+    Expired,
+}
+
+impl ReservationStatus {
+    /// The spelling stored in the database and sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Purchased => "PURCHASED",
+            Self::Cancelled => "CANCELLED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+
+    /// Reads the stored spelling back; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ACTIVE" => Some(Self::Active),
+            "PURCHASED" => Some(Self::Purchased),
+            "CANCELLED" => Some(Self::Cancelled),
+            "EXPIRED" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+}
+
+/// A hold on one unit of a drop, owned by one user until `expires_at`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub id: ReservationId,
+    pub drop_id: DropId,
+    pub user_id: UserId,
+    pub status: ReservationStatus,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A completed sale of one unit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purchase {
+    pub id: i64,
+    pub reservation_id: ReservationId,
+    pub drop_id: DropId,
+    pub user_id: UserId,
+    pub price_cents: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What an admin sends to create a drop. Optional fields take sensible defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDrop {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    pub price_cents: i64,
+    pub total_stock: i64,
+    #[serde(default)]
+    pub max_per_user: Option<i64>,
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+}
+
+/// Longest accepted drop or user name, in characters.
+pub const MAX_NAME_CHARS: usize = 80;
+/// Longest accepted drop description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+/// Most units one drop may have.
+pub const MAX_STOCK: i64 = 1_000_000;
+/// Highest price, in cents.
+pub const MAX_PRICE_CENTS: i64 = 100_000_000;
+
+/// Checks a display name (user or drop) and returns it trimmed.
+pub fn validate_name(field: &str, raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(ApiError::invalid(format!("{field} must not be empty")));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::invalid(format!(
+            "{field} must be at most {MAX_NAME_CHARS} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+impl NewDrop {
+    /// Checks every field and fills the defaults; the error names the first bad field.
+    pub fn validate(mut self) -> Result<NewDrop, ApiError> {
+        self.name = validate_name("name", &self.name)?;
+        let description = self.description.take().unwrap_or_default();
+        let description = description.trim().to_string();
+        if description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(ApiError::invalid(format!(
+                "description must be at most {MAX_DESCRIPTION_CHARS} characters"
+            )));
+        }
+        self.description = Some(description);
+        let image = self.image.take().unwrap_or_default().trim().to_string();
+        if !image.is_empty() && !(image.starts_with('/') && image.len() <= 200) {
+            return Err(ApiError::invalid(
+                "image must be a site path starting with / (at most 200 characters)",
+            ));
+        }
+        self.image = Some(image);
+        if !(0..=MAX_PRICE_CENTS).contains(&self.price_cents) {
+            return Err(ApiError::invalid(format!(
+                "price_cents must be between 0 and {MAX_PRICE_CENTS}"
+            )));
+        }
+        if !(1..=MAX_STOCK).contains(&self.total_stock) {
+            return Err(ApiError::invalid(format!(
+                "total_stock must be between 1 and {MAX_STOCK}"
+            )));
+        }
+        let max_per_user = self.max_per_user.unwrap_or(1);
+        if !(1..=self.total_stock).contains(&max_per_user) {
+            return Err(ApiError::invalid(
+                "max_per_user must be between 1 and total_stock",
+            ));
+        }
+        self.max_per_user = Some(max_per_user);
+        Ok(self)
+    }
+}
+
+/// Stable reason codes. Clients branch on these, so a code never changes its meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    OutOfStock,
+    AlreadyReserved,
+    NotStarted,
+    LimitReached,
+    ReservationExpired,
+    ReservationNotActive,
+    NotYourReservation,
+    DropNotFound,
+    ReservationNotFound,
+    InvalidInput,
+    MalformedRequest,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status the REST API answers with for this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::InvalidInput => 422,
+            Self::MalformedRequest => 400,
+            Self::Unauthenticated => 401,
+            Self::Forbidden | Self::NotYourReservation => 403,
+            Self::DropNotFound | Self::ReservationNotFound | Self::NotFound => 404,
+            Self::OutOfStock
+            | Self::AlreadyReserved
+            | Self::NotStarted
+            | Self::LimitReached
+            | Self::ReservationExpired
+            | Self::ReservationNotActive => 409,
+            Self::Unavailable => 503,
+            Self::Internal => 500,
+        }
+    }
+}
+
+/// A refusal or failure as clients see it: a stable code and words for a person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Bad input from the client; the message says which field and why.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidInput, message)
+    }
+
+    /// The caller must sign in first.
+    pub fn unauthenticated() -> Self {
+        Self::new(ErrorCode::Unauthenticated, "Sign in first.")
+    }
+
+    /// The refusal for a given code, in words a buyer understands.
+    pub fn refusal(code: ErrorCode) -> Self {
+        let message = match code {
+            ErrorCode::OutOfStock => "Sold out: every unit is taken.",
+            ErrorCode::AlreadyReserved => "You already hold one of these.",
+            ErrorCode::NotStarted => "This drop has not started yet.",
+            ErrorCode::LimitReached => "You have bought as many of these as one buyer may.",
+            ErrorCode::ReservationExpired => "Your hold expired; the unit went back on sale.",
+            ErrorCode::ReservationNotActive => "This hold is no longer active.",
+            ErrorCode::NotYourReservation => "That hold belongs to someone else.",
+            ErrorCode::DropNotFound => "No such drop.",
+            ErrorCode::ReservationNotFound => "No such hold.",
+            ErrorCode::InvalidInput => "The request is not valid.",
+            ErrorCode::MalformedRequest => "The request could not be read.",
+            ErrorCode::Unauthenticated => "Sign in first.",
+            ErrorCode::Forbidden => "You are not allowed to do that.",
+            ErrorCode::NotFound => "Not found.",
+            ErrorCode::Unavailable => "The service is briefly unavailable; try again.",
+            ErrorCode::Internal => "Something went wrong on our side.",
+        };
+        Self::new(code, message)
+    }
+}
+
+impl leptos::server_fn::error::FromServerFnError for ApiError {
+    type Encoder = leptos::server_fn::codec::JsonEncoding;
+
+    fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
+        Self::new(ErrorCode::Internal, value.to_string())
+    }
+}
+
+/// What the server pushes to browsers over `/ws`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LiveEvent {
+    /// Every drop as it stands, with the server's clock; sent on connect and on resync.
+    Snapshot {
+        drops: Vec<ProductDrop>,
+        server_time: DateTime<Utc>,
+    },
+    StockUpdated {
+        drop_id: DropId,
+        available: i64,
+        total: i64,
+        version: i64,
+    },
+    DropCreated {
+        drop: ProductDrop,
+    },
+    ActivityUpdated {
+        drop_id: DropId,
+        recent: Vec<Purchaser>,
+    },
+    /// Sent only to the hold's owner.
+    ReservationExpired {
+        reservation_id: ReservationId,
+        drop_id: DropId,
+    },
+    /// Sent only to the buyer.
+    PurchaseCompleted {
+        purchase: Purchase,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drop_input() -> NewDrop {
+        NewDrop {
+            name: "  Air Test  ".into(),
+            price_cents: 1999,
+            total_stock: 10,
+            ..NewDrop::default()
+        }
+    }
+
+    #[test]
+    fn validation_trims_and_fills_defaults() {
+        let d = drop_input().validate().unwrap();
+        assert_eq!(d.name, "Air Test");
+        assert_eq!(d.max_per_user, Some(1));
+        assert_eq!(d.description.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn validation_names_the_bad_field() {
+        let cases = [
+            (
+                NewDrop {
+                    name: " ".into(),
+                    ..drop_input()
+                },
+                "name",
+            ),
+            (
+                NewDrop {
+                    name: "x".repeat(2048),
+                    ..drop_input()
+                },
+                "name",
+            ),
+            (
+                NewDrop {
+                    total_stock: -1,
+                    ..drop_input()
+                },
+                "total_stock",
+            ),
+            (
+                NewDrop {
+                    total_stock: 0,
+                    ..drop_input()
+                },
+                "total_stock",
+            ),
+            (
+                NewDrop {
+                    price_cents: -5,
+                    ..drop_input()
+                },
+                "price_cents",
+            ),
+            (
+                NewDrop {
+                    max_per_user: Some(11),
+                    ..drop_input()
+                },
+                "max_per_user",
+            ),
+            (
+                NewDrop {
+                    image: Some("http://evil".into()),
+                    ..drop_input()
+                },
+                "image",
+            ),
+        ];
+        for (input, field) in cases {
+            let err = input.validate().unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidInput);
+            assert!(err.message.starts_with(field), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn live_events_use_the_documented_tags() {
+        let ev = LiveEvent::StockUpdated {
+            drop_id: 1,
+            available: 2,
+            total: 3,
+            version: 4,
+        };
+        let json = serde_json::to_value(&ev).unwrap();
+        assert_eq!(json["type"], "STOCK_UPDATED");
+        assert_eq!(serde_json::from_value::<LiveEvent>(json).unwrap(), ev);
+    }
+
+    #[test]
+    fn error_codes_serialize_screaming() {
+        let json = serde_json::to_string(&ErrorCode::OutOfStock).unwrap();
+        assert_eq!(json, "\"OUT_OF_STOCK\"");
+    }
+}

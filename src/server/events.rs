@@ -1,0 +1,151 @@
+//! The event bus: committed changes fan out to every WebSocket of this instance, and — on
+//! PostgreSQL — to every other instance through LISTEN/NOTIFY.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgListener, PgPool};
+use tokio::sync::broadcast;
+
+use crate::model::{LiveEvent, UserId};
+
+/// The PostgreSQL channel that carries committed events between instances.
+pub const PG_CHANNEL: &str = "dropline_events";
+
+/// One event and who may see it: everyone, or only the user it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// `Some(user)` for owner-only events.
+    pub to: Option<UserId>,
+    pub event: LiveEvent,
+}
+
+impl Envelope {
+    /// An event every client may see.
+    pub fn public(event: LiveEvent) -> Self {
+        Self { to: None, event }
+    }
+
+    /// An event only `user`'s sockets may see.
+    pub fn private(user: UserId, event: LiveEvent) -> Self {
+        Self {
+            to: Some(user),
+            event,
+        }
+    }
+}
+
+/// What travels on the local bus.
+#[derive(Clone, Debug)]
+pub enum BusMessage {
+    /// A committed event, serialized once for every socket that will send it.
+    Event { to: Option<UserId>, json: Arc<str> },
+    /// Events may have been missed (the LISTEN connection dropped): every client needs a snapshot.
+    Resync,
+}
+
+/// In-process fan-out of committed events. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EventBus {
+    tx: broadcast::Sender<BusMessage>,
+    listening: Arc<AtomicBool>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new(4096)
+    }
+}
+
+impl EventBus {
+    /// A bus that keeps up to `capacity` messages for a slow subscriber before it lags.
+    pub fn new(capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity);
+        Self {
+            tx,
+            listening: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Hands committed events to every local subscriber.
+    pub fn publish(&self, envelopes: impl IntoIterator<Item = Envelope>) {
+        for envelope in envelopes {
+            let json = serde_json::to_string(&envelope.event).expect("events always serialize");
+            // No subscriber is not an error: nobody is watching.
+            let _ = self.tx.send(BusMessage::Event {
+                to: envelope.to,
+                json: json.into(),
+            });
+        }
+    }
+
+    /// Tells every subscriber to reload its state from a snapshot.
+    pub fn resync(&self) {
+        let _ = self.tx.send(BusMessage::Resync);
+    }
+
+    /// A receiver of everything published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<BusMessage> {
+        self.tx.subscribe()
+    }
+
+    /// False while the PostgreSQL LISTEN connection is down (always true on SQLite once started).
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Relaxed)
+    }
+
+    /// Marks the bus as fed by this process alone (SQLite).
+    pub fn mark_local(&self) {
+        self.listening.store(true, Ordering::Relaxed);
+    }
+
+    /// Keeps one LISTEN connection open for this instance and re-broadcasts what arrives.
+    /// When the connection drops it reconnects by itself and asks every client to resync,
+    /// since notifications sent while it was down are gone.
+    pub async fn listen_postgres(self, pool: PgPool) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let Err(error) = self.listen_once(&pool).await;
+            if self.listening.swap(false, Ordering::Relaxed) {
+                // It was up: start the retries from short again.
+                backoff = Duration::from_millis(100);
+            }
+            tracing::warn!(%error, "LISTEN connection failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Runs one LISTEN session until it fails for good.
+    async fn listen_once(&self, pool: &PgPool) -> Result<std::convert::Infallible, sqlx::Error> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(PG_CHANNEL).await?;
+        let was_down = !self.listening.swap(true, Ordering::Relaxed);
+        if was_down {
+            tracing::info!("LISTEN connection up");
+            self.resync();
+        }
+        loop {
+            match listener.try_recv().await? {
+                Some(notification) => {
+                    match serde_json::from_str::<Envelope>(notification.payload()) {
+                        Ok(envelope) => self.publish([envelope]),
+                        Err(error) => tracing::warn!(%error, "unreadable notification ignored"),
+                    }
+                }
+                // The connection dropped and sqlx has already re-established it: whatever was
+                // sent in between is lost, so every client reloads from a snapshot.
+                None => {
+                    tracing::warn!("LISTEN connection lost and re-established");
+                    self.resync();
+                }
+            }
+        }
+    }
+}

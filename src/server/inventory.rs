@@ -1,0 +1,173 @@
+//! The domain operations every entry point (REST, server functions) calls: input checks, the
+//! store call, and what follows a commit (waking the expiry worker).
+
+use std::{sync::Arc, time::Duration};
+
+use super::{
+    expiry::ExpiryClock,
+    store::{Cancelled, Reserved, StockAudit, Store, StoreError},
+};
+use crate::model::{
+    validate_name, ApiError, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Purchaser,
+    Reservation, ReservationId, User, UserId,
+};
+
+/// How many purchasers a drop's activity feed shows.
+pub const FEED_LENGTH: i64 = 3;
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Refused(code) => ApiError::refusal(code),
+            StoreError::Database(error) => {
+                let unavailable = matches!(
+                    error,
+                    sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::Protocol(_)
+                        | sqlx::Error::WorkerCrashed
+                ) || matches!(&error, sqlx::Error::Database(db)
+                    if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")));
+                if unavailable {
+                    tracing::warn!(%error, "database unavailable");
+                    ApiError::refusal(ErrorCode::Unavailable)
+                } else {
+                    tracing::error!(%error, "database error");
+                    ApiError::refusal(ErrorCode::Internal)
+                }
+            }
+        }
+    }
+}
+
+/// The inventory: drops, holds and purchases. Cheap to clone.
+#[derive(Clone)]
+pub struct Inventory {
+    store: Arc<dyn Store>,
+    expiry: Arc<ExpiryClock>,
+    ttl: Duration,
+}
+
+impl Inventory {
+    /// Wraps a store; holds last `ttl`.
+    pub fn new(store: Arc<dyn Store>, expiry: Arc<ExpiryClock>, ttl: Duration) -> Self {
+        Self { store, expiry, ttl }
+    }
+
+    /// The underlying store (for workers and health checks).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Creates a buyer with a display name.
+    pub async fn sign_up(&self, name: &str) -> Result<User, ApiError> {
+        let name = validate_name("name", name)?;
+        Ok(self.store.create_user(&name).await?)
+    }
+
+    pub async fn user(&self, id: UserId) -> Result<Option<User>, ApiError> {
+        Ok(self.store.user(id).await?)
+    }
+
+    /// Creates a drop after checking every field.
+    pub async fn create_drop(&self, new: NewDrop) -> Result<ProductDrop, ApiError> {
+        let new = new.validate()?;
+        Ok(self.store.create_drop(&new).await?)
+    }
+
+    pub async fn list_drops(&self) -> Result<Vec<ProductDrop>, ApiError> {
+        Ok(self.store.list_drops().await?)
+    }
+
+    pub async fn drop(&self, id: DropId) -> Result<ProductDrop, ApiError> {
+        self.store
+            .get_drop(id)
+            .await?
+            .ok_or_else(|| ApiError::refusal(ErrorCode::DropNotFound))
+    }
+
+    /// Takes one unit of a drop for the user, for the configured hold time.
+    pub async fn reserve(&self, drop: DropId, user: UserId) -> Result<Reserved, ApiError> {
+        let reserved = self.store.reserve(drop, user, self.ttl).await?;
+        self.expiry.hold_created(reserved.reservation.expires_at);
+        Ok(reserved)
+    }
+
+    pub async fn purchase(
+        &self,
+        reservation: ReservationId,
+        user: UserId,
+    ) -> Result<Purchase, ApiError> {
+        Ok(self.store.purchase(reservation, user).await?)
+    }
+
+    pub async fn cancel(
+        &self,
+        reservation: ReservationId,
+        user: UserId,
+    ) -> Result<Cancelled, ApiError> {
+        Ok(self.store.cancel(reservation, user).await?)
+    }
+
+    pub async fn recent_purchasers(&self, drop: DropId) -> Result<Vec<Purchaser>, ApiError> {
+        Ok(self.store.recent_purchasers(drop, FEED_LENGTH).await?)
+    }
+
+    pub async fn user_reservations(&self, user: UserId) -> Result<Vec<Reservation>, ApiError> {
+        Ok(self.store.user_reservations(user).await?)
+    }
+
+    pub async fn audit(&self, drop: DropId) -> Result<StockAudit, ApiError> {
+        Ok(self.store.audit(drop).await?)
+    }
+
+    /// Seeds the demo drops when the database has none.
+    pub async fn seed_demo(&self) -> Result<(), ApiError> {
+        if !self.store.list_drops().await?.is_empty() {
+            return Ok(());
+        }
+        for drop in demo_drops() {
+            self.create_drop(drop).await?;
+        }
+        tracing::info!("seeded demo drops");
+        Ok(())
+    }
+}
+
+/// A few drops so a fresh install has something to show.
+fn demo_drops() -> Vec<NewDrop> {
+    let drop = |name: &str, description: &str, image: &str, price_cents, total_stock| NewDrop {
+        name: name.into(),
+        description: Some(description.into()),
+        image: Some(image.into()),
+        price_cents,
+        total_stock,
+        max_per_user: Some(1),
+        starts_at: None,
+    };
+    vec![
+        drop(
+            "Aurora Runner OG",
+            "The 2014 runner, back in its launch colourway. Numbered box.",
+            "/images/aurora-runner.svg",
+            18_000,
+            50,
+        ),
+        drop(
+            "Midnight Court Low",
+            "Suede low-top in midnight blue with a gum sole.",
+            "/images/midnight-court.svg",
+            14_500,
+            20,
+        ),
+        drop(
+            "Solar Flare Hi",
+            "High-top in safety orange. One per buyer, no restock.",
+            "/images/solar-flare.svg",
+            21_000,
+            5,
+        ),
+    ]
+}

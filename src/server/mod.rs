@@ -1,0 +1,151 @@
+//! Everything that runs only on the server: settings, storage, workers, HTTP.
+
+pub mod auth;
+pub mod events;
+pub mod expiry;
+pub mod inventory;
+pub mod rest;
+pub mod settings;
+pub mod store;
+pub mod ws;
+
+use std::sync::Arc;
+
+use axum::{extract::FromRef, routing::get, Router};
+use leptos::prelude::LeptosOptions;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::trace::TraceLayer;
+
+use self::{
+    auth::Auth, events::EventBus, expiry::ExpiryClock, inventory::Inventory, settings::Settings,
+    store::StoreError,
+};
+use crate::{
+    app::{shell, App},
+    model::ApiError,
+};
+
+/// What every handler and server function can reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub inventory: Inventory,
+    pub auth: Auth,
+    pub bus: EventBus,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Api(#[from] ApiError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Opens the database, returns overdue holds, seeds the demo and starts the expiry worker.
+pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
+    let bus = EventBus::default();
+    let store = store::connect(
+        &settings.database_url,
+        settings.database_max_connections,
+        bus.clone(),
+    )
+    .await?;
+    // The start-up pass: holds that fell due while no server ran go back before anyone is served.
+    let returned = expiry::expire_all_due(store.as_ref()).await?;
+    if returned > 0 {
+        tracing::info!(
+            returned,
+            "returned holds that expired while the server was down"
+        );
+    }
+    let clock = Arc::new(ExpiryClock::default());
+    tokio::spawn(expiry::run(
+        store.clone(),
+        clock.clone(),
+        std::time::Duration::from_millis(settings.expiry_sweep_ms),
+    ));
+    let inventory = Inventory::new(store, clock, settings.reservation_ttl());
+    if settings.seed_demo {
+        inventory.seed_demo().await?;
+    }
+    let leptos_options = LeptosOptions::builder()
+        .output_name("dropline")
+        .site_root(settings.site_root.as_str())
+        .site_pkg_dir("pkg")
+        .site_addr(settings.addr())
+        .build();
+    Ok(AppState {
+        leptos_options,
+        inventory,
+        auth: Auth::new(&settings.session_secret, &settings.admin_token),
+        bus,
+    })
+}
+
+/// The whole HTTP surface: REST, WebSocket, server functions, pages and static files.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+    Router::new()
+        .nest("/api/v1", rest::router())
+        .route("/ws", get(ws::handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .leptos_routes(&state, routes, move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Starts everything and serves until SIGINT or SIGTERM.
+pub async fn serve(settings: Settings) -> Result<(), StartError> {
+    let state = start(&settings).await?;
+    let addr = settings.addr();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: settings.site_addr.clone(),
+            source,
+        })?;
+    tracing::info!(%addr, database = %redact(&settings.database_url), "dropline listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: settings.site_addr,
+            source,
+        })
+}
+
+/// The database URL without its password, for the log.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://…{}", &url[..scheme], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,239 @@
+//! Runtime settings: the defaults in `Leptos.toml`, each overridable by an environment variable.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use serde::{Deserialize, Serialize};
+
+/// Every runtime setting. The field name is the key in `Leptos.toml`; the environment variable
+/// of the same name in capitals overrides it (`site_addr` also answers to `LEPTOS_SITE_ADDR`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where the server listens.
+    pub site_addr: String,
+    /// The folder cargo-leptos builds the site into (WASM, JS, CSS, assets).
+    pub site_root: String,
+    /// `sqlite:` or `postgres:` URL; the scheme picks the store.
+    pub database_url: String,
+    /// How long a hold lasts before its unit goes back on sale.
+    pub reservation_ttl_seconds: u64,
+    /// Bearer token for creating drops; empty means a random one is made at start and logged once.
+    pub admin_token: String,
+    /// Secret that signs session cookies (at least 32 characters); empty means a random one per
+    /// start, which signs everyone out on restart and cannot be shared between instances.
+    pub session_secret: String,
+    /// Seed a few demo drops into an empty database.
+    pub seed_demo: bool,
+    /// The expiry worker's safety-net sweep, in milliseconds, on top of its deadline wake-ups.
+    pub expiry_sweep_ms: u64,
+    /// Most connections in the database pool.
+    pub database_max_connections: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            site_addr: "127.0.0.1:3000".into(),
+            site_root: "target/site".into(),
+            database_url: "sqlite://dropline.db?mode=rwc".into(),
+            reservation_ttl_seconds: 60,
+            admin_token: String::new(),
+            session_secret: String::new(),
+            seed_demo: true,
+            expiry_sweep_ms: 5_000,
+            database_max_connections: 16,
+        }
+    }
+}
+
+/// A setting that stops start-up, with the key and the value at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {key}={value:?}: {reason}")]
+pub struct SettingsError {
+    pub key: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// The environment variables read, beside the upper-case form of every key.
+const ENV_ALIASES: &[(&str, &str)] = &[
+    ("LEPTOS_SITE_ADDR", "site_addr"),
+    ("LEPTOS_SITE_ROOT", "site_root"),
+];
+
+impl Settings {
+    /// Reads `Leptos.toml` from the working directory (if present), then the environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::from_figment(
+            Figment::from(Serialized::defaults(Settings::default()))
+                .merge(Toml::file("Leptos.toml"))
+                .merge(Env::raw().filter_map(|key| {
+                    let key = key.as_str();
+                    ENV_ALIASES
+                        .iter()
+                        .find(|(env, _)| key.eq_ignore_ascii_case(env))
+                        .map(|(_, field)| (*field).into())
+                        .or_else(|| {
+                            let lower = key.to_ascii_lowercase();
+                            Self::KEYS.contains(&lower.as_str()).then(|| lower.into())
+                        })
+                })),
+        )
+    }
+
+    const KEYS: &'static [&'static str] = &[
+        "site_addr",
+        "site_root",
+        "database_url",
+        "reservation_ttl_seconds",
+        "admin_token",
+        "session_secret",
+        "seed_demo",
+        "expiry_sweep_ms",
+        "database_max_connections",
+    ];
+
+    fn from_figment(figment: Figment) -> Result<Self, SettingsError> {
+        let settings: Settings = figment.extract().map_err(|e| {
+            let key = e.path.join(".");
+            let value = match &e.kind {
+                figment::error::Kind::InvalidType(actual, _) => actual.to_string(),
+                figment::error::Kind::InvalidValue(actual, _) => actual.to_string(),
+                _ => String::new(),
+            };
+            SettingsError {
+                key: key.to_ascii_uppercase(),
+                value,
+                reason: e.to_string(),
+            }
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |key: &str, value: &dyn ToString, reason: &str| SettingsError {
+            key: key.into(),
+            value: value.to_string(),
+            reason: reason.into(),
+        };
+        if self.site_addr.parse::<SocketAddr>().is_err() {
+            return Err(bad(
+                "SITE_ADDR",
+                &self.site_addr,
+                "expected host:port, e.g. 127.0.0.1:3000",
+            ));
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres:")
+            || self.database_url.starts_with("postgresql:"))
+        {
+            return Err(bad(
+                "DATABASE_URL",
+                &self.database_url,
+                "expected a sqlite: or postgres: URL",
+            ));
+        }
+        if !(1..=86_400).contains(&self.reservation_ttl_seconds) {
+            return Err(bad(
+                "RESERVATION_TTL_SECONDS",
+                &self.reservation_ttl_seconds,
+                "expected 1 to 86400",
+            ));
+        }
+        if !self.session_secret.is_empty() && self.session_secret.len() < 32 {
+            return Err(bad(
+                "SESSION_SECRET",
+                &"(hidden)",
+                "must be at least 32 characters",
+            ));
+        }
+        if !(10..=3_600_000).contains(&self.expiry_sweep_ms) {
+            return Err(bad(
+                "EXPIRY_SWEEP_MS",
+                &self.expiry_sweep_ms,
+                "expected 10 to 3600000",
+            ));
+        }
+        if self.database_max_connections == 0 {
+            return Err(bad(
+                "DATABASE_MAX_CONNECTIONS",
+                &self.database_max_connections,
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The listen address (validated at load).
+    pub fn addr(&self) -> SocketAddr {
+        self.site_addr.parse().expect("validated at load")
+    }
+
+    /// How long a new hold lasts.
+    pub fn reservation_ttl(&self) -> Duration {
+        Duration::from_secs(self.reservation_ttl_seconds)
+    }
+
+    /// The site root as a path.
+    pub fn site_root(&self) -> PathBuf {
+        PathBuf::from(&self.site_root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let mut figment =
+            Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml));
+        for (k, v) in env {
+            figment = figment.merge((k.to_string(), v.to_string()));
+        }
+        Settings::from_figment(figment)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = load("", &[]).unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.reservation_ttl(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_bad_number_names_the_key_and_value() {
+        let err = load("reservation_ttl_seconds = \"soon\"", &[]).unwrap_err();
+        let line = err.to_string();
+        assert!(line.contains("RESERVATION_TTL_SECONDS"), "{line}");
+        assert!(line.contains("soon"), "{line}");
+    }
+
+    #[test]
+    fn a_bad_url_is_refused() {
+        let err = load("", &[("database_url", "mysql://x")]).unwrap_err();
+        assert_eq!(err.key, "DATABASE_URL");
+        assert_eq!(err.value, "mysql://x");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let err = load("reservation_ttl = 5", &[]).unwrap_err();
+        assert!(err.to_string().contains("reservation_ttl"), "{err}");
+    }
+
+    #[test]
+    fn the_repository_file_matches_the_defaults() {
+        let figment = Figment::from(Serialized::defaults(Settings::default())).merge(Toml::file(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Leptos.toml"),
+        ));
+        assert_eq!(
+            Settings::from_figment(figment).unwrap(),
+            Settings::default()
+        );
+    }
+}

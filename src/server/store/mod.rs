@@ -1,0 +1,357 @@
+//! Storage: one trait, one implementation per database, each with its own SQL.
+//!
+//! Every mutating operation runs in one transaction and, once it has committed, makes its
+//! events visible on the [`EventBus`](super::events::EventBus): SQLite publishes them from the
+//! committing task, PostgreSQL sends them with `pg_notify` inside the transaction (delivered by
+//! the database on commit, to every instance).
+
+mod postgres;
+mod sqlite;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use self::{postgres::PgStore, sqlite::SqliteStore};
+use super::events::{Envelope, EventBus};
+use crate::model::{
+    DropId, ErrorCode, LiveEvent, NewDrop, ProductDrop, Purchase, Purchaser, Reservation,
+    ReservationId, ReservationStatus, User, UserId,
+};
+
+/// Why a store operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An expected refusal (sold out, expired, ...): nothing was written.
+    #[error("refused: {0:?}")]
+    Refused(ErrorCode),
+    /// The database failed; the transaction was rolled back.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Maps a failed write of a row that names a user: a vanished user means a stale session.
+    fn on_user_write(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                Self::Refused(ErrorCode::Unauthenticated)
+            }
+            _ => Self::Database(error),
+        }
+    }
+}
+
+/// A fresh hold and the drop as it stands after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reserved {
+    pub reservation: Reservation,
+    pub drop: ProductDrop,
+}
+
+/// A hold given back and the drop as it stands after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cancelled {
+    pub reservation: Reservation,
+    pub drop: ProductDrop,
+}
+
+/// Where every unit of one drop is: the invariant says these add up to `total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StockAudit {
+    pub total: i64,
+    pub available: i64,
+    pub active_holds: i64,
+    pub purchases: i64,
+}
+
+impl StockAudit {
+    /// `available + active holds + purchases = total`.
+    pub fn holds(&self) -> bool {
+        self.available + self.active_holds + self.purchases == self.total
+    }
+}
+
+/// The operations Dropline needs from a database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Confirms the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    async fn create_user(&self, name: &str) -> Result<User, StoreError>;
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    /// Inserts a validated drop and announces it.
+    async fn create_drop(&self, drop: &NewDrop) -> Result<ProductDrop, StoreError>;
+    /// Every drop, oldest first, each with its three newest purchasers.
+    async fn list_drops(&self) -> Result<Vec<ProductDrop>, StoreError>;
+    async fn get_drop(&self, id: DropId) -> Result<Option<ProductDrop>, StoreError>;
+    /// Takes one unit of `drop` for `user` until now + `ttl`.
+    async fn reserve(
+        &self,
+        drop: DropId,
+        user: UserId,
+        ttl: Duration,
+    ) -> Result<Reserved, StoreError>;
+    /// Turns the caller's live hold into a purchase, if its deadline has not passed.
+    async fn purchase(
+        &self,
+        reservation: ReservationId,
+        user: UserId,
+    ) -> Result<Purchase, StoreError>;
+    /// Gives the caller's live hold back to stock.
+    async fn cancel(
+        &self,
+        reservation: ReservationId,
+        user: UserId,
+    ) -> Result<Cancelled, StoreError>;
+    /// Expires up to `limit` overdue holds, returning their units; answers how many.
+    async fn expire_due(&self, limit: i64) -> Result<usize, StoreError>;
+    /// The earliest deadline of any live hold.
+    async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// The newest `limit` purchasers of a drop, newest first.
+    async fn recent_purchasers(
+        &self,
+        drop: DropId,
+        limit: i64,
+    ) -> Result<Vec<Purchaser>, StoreError>;
+    /// The user's holds, newest first.
+    async fn user_reservations(&self, user: UserId) -> Result<Vec<Reservation>, StoreError>;
+    /// Counts where each unit of a drop is, in one consistent read.
+    async fn audit(&self, drop: DropId) -> Result<StockAudit, StoreError>;
+}
+
+/// Opens the store the URL's scheme names, runs its migrations and wires it to `bus`.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    bus: EventBus,
+) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(
+            SqliteStore::connect(url, max_connections, bus).await?,
+        ))
+    } else {
+        Ok(Arc::new(PgStore::connect(url, max_connections, bus).await?))
+    }
+}
+
+/// Columns of `drops` in the order [`DropRow`] reads them (a macro, so `concat!` can build
+/// `'static` SQL from it).
+macro_rules! drop_columns {
+    () => {
+        "id, name, description, image, price_cents, total_stock, available_stock, \
+         max_per_user, starts_at, created_at, version"
+    };
+}
+use drop_columns;
+
+#[derive(sqlx::FromRow)]
+struct DropRow {
+    id: i64,
+    name: String,
+    description: String,
+    image: String,
+    price_cents: i64,
+    total_stock: i64,
+    available_stock: i64,
+    max_per_user: i64,
+    starts_at: i64,
+    created_at: i64,
+    version: i64,
+}
+
+impl DropRow {
+    fn into_drop(self, recent_purchasers: Vec<Purchaser>) -> ProductDrop {
+        ProductDrop {
+            id: self.id,
+            name: self.name,
+            description: self.description,
+            image: self.image,
+            price_cents: self.price_cents,
+            total_stock: self.total_stock,
+            available_stock: self.available_stock,
+            max_per_user: self.max_per_user,
+            starts_at: from_ms(self.starts_at),
+            created_at: from_ms(self.created_at),
+            version: self.version,
+            recent_purchasers,
+        }
+    }
+}
+
+/// Columns of `reservations` in the order [`ReservationRow`] reads them.
+macro_rules! reservation_columns {
+    () => {
+        "id, drop_id, user_id, status, created_at, expires_at"
+    };
+}
+use reservation_columns;
+
+#[derive(sqlx::FromRow)]
+struct ReservationRow {
+    id: i64,
+    drop_id: i64,
+    user_id: i64,
+    status: String,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl From<ReservationRow> for Reservation {
+    fn from(row: ReservationRow) -> Self {
+        Reservation {
+            id: row.id,
+            drop_id: row.drop_id,
+            user_id: row.user_id,
+            // The CHECK constraint admits only the four spellings.
+            status: ReservationStatus::parse(&row.status).unwrap_or(ReservationStatus::Expired),
+            created_at: from_ms(row.created_at),
+            expires_at: from_ms(row.expires_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PurchaseRow {
+    id: i64,
+    reservation_id: i64,
+    drop_id: i64,
+    user_id: i64,
+    price_cents: i64,
+    created_at: i64,
+}
+
+impl From<PurchaseRow> for Purchase {
+    fn from(row: PurchaseRow) -> Self {
+        Purchase {
+            id: row.id,
+            reservation_id: row.reservation_id,
+            drop_id: row.drop_id,
+            user_id: row.user_id,
+            price_cents: row.price_cents,
+            created_at: from_ms(row.created_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PurchaserRow {
+    drop_id: i64,
+    name: String,
+    created_at: i64,
+}
+
+impl From<PurchaserRow> for Purchaser {
+    fn from(row: PurchaserRow) -> Self {
+        Purchaser {
+            name: row.name,
+            purchased_at: from_ms(row.created_at),
+        }
+    }
+}
+
+/// The three newest purchasers of every drop, newest first per drop (portable SQL).
+const RECENT_PURCHASERS_OF_ALL: &str = "SELECT drop_id, name, created_at FROM (\
+      SELECT p.drop_id, u.name, p.created_at, ROW_NUMBER() OVER (\
+        PARTITION BY p.drop_id ORDER BY p.created_at DESC, p.id DESC) AS rn \
+      FROM purchases p JOIN users u ON u.id = p.user_id\
+    ) AS ranked WHERE rn <= 3 ORDER BY drop_id, created_at DESC";
+
+/// Attaches each drop's purchasers (rows of several drops, newest first per drop).
+fn with_purchasers(drops: Vec<DropRow>, purchasers: Vec<PurchaserRow>) -> Vec<ProductDrop> {
+    drops
+        .into_iter()
+        .map(|drop| {
+            let recent = purchasers
+                .iter()
+                .filter(|p| p.drop_id == drop.id)
+                .map(|p| Purchaser {
+                    name: p.name.clone(),
+                    purchased_at: from_ms(p.created_at),
+                })
+                .collect();
+            drop.into_drop(recent)
+        })
+        .collect()
+}
+
+/// What a drop looked like when a reserve found no unit to take.
+#[derive(sqlx::FromRow)]
+struct ReserveCheck {
+    starts_at: i64,
+    now: i64,
+    holds_one: bool,
+}
+
+/// Names the refusal of a reserve whose conditional UPDATE matched no row.
+fn reserve_refusal(check: Option<ReserveCheck>) -> ErrorCode {
+    match check {
+        None => ErrorCode::DropNotFound,
+        Some(c) if c.holds_one => ErrorCode::AlreadyReserved,
+        Some(c) if c.starts_at > c.now => ErrorCode::NotStarted,
+        Some(_) => ErrorCode::OutOfStock,
+    }
+}
+
+/// What a hold looked like when a purchase or cancel did not match it.
+#[derive(sqlx::FromRow)]
+struct HoldCheck {
+    user_id: i64,
+    status: String,
+    expires_at: i64,
+    now: i64,
+}
+
+/// Names the refusal of a purchase or cancel whose conditional UPDATE matched no row.
+fn hold_refusal(check: Option<HoldCheck>, user: UserId) -> ErrorCode {
+    match check {
+        None => ErrorCode::ReservationNotFound,
+        Some(c) if c.user_id != user => ErrorCode::NotYourReservation,
+        Some(c) if c.status == "EXPIRED" => ErrorCode::ReservationExpired,
+        Some(c) if c.status == "ACTIVE" && c.expires_at <= c.now => ErrorCode::ReservationExpired,
+        Some(_) => ErrorCode::ReservationNotActive,
+    }
+}
+
+/// The public stock event for a drop as it stands.
+fn stock_event(drop: &ProductDrop) -> Envelope {
+    Envelope::public(LiveEvent::StockUpdated {
+        drop_id: drop.id,
+        available: drop.available_stock,
+        total: drop.total_stock,
+        version: drop.version,
+    })
+}
+
+/// The owner-only notice that a hold expired.
+fn expired_event(hold: &ReservationRow) -> Envelope {
+    Envelope::private(
+        hold.user_id,
+        LiveEvent::ReservationExpired {
+            reservation_id: hold.id,
+            drop_id: hold.drop_id,
+        },
+    )
+}
+
+/// How many of these holds belong to each drop, in drop order (the order locks are taken in).
+fn count_by_drop(holds: &[ReservationRow]) -> BTreeMap<DropId, i64> {
+    let mut counts = BTreeMap::new();
+    for hold in holds {
+        *counts.entry(hold.drop_id).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Milliseconds since the epoch to a UTC time.
+fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// Milliseconds of a duration, for SQL arithmetic on stored times.
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// How many overdue holds one expiry statement takes.
+pub const EXPIRY_BATCH: i64 = 500;

@@ -1,0 +1,149 @@
+//! Test databases: a temporary SQLite file, or a throwaway PostgreSQL database per test.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use dropline::server::{events::EventBus, settings::Settings, store, store::Store};
+use sqlx::{Connection, PgConnection};
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("DROPLINE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database that exists for one test and is removed after it.
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+                Self {
+                    url,
+                    backend,
+                    _dir: Some(dir),
+                    pg_name: None,
+                }
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("dropline_test_{:016x}", rand_u64());
+                let mut conn = PgConnection::connect(&admin).await.expect(
+                    "PostgreSQL must be reachable for the tests (DROPLINE_TEST_POSTGRES_URL)",
+                );
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let base = admin
+                    .rsplit_once('/')
+                    .map(|(base, _)| base)
+                    .unwrap_or(&admin);
+                Self {
+                    url: format!("{base}/{name}"),
+                    backend,
+                    _dir: None,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// Opens the store on this database (running migrations).
+    pub async fn store(&self, bus: EventBus) -> Arc<dyn Store> {
+        store::connect(&self.url, 32, bus)
+            .await
+            .expect("open store")
+    }
+
+    /// Settings for a whole server on this database, without demo drops.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            database_url: self.url.clone(),
+            seed_demo: false,
+            admin_token: ADMIN_TOKEN.into(),
+            session_secret: "test-secret-test-secret-test-secret!".into(),
+            site_addr: "127.0.0.1:0".into(),
+            ..Settings::default()
+        }
+    }
+}
+
+/// The admin token test servers use.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        let admin = postgres_admin_url();
+        // Async drop is not a thing: remove the database from a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok(mut conn) = PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// Runs each listed async test body once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,404 @@
+//! The `/api/v1` JSON API, driven through the whole router with `oneshot`, on both databases.
+
+mod common;
+
+use axum::{
+    body::Body,
+    http::{header, Request, StatusCode},
+    Router,
+};
+use common::{Backend, TestDb, ADMIN_TOKEN};
+use dropline::server;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct Api {
+    router: Router,
+    _db: TestDb,
+}
+
+struct Reply {
+    status: StatusCode,
+    cookie: Option<String>,
+    body: Value,
+}
+
+impl Api {
+    async fn new(backend: Backend) -> Self {
+        let db = TestDb::new(backend).await;
+        let state = server::start(&db.settings()).await.unwrap();
+        Self {
+            router: server::router(state),
+            _db: db,
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<&str>, auth: Auth<'_>) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        match auth {
+            Auth::None => {}
+            Auth::Cookie(cookie) => request = request.header(header::COOKIE, cookie),
+            Auth::Bearer(token) => {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"))
+            }
+        }
+        let request = request
+            .body(Body::from(body.unwrap_or_default().to_string()))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let cookie = response
+            .headers()
+            .get(header::SET_COOKIE)
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            cookie,
+            body,
+        }
+    }
+
+    async fn sign_in(&self, name: &str) -> String {
+        let reply = self
+            .call(
+                "POST",
+                "/api/v1/session",
+                Some(&json!({ "name": name }).to_string()),
+                Auth::None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.cookie.expect("session cookie")
+    }
+
+    async fn create_drop(&self, body: Value) -> Reply {
+        self.call(
+            "POST",
+            "/api/v1/drops",
+            Some(&body.to_string()),
+            Auth::Bearer(ADMIN_TOKEN),
+        )
+        .await
+    }
+
+    async fn drop_count(&self) -> usize {
+        let reply = self.call("GET", "/api/v1/drops", None, Auth::None).await;
+        reply.body["drops"].as_array().unwrap().len()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    None,
+    Cookie(&'a str),
+    Bearer(&'a str),
+}
+
+fn error_code(reply: &Reply) -> &str {
+    reply.body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {}", reply.body))
+}
+
+async fn sign_in_sets_a_session_and_forgeries_are_ignored(backend: Backend) {
+    let api = Api::new(backend).await;
+    let reply = api
+        .call(
+            "POST",
+            "/api/v1/session",
+            Some(r#"{"name":"  Ann "}"#),
+            Auth::None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    assert_eq!(reply.body["user"]["name"], "Ann");
+    assert!(reply.body["user"]["id"].is_i64());
+    let cookie = reply.cookie.unwrap();
+
+    let mine = api
+        .call(
+            "GET",
+            "/api/v1/me/reservations",
+            None,
+            Auth::Cookie(&cookie),
+        )
+        .await;
+    assert_eq!(mine.status, StatusCode::OK);
+    assert_eq!(mine.body["reservations"], json!([]));
+
+    for forged in ["dropline_session=1", &cookie.replace('=', "=x")] {
+        let reply = api
+            .call("GET", "/api/v1/me/reservations", None, Auth::Cookie(forged))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(error_code(&reply), "UNAUTHENTICATED");
+    }
+
+    let out = api
+        .call("DELETE", "/api/v1/session", None, Auth::Cookie(&cookie))
+        .await;
+    assert_eq!(out.status, StatusCode::OK);
+    assert_eq!(out.cookie.as_deref(), Some("dropline_session="));
+}
+
+async fn only_the_admin_creates_drops_and_bad_input_writes_nothing(backend: Backend) {
+    let api = Api::new(backend).await;
+    let good = json!({ "name": "Court Classic", "price_cents": 9900, "total_stock": 12 });
+
+    let anonymous = api
+        .call("POST", "/api/v1/drops", Some(&good.to_string()), Auth::None)
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let wrong = api
+        .call(
+            "POST",
+            "/api/v1/drops",
+            Some(&good.to_string()),
+            Auth::Bearer("guess"),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert_eq!(error_code(&wrong), "FORBIDDEN");
+
+    let bad_bodies = [
+        (
+            json!({ "name": "x", "price_cents": 100, "total_stock": -3 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "name": "", "price_cents": 100, "total_stock": 3 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "name": "n".repeat(2048), "price_cents": 100, "total_stock": 3 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "name": "x", "price_cents": "ten", "total_stock": 3 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({ "name": "x" }), StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+    for (body, status) in bad_bodies {
+        let reply = api.create_drop(body.clone()).await;
+        assert_eq!(reply.status, status, "{body} -> {}", reply.body);
+        assert!(!reply.body["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let malformed = api
+        .call(
+            "POST",
+            "/api/v1/drops",
+            Some("{\"name\": "),
+            Auth::Bearer(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&malformed), "MALFORMED_REQUEST");
+    assert_eq!(api.drop_count().await, 0, "a refused request wrote a drop");
+
+    let created = api.create_drop(good).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let drop = &created.body["drop"];
+    for key in [
+        "id",
+        "name",
+        "price_cents",
+        "total_stock",
+        "available_stock",
+        "version",
+        "starts_at",
+        "recent_purchasers",
+    ] {
+        assert!(!drop[key].is_null(), "drop lacks {key}: {drop}");
+    }
+    assert_eq!(drop["available_stock"], 12);
+    let id = drop["id"].as_i64().unwrap();
+    let fetched = api
+        .call("GET", &format!("/api/v1/drops/{id}"), None, Auth::None)
+        .await;
+    assert_eq!(fetched.body["drop"]["name"], "Court Classic");
+    assert_eq!(api.drop_count().await, 1);
+}
+
+async fn reserve_purchase_and_cancel_over_http(backend: Backend) {
+    let api = Api::new(backend).await;
+    let drop = api
+        .create_drop(json!({ "name": "Hi Top", "price_cents": 15000, "total_stock": 2 }))
+        .await
+        .body["drop"]["id"]
+        .as_i64()
+        .unwrap();
+    let ann = api.sign_in("Ann").await;
+    let bob = api.sign_in("Bob").await;
+    let reserve = |cookie: String| {
+        let api = &api;
+        async move {
+            api.call(
+                "POST",
+                &format!("/api/v1/drops/{drop}/reservations"),
+                None,
+                Auth::Cookie(&cookie),
+            )
+            .await
+        }
+    };
+
+    let anonymous = api
+        .call(
+            "POST",
+            &format!("/api/v1/drops/{drop}/reservations"),
+            None,
+            Auth::None,
+        )
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+
+    let held = reserve(ann.clone()).await;
+    assert_eq!(held.status, StatusCode::CREATED, "{}", held.body);
+    assert_eq!(held.body["reservation"]["status"], "ACTIVE");
+    assert_eq!(held.body["reservation"]["drop_id"], drop);
+    assert!(held.body["reservation"]["expires_at"].is_string());
+    assert_eq!(held.body["drop"]["available_stock"], 1);
+    let hold = held.body["reservation"]["id"].as_i64().unwrap();
+
+    let again = reserve(ann.clone()).await;
+    assert_eq!(
+        (again.status, error_code(&again)),
+        (StatusCode::CONFLICT, "ALREADY_RESERVED")
+    );
+
+    let stolen = api
+        .call(
+            "POST",
+            &format!("/api/v1/reservations/{hold}/purchase"),
+            None,
+            Auth::Cookie(&bob),
+        )
+        .await;
+    assert_eq!(
+        (stolen.status, error_code(&stolen)),
+        (StatusCode::FORBIDDEN, "NOT_YOUR_RESERVATION")
+    );
+
+    let bought = api
+        .call(
+            "POST",
+            &format!("/api/v1/reservations/{hold}/purchase"),
+            None,
+            Auth::Cookie(&ann),
+        )
+        .await;
+    assert_eq!(bought.status, StatusCode::CREATED, "{}", bought.body);
+    assert_eq!(bought.body["purchase"]["price_cents"], 15000);
+
+    let bobs = reserve(bob.clone()).await;
+    let bob_hold = bobs.body["reservation"]["id"].as_i64().unwrap();
+    let carl = api.sign_in("Carl").await;
+    let sold_out = reserve(carl).await;
+    assert_eq!(
+        (sold_out.status, error_code(&sold_out)),
+        (StatusCode::CONFLICT, "OUT_OF_STOCK")
+    );
+
+    let cancelled = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/reservations/{bob_hold}"),
+            None,
+            Auth::Cookie(&bob),
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK);
+    assert_eq!(cancelled.body["reservation"]["status"], "CANCELLED");
+    assert_eq!(cancelled.body["drop"]["available_stock"], 1);
+
+    let listed = api
+        .call("GET", &format!("/api/v1/drops/{drop}"), None, Auth::None)
+        .await;
+    assert_eq!(listed.body["drop"]["recent_purchasers"][0]["name"], "Ann");
+
+    let mine = api
+        .call("GET", "/api/v1/me/reservations", None, Auth::Cookie(&bob))
+        .await;
+    assert_eq!(mine.body["reservations"][0]["status"], "CANCELLED");
+}
+
+async fn unknown_things_and_bad_ids_get_clear_errors(backend: Backend) {
+    let api = Api::new(backend).await;
+    let ann = api.sign_in("Ann").await;
+    let cases = [
+        (
+            "GET",
+            "/api/v1/drops/9999",
+            StatusCode::NOT_FOUND,
+            "DROP_NOT_FOUND",
+        ),
+        (
+            "POST",
+            "/api/v1/drops/9999/reservations",
+            StatusCode::NOT_FOUND,
+            "DROP_NOT_FOUND",
+        ),
+        (
+            "POST",
+            "/api/v1/reservations/9999/purchase",
+            StatusCode::NOT_FOUND,
+            "RESERVATION_NOT_FOUND",
+        ),
+        (
+            "DELETE",
+            "/api/v1/reservations/9999",
+            StatusCode::NOT_FOUND,
+            "RESERVATION_NOT_FOUND",
+        ),
+        (
+            "GET",
+            "/api/v1/drops/abc",
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_REQUEST",
+        ),
+        (
+            "GET",
+            "/api/v1/nothing-here",
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        ),
+    ];
+    for (method, path, status, code) in cases {
+        let reply = api.call(method, path, None, Auth::Cookie(&ann)).await;
+        assert_eq!(
+            (reply.status, error_code(&reply)),
+            (status, code),
+            "{method} {path}"
+        );
+    }
+    let empty_name = api
+        .call(
+            "POST",
+            "/api/v1/session",
+            Some(r#"{"name":"   "}"#),
+            Auth::None,
+        )
+        .await;
+    assert_eq!(
+        (empty_name.status, error_code(&empty_name)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_INPUT")
+    );
+    let not_json = api
+        .call("POST", "/api/v1/session", Some("name=Ann"), Auth::None)
+        .await;
+    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+}
+
+on_both_databases!(
+    sign_in_sets_a_session_and_forgeries_are_ignored,
+    only_the_admin_creates_drops_and_bad_input_writes_nothing,
+    reserve_purchase_and_cancel_over_http,
+    unknown_things_and_bad_ids_get_clear_errors,
+);

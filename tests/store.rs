@@ -1,0 +1,427 @@
+//! The inventory rules, run with the same bodies against SQLite and PostgreSQL.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::{Backend, TestDb};
+use dropline::{
+    model::{ErrorCode, NewDrop, ReservationStatus},
+    server::{
+        self,
+        events::EventBus,
+        store::{Store, StoreError},
+    },
+};
+
+const HOLD: Duration = Duration::from_secs(60);
+
+fn new_drop(stock: i64) -> NewDrop {
+    NewDrop {
+        name: "Test Runner".into(),
+        price_cents: 12_000,
+        total_stock: stock,
+        ..NewDrop::default()
+    }
+    .validate()
+    .unwrap()
+}
+
+fn refusal<T: std::fmt::Debug>(result: Result<T, StoreError>) -> ErrorCode {
+    match result {
+        Err(StoreError::Refused(code)) => code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn assert_invariant(store: &dyn Store, drop: i64) {
+    let audit = store.audit(drop).await.unwrap();
+    assert!(
+        audit.holds(),
+        "available + active holds + purchases != total: {audit:?}"
+    );
+}
+
+async fn users(store: &Arc<dyn Store>, n: usize) -> Vec<i64> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        ids.push(store.create_user(&format!("buyer {i}")).await.unwrap().id);
+    }
+    ids
+}
+
+async fn five_hundred_buyers_for_twenty_units(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store(EventBus::default()).await;
+    let drop = store.create_drop(&new_drop(20)).await.unwrap();
+    let buyers = users(&store, 500).await;
+
+    let tasks: Vec<_> = buyers
+        .into_iter()
+        .map(|user| {
+            let store = store.clone();
+            tokio::spawn(async move { store.reserve(drop.id, user, HOLD).await })
+        })
+        .collect();
+    let mut held = 0;
+    let mut sold_out = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => held += 1,
+            Err(StoreError::Refused(ErrorCode::OutOfStock)) => sold_out += 1,
+            Err(other) => panic!("unexpected outcome: {other:?}"),
+        }
+    }
+    assert_eq!((held, sold_out), (20, 480));
+    let audit = store.audit(drop.id).await.unwrap();
+    assert_eq!(audit.available, 0);
+    assert_eq!(audit.active_holds, 20);
+    assert_invariant(store.as_ref(), drop.id).await;
+}
+
+async fn one_live_hold_per_buyer_even_when_clicking_fast(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store(EventBus::default()).await;
+    let drop = store.create_drop(&new_drop(10)).await.unwrap();
+    let user = users(&store, 1).await[0];
+
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.reserve(drop.id, user, HOLD).await })
+        })
+        .collect();
+    let mut held = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => held += 1,
+            Err(StoreError::Refused(ErrorCode::AlreadyReserved)) => {}
+            Err(other) => panic!("unexpected outcome: {other:?}"),
+        }
+    }
+    assert_eq!(held, 1);
+    assert_eq!(store.audit(drop.id).await.unwrap().available, 9);
+    assert_invariant(store.as_ref(), drop.id).await;
+}
+
+async fn only_the_holder_can_buy(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store(EventBus::default()).await;
+    let drop = store.create_drop(&new_drop(3)).await.unwrap();
+    let [holder, other] = users(&store, 2).await[..] else {
+        unreachable!()
+    };
+    let hold = store
+        .reserve(drop.id, holder, HOLD)
+        .await
+        .unwrap()
+        .reservation;
+
+    assert_eq!(
+        refusal(store.purchase(hold.id, other).await),
+        ErrorCode::NotYourReservation
+    );
+    assert_eq!(
+        refusal(store.cancel(hold.id, other).await),
+        ErrorCode::NotYourReservation
+    );
+    let purchase = store.purchase(hold.id, holder).await.unwrap();
+    assert_eq!(purchase.price_cents, 12_000);
+    assert_eq!(purchase.user_id, holder);
+    // A hold buys one unit once.
+    assert_eq!(
+        refusal(store.purchase(hold.id, holder).await),
+        ErrorCode::ReservationNotActive
+    );
+    assert_eq!(
+        refusal(store.purchase(999_999, holder).await),
+        ErrorCode::ReservationNotFound
+    );
+
+    let audit = store.audit(drop.id).await.unwrap();
+    assert_eq!(
+        (audit.available, audit.active_holds, audit.purchases),
+        (2, 0, 1)
+    );
+    assert_invariant(store.as_ref(), drop.id).await;
+}
+
+async fn a_purchase_after_the_deadline_fails_even_before_expiry_runs(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store(EventBus::default()).await;
+    let drop = store.create_drop(&new_drop(1)).await.unwrap();
+    let user = users(&store, 1).await[0];
+    // No expiry worker runs in this test: only the statement's own deadline check stands guard.
+    let hold = store
+        .reserve(drop.id, user, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .reservation;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+
+    assert_eq!(
+        refusal(store.purchase(hold.id, user).await),
+        ErrorCode::ReservationExpired
+    );
+    let audit = store.audit(drop.id).await.unwrap();
+    assert_eq!(
+        (audit.available, audit.active_holds, audit.purchases),
+        (0, 1, 0)
+    );
+
+    assert_eq!(store.expire_due(100).await.unwrap(), 1);
+    let audit = store.audit(drop.id).await.unwrap();
+    assert_eq!(
+        (audit.available, audit.active_holds, audit.purchases),
+        (1, 0, 0)
+    );
+    let mine = store.user_reservations(user).await.unwrap();
+    assert_eq!(mine[0].status, ReservationStatus::Expired);
+    assert_eq!(
+        refusal(store.purchase(hold.id, user).await),
+        ErrorCode::ReservationExpired
+    );
+}
+
+async fn cancel_gives_the_unit_back(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store(EventBus::default()).await;
+    let drop = store.create_drop(&new_drop(1)).await.unwrap();
+    let [first, second] = users(&store, 2).await[..] else {
+        unreachable!()
+    };
+    let hold = store
+        .reserve(drop.id, first, HOLD)
+        .await
+        .unwrap()
+        .reservation;
+    assert_eq!(
+        refusal(store.reserve(drop.id, second, HOLD).await),
+        ErrorCode::OutOfStock
+    );
+
+    let cancelled = store.cancel(hold.id, first).await.unwrap();
+    assert_eq!(cancelled.reservation.status, ReservationStatus::Cancelled);
+    assert_eq!(cancelled.drop.available_stock, 1);
+    assert!(cancelled.drop.version > drop.version);
+    assert_eq!(
+        refusal(store.cancel(hold.id, first).await),
+        ErrorCode::ReservationNotActive
+    );
+    assert_eq!(
+        refusal(store.purchase(hold.id, first).await),
+        ErrorCode::ReservationNotActive
+    );
+
+    // The unit is on sale again.
+    store.reserve(drop.id, second, HOLD).await.unwrap();
+    assert_invariant(store.as_ref(), drop.id).await;
+}
+
+async fn refusals_name_their_reason(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store(EventBus::default()).await;
+    let user = users(&store, 1).await[0];
+    assert_eq!(
+        refusal(store.reserve(424_242, user, HOLD).await),
+        ErrorCode::DropNotFound
+    );
+
+    let later = NewDrop {
+        starts_at: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+        ..new_drop(5)
+    };
+    let later = store.create_drop(&later).await.unwrap();
+    assert_eq!(
+        refusal(store.reserve(later.id, user, HOLD).await),
+        ErrorCode::NotStarted
+    );
+
+    let drop = store.create_drop(&new_drop(5)).await.unwrap();
+    let hold = store
+        .reserve(drop.id, user, HOLD)
+        .await
+        .unwrap()
+        .reservation;
+    assert_eq!(
+        refusal(store.reserve(drop.id, user, HOLD).await),
+        ErrorCode::AlreadyReserved
+    );
+    store.purchase(hold.id, user).await.unwrap();
+    // max_per_user defaults to one.
+    assert_eq!(
+        refusal(store.reserve(drop.id, user, HOLD).await),
+        ErrorCode::LimitReached
+    );
+    // A session whose user no longer exists cannot hold anything.
+    assert_eq!(
+        refusal(store.reserve(drop.id, 777_777, HOLD).await),
+        ErrorCode::Unauthenticated
+    );
+    assert_invariant(store.as_ref(), drop.id).await;
+    assert_invariant(store.as_ref(), later.id).await;
+}
+
+async fn the_feed_shows_the_three_newest_buyers(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store(EventBus::default()).await;
+    let drop = store.create_drop(&new_drop(10)).await.unwrap();
+    for i in 0..5 {
+        let user = store.create_user(&format!("buyer {i}")).await.unwrap().id;
+        let hold = store
+            .reserve(drop.id, user, HOLD)
+            .await
+            .unwrap()
+            .reservation;
+        store.purchase(hold.id, user).await.unwrap();
+        // Distinct purchase times, so "newest" is well defined.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let names =
+        |p: &[dropline::model::Purchaser]| p.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+    let expected = vec!["buyer 4", "buyer 3", "buyer 2"];
+    assert_eq!(
+        names(&store.recent_purchasers(drop.id, 3).await.unwrap()),
+        expected
+    );
+    let listed = store.list_drops().await.unwrap();
+    assert_eq!(names(&listed[0].recent_purchasers), expected);
+    assert_eq!(
+        names(
+            &store
+                .get_drop(drop.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .recent_purchasers
+        ),
+        expected
+    );
+    assert_eq!(listed[0].available_stock, 5);
+    assert_invariant(store.as_ref(), drop.id).await;
+}
+
+async fn mixed_concurrent_traffic_keeps_every_unit_accounted_for(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store(EventBus::default()).await;
+    let drop = store.create_drop(&new_drop(30)).await.unwrap();
+    let buyers = users(&store, 120).await;
+
+    let tasks: Vec<_> = buyers
+        .into_iter()
+        .enumerate()
+        .map(|(i, user)| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let ttl = if i % 4 == 3 {
+                    Duration::from_millis(30)
+                } else {
+                    HOLD
+                };
+                let Ok(reserved) = store.reserve(drop.id, user, ttl).await else {
+                    return;
+                };
+                let hold = reserved.reservation.id;
+                match i % 4 {
+                    0 => drop_result(store.purchase(hold, user).await),
+                    1 => drop_result(store.cancel(hold, user).await),
+                    2 => {}
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(40)).await;
+                        drop_result(store.expire_due(50).await);
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    store.expire_due(1000).await.unwrap();
+    let audit = store.audit(drop.id).await.unwrap();
+    assert!(audit.purchases > 0, "{audit:?}");
+    assert_invariant(store.as_ref(), drop.id).await;
+}
+
+fn drop_result<T, E: std::fmt::Debug>(result: Result<T, E>) {
+    if let Err(error) = result {
+        // Refusals are expected under contention; database errors are not.
+        let text = format!("{error:?}");
+        assert!(text.starts_with("Refused"), "unexpected error: {text}");
+    }
+}
+
+async fn the_worker_returns_a_unit_at_its_deadline(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let settings = dropline::server::settings::Settings {
+        reservation_ttl_seconds: 1,
+        // Far beyond the test: only the deadline wake-up can return the unit in time.
+        expiry_sweep_ms: 600_000,
+        ..db.settings()
+    };
+    let state = server::start(&settings).await.unwrap();
+    let inventory = state.inventory;
+    let drop = inventory.create_drop(new_drop(1)).await.unwrap();
+    let user = inventory.sign_up("Sam").await.unwrap().id;
+    inventory.reserve(drop.id, user).await.unwrap();
+    assert_eq!(inventory.drop(drop.id).await.unwrap().available_stock, 0);
+
+    let returned = wait_for(Duration::from_secs(10), || async {
+        inventory.drop(drop.id).await.unwrap().available_stock == 1
+    })
+    .await;
+    assert!(returned, "the held unit never came back");
+    let mine = inventory.user_reservations(user).await.unwrap();
+    assert_eq!(mine[0].status, ReservationStatus::Expired);
+}
+
+async fn a_restart_returns_holds_that_fell_due_while_down(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let drop_id;
+    {
+        let store = db.store(EventBus::default()).await;
+        drop_id = store.create_drop(&new_drop(4)).await.unwrap().id;
+        for user in users(&store, 3).await {
+            store
+                .reserve(drop_id, user, Duration::from_millis(50))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.audit(drop_id).await.unwrap().available, 1);
+        // The "server" goes away with its holds still ACTIVE.
+    }
+    tokio::time::sleep(Duration::from_millis(120)).await;
+
+    let state = server::start(&db.settings()).await.unwrap();
+    let audit = state.inventory.audit(drop_id).await.unwrap();
+    assert_eq!((audit.available, audit.active_holds), (4, 0));
+}
+
+/// Polls `check` until it holds or `limit` passes.
+async fn wait_for<F, Fut>(limit: Duration, check: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+on_both_databases!(
+    five_hundred_buyers_for_twenty_units,
+    one_live_hold_per_buyer_even_when_clicking_fast,
+    only_the_holder_can_buy,
+    a_purchase_after_the_deadline_fails_even_before_expiry_runs,
+    cancel_gives_the_unit_back,
+    refusals_name_their_reason,
+    the_feed_shows_the_three_newest_buyers,
+    mixed_concurrent_traffic_keeps_every_unit_accounted_for,
+    the_worker_returns_a_unit_at_its_deadline,
+    a_restart_returns_holds_that_fell_due_while_down,
+);
