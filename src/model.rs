@@ -165,7 +165,8 @@ impl NewDrop {
         }
         self.description = Some(description);
         let image = self.image.take().unwrap_or_default().trim().to_string();
-        if !image.is_empty() && !(image.starts_with('/') && image.len() <= 200) {
+        let site_path = image.starts_with('/') && image.len() <= 200;
+        if !image.is_empty() && !site_path {
             return Err(ApiError::invalid(
                 "image must be a site path starting with / (at most 200 characters)",
             ));

@@ -38,6 +38,12 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     let toasts = components::toasts::provide_toasts();
+    // Effects run only in the browser: this marks the page as driven by the WASM app.
+    Effect::new(|_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
     view! {
         <Stylesheet id="leptos" href="/pkg/dropline.css" />
         <Title text="Dropline" />

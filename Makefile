@@ -1,0 +1,75 @@
+# Dropline: `make run` serves the app, `make test` runs every check. Each installs what it
+# needs first (and skips what is already there), starting from rustup, Node.js and npm.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := run
+
+CARGO_HOME ?= $(HOME)/.cargo
+export PATH := $(CURDIR)/end2end/node_modules/.bin:$(CARGO_HOME)/bin:$(PATH)
+# Playwright drives Debian's Chromium; it must never download a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+
+CARGO_LEPTOS_VERSION := 0.3.10
+# The wasm-bindgen CLI must equal the crate version in Cargo.lock exactly.
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run dev build test lint unit e2e tools wasm-target cargo-leptos wasm-bindgen npm-tools chromium clean
+
+## run: build the release and serve http://127.0.0.1:3000 on SQLite with demo drops
+run: build
+	target/release/dropline
+
+## dev: rebuild and reload on every change
+dev: tools
+	cargo leptos watch
+
+## build: the release server and site (WASM, JS, CSS) under target/
+build: tools
+	cargo leptos build --release
+
+## test: formatting, clippy (ssr and hydrate), Rust tests on SQLite and PostgreSQL, Playwright
+test: lint unit e2e
+
+lint: wasm-target
+	cargo fmt --check
+	cargo clippy --features ssr --all-targets -- -D warnings
+	cargo clippy --features hydrate --lib --target wasm32-unknown-unknown -- -D warnings
+
+unit:
+	DROPLINE_TEST_POSTGRES_URL='$(POSTGRES_URL)' cargo test --features ssr
+
+e2e: build chromium
+	cd end2end && playwright test
+
+tools: wasm-target cargo-leptos wasm-bindgen npm-tools
+
+wasm-target:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown \
+		|| rustup target add wasm32-unknown-unknown
+
+cargo-leptos:
+	@cargo leptos --version 2>/dev/null | grep -qF '$(CARGO_LEPTOS_VERSION)' \
+		|| cargo install cargo-leptos --locked --version '$(CARGO_LEPTOS_VERSION)'
+
+# Not --locked: the CLI's own lock file names a crate version the registry here lacks.
+wasm-bindgen:
+	@wasm-bindgen --version 2>/dev/null | grep -qF '$(WASM_BINDGEN_VERSION)' \
+		|| cargo install wasm-bindgen-cli --version '$(WASM_BINDGEN_VERSION)'
+
+# Playwright and wasm-opt (npm binaryen; Debian's binaryen breaks hydration).
+npm-tools: end2end/node_modules/.installed
+
+end2end/node_modules/.installed: end2end/package.json end2end/package-lock.json
+	cd end2end && npm ci --no-audit --no-fund
+	touch $@
+
+chromium:
+	@command -v chromium >/dev/null \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+
+clean:
+	cargo clean
+	rm -rf end2end/node_modules end2end/test-results dropline.db*
