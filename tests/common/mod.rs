@@ -3,8 +3,16 @@
 
 use std::sync::Arc;
 
-use dropline::server::{events::EventBus, settings::Settings, store, store::Store};
+use axum::{
+    body::Body,
+    http::{header, Request, StatusCode},
+    Router,
+};
+use dropline::server::{self, events::EventBus, settings::Settings, store, store::Store, AppState};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
+use tower::ServiceExt;
 
 /// The PostgreSQL server tests create their databases on.
 pub fn postgres_admin_url() -> String {
@@ -123,6 +131,115 @@ fn rand_u64() -> u64 {
             .as_nanos(),
     );
     h.finish()
+}
+
+/// A whole server instance driven through its router.
+pub struct Api {
+    pub router: Router,
+    pub state: AppState,
+    pub db: Arc<TestDb>,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub cookie: Option<String>,
+    pub body: Value,
+}
+
+impl Api {
+    pub async fn new(backend: Backend) -> Self {
+        Self::on(Arc::new(TestDb::new(backend).await)).await
+    }
+
+    /// Another server instance on the same database.
+    pub async fn on(db: Arc<TestDb>) -> Self {
+        let state = server::start(&db.settings()).await.unwrap();
+        Self {
+            router: server::router(state.clone()),
+            state,
+            db,
+        }
+    }
+
+    /// Serves this instance on an ephemeral loopback port; answers its address.
+    pub async fn listen(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = self.router.clone();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        addr
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        auth: Auth<'_>,
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        match auth {
+            Auth::None => {}
+            Auth::Cookie(cookie) => request = request.header(header::COOKIE, cookie),
+            Auth::Bearer(token) => {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"))
+            }
+        }
+        let request = request
+            .body(Body::from(body.unwrap_or_default().to_string()))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let cookie = response
+            .headers()
+            .get(header::SET_COOKIE)
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            cookie,
+            body,
+        }
+    }
+
+    pub async fn sign_in(&self, name: &str) -> String {
+        let reply = self
+            .call(
+                "POST",
+                "/api/v1/session",
+                Some(&json!({ "name": name }).to_string()),
+                Auth::None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.cookie.expect("session cookie")
+    }
+
+    pub async fn create_drop(&self, body: Value) -> Reply {
+        self.call(
+            "POST",
+            "/api/v1/drops",
+            Some(&body.to_string()),
+            Auth::Bearer(ADMIN_TOKEN),
+        )
+        .await
+    }
+
+    pub async fn drop_count(&self) -> usize {
+        let reply = self.call("GET", "/api/v1/drops", None, Auth::None).await;
+        reply.body["drops"].as_array().unwrap().len()
+    }
+}
+
+#[derive(Clone, Copy)]
+pub enum Auth<'a> {
+    None,
+    Cookie(&'a str),
+    Bearer(&'a str),
 }
 
 /// Runs each listed async test body once on SQLite and once on PostgreSQL.

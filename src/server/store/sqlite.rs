@@ -1,7 +1,12 @@
-//! The embedded store: one SQLite file, WAL mode, every write transaction `BEGIN IMMEDIATE`
-//! so writers queue on the database lock instead of failing on a lock upgrade.
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! SQLite admits one writer at a time anyway, so writers queue on an async mutex (fair, and
+//! without the busy-handler's sleeps) and hold it until their events are published: events
+//! therefore reach the bus in commit order, and versions rise monotonically on every socket.
+//! Transactions still begin `IMMEDIATE`, so another process sharing the file cannot make a
+//! writer fail on a lock upgrade.
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -9,6 +14,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     SqlitePool,
 };
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::{
     count_by_drop, drop_columns, expired_event, hold_refusal, reservation_columns, reserve_refusal,
@@ -35,6 +41,7 @@ macro_rules! now_ms {
 pub struct SqliteStore {
     pool: SqlitePool,
     bus: EventBus,
+    writer: Arc<Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -58,11 +65,20 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Database(e.into()))?;
         bus.mark_local();
-        Ok(Self { pool, bus })
+        Ok(Self {
+            pool,
+            bus,
+            writer: Arc::new(Mutex::new(())),
+        })
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    /// Waits for the writer's turn and begins a write transaction. Keep the turn until the
+    /// transaction's events are published.
+    async fn begin_write(
+        &self,
+    ) -> Result<(MutexGuard<'_, ()>, sqlx::Transaction<'static, sqlx::Sqlite>), sqlx::Error> {
+        let turn = self.writer.lock().await;
+        Ok((turn, self.pool.begin_with("BEGIN IMMEDIATE").await?))
     }
 }
 
@@ -97,7 +113,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_drop(&self, new: &NewDrop) -> Result<ProductDrop, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let row: DropRow = sqlx::query_as(concat!(
             "INSERT INTO drops (name, description, image, price_cents, total_stock, \
              available_stock, max_per_user, starts_at, created_at) \
@@ -164,7 +180,7 @@ impl Store for SqliteStore {
         user: UserId,
         ttl: Duration,
     ) -> Result<Reserved, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let taken: Option<DropRow> = sqlx::query_as(concat!(
             "UPDATE drops SET available_stock = available_stock - 1, version = version + 1 \
              WHERE id = ?1 AND available_stock > 0 AND starts_at <= ",
@@ -233,7 +249,7 @@ impl Store for SqliteStore {
         reservation: ReservationId,
         user: UserId,
     ) -> Result<Purchase, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let drop_id: Option<i64> = sqlx::query_scalar(concat!(
             "UPDATE reservations SET status = 'PURCHASED' \
              WHERE id = ?1 AND user_id = ?2 AND status = 'ACTIVE' AND expires_at > ",
@@ -280,7 +296,7 @@ impl Store for SqliteStore {
         reservation: ReservationId,
         user: UserId,
     ) -> Result<Cancelled, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let hold: Option<ReservationRow> = sqlx::query_as(concat!(
             "UPDATE reservations SET status = 'CANCELLED' \
              WHERE id = ?1 AND user_id = ?2 AND status = 'ACTIVE' RETURNING ",
@@ -312,7 +328,7 @@ impl Store for SqliteStore {
     }
 
     async fn expire_due(&self, limit: i64) -> Result<usize, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let expired: Vec<ReservationRow> = sqlx::query_as(concat!(
             "UPDATE reservations SET status = 'EXPIRED' WHERE id IN (\
                SELECT id FROM reservations WHERE status = 'ACTIVE' AND expires_at <= ",

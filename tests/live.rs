@@ -1,0 +1,298 @@
+//! Live events over `/ws`: what a connected browser receives, on both databases, and across
+//! two server instances on one PostgreSQL.
+
+mod common;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::http::StatusCode;
+use common::{Api, Auth, Backend};
+use dropline::model::LiveEvent;
+use futures::StreamExt;
+use serde_json::json;
+use tokio_tungstenite::{
+    connect_async,
+    tungstenite::{client::IntoClientRequest, Message},
+    MaybeTlsStream, WebSocketStream,
+};
+
+/// A browser's socket, reduced to the events it reads.
+struct Client {
+    ws: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr, cookie: Option<&str>) -> Self {
+        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+        if let Some(cookie) = cookie {
+            request
+                .headers_mut()
+                .insert("cookie", cookie.parse().unwrap());
+        }
+        let (ws, _) = connect_async(request).await.expect("websocket connects");
+        Self { ws }
+    }
+
+    /// The next event, or `None` when nothing arrives within `wait`.
+    async fn next_within(&mut self, wait: Duration) -> Option<LiveEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??;
+            if let Message::Text(text) = message.expect("socket stays healthy") {
+                return Some(serde_json::from_str(&text).expect("events parse"));
+            }
+        }
+    }
+
+    async fn next(&mut self) -> LiveEvent {
+        self.next_within(Duration::from_secs(10))
+            .await
+            .expect("an event arrives")
+    }
+
+    async fn snapshot(&mut self) -> Vec<dropline::model::ProductDrop> {
+        match self.next().await {
+            LiveEvent::Snapshot { drops, .. } => drops,
+            other => panic!("expected a snapshot, got {other:?}"),
+        }
+    }
+}
+
+async fn new_drop(api: &Api, stock: i64) -> i64 {
+    let reply = api
+        .create_drop(json!({ "name": "Live Runner", "price_cents": 5000, "total_stock": stock }))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    reply.body["drop"]["id"].as_i64().unwrap()
+}
+
+async fn reserve(api: &Api, cookie: &str, drop: i64) -> common::Reply {
+    api.call(
+        "POST",
+        &format!("/api/v1/drops/{drop}/reservations"),
+        None,
+        Auth::Cookie(cookie),
+    )
+    .await
+}
+
+async fn a_reserve_moves_stock_on_every_socket_and_a_refusal_moves_nothing(backend: Backend) {
+    let api = Api::new(backend).await;
+    let drop = new_drop(&api, 1).await;
+    let addr = api.listen().await;
+    let mut watcher = Client::connect(addr, None).await;
+    let snapshot = watcher.snapshot().await;
+    assert_eq!(
+        snapshot
+            .iter()
+            .find(|d| d.id == drop)
+            .unwrap()
+            .available_stock,
+        1
+    );
+
+    let ann = api.sign_in("Ann").await;
+    assert_eq!(reserve(&api, &ann, drop).await.status, StatusCode::CREATED);
+    match watcher.next().await {
+        LiveEvent::StockUpdated {
+            drop_id,
+            available,
+            total,
+            version,
+        } => {
+            assert_eq!((drop_id, available, total), (drop, 0, 1));
+            assert!(version > 0);
+        }
+        other => panic!("expected STOCK_UPDATED, got {other:?}"),
+    }
+
+    let bob = api.sign_in("Bob").await;
+    assert_eq!(reserve(&api, &bob, drop).await.status, StatusCode::CONFLICT);
+    // The refused reserve published nothing: the next event is the drop created after it.
+    let second = new_drop(&api, 3).await;
+    match watcher.next().await {
+        LiveEvent::DropCreated { drop } => assert_eq!(drop.id, second),
+        other => panic!("a refused reserve published {other:?}"),
+    }
+}
+
+async fn stock_versions_rise_strictly_per_drop(backend: Backend) {
+    let api = Api::new(backend).await;
+    let drop = new_drop(&api, 40).await;
+    let addr = api.listen().await;
+    let mut watcher = Client::connect(addr, None).await;
+    watcher.snapshot().await;
+
+    let mut cookies = Vec::new();
+    for i in 0..30 {
+        cookies.push(api.sign_in(&format!("buyer {i}")).await);
+    }
+    let api = Arc::new(api);
+    let tasks: Vec<_> = cookies
+        .into_iter()
+        .map(|cookie| {
+            let api = api.clone();
+            tokio::spawn(async move { reserve(&api, &cookie, drop).await.status })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::CREATED);
+    }
+    let mut versions = Vec::new();
+    while versions.len() < 30 {
+        if let LiveEvent::StockUpdated {
+            version, drop_id, ..
+        } = watcher.next().await
+        {
+            assert_eq!(drop_id, drop);
+            versions.push(version);
+        }
+    }
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "versions arrived out of order: {versions:?}"
+    );
+}
+
+async fn owner_events_reach_only_the_owner(backend: Backend) {
+    let api = Api::new(backend).await;
+    let drop = new_drop(&api, 5).await;
+    let addr = api.listen().await;
+    let ann = api.sign_in("Ann").await;
+    let bob = api.sign_in("Bob").await;
+    let mut anns = Client::connect(addr, Some(&ann)).await;
+    let mut bobs = Client::connect(addr, Some(&bob)).await;
+    anns.snapshot().await;
+    bobs.snapshot().await;
+
+    let hold = reserve(&api, &ann, drop).await.body["reservation"]["id"]
+        .as_i64()
+        .unwrap();
+    let bought = api
+        .call(
+            "POST",
+            &format!("/api/v1/reservations/{hold}/purchase"),
+            None,
+            Auth::Cookie(&ann),
+        )
+        .await;
+    assert_eq!(bought.status, StatusCode::CREATED);
+
+    let mut ann_saw_purchase = false;
+    let mut ann_saw_feed = false;
+    while !(ann_saw_purchase && ann_saw_feed) {
+        match anns.next().await {
+            LiveEvent::PurchaseCompleted { purchase } => {
+                assert_eq!(purchase.reservation_id, hold);
+                ann_saw_purchase = true;
+            }
+            LiveEvent::ActivityUpdated { recent, .. } => {
+                assert_eq!(recent[0].name, "Ann");
+                ann_saw_feed = true;
+            }
+            _ => {}
+        }
+    }
+    // Bob sees the public events, then the next public one, and nothing of Ann's in between.
+    let marker = new_drop(&api, 1).await;
+    loop {
+        match bobs.next().await {
+            LiveEvent::PurchaseCompleted { .. } | LiveEvent::ReservationExpired { .. } => {
+                panic!("another user's private event reached Bob")
+            }
+            LiveEvent::DropCreated { drop } if drop.id == marker => break,
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_postgres_instances_share_events_and_survive_a_lost_listen_connection() {
+    let a = Api::new(Backend::Postgres).await;
+    let b = Api::on(a.db.clone()).await;
+    let drop = new_drop(&a, 10).await;
+    let addr_b = b.listen().await;
+    let mut on_b = Client::connect(addr_b, None).await;
+    on_b.snapshot().await;
+
+    let ann = a.sign_in("Ann").await;
+    assert_eq!(reserve(&a, &ann, drop).await.status, StatusCode::CREATED);
+    let seen_on_b = loop {
+        if let LiveEvent::StockUpdated {
+            drop_id, available, ..
+        } = on_b.next().await
+        {
+            break (drop_id, available);
+        }
+    };
+    assert_eq!(seen_on_b, (drop, 9));
+
+    // Cut B's LISTEN connection from the database side.
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&a.db.url)
+        .await
+        .unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "no LISTEN connection found");
+
+    // B reconnects by itself and hands its clients a fresh snapshot...
+    loop {
+        if let LiveEvent::Snapshot { .. } = on_b.next().await {
+            break;
+        }
+    }
+    // ...and later changes on A still reach them.
+    let bob = a.sign_in("Bob").await;
+    assert_eq!(reserve(&a, &bob, drop).await.status, StatusCode::CREATED);
+    let seen_on_b = loop {
+        if let LiveEvent::StockUpdated {
+            drop_id, available, ..
+        } = on_b.next().await
+        {
+            break (drop_id, available);
+        }
+    };
+    assert_eq!(seen_on_b, (drop, 8));
+}
+
+async fn a_garbage_message_closes_nothing(backend: Backend) {
+    let api = Api::new(backend).await;
+    let drop = new_drop(&api, 2).await;
+    let addr = api.listen().await;
+    let mut rude = Client::connect(addr, None).await;
+    let mut polite = Client::connect(addr, None).await;
+    rude.snapshot().await;
+    polite.snapshot().await;
+    use futures::SinkExt;
+    rude.ws
+        .send(Message::Text("{not json".into()))
+        .await
+        .unwrap();
+    rude.ws
+        .send(Message::Binary(vec![0, 1, 2].into()))
+        .await
+        .unwrap();
+
+    let ann = api.sign_in("Ann").await;
+    reserve(&api, &ann, drop).await;
+    for client in [&mut rude, &mut polite] {
+        assert!(matches!(
+            client.next().await,
+            LiveEvent::StockUpdated { .. }
+        ));
+    }
+}
+
+on_both_databases!(
+    a_reserve_moves_stock_on_every_socket_and_a_refusal_moves_nothing,
+    stock_versions_rise_strictly_per_drop,
+    owner_events_reach_only_the_owner,
+    a_garbage_message_closes_nothing,
+);
