@@ -1,21 +1,43 @@
 import { defineConfig } from "@playwright/test";
 
-// The release server, on its own port and a fresh SQLite database seeded with the demo drops.
+// Two release servers, each on a fresh SQLite database seeded with the demo drops: the main
+// one with the default 60 s holds, and one whose holds last 3 s for the expiry test.
 const port = Number(process.env.E2E_PORT ?? 3100);
 const baseURL = `http://127.0.0.1:${port}`;
+
+function server(port: number, db: string, env: Record<string, string> = {}) {
+  return {
+    command: `rm -f target/${db}* && exec target/release/dropline`,
+    cwd: "..",
+    url: `http://127.0.0.1:${port}/healthz`,
+    reuseExistingServer: false,
+    timeout: 60_000,
+    stdout: "pipe" as const,
+    stderr: "pipe" as const,
+    env: {
+      LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
+      LEPTOS_SITE_ROOT: "target/site",
+      DATABASE_URL: `sqlite://target/${db}?mode=rwc`,
+      ADMIN_TOKEN: "e2e-admin-token",
+      RUST_LOG: "warn",
+      ...env,
+    },
+  };
+}
 
 export default defineConfig({
   testDir: "./tests",
   outputDir: "./test-results",
-  timeout: 30_000,
+  timeout: 45_000,
   expect: { timeout: 10_000 },
   fullyParallel: false,
   workers: 1,
   retries: 0,
-  reporter: [["list"]],
+  reporter: [["list"], ["html", { outputFolder: "playwright-report", open: "never" }]],
   use: {
     baseURL,
     trace: "retain-on-failure",
+    screenshot: "only-on-failure",
     launchOptions: {
       executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
       args: [
@@ -29,21 +51,12 @@ export default defineConfig({
       ],
     },
   },
-  projects: [{ name: "chromium" }],
-  webServer: {
-    command: "rm -f target/e2e.db* && exec target/release/dropline",
-    cwd: "..",
-    url: `${baseURL}/healthz`,
-    reuseExistingServer: false,
-    timeout: 60_000,
-    stdout: "pipe",
-    stderr: "pipe",
-    env: {
-      LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
-      LEPTOS_SITE_ROOT: "target/site",
-      DATABASE_URL: "sqlite://target/e2e.db?mode=rwc",
-      ADMIN_TOKEN: "e2e-admin-token",
-      RUST_LOG: "warn",
-    },
-  },
+  projects: [
+    { name: "chromium", testIgnore: /nojs\.spec\.ts/ },
+    { name: "no-javascript", testMatch: /nojs\.spec\.ts/, use: { javaScriptEnabled: false } },
+  ],
+  webServer: [
+    server(port, "e2e.db"),
+    server(port + 1, "e2e-short.db", { RESERVATION_TTL_SECONDS: "3" }),
+  ],
 });

@@ -3,6 +3,8 @@
 
 use leptos::prelude::*;
 
+#[cfg(feature = "ssr")]
+use crate::model::{parse_price, ErrorCode, NewDrop};
 use crate::model::{ApiError, ProductDrop, Purchase, Reservation, User};
 
 #[cfg(feature = "ssr")]
@@ -109,4 +111,33 @@ pub async fn my_reservations() -> Result<Vec<Reservation>, ApiError> {
         Some(user) => state.inventory.user_reservations(user).await,
         None => Ok(Vec::new()),
     }
+}
+
+/// Creates a drop from the admin panel; the admin token proves the right to.
+#[server(prefix = "/rpc", endpoint = "create_drop")]
+pub async fn create_drop(
+    admin_token: String,
+    name: String,
+    price: String,
+    total_stock: String,
+    description: Option<String>,
+) -> Result<ProductDrop, ApiError> {
+    let state = ssr::state();
+    if !state.auth.token_matches(admin_token.trim()) {
+        return Err(ApiError {
+            field: Some("admin_token".into()),
+            ..ApiError::new(ErrorCode::Forbidden, "That admin token is not valid.")
+        });
+    }
+    let total_stock = total_stock.trim().parse().map_err(|_| {
+        ApiError::invalid("total_stock", "total_stock must be a whole number of units")
+    })?;
+    let drop = NewDrop {
+        name,
+        description,
+        price_cents: parse_price(&price)?,
+        total_stock,
+        ..NewDrop::default()
+    };
+    state.inventory.create_drop(drop).await
 }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod live;
 pub mod model;
 #[cfg(feature = "ssr")]
 pub mod server;

@@ -137,17 +137,22 @@ pub const MAX_PRICE_CENTS: i64 = 100_000_000;
 pub fn validate_name(field: &str, raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
     if name.is_empty() {
-        return Err(ApiError::invalid(format!("{field} must not be empty")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
     }
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err(ApiError::invalid(format!(
-            "{field} must be at most {MAX_NAME_CHARS} characters"
-        )));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be at most {MAX_NAME_CHARS} characters"),
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(format!(
-            "{field} must not contain control characters"
-        )));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
     }
     Ok(name.to_string())
 }
@@ -159,38 +164,62 @@ impl NewDrop {
         let description = self.description.take().unwrap_or_default();
         let description = description.trim().to_string();
         if description.chars().count() > MAX_DESCRIPTION_CHARS {
-            return Err(ApiError::invalid(format!(
-                "description must be at most {MAX_DESCRIPTION_CHARS} characters"
-            )));
+            return Err(ApiError::invalid(
+                "description",
+                format!("description must be at most {MAX_DESCRIPTION_CHARS} characters"),
+            ));
         }
         self.description = Some(description);
         let image = self.image.take().unwrap_or_default().trim().to_string();
         let site_path = image.starts_with('/') && image.len() <= 200;
         if !image.is_empty() && !site_path {
             return Err(ApiError::invalid(
+                "image",
                 "image must be a site path starting with / (at most 200 characters)",
             ));
         }
         self.image = Some(image);
         if !(0..=MAX_PRICE_CENTS).contains(&self.price_cents) {
-            return Err(ApiError::invalid(format!(
-                "price_cents must be between 0 and {MAX_PRICE_CENTS}"
-            )));
+            return Err(ApiError::invalid(
+                "price_cents",
+                format!("price_cents must be between 0 and {MAX_PRICE_CENTS}"),
+            ));
         }
         if !(1..=MAX_STOCK).contains(&self.total_stock) {
-            return Err(ApiError::invalid(format!(
-                "total_stock must be between 1 and {MAX_STOCK}"
-            )));
+            return Err(ApiError::invalid(
+                "total_stock",
+                format!("total_stock must be between 1 and {MAX_STOCK}"),
+            ));
         }
         let max_per_user = self.max_per_user.unwrap_or(1);
         if !(1..=self.total_stock).contains(&max_per_user) {
             return Err(ApiError::invalid(
+                "max_per_user",
                 "max_per_user must be between 1 and total_stock",
             ));
         }
         self.max_per_user = Some(max_per_user);
         Ok(self)
     }
+}
+
+/// Reads a price a person typed (`180`, `180.5`, `$180.00`) as integer cents.
+pub fn parse_price(raw: &str) -> Result<i64, ApiError> {
+    let bad = || ApiError::invalid("price_cents", "price must be an amount like 180 or 180.00");
+    let text = raw.trim().trim_start_matches('$').trim();
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() || fraction.len() > 2 || !whole.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    if !fraction.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let whole: i64 = whole.parse().map_err(|_| bad())?;
+    let cents: i64 = format!("{fraction:0<2}").parse().map_err(|_| bad())?;
+    whole
+        .checked_mul(100)
+        .and_then(|w| w.checked_add(cents))
+        .ok_or_else(bad)
 }
 
 /// Stable reason codes. Clients branch on these, so a code never changes its meaning.
@@ -242,6 +271,9 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// The input field at fault, for validation errors a form shows next to the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -249,12 +281,16 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            field: None,
         }
     }
 
-    /// Bad input from the client; the message says which field and why.
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::InvalidInput, message)
+    /// Bad input in `field`; the message starts with the field's name and says why.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.to_string()),
+            ..Self::new(ErrorCode::InvalidInput, message)
+        }
     }
 
     /// The caller must sign in first.
@@ -405,6 +441,21 @@ mod tests {
             let err = input.validate().unwrap_err();
             assert_eq!(err.code, ErrorCode::InvalidInput);
             assert!(err.message.starts_with(field), "{}", err.message);
+            assert_eq!(err.field.as_deref(), Some(field));
+        }
+    }
+
+    #[test]
+    fn typed_prices_become_cents() {
+        assert_eq!(parse_price("180").unwrap(), 18_000);
+        assert_eq!(parse_price(" $180.5 ").unwrap(), 18_050);
+        assert_eq!(parse_price("0.99").unwrap(), 99);
+        for bad in ["", "abc", "1.999", "-5", "1.-5", "99999999999999999999"] {
+            assert_eq!(
+                parse_price(bad).unwrap_err().field.as_deref(),
+                Some("price_cents"),
+                "{bad}"
+            );
         }
     }
 

@@ -7,10 +7,11 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    path,
+    path, SsrMode,
 };
 
 use self::{components::toasts::Toasts, pages::home::HomePage};
+use crate::live::LiveStore;
 
 /// The document around the app: head, hydration scripts, body.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -38,8 +39,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     let toasts = components::toasts::provide_toasts();
-    // Effects run only in the browser: this marks the page as driven by the WASM app.
-    Effect::new(|_| {
+    let live = LiveStore::provide();
+    // Effects run only in the browser, once the WASM has taken over the page.
+    Effect::new(move |_| {
+        live.connect();
         if let Some(body) = document().body() {
             let _ = body.set_attribute("data-hydrated", "true");
         }
@@ -50,7 +53,9 @@ pub fn App() -> impl IntoView {
         <Router>
             <main>
                 <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
-                    <Route path=path!("/") view=HomePage />
+                    // Async: the page is sent once its data is read, so the HTML is complete
+                    // without JavaScript (no streamed fragments to swap in).
+                    <Route path=path!("/") view=HomePage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

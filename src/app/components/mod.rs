@@ -1,5 +1,7 @@
 //! Building blocks of the pages.
 
+pub mod countdown;
+pub mod create_drop;
 pub mod drop_card;
 pub mod session;
 pub mod toasts;

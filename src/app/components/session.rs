@@ -1,19 +1,17 @@
-//! Sign-in by display name, and the signed-in name with a sign-out button.
+//! Sign-in by display name, who is signed in, and the live connection indicator.
 
 use leptos::{form::ActionForm, prelude::*};
 
 use crate::{
-    api::{SignIn, SignOut},
+    app::pages::home::Actions,
+    live::{Connection, LiveStore},
     model::{ApiError, User},
 };
 
-/// The top-right corner: a sign-in form, or who is signed in.
+/// The top-right corner: a sign-in form, or who is signed in with a sign-out button.
 #[component]
-pub fn SessionBar(
-    user: Resource<Result<Option<User>, ApiError>>,
-    sign_in: ServerAction<SignIn>,
-    sign_out: ServerAction<SignOut>,
-) -> impl IntoView {
+pub fn SessionBar(user: Resource<Result<Option<User>, ApiError>>) -> impl IntoView {
+    let actions = expect_context::<Actions>();
     view! {
         <Transition fallback=|| view! { <span class="session-loading">"…"</span> }>
             {move || Suspend::new(async move {
@@ -22,10 +20,13 @@ pub fn SessionBar(
                         view! {
                             <div class="session">
                                 <span class="session-name">
-                                    "Signed in as " <strong data-testid="user-name">{user.name}</strong>
+                                    "Signed in as "
+                                    <strong data-testid="user-name">{user.name}</strong>
                                 </span>
-                                <ActionForm action=sign_out>
-                                    <button type="submit" class="btn btn-ghost">"Sign out"</button>
+                                <ActionForm action=actions.sign_out>
+                                    <button type="submit" class="btn btn-ghost">
+                                        "Sign out"
+                                    </button>
                                 </ActionForm>
                             </div>
                         }
@@ -33,8 +34,10 @@ pub fn SessionBar(
                     }
                     _ => {
                         view! {
-                            <ActionForm action=sign_in attr:class="session sign-in">
-                                <label for="sign-in-name" class="visually-hidden">"Display name"</label>
+                            <ActionForm action=actions.sign_in attr:class="session sign-in">
+                                <label for="sign-in-name" class="visually-hidden">
+                                    "Display name"
+                                </label>
                                 <input
                                     id="sign-in-name"
                                     name="name"
@@ -46,7 +49,7 @@ pub fn SessionBar(
                                 <button
                                     type="submit"
                                     class="btn"
-                                    disabled=move || sign_in.pending().get()
+                                    disabled=move || actions.sign_in.pending().get()
                                 >
                                     "Sign in"
                                 </button>
@@ -57,5 +60,22 @@ pub fn SessionBar(
                 }
             })}
         </Transition>
+    }
+}
+
+/// Whether stock on screen is live, or the feed is reconnecting.
+#[component]
+pub fn ConnectionBadge() -> impl IntoView {
+    let live = LiveStore::use_context();
+    let state = move || match live.connection() {
+        Connection::Connecting => ("connecting", "Connecting…"),
+        Connection::Live => ("live", "Live"),
+        Connection::Reconnecting => ("reconnecting", "Reconnecting…"),
+    };
+    view! {
+        <span class="connection" data-state=move || state().0 role="status" aria-live="polite">
+            <span class="connection-dot" aria-hidden="true"></span>
+            {move || state().1}
+        </span>
     }
 }

@@ -1,0 +1,44 @@
+import { APIRequestContext, Browser, BrowserContext, expect, Page } from "@playwright/test";
+
+export const ADMIN_TOKEN = "e2e-admin-token";
+
+/** A drop of its own for one test, created through the admin API; answers its name. */
+export async function createDrop(
+  request: APIRequestContext,
+  baseURL: string,
+  stock: number,
+  label: string,
+): Promise<string> {
+  const name = `${label} ${Date.now() % 100000}-${Math.floor(Math.random() * 1000)}`;
+  const response = await request.post(`${baseURL}/api/v1/drops`, {
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+    data: { name, price_cents: 9900, total_stock: stock, description: "Made for a test." },
+  });
+  expect(response.status()).toBe(201);
+  return name;
+}
+
+/** A buyer in a browser context of its own, signed in, on a live dashboard. */
+export async function buyer(browser: Browser, baseURL: string, name: string) {
+  const context: BrowserContext = await browser.newContext({ baseURL });
+  const page: Page = await context.newPage();
+  const errors: Error[] = [];
+  page.on("pageerror", (error) => errors.push(error));
+  await page.goto("/");
+  await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
+  await page.getByLabel("Display name").fill(name);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByTestId("user-name")).toHaveText(name);
+  await expect(page.locator(".connection")).toHaveAttribute("data-state", "live");
+  return { context, page, errors };
+}
+
+/** The card of the drop with this name. */
+export function card(page: Page, name: string) {
+  return page.getByRole("article", { name });
+}
+
+/** The "N of M left" line of a card. */
+export function stock(page: Page, name: string) {
+  return card(page, name).getByTestId("stock");
+}
