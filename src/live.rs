@@ -248,7 +248,12 @@ mod socket {
         Effect::new(move |previous: Option<u64>| {
             let current = store.reconnects.get();
             if previous.is_some_and(|p| p != current) {
-                reconnect_feed.borrow_mut().attempt = 0;
+                {
+                    let mut feed = reconnect_feed.borrow_mut();
+                    feed.attempt = 0;
+                    // A pending retry would replace the socket opened now.
+                    feed.retry = None;
+                }
                 connect(store, reconnect_feed.clone());
             }
             current
@@ -295,21 +300,24 @@ mod socket {
             return;
         };
 
-        let on_open = {
+        let on_open = Closure::<dyn FnMut()>::new(move || store.connection.set(Connection::Live));
+        let on_message = {
             let feed = feed.clone();
-            Closure::<dyn FnMut()>::new(move || {
-                feed.borrow_mut().attempt = 0;
-                store.connection.set(Connection::Live);
+            Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+                let Some(text) = event.data().as_string() else {
+                    return;
+                };
+                let Ok(event) = serde_json::from_str::<LiveEvent>(&text) else {
+                    return;
+                };
+                if matches!(event, LiveEvent::Snapshot { .. }) {
+                    // Only a served snapshot proves the server healthy: reset the backoff
+                    // here, not on open, so a server that accepts and then fails backs off.
+                    feed.borrow_mut().attempt = 0;
+                }
+                store.apply(event);
             })
         };
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            let Some(text) = event.data().as_string() else {
-                return;
-            };
-            if let Ok(event) = serde_json::from_str::<LiveEvent>(&text) {
-                store.apply(event);
-            }
-        });
         let on_close = {
             let feed = feed.clone();
             Closure::<dyn FnMut(CloseEvent)>::new(move |_| {

@@ -237,6 +237,7 @@ pub enum ErrorCode {
     ReservationNotFound,
     InvalidInput,
     MalformedRequest,
+    TooLarge,
     Unauthenticated,
     Forbidden,
     NotFound,
@@ -250,6 +251,7 @@ impl ErrorCode {
         match self {
             Self::InvalidInput => 422,
             Self::MalformedRequest => 400,
+            Self::TooLarge => 413,
             Self::Unauthenticated => 401,
             Self::Forbidden | Self::NotYourReservation => 403,
             Self::DropNotFound | Self::ReservationNotFound | Self::NotFound => 404,
@@ -312,6 +314,7 @@ impl ApiError {
             ErrorCode::ReservationNotFound => "No such hold.",
             ErrorCode::InvalidInput => "The request is not valid.",
             ErrorCode::MalformedRequest => "The request could not be read.",
+            ErrorCode::TooLarge => "The request is too large.",
             ErrorCode::Unauthenticated => "Sign in first.",
             ErrorCode::Forbidden => "You are not allowed to do that.",
             ErrorCode::NotFound => "Not found.",

@@ -302,7 +302,68 @@ async fn unknown_things_and_bad_ids_get_clear_errors(backend: Backend) {
     assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
 }
 
+async fn browsers_cannot_write_across_sites(backend: Backend) {
+    let api = Api::new(backend).await;
+    let drop = api
+        .create_drop(json!({ "name": "Guarded", "price_cents": 100, "total_stock": 3 }))
+        .await
+        .body["drop"]["id"]
+        .as_i64()
+        .unwrap();
+    let ann = api.sign_in("Ann").await;
+    let path = format!("/api/v1/drops/{drop}/reservations");
+    let host = ("host", "shop.example");
+
+    let forged = [
+        vec![host, ("origin", "https://evil.example")],
+        vec![host, ("sec-fetch-site", "cross-site")],
+        vec![host, ("sec-fetch-site", "same-site")],
+    ];
+    for headers in forged {
+        let reply = api
+            .call_with("POST", &path, None, Auth::Cookie(&ann), &headers)
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{headers:?}");
+        assert_eq!(error_code(&reply), "FORBIDDEN");
+    }
+    let listed = api
+        .call("GET", &format!("/api/v1/drops/{drop}"), None, Auth::None)
+        .await;
+    assert_eq!(
+        listed.body["drop"]["available_stock"], 3,
+        "a forged request changed stock"
+    );
+
+    let same_site = [
+        host,
+        ("origin", "http://shop.example"),
+        ("sec-fetch-site", "same-origin"),
+    ];
+    let reply = api
+        .call_with("POST", &path, None, Auth::Cookie(&ann), &same_site)
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+
+    for name in [
+        "x-content-type-options",
+        "x-frame-options",
+        "content-security-policy",
+    ] {
+        assert!(listed.headers.contains_key(name), "missing {name}");
+    }
+    let huge = json!({ "name": "x".repeat(100_000) }).to_string();
+    let reply = api
+        .call("POST", "/api/v1/session", Some(&huge), Auth::None)
+        .await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let ready = api.call("GET", "/readyz", None, Auth::None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    assert_eq!(ready.body["database"], true);
+}
+
 on_both_databases!(
+    browsers_cannot_write_across_sites,
     sign_in_sets_a_session_and_forgeries_are_ignored,
     only_the_admin_creates_drops_and_bad_input_writes_nothing,
     reserve_purchase_and_cancel_over_http,

@@ -116,3 +116,23 @@ test("the dashboard at desktop and phone width", async ({ page }, testInfo) => {
     await testInfo.attach(`dashboard-${label}`, { path, contentType: "image/png" });
   }
 });
+
+test("a scheduled drop counts down and opens by itself", async ({ browser, request, baseURL }) => {
+  const name = `Scheduled ${Date.now() % 100000}`;
+  const startsAt = new Date(Date.now() + 5_000).toISOString();
+  const created = await request.post(`${baseURL}/api/v1/drops`, {
+    headers: { Authorization: "Bearer e2e-admin-token" },
+    data: { name, price_cents: 5000, total_stock: 2, starts_at: startsAt },
+  });
+  expect(created.status()).toBe(201);
+  const a = await buyer(browser, baseURL!, "Ivy");
+
+  const button = card(a.page, name).getByRole("button", { name: /Opens in 0:0\d/ });
+  await expect(button).toBeDisabled();
+  await expect(card(a.page, name).getByRole("button", { name: "Reserve" })).toBeEnabled({
+    timeout: 15_000,
+  });
+  await card(a.page, name).getByRole("button", { name: "Reserve" }).click();
+  await expect(card(a.page, name).getByTestId("countdown")).toBeVisible();
+  expect(a.errors).toEqual([]);
+});

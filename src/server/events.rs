@@ -2,6 +2,7 @@
 //! PostgreSQL — to every other instance through LISTEN/NOTIFY.
 
 use std::{
+    convert::Infallible,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -105,32 +106,39 @@ impl EventBus {
         self.listening.store(true, Ordering::Relaxed);
     }
 
-    /// Keeps one LISTEN connection open for this instance and re-broadcasts what arrives.
-    /// When the connection drops it reconnects by itself and asks every client to resync,
-    /// since notifications sent while it was down are gone.
-    pub async fn listen_postgres(self, pool: PgPool) {
-        let mut backoff = Duration::from_millis(100);
+    /// Opens this instance's LISTEN connection, then keeps it open in the background and
+    /// re-broadcasts what arrives. Returns once events flow, so nothing committed after
+    /// start-up is missed. When the connection drops it reconnects by itself and asks every
+    /// client to resync, since notifications sent while it was down are gone.
+    pub async fn listen_postgres(&self, pool: PgPool) -> Result<(), sqlx::Error> {
+        let listener = open_listener(&pool).await?;
+        self.listening.store(true, Ordering::Relaxed);
+        tokio::spawn(self.clone().relay(pool, listener));
+        Ok(())
+    }
+
+    async fn relay(self, pool: PgPool, mut listener: PgListener) {
         loop {
-            let Err(error) = self.listen_once(&pool).await;
-            if self.listening.swap(false, Ordering::Relaxed) {
-                // It was up: start the retries from short again.
-                backoff = Duration::from_millis(100);
-            }
-            tracing::warn!(%error, "LISTEN connection failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            let Err(error) = self.forward(&mut listener).await;
+            self.listening.store(false, Ordering::Relaxed);
+            tracing::warn!(%error, "LISTEN connection failed; reconnecting");
+            let mut backoff = Duration::from_millis(100);
+            listener = loop {
+                tokio::time::sleep(backoff).await;
+                match open_listener(&pool).await {
+                    Ok(listener) => break listener,
+                    Err(error) => tracing::warn!(%error, "LISTEN reconnect failed"),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            };
+            tracing::info!("LISTEN connection up again");
+            self.listening.store(true, Ordering::Relaxed);
+            self.resync();
         }
     }
 
-    /// Runs one LISTEN session until it fails for good.
-    async fn listen_once(&self, pool: &PgPool) -> Result<std::convert::Infallible, sqlx::Error> {
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(PG_CHANNEL).await?;
-        let was_down = !self.listening.swap(true, Ordering::Relaxed);
-        if was_down {
-            tracing::info!("LISTEN connection up");
-            self.resync();
-        }
+    /// Re-broadcasts notifications until the listener fails for good.
+    async fn forward(&self, listener: &mut PgListener) -> Result<Infallible, sqlx::Error> {
         loop {
             match listener.try_recv().await? {
                 Some(notification) => {
@@ -148,4 +156,11 @@ impl EventBus {
             }
         }
     }
+}
+
+/// A connection listening on the events channel.
+async fn open_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(PG_CHANNEL).await?;
+    Ok(listener)
 }

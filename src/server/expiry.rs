@@ -59,7 +59,9 @@ pub async fn run(store: Arc<dyn Store>, clock: Arc<ExpiryClock>, sweep: Duration
             .next_wake_ms
             .store(sweep_at.timestamp_millis(), Ordering::Release);
         let wake_at = match pass(store.as_ref()).await {
-            Ok(Some(deadline)) => deadline.min(sweep_at),
+            // The wait comes from the database's clock; only its length is used here, so a
+            // skew between this server's clock and the database's does not matter.
+            Ok(Some(wait)) => (Utc::now() + wait).min(sweep_at),
             Ok(None) => sweep_at,
             Err(error) => {
                 tracing::warn!(%error, "expiry pass failed; retrying in a second");
@@ -77,8 +79,8 @@ pub async fn run(store: Arc<dyn Store>, clock: Arc<ExpiryClock>, sweep: Duration
     }
 }
 
-/// One pass: expire what is due, then read the next deadline.
-async fn pass(store: &dyn Store) -> Result<Option<DateTime<Utc>>, StoreError> {
+/// One pass: expire what is due, then read how long until the next deadline.
+async fn pass(store: &dyn Store) -> Result<Option<Duration>, StoreError> {
     let expired = expire_all_due(store).await?;
     if expired > 0 {
         tracing::debug!(expired, "holds expired");

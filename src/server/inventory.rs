@@ -29,7 +29,7 @@ impl From<StoreError> for ApiError {
                         | sqlx::Error::Protocol(_)
                         | sqlx::Error::WorkerCrashed
                 ) || matches!(&error, sqlx::Error::Database(db)
-                    if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")));
+                    if db.code().is_some_and(|code| is_transient(&code)));
                 if unavailable {
                     tracing::warn!(%error, "database unavailable");
                     ApiError::refusal(ErrorCode::Unavailable)
@@ -38,6 +38,30 @@ impl From<StoreError> for ApiError {
                     ApiError::refusal(ErrorCode::Internal)
                 }
             }
+        }
+    }
+}
+
+/// Database error codes that mean "try again shortly", not "this request is wrong".
+fn is_transient(code: &str) -> bool {
+    // PostgreSQL: 08 connection, 53 resources, 57P shutdown/terminated, 40001 serialization,
+    // 40P01 deadlock, 25006 read-only (failover). SQLite: BUSY, LOCKED, IOERR, FULL, CANTOPEN.
+    ["08", "53", "57P", "40001", "40P01", "25006"]
+        .iter()
+        .any(|prefix| code.starts_with(prefix))
+        || matches!(code, "5" | "6" | "10" | "13" | "14")
+}
+
+/// Runs a write to completion even if the caller goes away: a client that disconnects
+/// mid-request must not leave a committed change whose events were never published.
+async fn detached<T: Send + 'static>(
+    write: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::spawn(write).await {
+        Ok(result) => Ok(result?),
+        Err(join) => {
+            tracing::error!(error = %join, "write task failed");
+            Err(ApiError::refusal(ErrorCode::Internal))
         }
     }
 }
@@ -74,7 +98,8 @@ impl Inventory {
     /// Creates a drop after checking every field.
     pub async fn create_drop(&self, new: NewDrop) -> Result<ProductDrop, ApiError> {
         let new = new.validate()?;
-        Ok(self.store.create_drop(&new).await?)
+        let store = self.store.clone();
+        detached(async move { store.create_drop(&new).await }).await
     }
 
     pub async fn list_drops(&self) -> Result<Vec<ProductDrop>, ApiError> {
@@ -90,7 +115,8 @@ impl Inventory {
 
     /// Takes one unit of a drop for the user, for the configured hold time.
     pub async fn reserve(&self, drop: DropId, user: UserId) -> Result<Reserved, ApiError> {
-        let reserved = self.store.reserve(drop, user, self.ttl).await?;
+        let (store, ttl) = (self.store.clone(), self.ttl);
+        let reserved = detached(async move { store.reserve(drop, user, ttl).await }).await?;
         self.expiry.hold_created(reserved.reservation.expires_at);
         Ok(reserved)
     }
@@ -100,7 +126,8 @@ impl Inventory {
         reservation: ReservationId,
         user: UserId,
     ) -> Result<Purchase, ApiError> {
-        Ok(self.store.purchase(reservation, user).await?)
+        let store = self.store.clone();
+        detached(async move { store.purchase(reservation, user).await }).await
     }
 
     pub async fn cancel(
@@ -108,7 +135,8 @@ impl Inventory {
         reservation: ReservationId,
         user: UserId,
     ) -> Result<Cancelled, ApiError> {
-        Ok(self.store.cancel(reservation, user).await?)
+        let store = self.store.clone();
+        detached(async move { store.cancel(reservation, user).await }).await
     }
 
     pub async fn recent_purchasers(&self, drop: DropId) -> Result<Vec<Purchaser>, ApiError> {

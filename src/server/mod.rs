@@ -4,6 +4,7 @@ pub mod auth;
 pub mod events;
 pub mod expiry;
 pub mod inventory;
+pub mod protect;
 pub mod rest;
 pub mod settings;
 pub mod store;
@@ -11,9 +12,16 @@ pub mod ws;
 
 use std::sync::Arc;
 
-use axum::{extract::FromRef, routing::get, Router};
+use axum::{
+    extract::{FromRef, State},
+    http::StatusCode,
+    response::IntoResponse,
+    routing::get,
+    Json, Router,
+};
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 use self::{
@@ -32,6 +40,8 @@ pub struct AppState {
     pub inventory: Inventory,
     pub auth: Auth,
     pub bus: EventBus,
+    /// Cancelled when the server begins to shut down; long-lived tasks (sockets) end on it.
+    pub shutdown: CancellationToken,
 }
 
 /// Why the server could not start.
@@ -86,6 +96,7 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         inventory,
         auth: Auth::new(&settings.session_secret, &settings.admin_token),
         bus,
+        shutdown: CancellationToken::new(),
     })
 }
 
@@ -93,14 +104,30 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
-    Router::new()
+    let app = Router::new()
         .nest("/api/v1", rest::router())
         .route("/ws", get(ws::handler))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    protect::layer(app).layer(TraceLayer::new_for_http())
+}
+
+/// Ready to serve: the database answers and live events flow (the LISTEN connection is up).
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let database = state.inventory.store().ping().await.is_ok();
+    let live_events = state.bus.is_listening();
+    let status = if database && live_events {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({ "database": database, "live_events": live_events })),
+    )
 }
 
 /// Starts everything and serves until SIGINT or SIGTERM.
@@ -114,8 +141,13 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
             source,
         })?;
     tracing::info!(%addr, database = %redact(&settings.database_url), "dropline listening");
+    let shutdown = state.shutdown.clone();
+    // On SIGTERM: stop accepting, let in-flight requests finish, close sockets with a reason.
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        })
         .await
         .map_err(|source| StartError::Listen {
             addr: settings.site_addr,

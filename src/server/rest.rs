@@ -52,6 +52,7 @@ impl IntoResponse for RestError {
 impl From<JsonRejection> for RestError {
     fn from(rejection: JsonRejection) -> Self {
         let code = match rejection {
+            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
             JsonRejection::JsonDataError(_) => ErrorCode::InvalidInput,
             _ => ErrorCode::MalformedRequest,
         };

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::{
     extract::{
-        ws::{Message, WebSocket, WebSocketUpgrade},
+        ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade},
         State,
     },
     http::HeaderMap,
@@ -14,6 +14,7 @@ use axum::{
 use chrono::Utc;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
 use super::{
     events::{BusMessage, EventBus},
@@ -34,7 +35,15 @@ pub async fn handler(
     let user = state.auth.session_user(&headers);
     ws.on_upgrade(move |socket: WebSocket| async move {
         let (sink, stream) = socket.split();
-        serve_socket(sink, stream, state.inventory, state.bus, user).await;
+        serve_socket(
+            sink,
+            stream,
+            state.inventory,
+            state.bus,
+            user,
+            state.shutdown,
+        )
+        .await;
     })
 }
 
@@ -46,6 +55,7 @@ pub async fn serve_socket<S, R>(
     inventory: Inventory,
     bus: EventBus,
     user: Option<UserId>,
+    shutdown: CancellationToken,
 ) where
     S: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
@@ -83,6 +93,14 @@ pub async fn serve_socket<S, R>(
                 // Clients have nothing to say yet; whatever they send is ignored.
                 Some(Ok(_)) => {}
             },
+            () = shutdown.cancelled() => {
+                let close = CloseFrame {
+                    code: close_code::AWAY,
+                    reason: "server shutting down".into(),
+                };
+                let _ = sink.send(Message::Close(Some(close))).await;
+                break;
+            }
             _ = heartbeat.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
                     break;

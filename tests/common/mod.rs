@@ -142,6 +142,7 @@ pub struct Api {
 
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
     pub cookie: Option<String>,
     pub body: Value,
 }
@@ -177,9 +178,26 @@ impl Api {
         body: Option<&str>,
         auth: Auth<'_>,
     ) -> Reply {
+        self.call_with(method, path, body, auth, &[]).await
+    }
+
+    /// [`Api::call`] with extra request headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        auth: Auth<'_>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut request = Request::builder().method(method).uri(path);
-        if body.is_some() {
-            request = request.header(header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_LENGTH, body.len());
         }
         match auth {
             Auth::None => {}
@@ -193,6 +211,7 @@ impl Api {
             .unwrap();
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
+        let headers = response.headers().clone();
         let cookie = response
             .headers()
             .get(header::SET_COOKIE)
@@ -201,6 +220,7 @@ impl Api {
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Reply {
             status,
+            headers,
             cookie,
             body,
         }

@@ -17,9 +17,18 @@ pub fn Countdown(expires_ms: i64) -> impl IntoView {
     }
 }
 
-/// Whole seconds as `m:ss`.
+/// Whole seconds as `m:ss`, or `h:mm:ss` from an hour up.
 pub fn format_remaining(seconds: i64) -> String {
-    format!("{}:{:02}", seconds / 60, seconds % 60)
+    if seconds >= 3600 {
+        format!(
+            "{}:{:02}:{:02}",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60
+        )
+    } else {
+        format!("{}:{:02}", seconds / 60, seconds % 60)
+    }
 }
 
 #[cfg(test)]
@@ -31,5 +40,6 @@ mod tests {
         assert_eq!(format_remaining(60), "1:00");
         assert_eq!(format_remaining(59), "0:59");
         assert_eq!(format_remaining(5), "0:05");
+        assert_eq!(format_remaining(3723), "1:02:03");
     }
 }

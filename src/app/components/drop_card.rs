@@ -2,7 +2,10 @@
 
 use leptos::{form::ActionForm, prelude::*};
 
-use super::{countdown::Countdown, format_price};
+use super::{
+    countdown::{format_remaining, Countdown},
+    format_price,
+};
 use crate::{
     app::pages::home::Actions,
     live::LiveStore,
@@ -33,6 +36,9 @@ pub fn DropCard(drop: ProductDrop, hold: Option<Reservation>) -> impl IntoView {
         drop.image.clone()
     };
     let hold_id = hold.as_ref().map(|h| h.id).unwrap_or_default();
+    // Seconds until the drop goes live (0 once it has): the button opens by itself.
+    let starts_ms = drop.starts_at.timestamp_millis();
+    let opens_in = Memo::new(move |_| ((starts_ms - live.now_ms()).max(0) + 999) / 1000);
 
     view! {
         <article
@@ -70,7 +76,11 @@ pub fn DropCard(drop: ProductDrop, hold: Option<Reservation>) -> impl IntoView {
                 </div>
                 <Show
                     when=move || held.get()
-                    fallback=move || view! { <ReserveForm id sold_out=Signal::derive(sold_out) /> }
+                    fallback=move || {
+                        view! {
+                            <ReserveForm id sold_out=Signal::derive(sold_out) opens_in=opens_in.into() />
+                        }
+                    }
                 >
                     <div class="hold">
                         <Countdown expires_ms=expires_ms.unwrap_or_default() />
@@ -106,10 +116,12 @@ pub fn DropCard(drop: ProductDrop, hold: Option<Reservation>) -> impl IntoView {
     .into_any()
 }
 
-/// The Reserve button; pending while this card's request is in flight, so it cannot double-submit.
+/// The Reserve button; pending while this card's request is in flight, so it cannot double-submit,
+/// and closed with a countdown until the drop goes live.
 #[component]
-fn ReserveForm(id: i64, sold_out: Signal<bool>) -> impl IntoView {
+fn ReserveForm(id: i64, sold_out: Signal<bool>, opens_in: Signal<i64>) -> impl IntoView {
     let reserve = expect_context::<Actions>().reserve;
+    let not_open = move || opens_in.get() > 0;
     let pending = move || {
         reserve.pending().get()
             && reserve
@@ -122,16 +134,18 @@ fn ReserveForm(id: i64, sold_out: Signal<bool>) -> impl IntoView {
             <button
                 type="submit"
                 class="btn btn-primary"
-                disabled=move || sold_out.get() || reserve.pending().get()
+                disabled=move || sold_out.get() || not_open() || reserve.pending().get()
                 aria-busy=move || pending().to_string()
             >
                 {move || {
                     if sold_out.get() {
-                        "Sold out"
+                        "Sold out".to_string()
+                    } else if not_open() {
+                        format!("Opens in {}", format_remaining(opens_in.get()))
                     } else if pending() {
-                        "Reserving…"
+                        "Reserving…".to_string()
                     } else {
-                        "Reserve"
+                        "Reserve".to_string()
                     }
                 }}
             </button>

@@ -106,8 +106,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Cancelled, StoreError>;
     /// Expires up to `limit` overdue holds, returning their units; answers how many.
     async fn expire_due(&self, limit: i64) -> Result<usize, StoreError>;
-    /// The earliest deadline of any live hold.
-    async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// How long until the earliest deadline of any live hold, by the database's clock (zero
+    /// when one is already due).
+    async fn next_deadline(&self) -> Result<Option<Duration>, StoreError>;
     /// The newest `limit` purchasers of a drop, newest first.
     async fn recent_purchasers(
         &self,
@@ -346,6 +347,11 @@ fn count_by_drop(holds: &[ReservationRow]) -> BTreeMap<DropId, i64> {
 /// Milliseconds since the epoch to a UTC time.
 fn from_ms(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A signed distance in milliseconds as a wait (zero for the past).
+fn until(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// Milliseconds of a duration, for SQL arithmetic on stored times.

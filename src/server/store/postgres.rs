@@ -8,17 +8,16 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
     PgConnection, PgPool,
 };
 
 use super::{
-    count_by_drop, drop_columns, expired_event, from_ms, hold_refusal, reservation_columns,
-    reserve_refusal, stock_event, ttl_ms, with_purchasers, Cancelled, DropRow, HoldCheck,
-    PurchaseRow, PurchaserRow, ReservationRow, ReserveCheck, Reserved, StockAudit, Store,
-    StoreError, RECENT_PURCHASERS_OF_ALL,
+    count_by_drop, drop_columns, expired_event, hold_refusal, reservation_columns, reserve_refusal,
+    stock_event, ttl_ms, until, with_purchasers, Cancelled, DropRow, HoldCheck, PurchaseRow,
+    PurchaserRow, ReservationRow, ReserveCheck, Reserved, StockAudit, Store, StoreError,
+    RECENT_PURCHASERS_OF_ALL,
 };
 use crate::{
     model::{
@@ -51,7 +50,7 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(e.into()))?;
-        tokio::spawn(bus.listen_postgres(pool.clone()));
+        bus.listen_postgres(pool.clone()).await?;
         Ok(Self { pool })
     }
 
@@ -241,6 +240,9 @@ impl Store for PgStore {
         user: UserId,
     ) -> Result<Purchase, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Drop row first, like every writer: the purchase row's foreign key would take a share
+        // lock on it later, after the hold, and invert the order against cancel and expiry.
+        lock_drop_of(&mut tx, reservation).await?;
         let drop_id: Option<i64> = sqlx::query_scalar(
             "UPDATE reservations SET status = 'PURCHASED' \
              WHERE id = $1 AND user_id = $2 AND status = 'ACTIVE' \
@@ -290,13 +292,7 @@ impl Store for PgStore {
     ) -> Result<Cancelled, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Drop row first (the lock order every writer follows), then the hold.
-        let drop_id: Option<i64> = sqlx::query_scalar(
-            "SELECT d.id FROM drops d JOIN reservations r ON r.drop_id = d.id \
-             WHERE r.id = $1 FOR UPDATE OF d",
-        )
-        .bind(reservation)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let drop_id = lock_drop_of(&mut tx, reservation).await?;
         let hold: Option<ReservationRow> = match drop_id {
             None => None,
             Some(_) => {
@@ -376,12 +372,13 @@ impl Store for PgStore {
         Ok(expired.len())
     }
 
-    async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let ms: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(expires_at) FROM reservations WHERE status = 'ACTIVE'")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(ms.map(from_ms))
+    async fn next_deadline(&self) -> Result<Option<Duration>, StoreError> {
+        let ms: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(expires_at) - dropline_now_ms() FROM reservations WHERE status = 'ACTIVE'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ms.map(until))
     }
 
     async fn recent_purchasers(
@@ -423,6 +420,21 @@ impl Store for PgStore {
             purchases,
         })
     }
+}
+
+/// Locks the drop row of a hold (the first lock of every writer that touches a hold) and
+/// answers its id; `None` when there is no such hold.
+async fn lock_drop_of(
+    tx: &mut PgConnection,
+    reservation: ReservationId,
+) -> Result<Option<DropId>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT d.id FROM drops d JOIN reservations r ON r.drop_id = d.id \
+         WHERE r.id = $1 FOR UPDATE OF d",
+    )
+    .bind(reservation)
+    .fetch_optional(tx)
+    .await
 }
 
 /// Reads a hold's state to explain why a purchase or cancel did not match it.

@@ -9,7 +9,6 @@
 use std::{str::FromStr, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     SqlitePool,
@@ -361,12 +360,15 @@ impl Store for SqliteStore {
         Ok(expired.len())
     }
 
-    async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let ms: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(expires_at) FROM reservations WHERE status = 'ACTIVE'")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(ms.map(super::from_ms))
+    async fn next_deadline(&self) -> Result<Option<Duration>, StoreError> {
+        let ms: Option<i64> = sqlx::query_scalar(concat!(
+            "SELECT MIN(expires_at) - ",
+            now_ms!(),
+            " FROM reservations WHERE status = 'ACTIVE'"
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ms.map(super::until))
     }
 
     async fn recent_purchasers(

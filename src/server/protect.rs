@@ -1,0 +1,80 @@
+//! Protections every response and request passes through: security headers, a body size
+//! limit, and a same-origin check on cookie-authenticated writes (cross-site request forgery).
+
+use axum::{
+    extract::Request,
+    http::{header, HeaderName, HeaderValue, Method},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    Router,
+};
+use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer};
+
+use super::rest::RestError;
+use crate::model::{ApiError, ErrorCode};
+
+/// Largest request body accepted, in bytes: drops and names are small.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What pages may load and run: our own origin only (the hydration scripts are inline, and the
+/// WASM needs `wasm-unsafe-eval` to compile).
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
+    style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; \
+    connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
+
+/// Wraps `router` with the protections.
+pub fn layer(router: Router) -> Router {
+    let headers: [(HeaderName, &'static str); 5] = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (
+            HeaderName::from_static("permissions-policy"),
+            "camera=(), microphone=(), geolocation=()",
+        ),
+    ];
+    let mut router = router
+        .layer(axum::middleware::from_fn(same_origin_writes))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
+    for (name, value) in headers {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    router
+}
+
+/// Refuses a state-changing request that carries cookies but comes from another site.
+///
+/// Browsers say where a request comes from (`Sec-Fetch-Site`, `Origin`); a forged cross-site
+/// form or fetch cannot hide it. Clients that are not browsers send neither and pass.
+async fn same_origin_writes(request: Request, next: Next) -> Response {
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if safe || !request.headers().contains_key(header::COOKIE) || is_same_origin(&request) {
+        return next.run(request).await;
+    }
+    RestError(ApiError::new(
+        ErrorCode::Forbidden,
+        "Cross-site requests may not change anything.",
+    ))
+    .into_response()
+}
+
+fn is_same_origin(request: &Request) -> bool {
+    let headers = request.headers();
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        // No origin information at all: not a modern browser's cross-site request.
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
