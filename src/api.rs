@@ -35,6 +35,27 @@ mod ssr {
             .ok_or_else(ApiError::unauthenticated)
     }
 
+    /// Runs a server function's body and gives a refusal its real HTTP status (the server
+    /// function default is 500, which would log every "sold out" as a server failure). A plain
+    /// form post (no JavaScript) keeps the redirect back to its page instead.
+    pub async fn respond<T>(
+        body: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let result = body.await;
+        if let Err(error) = &result {
+            let form_post = headers().await.is_ok_and(|h| {
+                h.get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("text/html"))
+            });
+            let status = axum::http::StatusCode::from_u16(error.code.http_status());
+            if let (false, Ok(status)) = (form_post, status) {
+                expect_context::<leptos_axum::ResponseOptions>().set_status(status);
+            }
+        }
+        result
+    }
+
     /// Adds a `Set-Cookie` header to the server function's response.
     pub fn set_cookie(value: axum::http::HeaderValue) {
         expect_context::<leptos_axum::ResponseOptions>().append_header(header::SET_COOKIE, value);
@@ -60,11 +81,14 @@ pub async fn current_user() -> Result<Option<User>, ApiError> {
 /// Signs in with a display name (a new buyer each time) and sets the session cookie.
 #[server(prefix = "/rpc", endpoint = "sign_in")]
 pub async fn sign_in(name: String) -> Result<User, ApiError> {
-    let state = ssr::state();
-    let user = state.inventory.sign_up(&name).await?;
-    let https = crate::server::rest::is_https(&ssr::headers().await?);
-    ssr::set_cookie(state.auth.sign_in_cookie(user.id, https));
-    Ok(user)
+    ssr::respond(async move {
+        let state = ssr::state();
+        let user = state.inventory.sign_up(&name).await?;
+        let https = crate::server::rest::is_https(&ssr::headers().await?);
+        ssr::set_cookie(state.auth.sign_in_cookie(user.id, https));
+        Ok(user)
+    })
+    .await
 }
 
 /// Clears the session cookie.
@@ -77,30 +101,39 @@ pub async fn sign_out() -> Result<(), ApiError> {
 /// Takes one unit of a drop for the caller.
 #[server(prefix = "/rpc", endpoint = "reserve_unit")]
 pub async fn reserve_unit(drop_id: i64) -> Result<Reservation, ApiError> {
-    let user = ssr::caller().await?;
-    Ok(ssr::state()
-        .inventory
-        .reserve(drop_id, user)
-        .await?
-        .reservation)
+    ssr::respond(async move {
+        let user = ssr::caller().await?;
+        Ok(ssr::state()
+            .inventory
+            .reserve(drop_id, user)
+            .await?
+            .reservation)
+    })
+    .await
 }
 
 /// Buys the unit the caller holds.
 #[server(prefix = "/rpc", endpoint = "purchase_hold")]
 pub async fn purchase_hold(reservation_id: i64) -> Result<Purchase, ApiError> {
-    let user = ssr::caller().await?;
-    ssr::state().inventory.purchase(reservation_id, user).await
+    ssr::respond(async move {
+        let user = ssr::caller().await?;
+        ssr::state().inventory.purchase(reservation_id, user).await
+    })
+    .await
 }
 
 /// Gives the caller's held unit back.
 #[server(prefix = "/rpc", endpoint = "cancel_hold")]
 pub async fn cancel_hold(reservation_id: i64) -> Result<Reservation, ApiError> {
-    let user = ssr::caller().await?;
-    Ok(ssr::state()
-        .inventory
-        .cancel(reservation_id, user)
-        .await?
-        .reservation)
+    ssr::respond(async move {
+        let user = ssr::caller().await?;
+        Ok(ssr::state()
+            .inventory
+            .cancel(reservation_id, user)
+            .await?
+            .reservation)
+    })
+    .await
 }
 
 /// The caller's holds, newest first (empty when signed out).
@@ -122,22 +155,25 @@ pub async fn create_drop(
     total_stock: String,
     description: Option<String>,
 ) -> Result<ProductDrop, ApiError> {
-    let state = ssr::state();
-    if !state.auth.token_matches(admin_token.trim()) {
-        return Err(ApiError {
-            field: Some("admin_token".into()),
-            ..ApiError::new(ErrorCode::Forbidden, "That admin token is not valid.")
-        });
-    }
-    let total_stock = total_stock.trim().parse().map_err(|_| {
-        ApiError::invalid("total_stock", "total_stock must be a whole number of units")
-    })?;
-    let drop = NewDrop {
-        name,
-        description,
-        price_cents: parse_price(&price)?,
-        total_stock,
-        ..NewDrop::default()
-    };
-    state.inventory.create_drop(drop).await
+    ssr::respond(async move {
+        let state = ssr::state();
+        if !state.auth.token_matches(admin_token.trim()) {
+            return Err(ApiError {
+                field: Some("admin_token".into()),
+                ..ApiError::new(ErrorCode::Forbidden, "That admin token is not valid.")
+            });
+        }
+        let total_stock = total_stock.trim().parse().map_err(|_| {
+            ApiError::invalid("total_stock", "total_stock must be a whole number of units")
+        })?;
+        let drop = NewDrop {
+            name,
+            description,
+            price_cents: parse_price(&price)?,
+            total_stock,
+            ..NewDrop::default()
+        };
+        state.inventory.create_drop(drop).await
+    })
+    .await
 }
