@@ -230,6 +230,7 @@ pub enum ErrorCode {
     AlreadyReserved,
     NotStarted,
     LimitReached,
+    RateLimited,
     ReservationExpired,
     ReservationNotActive,
     NotYourReservation,
@@ -261,6 +262,7 @@ impl ErrorCode {
             | Self::LimitReached
             | Self::ReservationExpired
             | Self::ReservationNotActive => 409,
+            Self::RateLimited => 429,
             Self::Unavailable => 503,
             Self::Internal => 500,
         }
@@ -318,6 +320,7 @@ impl ApiError {
             ErrorCode::Unauthenticated => "Sign in first.",
             ErrorCode::Forbidden => "You are not allowed to do that.",
             ErrorCode::NotFound => "Not found.",
+            ErrorCode::RateLimited => "Too many tries at once; wait a moment and try again.",
             ErrorCode::Unavailable => "The service is briefly unavailable; try again.",
             ErrorCode::Internal => "Something went wrong on our side.",
         };

@@ -362,7 +362,48 @@ async fn browsers_cannot_write_across_sites(backend: Backend) {
     assert_eq!(ready.body["database"], true);
 }
 
+async fn a_hammering_session_is_slowed_down_and_others_are_not(backend: Backend) {
+    let api = Api::configured(backend, |s| {
+        s.rate_limit_session_per_second = 1;
+        s.rate_limit_session_burst = 3;
+    })
+    .await;
+    let drop = api
+        .create_drop(json!({ "name": "Hot", "price_cents": 100, "total_stock": 50 }))
+        .await
+        .body["drop"]["id"]
+        .as_i64()
+        .unwrap();
+    let bot = api.sign_in("Bot").await;
+    let path = format!("/api/v1/drops/{drop}/reservations");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(api.call("POST", &path, None, Auth::Cookie(&bot)).await);
+    }
+    let codes: Vec<_> = statuses.iter().map(|r| r.status.as_u16()).collect();
+    assert_eq!(codes, [201, 409, 409, 429]);
+    let limited = &statuses[3];
+    assert_eq!(error_code(limited), "RATE_LIMITED");
+    let retry: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+
+    let person = api.sign_in("Person").await;
+    assert_eq!(
+        api.call("POST", &path, None, Auth::Cookie(&person))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let audit = api.state.inventory.audit(drop).await.unwrap();
+    assert_eq!((audit.available, audit.active_holds), (48, 2));
+}
+
 on_both_databases!(
+    a_hammering_session_is_slowed_down_and_others_are_not,
     browsers_cannot_write_across_sites,
     sign_in_sets_a_session_and_forgeries_are_ignored,
     only_the_admin_creates_drops_and_bad_input_writes_nothing,

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod events;
 pub mod expiry;
 pub mod inventory;
+pub mod limits;
 pub mod protect;
 pub mod rest;
 pub mod settings;
@@ -40,6 +41,7 @@ pub struct AppState {
     pub inventory: Inventory,
     pub auth: Auth,
     pub bus: EventBus,
+    pub limits: limits::Limits,
     /// Cancelled when the server begins to shut down; long-lived tasks (sockets) end on it.
     pub shutdown: CancellationToken,
 }
@@ -85,6 +87,8 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
     if settings.seed_demo {
         inventory.seed_demo().await?;
     }
+    let limits = limits::Limits::new(settings);
+    tokio::spawn(limits.clone().prune_forever());
     let leptos_options = LeptosOptions::builder()
         .output_name("dropline")
         .site_root(settings.site_root.as_str())
@@ -96,6 +100,7 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         inventory,
         auth: Auth::new(&settings.session_secret, &settings.admin_token),
         bus,
+        limits,
         shutdown: CancellationToken::new(),
     })
 }
@@ -111,6 +116,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit,
+        ))
         .with_state(state);
     protect::layer(app).layer(TraceLayer::new_for_http())
 }
@@ -143,7 +152,8 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     tracing::info!(%addr, database = %redact(&settings.database_url), "dropline listening");
     let shutdown = state.shutdown.clone();
     // On SIGTERM: stop accepting, let in-flight requests finish, close sockets with a reason.
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             shutdown.cancel();

@@ -32,6 +32,13 @@ pub struct Settings {
     pub expiry_sweep_ms: u64,
     /// Most connections in the database pool.
     pub database_max_connections: u32,
+    /// Sign-in, reserve and purchase requests one session may make per second, sustained...
+    pub rate_limit_session_per_second: u32,
+    /// ...and in one burst.
+    pub rate_limit_session_burst: u32,
+    /// The same, per client IP address (several buyers may share one).
+    pub rate_limit_ip_per_second: u32,
+    pub rate_limit_ip_burst: u32,
 }
 
 impl Default for Settings {
@@ -46,6 +53,10 @@ impl Default for Settings {
             seed_demo: true,
             expiry_sweep_ms: 5_000,
             database_max_connections: 16,
+            rate_limit_session_per_second: 5,
+            rate_limit_session_burst: 10,
+            rate_limit_ip_per_second: 50,
+            rate_limit_ip_burst: 100,
         }
     }
 }
@@ -95,6 +106,10 @@ impl Settings {
         "seed_demo",
         "expiry_sweep_ms",
         "database_max_connections",
+        "rate_limit_session_per_second",
+        "rate_limit_session_burst",
+        "rate_limit_ip_per_second",
+        "rate_limit_ip_burst",
     ];
 
     fn from_figment(figment: Figment) -> Result<Self, SettingsError> {
@@ -158,6 +173,19 @@ impl Settings {
                 &self.expiry_sweep_ms,
                 "expected 10 to 3600000",
             ));
+        }
+        for (key, value) in [
+            (
+                "RATE_LIMIT_SESSION_PER_SECOND",
+                self.rate_limit_session_per_second,
+            ),
+            ("RATE_LIMIT_SESSION_BURST", self.rate_limit_session_burst),
+            ("RATE_LIMIT_IP_PER_SECOND", self.rate_limit_ip_per_second),
+            ("RATE_LIMIT_IP_BURST", self.rate_limit_ip_burst),
+        ] {
+            if value == 0 {
+                return Err(bad(key, &value, "must be at least 1"));
+            }
         }
         if self.database_max_connections == 0 {
             return Err(bad(

@@ -152,6 +152,19 @@ impl Api {
         Self::on(Arc::new(TestDb::new(backend).await)).await
     }
 
+    /// A server whose settings `adjust` changes first.
+    pub async fn configured(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> Self {
+        let db = Arc::new(TestDb::new(backend).await);
+        let mut settings = db.settings();
+        adjust(&mut settings);
+        let state = server::start(&settings).await.unwrap();
+        Self {
+            router: server::router(state.clone()),
+            state,
+            db,
+        }
+    }
+
     /// Another server instance on the same database.
     pub async fn on(db: Arc<TestDb>) -> Self {
         let state = server::start(&db.settings()).await.unwrap();
