@@ -402,7 +402,54 @@ async fn a_hammering_session_is_slowed_down_and_others_are_not(backend: Backend)
     assert_eq!((audit.available, audit.active_holds), (48, 2));
 }
 
+async fn metrics_count_reserves_by_outcome(backend: Backend) {
+    let api = Api::new(backend).await;
+    let drop = api
+        .create_drop(json!({ "name": "Counted", "price_cents": 100, "total_stock": 1 }))
+        .await
+        .body["drop"]["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/v1/drops/{drop}/reservations");
+    for name in ["Ann", "Bob", "Cy"] {
+        let cookie = api.sign_in(name).await;
+        api.call("POST", &path, None, Auth::Cookie(&cookie)).await;
+    }
+    let reply = api.router.clone();
+    let response = tower::ServiceExt::oneshot(
+        reply,
+        axum::http::Request::get("/metrics")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(
+        text.contains(r#"dropline_reserves_total{outcome="HELD"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"dropline_reserves_total{outcome="OUT_OF_STOCK"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("dropline_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="/api/v1/drops/{id}/reservations""#),
+        "{text}"
+    );
+}
+
 on_both_databases!(
+    metrics_count_reserves_by_outcome,
     a_hammering_session_is_slowed_down_and_others_are_not,
     browsers_cannot_write_across_sites,
     sign_in_sets_a_session_and_forgeries_are_ignored,

@@ -16,7 +16,11 @@ use std::{
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use super::store::{Store, StoreError, EXPIRY_BATCH};
+use super::{
+    metrics::Metrics,
+    store::{Store, StoreError, EXPIRY_BATCH},
+};
+use crate::model::Reservation;
 
 /// Lets the request path wake the worker when it makes a hold due before the worker's next
 /// planned wake-up.
@@ -36,21 +40,27 @@ impl ExpiryClock {
     }
 }
 
-/// Expires every overdue hold now, batch after batch; answers how many.
-pub async fn expire_all_due(store: &dyn Store) -> Result<usize, StoreError> {
-    let mut total = 0;
+/// Expires every overdue hold now, batch after batch; answers the holds expired.
+pub async fn expire_all_due(store: &dyn Store) -> Result<Vec<Reservation>, StoreError> {
+    let mut all = Vec::new();
     loop {
-        let n = store.expire_due(EXPIRY_BATCH).await?;
-        total += n;
-        if n < EXPIRY_BATCH as usize {
-            return Ok(total);
+        let batch = store.expire_due(EXPIRY_BATCH).await?;
+        let last = batch.len() < EXPIRY_BATCH as usize;
+        all.extend(batch);
+        if last {
+            return Ok(all);
         }
     }
 }
 
 /// Runs forever: expire what is due, then sleep until the next deadline, the next sweep, or a
 /// wake-up from [`ExpiryClock::hold_created`], whichever comes first.
-pub async fn run(store: Arc<dyn Store>, clock: Arc<ExpiryClock>, sweep: Duration) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    clock: Arc<ExpiryClock>,
+    sweep: Duration,
+    metrics: Metrics,
+) {
     loop {
         let sweep_at = Utc::now() + sweep;
         // Publish the sweep time before looking for deadlines: a hold made while we look wakes
@@ -58,7 +68,7 @@ pub async fn run(store: Arc<dyn Store>, clock: Arc<ExpiryClock>, sweep: Duration
         clock
             .next_wake_ms
             .store(sweep_at.timestamp_millis(), Ordering::Release);
-        let wake_at = match pass(store.as_ref()).await {
+        let wake_at = match pass(store.as_ref(), &metrics).await {
             // The wait comes from the database's clock; only its length is used here, so a
             // skew between this server's clock and the database's does not matter.
             Ok(Some(wait)) => (Utc::now() + wait).min(sweep_at),
@@ -80,10 +90,13 @@ pub async fn run(store: Arc<dyn Store>, clock: Arc<ExpiryClock>, sweep: Duration
 }
 
 /// One pass: expire what is due, then read how long until the next deadline.
-async fn pass(store: &dyn Store) -> Result<Option<Duration>, StoreError> {
+async fn pass(store: &dyn Store, metrics: &Metrics) -> Result<Option<Duration>, StoreError> {
     let expired = expire_all_due(store).await?;
-    if expired > 0 {
-        tracing::debug!(expired, "holds expired");
+    let now = Utc::now();
+    for hold in &expired {
+        let late = (now - hold.expires_at).to_std().unwrap_or_default();
+        metrics.expiry_lateness.observe(late.as_secs_f64());
     }
+    metrics.expiries.inc_by(expired.len() as u64);
     store.next_deadline().await
 }

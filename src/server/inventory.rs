@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use super::{
     expiry::ExpiryClock,
+    metrics::Metrics,
     store::{Cancelled, Reserved, StockAudit, Store, StoreError},
 };
 use crate::model::{
@@ -72,12 +73,23 @@ pub struct Inventory {
     store: Arc<dyn Store>,
     expiry: Arc<ExpiryClock>,
     ttl: Duration,
+    metrics: Metrics,
 }
 
 impl Inventory {
     /// Wraps a store; holds last `ttl`.
-    pub fn new(store: Arc<dyn Store>, expiry: Arc<ExpiryClock>, ttl: Duration) -> Self {
-        Self { store, expiry, ttl }
+    pub fn new(
+        store: Arc<dyn Store>,
+        expiry: Arc<ExpiryClock>,
+        ttl: Duration,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            store,
+            expiry,
+            ttl,
+            metrics,
+        }
     }
 
     /// The underlying store (for workers and health checks).
@@ -116,7 +128,16 @@ impl Inventory {
     /// Takes one unit of a drop for the user, for the configured hold time.
     pub async fn reserve(&self, drop: DropId, user: UserId) -> Result<Reserved, ApiError> {
         let (store, ttl) = (self.store.clone(), self.ttl);
-        let reserved = detached(async move { store.reserve(drop, user, ttl).await }).await?;
+        let outcome = detached(async move { store.reserve(drop, user, ttl).await }).await;
+        let label = match &outcome {
+            Ok(_) => "HELD".to_string(),
+            Err(e) => serde_json::to_value(e.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+        };
+        self.metrics.reserves.with_label_values(&[&label]).inc();
+        let reserved = outcome?;
         self.expiry.hold_created(reserved.reservation.expires_at);
         Ok(reserved)
     }

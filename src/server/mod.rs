@@ -5,6 +5,7 @@ pub mod events;
 pub mod expiry;
 pub mod inventory;
 pub mod limits;
+pub mod metrics;
 pub mod protect;
 pub mod rest;
 pub mod settings;
@@ -42,6 +43,7 @@ pub struct AppState {
     pub auth: Auth,
     pub bus: EventBus,
     pub limits: limits::Limits,
+    pub metrics: metrics::Metrics,
     /// Cancelled when the server begins to shut down; long-lived tasks (sockets) end on it.
     pub shutdown: CancellationToken,
 }
@@ -70,20 +72,22 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
     )
     .await?;
     // The start-up pass: holds that fell due while no server ran go back before anyone is served.
-    let returned = expiry::expire_all_due(store.as_ref()).await?;
+    let returned = expiry::expire_all_due(store.as_ref()).await?.len();
     if returned > 0 {
         tracing::info!(
             returned,
             "returned holds that expired while the server was down"
         );
     }
+    let metrics = metrics::Metrics::default();
     let clock = Arc::new(ExpiryClock::default());
     tokio::spawn(expiry::run(
         store.clone(),
         clock.clone(),
         std::time::Duration::from_millis(settings.expiry_sweep_ms),
+        metrics.clone(),
     ));
-    let inventory = Inventory::new(store, clock, settings.reservation_ttl());
+    let inventory = Inventory::new(store, clock, settings.reservation_ttl(), metrics.clone());
     if settings.seed_demo {
         inventory.seed_demo().await?;
     }
@@ -101,6 +105,7 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         auth: Auth::new(&settings.session_secret, &settings.admin_token),
         bus,
         limits,
+        metrics,
         shutdown: CancellationToken::new(),
     })
 }
@@ -114,11 +119,16 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::handler))
         .leptos_routes(&state, routes, move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
         ))
         .with_state(state);
     protect::layer(app).layer(TraceLayer::new_for_http())

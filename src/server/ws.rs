@@ -35,6 +35,7 @@ pub async fn handler(
     let user = state.auth.session_user(&headers);
     ws.on_upgrade(move |socket: WebSocket| async move {
         let (sink, stream) = socket.split();
+        state.metrics.websockets.inc();
         serve_socket(
             sink,
             stream,
@@ -44,6 +45,7 @@ pub async fn handler(
             state.shutdown,
         )
         .await;
+        state.metrics.websockets.dec();
     })
 }
 

@@ -104,8 +104,8 @@ pub trait Store: Send + Sync + 'static {
         reservation: ReservationId,
         user: UserId,
     ) -> Result<Cancelled, StoreError>;
-    /// Expires up to `limit` overdue holds, returning their units; answers how many.
-    async fn expire_due(&self, limit: i64) -> Result<usize, StoreError>;
+    /// Expires up to `limit` overdue holds, returning their units; answers the holds expired.
+    async fn expire_due(&self, limit: i64) -> Result<Vec<Reservation>, StoreError>;
     /// How long until the earliest deadline of any live hold, by the database's clock (zero
     /// when one is already due).
     async fn next_deadline(&self) -> Result<Option<Duration>, StoreError>;

@@ -328,7 +328,7 @@ impl Store for PgStore {
         })
     }
 
-    async fn expire_due(&self, limit: i64) -> Result<usize, StoreError> {
+    async fn expire_due(&self, limit: i64) -> Result<Vec<Reservation>, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Lock the drops that have overdue holds (in id order), then take the holds no other
         // instance is already expiring.
@@ -340,7 +340,7 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         if drops.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let expired: Vec<ReservationRow> = sqlx::query_as(concat!(
             "UPDATE reservations SET status = 'EXPIRED' WHERE id IN (\
@@ -369,7 +369,7 @@ impl Store for PgStore {
         events.extend(expired.iter().map(expired_event));
         notify(&mut tx, &events).await?;
         tx.commit().await?;
-        Ok(expired.len())
+        Ok(expired.into_iter().map(Reservation::from).collect())
     }
 
     async fn next_deadline(&self) -> Result<Option<Duration>, StoreError> {

@@ -326,7 +326,7 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn expire_due(&self, limit: i64) -> Result<usize, StoreError> {
+    async fn expire_due(&self, limit: i64) -> Result<Vec<Reservation>, StoreError> {
         let (_turn, mut tx) = self.begin_write().await?;
         let expired: Vec<ReservationRow> = sqlx::query_as(concat!(
             "UPDATE reservations SET status = 'EXPIRED' WHERE id IN (\
@@ -339,7 +339,7 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         if expired.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut events = Vec::with_capacity(expired.len() * 2);
         for (drop_id, count) in count_by_drop(&expired) {
@@ -357,7 +357,7 @@ impl Store for SqliteStore {
         tx.commit().await?;
         events.extend(expired.iter().map(expired_event));
         self.bus.publish(events);
-        Ok(expired.len())
+        Ok(expired.into_iter().map(Reservation::from).collect())
     }
 
     async fn next_deadline(&self) -> Result<Option<Duration>, StoreError> {

@@ -1,0 +1,117 @@
+//! `/metrics` in Prometheus text format: reserves by outcome, hold expiries and how late they
+//! were, open WebSockets, and request latency. One registry per server, no globals.
+
+use std::time::Instant;
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::header,
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use super::AppState;
+
+/// The server's instruments. Cheap to clone (every field is a shared handle).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Reserve attempts by outcome (`held` or the refusal code).
+    pub reserves: IntCounterVec,
+    pub expiries: IntCounter,
+    /// Seconds between a hold's deadline and its unit being back in stock.
+    pub expiry_lateness: Histogram,
+    pub websockets: IntGauge,
+    requests: HistogramVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let registry = Registry::new_custom(Some("dropline".into()), None).expect("valid prefix");
+        let reserves = IntCounterVec::new(
+            Opts::new("reserves_total", "Reserve attempts by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let expiries = IntCounter::new("hold_expiries_total", "Holds expired by the worker")
+            .expect("valid metric");
+        let expiry_lateness = Histogram::with_opts(
+            HistogramOpts::new(
+                "expiry_lateness_seconds",
+                "Time from a hold's deadline to its unit being back in stock",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("valid metric");
+        let websockets =
+            IntGauge::new("websockets_open", "Open live-feed WebSockets").expect("valid metric");
+        let requests = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency"),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(reserves.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(expiries.clone()),
+            Box::new(expiry_lateness.clone()),
+            Box::new(websockets.clone()),
+            Box::new(requests.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Self {
+            registry,
+            reserves,
+            expiries,
+            expiry_lateness,
+            websockets,
+            requests,
+        }
+    }
+}
+
+impl Metrics {
+    /// Everything in the text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// `GET /metrics`.
+pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+/// Times every request, labelled by its route pattern (not the raw path, which would make a
+/// label per drop id).
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .requests
+        .with_label_values(&[&method, &route, response.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
