@@ -233,6 +233,7 @@ pub enum ErrorCode {
     RateLimited,
     ReservationExpired,
     ReservationNotActive,
+    Conflict,
     NotYourReservation,
     DropNotFound,
     ReservationNotFound,
@@ -261,7 +262,8 @@ impl ErrorCode {
             | Self::NotStarted
             | Self::LimitReached
             | Self::ReservationExpired
-            | Self::ReservationNotActive => 409,
+            | Self::ReservationNotActive
+            | Self::Conflict => 409,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
             Self::Internal => 500,
@@ -311,6 +313,7 @@ impl ApiError {
             ErrorCode::LimitReached => "You have bought as many of these as one buyer may.",
             ErrorCode::ReservationExpired => "Your hold expired; the unit went back on sale.",
             ErrorCode::ReservationNotActive => "This hold is no longer active.",
+            ErrorCode::Conflict => "Another request is changing this; try again.",
             ErrorCode::NotYourReservation => "That hold belongs to someone else.",
             ErrorCode::DropNotFound => "No such drop.",
             ErrorCode::ReservationNotFound => "No such hold.",

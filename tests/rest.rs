@@ -448,7 +448,111 @@ async fn metrics_count_reserves_by_outcome(backend: Backend) {
     );
 }
 
+async fn retries_with_an_idempotency_key_change_nothing(backend: Backend) {
+    let api = Api::new(backend).await;
+    let body = json!({ "name": "Once", "price_cents": 100, "total_stock": 5 }).to_string();
+    let admin_key = [("idempotency-key", "create-1")];
+    let created = api
+        .call_with(
+            "POST",
+            "/api/v1/drops",
+            Some(&body),
+            Auth::Bearer(ADMIN_TOKEN),
+            &admin_key,
+        )
+        .await;
+    let again = api
+        .call_with(
+            "POST",
+            "/api/v1/drops",
+            Some(&body),
+            Auth::Bearer(ADMIN_TOKEN),
+            &admin_key,
+        )
+        .await;
+    assert_eq!(
+        (created.status, again.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_eq!(created.body, again.body);
+    assert_eq!(
+        api.drop_count().await,
+        1,
+        "a retried create made a second drop"
+    );
+    let drop = created.body["drop"]["id"].as_i64().unwrap();
+
+    let ann = api.sign_in("Ann").await;
+    let reserve = format!("/api/v1/drops/{drop}/reservations");
+    let key = [("idempotency-key", "tap-1")];
+    let first = api
+        .call_with("POST", &reserve, None, Auth::Cookie(&ann), &key)
+        .await;
+    let retry = api
+        .call_with("POST", &reserve, None, Auth::Cookie(&ann), &key)
+        .await;
+    assert_eq!(
+        (first.status, retry.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_eq!(first.body, retry.body);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    let hold = first.body["reservation"]["id"].as_i64().unwrap();
+
+    let purchase = format!("/api/v1/reservations/{hold}/purchase");
+    let pay_key = [("idempotency-key", "pay-1")];
+    let paid = api
+        .call_with("POST", &purchase, None, Auth::Cookie(&ann), &pay_key)
+        .await;
+    let paid_again = api
+        .call_with("POST", &purchase, None, Auth::Cookie(&ann), &pay_key)
+        .await;
+    assert_eq!(
+        (paid.status, paid_again.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_eq!(
+        paid.body["purchase"]["id"],
+        paid_again.body["purchase"]["id"]
+    );
+    let audit = api.state.inventory.audit(drop).await.unwrap();
+    assert_eq!(
+        (audit.available, audit.active_holds, audit.purchases),
+        (4, 0, 1)
+    );
+
+    // The same key for another request is refused, and changes nothing either.
+    let reused = api
+        .call_with("POST", &purchase, None, Auth::Cookie(&ann), &key)
+        .await;
+    assert_eq!(
+        (reused.status, error_code(&reused)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_INPUT")
+    );
+    // Keys belong to their user: Bob's "tap-1" is his own.
+    let bob = api.sign_in("Bob").await;
+    let bobs = api
+        .call_with("POST", &reserve, None, Auth::Cookie(&bob), &key)
+        .await;
+    assert_eq!(bobs.status, StatusCode::CREATED);
+    assert_ne!(
+        bobs.body["reservation"]["id"],
+        first.body["reservation"]["id"]
+    );
+    let bad_key = [("idempotency-key", "")];
+    let reply = api
+        .call_with("POST", &reserve, None, Auth::Cookie(&bob), &bad_key)
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let audit = api.state.inventory.audit(drop).await.unwrap();
+    assert_eq!(
+        (audit.available, audit.active_holds, audit.purchases),
+        (3, 1, 1)
+    );
+}
+
 on_both_databases!(
+    retries_with_an_idempotency_key_change_nothing,
     metrics_count_reserves_by_outcome,
     a_hammering_session_is_slowed_down_and_others_are_not,
     browsers_cannot_write_across_sites,

@@ -115,7 +115,13 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
     let app = Router::new()
-        .nest("/api/v1", rest::router())
+        .nest(
+            "/api/v1",
+            rest::router().layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                rest::idempotent,
+            )),
+        )
         .route("/ws", get(ws::handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

@@ -5,9 +5,10 @@
 use axum::{
     extract::{
         rejection::{JsonRejection, PathRejection},
-        FromRequest, FromRequestParts, Path, State,
+        FromRequest, FromRequestParts, Path, Request, State,
     },
-    http::{header, request::Parts, HeaderMap, StatusCode},
+    http::{header, request::Parts, HeaderMap, Method, StatusCode},
+    middleware::Next,
     response::{IntoResponse, Response},
     routing::{delete, get, post},
     Json, Router,
@@ -15,7 +16,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::AppState;
+use super::{store::KeyClaim, AppState};
 use crate::model::{ApiError, ErrorCode, NewDrop, Reservation, UserId};
 
 /// The REST routes, nested under `/api/v1` by the caller.
@@ -29,6 +30,107 @@ pub fn router() -> Router<AppState> {
         .route("/reservations/{id}", delete(cancel))
         .route("/me/reservations", get(my_reservations))
         .fallback(|| async { RestError(ApiError::refusal(ErrorCode::NotFound)) })
+}
+
+/// The header a client sets to make a write safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Makes POSTs that carry an `Idempotency-Key` safe to retry: the first outcome is stored and a
+/// retry with the same key and body gets it again, changing nothing; the same key with another
+/// body is refused (422). Keys belong to the caller (session or admin), so users cannot see
+/// each other's outcomes. Server errors are not stored: a retry runs again.
+pub async fn idempotent(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(key) = request.headers().get(IDEMPOTENCY_KEY).cloned() else {
+        return next.run(request).await;
+    };
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let key = match key.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            k.to_string()
+        }
+        _ => {
+            return RestError(ApiError::new(
+                ErrorCode::MalformedRequest,
+                "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+            ))
+            .into_response()
+        }
+    };
+    let scope = if state.auth.is_admin(request.headers()) {
+        "admin".to_string()
+    } else if let Some(user) = state.auth.session_user(request.headers()) {
+        format!("user:{user}")
+    } else {
+        // Nobody to scope the key to: the handler refuses or serves it as usual.
+        return next.run(request).await;
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, super::protect::MAX_BODY_BYTES).await else {
+        return RestError(ApiError::refusal(ErrorCode::TooLarge)).into_response();
+    };
+    let fingerprint = format!(
+        "{} {}\n{}",
+        parts.method,
+        parts.uri.path(),
+        String::from_utf8_lossy(&bytes)
+    );
+    let store = state.inventory.store();
+    match store.claim_key(&scope, &key, &fingerprint).await {
+        Ok(KeyClaim::Claimed) => {}
+        Ok(KeyClaim::Replay { status, body }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response =
+                (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                header::HeaderValue::from_static("true"),
+            );
+            return response;
+        }
+        Ok(KeyClaim::Mismatch) => {
+            return RestError(ApiError::invalid(
+                "idempotency_key",
+                "This Idempotency-Key was already used for a different request.",
+            ))
+            .into_response()
+        }
+        Ok(KeyClaim::InFlight) => {
+            return RestError(ApiError::new(
+                ErrorCode::Conflict,
+                "A request with this Idempotency-Key is still running; retry shortly.",
+            ))
+            .into_response()
+        }
+        Err(error) => return RestError(error.into()).into_response(),
+    }
+    let response = next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let outcome = (!parts.status.is_server_error()).then(|| {
+        (
+            parts.status.as_u16(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    });
+    let settled = store
+        .settle_key(
+            &scope,
+            &key,
+            outcome
+                .as_ref()
+                .map(|(status, body)| (*status, body.as_str())),
+        )
+        .await;
+    if let Err(error) = settled {
+        tracing::warn!(%error, "could not record an idempotent outcome");
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 /// An [`ApiError`] answered as JSON with its HTTP status.

@@ -119,6 +119,64 @@ pub trait Store: Send + Sync + 'static {
     async fn user_reservations(&self, user: UserId) -> Result<Vec<Reservation>, StoreError>;
     /// Counts where each unit of a drop is, in one consistent read.
     async fn audit(&self, drop: DropId) -> Result<StockAudit, StoreError>;
+    /// Claims an idempotency key for a request, or says what became of its first use.
+    async fn claim_key(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<KeyClaim, StoreError>;
+    /// Records the outcome of a claimed key (`None` releases it, so a retry runs again).
+    async fn settle_key(
+        &self,
+        scope: &str,
+        key: &str,
+        outcome: Option<(u16, &str)>,
+    ) -> Result<(), StoreError>;
+}
+
+/// What an idempotency key says about a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// First use (or a stale claim taken over): run the request, then settle the key.
+    Claimed,
+    /// Already answered: send this again.
+    Replay { status: u16, body: String },
+    /// The key was used for a different request.
+    Mismatch,
+    /// The first request with this key is still running.
+    InFlight,
+}
+
+/// How long an unsettled claim blocks retries before a retry may take it over (a server that
+/// died mid-request never settles its claim).
+pub const KEY_CLAIM_TIMEOUT_MS: i64 = 30_000;
+
+/// The stored row of a key that could not be claimed.
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    fingerprint: String,
+    status: Option<i32>,
+    response: Option<String>,
+}
+
+impl KeyRow {
+    fn claim(row: Option<KeyRow>, fingerprint: &str) -> KeyClaim {
+        match row {
+            // Released between our insert and this read: let the client retry.
+            None => KeyClaim::InFlight,
+            Some(row) if row.fingerprint != fingerprint => KeyClaim::Mismatch,
+            Some(KeyRow {
+                status: Some(status),
+                response,
+                ..
+            }) => KeyClaim::Replay {
+                status: u16::try_from(status).unwrap_or(500),
+                body: response.unwrap_or_default(),
+            },
+            Some(_) => KeyClaim::InFlight,
+        }
+    }
 }
 
 /// Opens the store the URL's scheme names, runs its migrations and wires it to `bus`.

@@ -17,8 +17,9 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use super::{
     count_by_drop, drop_columns, expired_event, hold_refusal, reservation_columns, reserve_refusal,
-    stock_event, ttl_ms, with_purchasers, Cancelled, DropRow, HoldCheck, PurchaseRow, PurchaserRow,
-    ReservationRow, ReserveCheck, Reserved, StockAudit, Store, StoreError,
+    stock_event, ttl_ms, with_purchasers, Cancelled, DropRow, HoldCheck, KeyClaim, KeyRow,
+    PurchaseRow, PurchaserRow, ReservationRow, ReserveCheck, Reserved, StockAudit, Store,
+    StoreError,
 };
 use crate::{
     model::{
@@ -409,6 +410,72 @@ impl Store for SqliteStore {
             active_holds,
             purchases,
         })
+    }
+
+    async fn claim_key(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<KeyClaim, StoreError> {
+        let claimed: Option<i32> = sqlx::query_scalar(concat!(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) \
+             VALUES (?1, ?2, ?3, ",
+            now_ms!(),
+            ") ON CONFLICT (scope, key) DO UPDATE SET created_at = excluded.created_at \
+             WHERE idempotency_keys.status IS NULL \
+             AND idempotency_keys.fingerprint = excluded.fingerprint \
+             AND idempotency_keys.created_at < excluded.created_at - ?4 \
+             RETURNING 1"
+        ))
+        .bind(scope)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(super::KEY_CLAIM_TIMEOUT_MS)
+        .fetch_optional(&self.pool)
+        .await?;
+        if claimed.is_some() {
+            return Ok(KeyClaim::Claimed);
+        }
+        let row: Option<KeyRow> = sqlx::query_as(
+            "SELECT fingerprint, status, response FROM idempotency_keys \
+             WHERE scope = ?1 AND key = ?2",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(KeyRow::claim(row, fingerprint))
+    }
+
+    async fn settle_key(
+        &self,
+        scope: &str,
+        key: &str,
+        outcome: Option<(u16, &str)>,
+    ) -> Result<(), StoreError> {
+        match outcome {
+            Some((status, body)) => {
+                sqlx::query(
+                    "UPDATE idempotency_keys SET status = ?3, response = ?4 \
+                     WHERE scope = ?1 AND key = ?2",
+                )
+                .bind(scope)
+                .bind(key)
+                .bind(i32::from(status))
+                .bind(body)
+                .execute(&self.pool)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM idempotency_keys WHERE scope = ?1 AND key = ?2")
+                    .bind(scope)
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 }
 
