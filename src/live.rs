@@ -27,6 +27,17 @@ pub struct Stock {
     pub version: i64,
 }
 
+impl Stock {
+    /// The stock a drop carries.
+    pub fn of(drop: &ProductDrop) -> Self {
+        Self {
+            available: drop.available_stock,
+            total: drop.total_stock,
+            version: drop.version,
+        }
+    }
+}
+
 /// Live state of every drop, shared through context. `Copy`: it is a bundle of signals.
 #[derive(Clone, Copy)]
 pub struct LiveStore {
@@ -69,11 +80,7 @@ impl LiveStore {
 
     /// Stock to show for `drop`: the live value if it is newer than what was rendered.
     pub fn stock(&self, drop: &ProductDrop) -> Stock {
-        let rendered = Stock {
-            available: drop.available_stock,
-            total: drop.total_stock,
-            version: drop.version,
-        };
+        let rendered = Stock::of(drop);
         self.stock
             .with(|all| all.get(&drop.id).copied())
             .filter(|live| live.version > rendered.version)
@@ -124,14 +131,7 @@ impl LiveStore {
                 let offset = server_time.timestamp_millis() - chrono::Utc::now().timestamp_millis();
                 self.clock_offset_ms.set(offset);
                 for drop in drops {
-                    self.set_stock(
-                        drop.id,
-                        Stock {
-                            available: drop.available_stock,
-                            total: drop.total_stock,
-                            version: drop.version,
-                        },
-                    );
+                    self.set_stock(drop.id, Stock::of(&drop));
                     self.activity.update(|all| {
                         all.insert(drop.id, drop.recent_purchasers.clone());
                     });
@@ -154,14 +154,7 @@ impl LiveStore {
                 },
             ),
             LiveEvent::DropCreated { drop } => {
-                self.set_stock(
-                    drop.id,
-                    Stock {
-                        available: drop.available_stock,
-                        total: drop.total_stock,
-                        version: drop.version,
-                    },
-                );
+                self.set_stock(drop.id, Stock::of(&drop));
                 self.remember(drop);
             }
             LiveEvent::ActivityUpdated { drop_id, recent } => {
