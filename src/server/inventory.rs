@@ -9,12 +9,9 @@ use super::{
     store::{Cancelled, Reserved, StockAudit, Store, StoreError},
 };
 use crate::model::{
-    validate_name, ApiError, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Purchaser,
-    Reservation, ReservationId, User, UserId,
+    validate_name, ApiError, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Reservation,
+    ReservationId, User, UserId,
 };
-
-/// How many purchasers a drop's activity feed shows.
-pub const FEED_LENGTH: i64 = 3;
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
@@ -158,10 +155,6 @@ impl Inventory {
     ) -> Result<Cancelled, ApiError> {
         let store = self.store.clone();
         detached(async move { store.cancel(reservation, user).await }).await
-    }
-
-    pub async fn recent_purchasers(&self, drop: DropId) -> Result<Vec<Purchaser>, ApiError> {
-        Ok(self.store.recent_purchasers(drop, FEED_LENGTH).await?)
     }
 
     pub async fn user_reservations(&self, user: UserId) -> Result<Vec<Reservation>, ApiError> {

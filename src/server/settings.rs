@@ -1,6 +1,6 @@
 //! Runtime settings: the defaults in `Leptos.toml`, each overridable by an environment variable.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use figment::{
     providers::{Env, Format, Serialized, Toml},
@@ -205,11 +205,6 @@ impl Settings {
     /// How long a new hold lasts.
     pub fn reservation_ttl(&self) -> Duration {
         Duration::from_secs(self.reservation_ttl_seconds)
-    }
-
-    /// The site root as a path.
-    pub fn site_root(&self) -> PathBuf {
-        PathBuf::from(&self.site_root)
     }
 }
 

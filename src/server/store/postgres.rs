@@ -53,11 +53,6 @@ impl PgStore {
         bus.listen_postgres(pool.clone()).await?;
         Ok(Self { pool })
     }
-
-    /// The pool, for tests that need to reach the database directly.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }
 
 /// Queues events for delivery when the surrounding transaction commits.
