@@ -326,6 +326,18 @@ async fn browsers_cannot_write_across_sites(backend: Backend) {
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{headers:?}");
         assert_eq!(error_code(&reply), "FORBIDDEN");
     }
+    // Without cookies too: a cross-site sign-in form must not swap the visitor's session.
+    let swap = api
+        .call_with(
+            "POST",
+            "/api/v1/session",
+            Some(r#"{"name":"Mallory"}"#),
+            Auth::None,
+            &[host, ("sec-fetch-site", "cross-site")],
+        )
+        .await;
+    assert_eq!(swap.status, StatusCode::FORBIDDEN);
+    assert!(swap.cookie.is_none());
     let listed = api
         .call("GET", &format!("/api/v1/drops/{drop}"), None, Auth::None)
         .await;

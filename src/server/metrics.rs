@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::header,
+    http::{header, Method},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -101,7 +101,17 @@ pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
 /// label per drop id).
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    // Only the standard verbs: any other token would mint a new series per request.
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -111,7 +121,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     state
         .metrics
         .requests
-        .with_label_values(&[&method, &route, response.status().as_str()])
+        .with_label_values(&[method, &route, response.status().as_str()])
         .observe(started.elapsed().as_secs_f64());
     response
 }

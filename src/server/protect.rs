@@ -46,7 +46,8 @@ pub fn layer(router: Router) -> Router {
     router
 }
 
-/// Refuses a state-changing request that carries cookies but comes from another site.
+/// Refuses a state-changing request that a browser sent from another site, with or without
+/// cookies (a cross-site sign-in form could otherwise swap the victim's session).
 ///
 /// Browsers say where a request comes from (`Sec-Fetch-Site`, `Origin`); a forged cross-site
 /// form or fetch cannot hide it. Clients that are not browsers send neither and pass.
@@ -55,7 +56,7 @@ async fn same_origin_writes(request: Request, next: Next) -> Response {
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    if safe || !request.headers().contains_key(header::COOKIE) || is_same_origin(&request) {
+    if safe || is_same_origin(&request) {
         return next.run(request).await;
     }
     RestError(ApiError::new(

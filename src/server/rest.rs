@@ -5,7 +5,7 @@
 use axum::{
     extract::{
         rejection::{JsonRejection, PathRejection},
-        FromRequest, FromRequestParts, Path, Request, State,
+        FromRequest, FromRequestParts, OriginalUri, Path, Request, State,
     },
     http::{header, request::Parts, HeaderMap, Method, StatusCode},
     middleware::Next,
@@ -15,6 +15,7 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use super::{store::KeyClaim, AppState};
 use crate::model::{ApiError, ErrorCode, NewDrop, Reservation, UserId};
@@ -35,15 +36,29 @@ pub fn router() -> Router<AppState> {
 /// The header a client sets to make a write safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-/// Makes POSTs that carry an `Idempotency-Key` safe to retry: the first outcome is stored and a
-/// retry with the same key and body gets it again, changing nothing; the same key with another
-/// body is refused (422). Keys belong to the caller (session or admin), so users cannot see
-/// each other's outcomes. Server errors are not stored: a retry runs again.
+/// True for the writes a client may retry with an `Idempotency-Key`: create a drop, reserve,
+/// purchase. (Sign-in is left out: a replayed sign-in could not set the cookie again.)
+fn is_idempotent_write(method: &Method, path: &str) -> bool {
+    method == Method::POST
+        && (path == "/api/v1/drops"
+            || (path.starts_with("/api/v1/drops/") && path.ends_with("/reservations"))
+            || (path.starts_with("/api/v1/reservations/") && path.ends_with("/purchase")))
+}
+
+/// Makes the writes that carry an `Idempotency-Key` safe to retry: the first outcome is stored
+/// and a retry with the same key and body gets it again, changing nothing; the same key with
+/// another body is refused (422). Keys belong to the caller (its session, else the admin), so
+/// nobody sees another's outcome. Server errors are not stored: a retry runs again.
 pub async fn idempotent(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(key) = request.headers().get(IDEMPOTENCY_KEY).cloned() else {
         return next.run(request).await;
     };
-    if request.method() != Method::POST {
+    // Inside the nested router the path has lost its `/api/v1` prefix; judge the original.
+    let path = request.extensions().get::<OriginalUri>().map_or_else(
+        || request.uri().path().to_string(),
+        |u| u.path().to_string(),
+    );
+    if !is_idempotent_write(request.method(), &path) {
         return next.run(request).await;
     }
     let key = match key.to_str() {
@@ -58,27 +73,29 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
             .into_response()
         }
     };
-    let scope = if state.auth.is_admin(request.headers()) {
-        "admin".to_string()
-    } else if let Some(user) = state.auth.session_user(request.headers()) {
+    // The session decides who acts (reserve and purchase act for it), so it scopes the key.
+    let scope = if let Some(user) = state.auth.session_user(request.headers()) {
         format!("user:{user}")
+    } else if state.auth.is_admin(request.headers()) {
+        "admin".to_string()
     } else {
-        // Nobody to scope the key to: the handler refuses or serves it as usual.
+        // Nobody to scope the key to: the handler refuses it as usual.
         return next.run(request).await;
     };
     let (parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, super::protect::MAX_BODY_BYTES).await else {
         return RestError(ApiError::refusal(ErrorCode::TooLarge)).into_response();
     };
-    let fingerprint = format!(
-        "{} {}\n{}",
-        parts.method,
-        parts.uri.path(),
-        String::from_utf8_lossy(&bytes)
-    );
-    let store = state.inventory.store();
-    match store.claim_key(&scope, &key, &fingerprint).await {
-        Ok(KeyClaim::Claimed) => {}
+    let mut digest = Sha256::new();
+    digest.update(parts.method.as_str());
+    digest.update(b" ");
+    digest.update(parts.uri.path());
+    digest.update(b"\n");
+    digest.update(&bytes);
+    let fingerprint = format!("{:x}", digest.finalize());
+    let store = state.inventory.store().clone();
+    let token = match store.claim_key(&scope, &key, &fingerprint).await {
+        Ok(KeyClaim::Claimed { token }) => token,
         Ok(KeyClaim::Replay { status, body }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let mut response =
@@ -104,33 +121,34 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
             .into_response()
         }
         Err(error) => return RestError(error.into()).into_response(),
-    }
-    let response = next
-        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await;
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    let outcome = (!parts.status.is_server_error()).then(|| {
-        (
-            parts.status.as_u16(),
-            String::from_utf8_lossy(&bytes).into_owned(),
-        )
+    };
+    // Run and settle detached: a client that hangs up must not leave the claim unsettled.
+    let run = tokio::spawn(async move {
+        let response = next
+            .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+            .await;
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        let outcome = (!parts.status.is_server_error()).then(|| {
+            (
+                parts.status.as_u16(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )
+        });
+        let outcome = outcome
+            .as_ref()
+            .map(|(status, body)| (*status, body.as_str()));
+        if let Err(error) = store.settle_key(&scope, &key, token, outcome).await {
+            tracing::warn!(%error, "could not record an idempotent outcome");
+        }
+        Response::from_parts(parts, axum::body::Body::from(bytes))
     });
-    let settled = store
-        .settle_key(
-            &scope,
-            &key,
-            outcome
-                .as_ref()
-                .map(|(status, body)| (*status, body.as_str())),
-        )
-        .await;
-    if let Err(error) = settled {
-        tracing::warn!(%error, "could not record an idempotent outcome");
-    }
-    Response::from_parts(parts, axum::body::Body::from(bytes))
+    run.await.unwrap_or_else(|error| {
+        tracing::error!(%error, "idempotent request failed");
+        RestError(ApiError::refusal(ErrorCode::Internal)).into_response()
+    })
 }
 
 /// An [`ApiError`] answered as JSON with its HTTP status.

@@ -126,11 +126,13 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         fingerprint: &str,
     ) -> Result<KeyClaim, StoreError>;
-    /// Records the outcome of a claimed key (`None` releases it, so a retry runs again).
+    /// Records the outcome of a claimed key (`None` releases it, so a retry runs again). Only
+    /// the holder of `token` may settle, so a claim taken over after a timeout is not clobbered.
     async fn settle_key(
         &self,
         scope: &str,
         key: &str,
+        token: i64,
         outcome: Option<(u16, &str)>,
     ) -> Result<(), StoreError>;
 }
@@ -138,8 +140,9 @@ pub trait Store: Send + Sync + 'static {
 /// What an idempotency key says about a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyClaim {
-    /// First use (or a stale claim taken over): run the request, then settle the key.
-    Claimed,
+    /// First use (or a stale claim taken over): run the request, then settle the key with
+    /// this token.
+    Claimed { token: i64 },
     /// Already answered: send this again.
     Replay { status: u16, body: String },
     /// The key was used for a different request.

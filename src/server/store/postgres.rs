@@ -422,14 +422,14 @@ impl Store for PgStore {
         key: &str,
         fingerprint: &str,
     ) -> Result<KeyClaim, StoreError> {
-        let claimed: Option<i32> = sqlx::query_scalar(
+        let claimed: Option<i64> = sqlx::query_scalar(
             "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) \
              VALUES ($1, $2, $3, dropline_now_ms()) ON CONFLICT (scope, key) \
              DO UPDATE SET created_at = EXCLUDED.created_at \
              WHERE idempotency_keys.status IS NULL \
              AND idempotency_keys.fingerprint = EXCLUDED.fingerprint \
              AND idempotency_keys.created_at < EXCLUDED.created_at - $4 \
-             RETURNING 1",
+             RETURNING created_at",
         )
         .bind(scope)
         .bind(key)
@@ -437,8 +437,8 @@ impl Store for PgStore {
         .bind(super::KEY_CLAIM_TIMEOUT_MS)
         .fetch_optional(&self.pool)
         .await?;
-        if claimed.is_some() {
-            return Ok(KeyClaim::Claimed);
+        if let Some(token) = claimed {
+            return Ok(KeyClaim::Claimed { token });
         }
         let row: Option<KeyRow> = sqlx::query_as(
             "SELECT fingerprint, status, response FROM idempotency_keys \
@@ -455,27 +455,33 @@ impl Store for PgStore {
         &self,
         scope: &str,
         key: &str,
+        token: i64,
         outcome: Option<(u16, &str)>,
     ) -> Result<(), StoreError> {
         match outcome {
             Some((status, body)) => {
                 sqlx::query(
                     "UPDATE idempotency_keys SET status = $3, response = $4 \
-                     WHERE scope = $1 AND key = $2",
+                     WHERE scope = $1 AND key = $2 AND created_at = $5 AND status IS NULL",
                 )
                 .bind(scope)
                 .bind(key)
                 .bind(i32::from(status))
                 .bind(body)
+                .bind(token)
                 .execute(&self.pool)
                 .await?;
             }
             None => {
-                sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2")
-                    .bind(scope)
-                    .bind(key)
-                    .execute(&self.pool)
-                    .await?;
+                sqlx::query(
+                    "DELETE FROM idempotency_keys \
+                     WHERE scope = $1 AND key = $2 AND created_at = $3 AND status IS NULL",
+                )
+                .bind(scope)
+                .bind(key)
+                .bind(token)
+                .execute(&self.pool)
+                .await?;
             }
         }
         Ok(())

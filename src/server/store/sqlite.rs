@@ -418,7 +418,7 @@ impl Store for SqliteStore {
         key: &str,
         fingerprint: &str,
     ) -> Result<KeyClaim, StoreError> {
-        let claimed: Option<i32> = sqlx::query_scalar(concat!(
+        let claimed: Option<i64> = sqlx::query_scalar(concat!(
             "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) \
              VALUES (?1, ?2, ?3, ",
             now_ms!(),
@@ -426,7 +426,7 @@ impl Store for SqliteStore {
              WHERE idempotency_keys.status IS NULL \
              AND idempotency_keys.fingerprint = excluded.fingerprint \
              AND idempotency_keys.created_at < excluded.created_at - ?4 \
-             RETURNING 1"
+             RETURNING created_at"
         ))
         .bind(scope)
         .bind(key)
@@ -434,8 +434,8 @@ impl Store for SqliteStore {
         .bind(super::KEY_CLAIM_TIMEOUT_MS)
         .fetch_optional(&self.pool)
         .await?;
-        if claimed.is_some() {
-            return Ok(KeyClaim::Claimed);
+        if let Some(token) = claimed {
+            return Ok(KeyClaim::Claimed { token });
         }
         let row: Option<KeyRow> = sqlx::query_as(
             "SELECT fingerprint, status, response FROM idempotency_keys \
@@ -452,27 +452,33 @@ impl Store for SqliteStore {
         &self,
         scope: &str,
         key: &str,
+        token: i64,
         outcome: Option<(u16, &str)>,
     ) -> Result<(), StoreError> {
         match outcome {
             Some((status, body)) => {
                 sqlx::query(
                     "UPDATE idempotency_keys SET status = ?3, response = ?4 \
-                     WHERE scope = ?1 AND key = ?2",
+                     WHERE scope = ?1 AND key = ?2 AND created_at = ?5 AND status IS NULL",
                 )
                 .bind(scope)
                 .bind(key)
                 .bind(i32::from(status))
                 .bind(body)
+                .bind(token)
                 .execute(&self.pool)
                 .await?;
             }
             None => {
-                sqlx::query("DELETE FROM idempotency_keys WHERE scope = ?1 AND key = ?2")
-                    .bind(scope)
-                    .bind(key)
-                    .execute(&self.pool)
-                    .await?;
+                sqlx::query(
+                    "DELETE FROM idempotency_keys \
+                     WHERE scope = ?1 AND key = ?2 AND created_at = ?3 AND status IS NULL",
+                )
+                .bind(scope)
+                .bind(key)
+                .bind(token)
+                .execute(&self.pool)
+                .await?;
             }
         }
         Ok(())
