@@ -14,9 +14,11 @@ CARGO_LEPTOS_VERSION := 0.3.10
 # The wasm-bindgen CLI must equal the crate version in Cargo.lock exactly.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+# schemathesis (pinned in fuzz/requirements.txt) lives in a virtualenv inside the repository.
+FUZZ_VENV := target/fuzz-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run dev build test lint unit e2e tools wasm-target cargo-leptos wasm-bindgen npm-tools chromium clean
+.PHONY: run dev build test lint unit e2e fuzz tools wasm-target cargo-leptos wasm-bindgen npm-tools fuzz-tools chromium clean
 
 ## run: build the release and serve http://127.0.0.1:3000 on SQLite with demo drops
 run: build
@@ -30,8 +32,9 @@ dev: tools
 build: tools
 	cargo leptos build --release
 
-## test: formatting, clippy (ssr and hydrate), Rust tests on SQLite and PostgreSQL, Playwright
-test: lint unit e2e
+## test: formatting, clippy (ssr and hydrate), Rust tests on SQLite and PostgreSQL, Playwright,
+## and a schemathesis fuzz run of /api/v1 against its OpenAPI document
+test: lint unit e2e fuzz
 
 lint: wasm-target
 	cargo fmt --check
@@ -43,6 +46,11 @@ unit:
 
 e2e: build chromium
 	cd end2end && playwright test
+
+## fuzz: the release server on a throwaway SQLite database, fuzzed by schemathesis through its
+## own OpenAPI document (no 5xx, every answer as documented); fixed seed, bounded examples
+fuzz: build fuzz-tools
+	fuzz/run.sh target/release/dropline $(FUZZ_VENV)/bin/st
 
 tools: wasm-target cargo-leptos wasm-bindgen npm-tools
 
@@ -64,6 +72,13 @@ npm-tools: end2end/node_modules/.installed
 
 end2end/node_modules/.installed: end2end/package.json end2end/package-lock.json
 	cd end2end && npm ci --no-audit --no-fund
+	touch $@
+
+fuzz-tools: $(FUZZ_VENV)/.installed
+
+$(FUZZ_VENV)/.installed: fuzz/requirements.txt
+	python3 -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/pip install --quiet --disable-pip-version-check -r fuzz/requirements.txt
 	touch $@
 
 chromium:

@@ -13,16 +13,22 @@ pub type ReservationId = i64;
 
 /// A limited-edition product on sale: its stock and its three most recent buyers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema), schema(as = Drop))]
 pub struct ProductDrop {
+    #[cfg_attr(feature = "ssr", schema(value_type = i64))]
     pub id: DropId,
     pub name: String,
     pub description: String,
-    /// Path of the product image under the site root (`/images/...`).
+    /// Path of the product image under the site root (`/images/...`), or empty.
     pub image: String,
+    /// Price in integer cents.
     pub price_cents: i64,
     pub total_stock: i64,
+    /// Units neither held nor sold.
     pub available_stock: i64,
+    /// Most units one buyer may buy.
     pub max_per_user: i64,
+    /// When reserving opens.
     pub starts_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     /// Rises by one with every change of `available_stock`; clients keep the newest they saw.
@@ -41,6 +47,7 @@ impl ProductDrop {
 
 /// One line of a drop's activity feed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Purchaser {
     pub name: String,
     pub purchased_at: DateTime<Utc>,
@@ -48,13 +55,16 @@ pub struct Purchaser {
 
 /// A signed-in buyer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct User {
+    #[cfg_attr(feature = "ssr", schema(value_type = i64))]
     pub id: UserId,
     pub name: String,
 }
 
 /// Where a hold stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ReservationStatus {
     Active,
@@ -99,10 +109,14 @@ pub struct Reservation {
 
 /// A completed sale of one unit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Purchase {
     pub id: i64,
+    #[cfg_attr(feature = "ssr", schema(value_type = i64))]
     pub reservation_id: ReservationId,
+    #[cfg_attr(feature = "ssr", schema(value_type = i64))]
     pub drop_id: DropId,
+    #[cfg_attr(feature = "ssr", schema(value_type = i64))]
     pub user_id: UserId,
     pub price_cents: i64,
     pub created_at: DateTime<Utc>,
@@ -110,16 +124,44 @@ pub struct Purchase {
 
 /// What an admin sends to create a drop. Optional fields take sensible defaults.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct NewDrop {
+    /// 1 to 80 characters after trimming, no control characters.
+    #[cfg_attr(
+        feature = "ssr",
+        schema(min_length = 1, max_length = 80, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")
+    )]
     pub name: String,
+    /// At most 1000 characters, no control characters but line breaks and tabs; empty when
+    /// left out.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "ssr",
+        schema(
+            max_length = 1000,
+            pattern = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+        )
+    )]
     pub description: Option<String>,
+    /// A path under the site root, such as `/images/shoe.svg` (at most 200 characters, no
+    /// control characters); none when left out.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "ssr",
+        schema(max_length = 200, pattern = r"^(/[^\x00-\x1f\x7f-\x9f]*)?$")
+    )]
     pub image: Option<String>,
+    /// Price in integer cents.
+    #[cfg_attr(feature = "ssr", schema(minimum = 0, maximum = 100_000_000))]
     pub price_cents: i64,
+    /// Units on sale.
+    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 1_000_000))]
     pub total_stock: i64,
+    /// Most units one buyer may buy, at most `total_stock`; 1 when left out.
     #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 1_000_000))]
     pub max_per_user: Option<i64>,
+    /// When reserving opens; now when left out.
     #[serde(default)]
     pub starts_at: Option<DateTime<Utc>>,
 }
@@ -169,13 +211,25 @@ impl NewDrop {
                 format!("description must be at most {MAX_DESCRIPTION_CHARS} characters"),
             ));
         }
+        if description
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(ApiError::invalid(
+                "description",
+                "description must not contain control characters other than line breaks and tabs",
+            ));
+        }
         self.description = Some(description);
         let image = self.image.take().unwrap_or_default().trim().to_string();
-        let site_path = image.starts_with('/') && image.len() <= 200;
+        let site_path = image.starts_with('/')
+            && image.chars().count() <= 200
+            && !image.chars().any(char::is_control);
         if !image.is_empty() && !site_path {
             return Err(ApiError::invalid(
                 "image",
-                "image must be a site path starting with / (at most 200 characters)",
+                "image must be a site path starting with / (at most 200 characters, no control \
+                 characters)",
             ));
         }
         self.image = Some(image);
@@ -224,6 +278,7 @@ pub fn parse_price(raw: &str) -> Result<i64, ApiError> {
 
 /// Stable reason codes. Clients branch on these, so a code never changes its meaning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     OutOfStock,
@@ -243,6 +298,7 @@ pub enum ErrorCode {
     Unauthenticated,
     Forbidden,
     NotFound,
+    MethodNotAllowed,
     Unavailable,
     Internal,
 }
@@ -257,6 +313,7 @@ impl ErrorCode {
             Self::Unauthenticated => 401,
             Self::Forbidden | Self::NotYourReservation => 403,
             Self::DropNotFound | Self::ReservationNotFound | Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
             Self::OutOfStock
             | Self::AlreadyReserved
             | Self::NotStarted
@@ -273,12 +330,14 @@ impl ErrorCode {
 
 /// A refusal or failure as clients see it: a stable code and words for a person.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[error("{message}")]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     /// The input field at fault, for validation errors a form shows next to the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ssr", schema(nullable = false))]
     pub field: Option<String>,
 }
 
@@ -323,6 +382,7 @@ impl ApiError {
             ErrorCode::Unauthenticated => "Sign in first.",
             ErrorCode::Forbidden => "You are not allowed to do that.",
             ErrorCode::NotFound => "Not found.",
+            ErrorCode::MethodNotAllowed => "This path does not take that method.",
             ErrorCode::RateLimited => "Too many tries at once; wait a moment and try again.",
             ErrorCode::Unavailable => "The service is briefly unavailable; try again.",
             ErrorCode::Internal => "Something went wrong on our side.",
@@ -444,6 +504,20 @@ mod tests {
                     ..drop_input()
                 },
                 "image",
+            ),
+            (
+                NewDrop {
+                    image: Some("/a\0b.svg".into()),
+                    ..drop_input()
+                },
+                "image",
+            ),
+            (
+                NewDrop {
+                    description: Some("nul \0 inside".into()),
+                    ..drop_input()
+                },
+                "description",
             ),
         ];
         for (input, field) in cases {

@@ -368,6 +368,7 @@ async fn browsers_cannot_write_across_sites(backend: Backend) {
         .call("POST", "/api/v1/session", Some(&huge), Auth::None)
         .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(&reply), "TOO_LARGE");
 
     let ready = api.call("GET", "/readyz", None, Auth::None).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
@@ -561,6 +562,176 @@ async fn retries_with_an_idempotency_key_change_nothing(backend: Backend) {
         (audit.available, audit.active_holds, audit.purchases),
         (3, 1, 1)
     );
+}
+
+/// The operations the README promises, as (method, path).
+const PROMISED: [(&str, &str); 9] = [
+    ("POST", "/api/v1/session"),
+    ("DELETE", "/api/v1/session"),
+    ("GET", "/api/v1/drops"),
+    ("POST", "/api/v1/drops"),
+    ("GET", "/api/v1/drops/{id}"),
+    ("POST", "/api/v1/drops/{id}/reservations"),
+    ("POST", "/api/v1/reservations/{id}/purchase"),
+    ("DELETE", "/api/v1/reservations/{id}"),
+    ("GET", "/api/v1/me/reservations"),
+];
+
+/// Every `$ref` in a JSON document.
+fn collect_refs(value: &serde_json::Value, refs: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                match value.as_str() {
+                    Some(reference) if key == "$ref" => refs.push(reference.to_string()),
+                    _ => collect_refs(value, refs),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_refs(v, refs)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_matches_what_the_server_answers() {
+    let api = Api::new(Backend::Sqlite).await;
+    let reply = api
+        .call("GET", "/api/v1/openapi.json", None, Auth::None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["content-type"], "application/json");
+    let doc = reply.body;
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+
+    // Every reference resolves, so code generators can use the document as it is.
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(!refs.is_empty());
+    for reference in refs {
+        let target = reference
+            .strip_prefix('#')
+            .and_then(|pointer| doc.pointer(pointer));
+        assert!(target.is_some(), "{reference} resolves to nothing");
+    }
+
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut documented: Vec<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| ["get", "post", "put", "patch", "delete"].contains(&k.as_str()))
+                .map(|method| (method.to_uppercase(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    documented.sort();
+    let mut promised: Vec<(String, String)> = PROMISED
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    promised.sort();
+    assert_eq!(documented, promised);
+
+    // Every documented path answers its documented methods with a documented status, and
+    // every other method with 405 naming exactly the documented ones.
+    let ann = api.sign_in("Ann").await;
+    for (path, item) in paths {
+        let url = path.replace("{id}", "424242");
+        let methods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+        let allowed: Vec<&str> = methods
+            .into_iter()
+            .filter(|m| item[m.to_lowercase()].is_object())
+            .collect();
+        for method in methods {
+            let reply = api.call(method, &url, None, Auth::Cookie(&ann)).await;
+            let operation = &item[method.to_lowercase()];
+            if operation.is_null() {
+                assert_eq!(
+                    (reply.status, error_code(&reply)),
+                    (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
+                    "{method} {path} is served but not documented"
+                );
+                let allow = reply.headers["allow"].to_str().unwrap().to_string();
+                let mut allow: Vec<&str> = allow
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|m| *m != "HEAD")
+                    .collect();
+                allow.sort_by_key(|m| methods.iter().position(|x| x == m));
+                assert_eq!(allow, allowed, "{path}: Allow differs from the document");
+            } else {
+                let status = reply.status.as_str();
+                assert!(
+                    operation["responses"][status].is_object(),
+                    "{method} {path} answered {status}, which the document does not list"
+                );
+            }
+        }
+    }
+
+    // The error shape and the codes clients branch on.
+    let schemas = &doc["components"]["schemas"];
+    let codes: Vec<&str> = schemas["ErrorCode"]["enum"]
+        .as_array()
+        .expect("ErrorCode is an enum")
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for code in [
+        "OUT_OF_STOCK",
+        "ALREADY_RESERVED",
+        "NOT_STARTED",
+        "RESERVATION_EXPIRED",
+        "NOT_YOUR_RESERVATION",
+        "RATE_LIMITED",
+        "INVALID_INPUT",
+    ] {
+        assert!(codes.contains(&code), "{code} missing from {codes:?}");
+    }
+    let required = |name: &str| schemas[name]["required"].clone();
+    assert_eq!(required("ErrorBody"), json!(["error"]));
+    assert_eq!(required("ApiError"), json!(["code", "message"]));
+
+    // Who may call what, and what the layers in front of the handlers answer.
+    let op = |method: &str, path: &str| &doc["paths"][path][method];
+    let reserve = op("post", "/api/v1/drops/{id}/reservations");
+    assert_eq!(reserve["security"], json!([{ "session": [] }]));
+    assert_eq!(
+        op("post", "/api/v1/drops")["security"],
+        json!([{ "admin_token": [] }])
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["session"]["name"],
+        "dropline_session"
+    );
+    assert!(reserve["responses"]["429"]["headers"]["Retry-After"].is_object());
+    assert!(reserve["responses"]["409"].is_object());
+    let params = reserve["parameters"].as_array().unwrap();
+    assert!(
+        params
+            .iter()
+            .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"),
+        "{params:?}"
+    );
+    for (method, path) in PROMISED {
+        let operation = op(&method.to_lowercase(), path);
+        for (status, response) in operation["responses"].as_object().unwrap() {
+            if !status.starts_with('2') {
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
 }
 
 on_both_databases!(

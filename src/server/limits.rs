@@ -74,7 +74,7 @@ impl Limits {
 }
 
 /// True for the requests that take or buy stock, or make accounts.
-fn is_limited(method: &Method, path: &str) -> bool {
+pub fn is_limited(method: &Method, path: &str) -> bool {
     if method != Method::POST {
         return false;
     }

@@ -6,6 +6,7 @@ pub mod expiry;
 pub mod inventory;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod protect;
 pub mod rest;
 pub mod settings;
@@ -116,7 +117,7 @@ pub fn router(state: AppState) -> Router {
     let options = state.leptos_options.clone();
     let app = Router::new()
         .nest(
-            "/api/v1",
+            rest::PREFIX,
             rest::router().layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 rest::idempotent,

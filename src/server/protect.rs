@@ -36,7 +36,8 @@ pub fn layer(router: Router) -> Router {
     ];
     let mut router = router
         .layer(axum::middleware::from_fn(same_origin_writes))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(declared_length));
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::if_not_present(
             name,
@@ -44,6 +45,22 @@ pub fn layer(router: Router) -> Router {
         ));
     }
     router
+}
+
+/// Refuses a body whose declared length is over the limit before anything reads it, in the
+/// API's error shape (the limit layer behind it answers such requests in plain text; it still
+/// cuts off bodies that declare no length).
+async fn declared_length(request: Request, next: Next) -> Response {
+    let too_long = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64);
+    if too_long {
+        return RestError(ApiError::refusal(ErrorCode::TooLarge)).into_response();
+    }
+    next.run(request).await
 }
 
 /// Refuses a state-changing request that a browser sent from another site, with or without

@@ -1,0 +1,224 @@
+//! The OpenAPI 3.1 document of `/api/v1`, served at `/api/v1/openapi.json`.
+//!
+//! It is generated, not written: the operations come from the handlers' `#[utoipa::path]`
+//! descriptions (the same ones their routes are registered from), the schemas from the types the
+//! handlers send and read, and what the layers in front of the handlers may answer (same-origin
+//! check, body limit, rate limits, idempotency keys) from the very predicates those layers use.
+
+use axum::http::Method;
+use utoipa::{
+    openapi::{
+        header::HeaderBuilder,
+        path::{Operation, ParameterBuilder, ParameterIn, PathItem},
+        response::ResponseBuilder,
+        security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+        ContentBuilder, Object, OpenApi, Ref, RefOr, Required, Type,
+    },
+    OpenApi as _,
+};
+
+use super::{auth::SESSION_COOKIE, limits, protect::MAX_BODY_BYTES, rest};
+
+/// The parts of the document that belong to no handler.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Dropline API",
+        description = "Limited-edition product drops: live stock, timed holds, no oversell. \
+            Buyers sign in with a display name and act through the session cookie; creating \
+            drops needs the admin token. Every error answers `{\"error\":{\"code\",\"message\"}}` \
+            (plus `field` for bad input) with a stable `code`.",
+    ),
+    tags(
+        (name = "session", description = "Sign in and out."),
+        (name = "drops", description = "Drops, their stock and their newest buyers."),
+        (name = "reservations", description = "Holds on one unit: reserve, purchase, cancel."),
+    ),
+    components(schemas(rest::ErrorBody))
+)]
+struct ApiDoc;
+
+/// Builds the whole document from the REST router's `paths` (relative to [`rest::PREFIX`]).
+pub fn document(paths: OpenApi) -> OpenApi {
+    let mut doc = ApiDoc::openapi().nest(rest::PREFIX, paths);
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "session",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            SESSION_COOKIE,
+            "The signed session cookie that `POST /api/v1/session` sets.",
+        ))),
+    );
+    components.add_security_scheme(
+        "admin_token",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "The server's `ADMIN_TOKEN` (logged at start when it was not set).",
+                ))
+                .build(),
+        ),
+    );
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for (method, operation) in operations(item) {
+            add_layer_answers(path, &method, operation);
+        }
+    }
+    doc
+}
+
+/// Every operation of a path, with its method.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (Method, &mut Operation)> {
+    [
+        (Method::GET, &mut item.get),
+        (Method::POST, &mut item.post),
+        (Method::PUT, &mut item.put),
+        (Method::PATCH, &mut item.patch),
+        (Method::DELETE, &mut item.delete),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| operation.as_mut().map(|op| (method, op)))
+}
+
+/// Adds what the layers in front of the handler may answer for `method` on `path`.
+fn add_layer_answers(path: &str, method: &Method, operation: &mut Operation) {
+    if method != Method::GET {
+        add_error(
+            operation,
+            "403",
+            "`FORBIDDEN`: a browser sent this from another site (`Origin` / `Sec-Fetch-Site`).",
+        );
+    }
+    let idempotent = rest::is_idempotent_write(method, path);
+    if operation.request_body.is_some() || idempotent {
+        let limit = format!("`TOO_LARGE`: the body is over {MAX_BODY_BYTES} bytes.");
+        add_error(operation, "413", &limit);
+    }
+    if limits::is_limited(method, path) {
+        add_error(
+            operation,
+            "429",
+            "`RATE_LIMITED`: too many tries from this session or address; wait `Retry-After` \
+             seconds.",
+        );
+        add_header(
+            operation,
+            "429",
+            "Retry-After",
+            seconds(),
+            "Seconds to wait before trying again.",
+        );
+    }
+    if idempotent {
+        add_idempotency(operation);
+    }
+}
+
+/// The `Idempotency-Key` header and its answers.
+fn add_idempotency(operation: &mut Operation) {
+    let mut key = Object::with_type(Type::String);
+    key.min_length = Some(1);
+    key.max_length = Some(255);
+    key.pattern = Some("^[!-~]+$".into());
+    operation
+        .parameters
+        .get_or_insert_with(Vec::new)
+        .push(RefOr::T(
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "Makes the request safe to retry: a retry with the same key and body (by the \
+                     same caller) answers the first outcome again and changes nothing.",
+                ))
+                .schema(Some(key))
+                .build(),
+        ));
+    add_error(
+        operation,
+        "400",
+        "`MALFORMED_REQUEST`: the `Idempotency-Key` is not 1 to 255 visible ASCII characters.",
+    );
+    add_error(
+        operation,
+        "409",
+        "`CONFLICT`: the first request with this `Idempotency-Key` is still running; retry \
+         shortly.",
+    );
+    add_error(
+        operation,
+        "422",
+        "`INVALID_INPUT` (`field`: `idempotency_key`): this key was used for a different request.",
+    );
+    let successes: Vec<String> = operation
+        .responses
+        .responses
+        .keys()
+        .filter(|status| status.starts_with('2'))
+        .cloned()
+        .collect();
+    for status in successes {
+        let mut replayed = Object::with_type(Type::String);
+        replayed.enum_values = Some(vec!["true".into()]);
+        add_header(
+            operation,
+            &status,
+            "Idempotent-Replayed",
+            replayed,
+            "`true` when this is the stored outcome of an earlier request with the same key.",
+        );
+    }
+}
+
+/// Adds an error answer to `status`, or its reason to the answer the handler already declares.
+fn add_error(operation: &mut Operation, status: &str, reason: &str) {
+    let responses = &mut operation.responses.responses;
+    match responses.get_mut(status) {
+        Some(RefOr::T(response)) => {
+            response.description = format!("{} Or {reason}", response.description);
+        }
+        Some(RefOr::Ref(_)) => {}
+        None => {
+            let response = ResponseBuilder::new()
+                .description(reason)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build();
+            responses.insert(status.to_string(), RefOr::T(response));
+        }
+    }
+}
+
+/// Declares a header on the answer with `status`.
+fn add_header(
+    operation: &mut Operation,
+    status: &str,
+    name: &str,
+    schema: Object,
+    description: &str,
+) {
+    if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) {
+        response.headers.insert(
+            name.to_string(),
+            RefOr::T(
+                HeaderBuilder::new()
+                    .schema(Some(schema))
+                    .description(Some(description))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// A whole number of seconds, at least one.
+fn seconds() -> Object {
+    let mut seconds = Object::with_type(Type::Integer);
+    seconds.minimum = Some(1.into());
+    seconds
+}
