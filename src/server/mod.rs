@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod events;
 pub mod expiry;
+pub mod idempotency;
 pub mod inventory;
 pub mod limits;
 pub mod metrics;
@@ -87,6 +88,10 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         std::time::Duration::from_millis(settings.expiry_sweep_ms),
         metrics.clone(),
     ));
+    tokio::spawn(idempotency::forget_old_keys(
+        store.clone(),
+        settings.idempotency_key_ttl(),
+    ));
     let inventory = Inventory::new(store, clock, settings.reservation_ttl(), metrics.clone());
     if settings.seed_demo {
         inventory.seed_demo().await?;
@@ -132,6 +137,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limits::limit,
         ))
+        .layer(state.limits.ip_source().into_extension())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
