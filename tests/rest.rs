@@ -654,6 +654,28 @@ async fn behind_a_proxy_each_buyer_address_has_its_own_limit(backend: Backend) {
     assert_eq!(seen, [201, 201, 429, 201, 201, 201, 429, 201]);
 }
 
+/// Every answer names its request, so a buyer's report can be found in the logs; a proxy's id
+/// is kept.
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let api = Api::new(Backend::Sqlite).await;
+    let first = api.call("GET", "/api/v1/drops", None, Auth::None).await;
+    let second = api.call("GET", "/api/v1/nothing", None, Auth::None).await;
+    let id = |reply: &Reply| reply.headers["x-request-id"].to_str().unwrap().to_string();
+    assert!(!id(&first).is_empty());
+    assert_ne!(id(&first), id(&second));
+    let proxied = api
+        .call_with(
+            "GET",
+            "/api/v1/drops",
+            None,
+            Auth::None,
+            &[("x-request-id", "edge-42")],
+        )
+        .await;
+    assert_eq!(id(&proxied), "edge-42");
+}
+
 on_both_databases!(
     a_resubmitted_form_reserves_and_buys_once,
     behind_a_proxy_each_buyer_address_has_its_own_limit,

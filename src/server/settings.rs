@@ -46,6 +46,16 @@ pub struct Settings {
     pub client_ip_source: ClientIpSource,
     /// How long a stored idempotency outcome is kept (hours); older keys are forgotten.
     pub idempotency_key_hours: u64,
+    /// Log lines as readable `text` or as one JSON object per line (`json`) for a collector.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Default for Settings {
@@ -66,6 +76,7 @@ impl Default for Settings {
             rate_limit_ip_burst: 100,
             client_ip_source: ClientIpSource::ConnectInfo,
             idempotency_key_hours: 24,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -121,6 +132,7 @@ impl Settings {
         "rate_limit_ip_burst",
         "client_ip_source",
         "idempotency_key_hours",
+        "log_format",
     ];
 
     fn from_figment(figment: Figment) -> Result<Self, SettingsError> {
