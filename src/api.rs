@@ -14,7 +14,10 @@ mod ssr {
 
     use crate::{
         model::{ApiError, UserId},
-        server::AppState,
+        server::{
+            idempotency::{self, Outcome},
+            AppState,
+        },
     };
 
     pub fn state() -> AppState {
@@ -54,6 +57,38 @@ mod ssr {
             }
         }
         result
+    }
+
+    /// Runs a write once per idempotency key when the form sent one (see
+    /// [`crate::server::idempotency`]): a resubmitted form gets the first outcome again.
+    /// `run` must not reach for the reactive context: it may run in a detached task.
+    pub async fn once<T>(
+        scope: String,
+        key: Option<String>,
+        operation: &str,
+        input: &impl serde::Serialize,
+        run: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    ) -> Result<T, ApiError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        let Some(key) = key.filter(|k| !k.is_empty()) else {
+            return run.await;
+        };
+        let keyed = idempotency::Keyed {
+            scope,
+            key: idempotency::valid_key(&key)?.to_string(),
+            fingerprint: idempotency::fingerprint(
+                "RPC",
+                operation,
+                &serde_json::to_vec(input).unwrap_or_default(),
+            ),
+        };
+        let store = state().inventory.store().clone();
+        match idempotency::once(store, keyed, run, idempotency::record_result).await? {
+            Outcome::Fresh(result) => result,
+            Outcome::Replay { body, .. } => idempotency::replayed(&body),
+        }
     }
 
     /// Adds a `Set-Cookie` header to the server function's response.
@@ -98,26 +133,48 @@ pub async fn sign_out() -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Takes one unit of a drop for the caller.
+/// Takes one unit of a drop for the caller. A resubmission with the same `idempotency_key`
+/// gets the first outcome.
 #[server(prefix = "/rpc", endpoint = "reserve_unit")]
-pub async fn reserve_unit(drop_id: i64) -> Result<Reservation, ApiError> {
+pub async fn reserve_unit(
+    drop_id: i64,
+    idempotency_key: Option<String>,
+) -> Result<Reservation, ApiError> {
     ssr::respond(async move {
         let user = ssr::caller().await?;
-        Ok(ssr::state()
-            .inventory
-            .reserve(drop_id, user)
-            .await?
-            .reservation)
+        let inventory = ssr::state().inventory;
+        let run = async move { Ok(inventory.reserve(drop_id, user).await?.reservation) };
+        ssr::once(
+            format!("user:{user}"),
+            idempotency_key,
+            "reserve_unit",
+            &drop_id,
+            run,
+        )
+        .await
     })
     .await
 }
 
-/// Buys the unit the caller holds.
+/// Buys the unit the caller holds. A resubmission with the same `idempotency_key` gets the
+/// first outcome.
 #[server(prefix = "/rpc", endpoint = "purchase_hold")]
-pub async fn purchase_hold(reservation_id: i64) -> Result<Purchase, ApiError> {
+pub async fn purchase_hold(
+    reservation_id: i64,
+    idempotency_key: Option<String>,
+) -> Result<Purchase, ApiError> {
     ssr::respond(async move {
         let user = ssr::caller().await?;
-        ssr::state().inventory.purchase(reservation_id, user).await
+        let inventory = ssr::state().inventory;
+        let run = async move { inventory.purchase(reservation_id, user).await };
+        ssr::once(
+            format!("user:{user}"),
+            idempotency_key,
+            "purchase_hold",
+            &reservation_id,
+            run,
+        )
+        .await
     })
     .await
 }
@@ -146,7 +203,8 @@ pub async fn my_reservations() -> Result<Vec<Reservation>, ApiError> {
     }
 }
 
-/// Creates a drop from the admin panel; the admin token proves the right to.
+/// Creates a drop from the admin panel; the admin token proves the right to. A resubmission
+/// with the same `idempotency_key` gets the first outcome instead of a second drop.
 #[server(prefix = "/rpc", endpoint = "create_drop")]
 pub async fn create_drop(
     admin_token: String,
@@ -154,6 +212,7 @@ pub async fn create_drop(
     price: String,
     total_stock: String,
     description: Option<String>,
+    idempotency_key: Option<String>,
 ) -> Result<ProductDrop, ApiError> {
     ssr::respond(async move {
         let state = ssr::state();
@@ -173,7 +232,10 @@ pub async fn create_drop(
             total_stock,
             ..NewDrop::default()
         };
-        state.inventory.create_drop(drop).await
+        let input = drop.clone();
+        let inventory = state.inventory;
+        let run = async move { inventory.create_drop(drop).await };
+        ssr::once("admin".into(), idempotency_key, "create_drop", &input, run).await
     })
     .await
 }

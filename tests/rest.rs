@@ -734,7 +734,122 @@ async fn the_openapi_document_matches_what_the_server_answers() {
     }
 }
 
+/// The UI's forms carry a key per attempt: a resubmitted form (a retry after a network error,
+/// a reload of the POST) reserves and buys once, and the next attempt is judged afresh.
+async fn a_resubmitted_form_reserves_and_buys_once(backend: Backend) {
+    let api = Api::new(backend).await;
+    let drop = api
+        .create_drop(json!({ "name": "Form", "price_cents": 100, "total_stock": 5 }))
+        .await
+        .body["drop"]["id"]
+        .as_i64()
+        .unwrap();
+    let ann = api.sign_in("Ann").await;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let post = |path: &'static str, body: String| {
+        let ann = ann.clone();
+        let api = &api;
+        async move {
+            api.call_with("POST", path, Some(&body), Auth::Cookie(&ann), &form)
+                .await
+        }
+    };
+    let reserve = format!("drop_id={drop}&idempotency_key=attempt-1");
+    let first = post("/rpc/reserve_unit", reserve.clone()).await;
+    let again = post("/rpc/reserve_unit", reserve).await;
+    assert_eq!(
+        (first.status, again.status),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    assert!(first.body["id"].is_i64(), "{}", first.body);
+    assert_eq!(first.body["id"], again.body["id"]);
+    let hold = first.body["id"].as_i64().unwrap();
+
+    let pay = format!("reservation_id={hold}&idempotency_key=attempt-2");
+    let paid = post("/rpc/purchase_hold", pay.clone()).await;
+    let paid_again = post("/rpc/purchase_hold", pay).await;
+    assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
+    assert_eq!(paid.body["id"], paid_again.body["id"]);
+    let audit = api.state.inventory.audit(drop).await.unwrap();
+    assert_eq!(
+        (audit.available, audit.active_holds, audit.purchases),
+        (4, 0, 1)
+    );
+
+    // A new attempt has a new key and meets today's rules: one purchase per buyer.
+    let next = post(
+        "/rpc/reserve_unit",
+        format!("drop_id={drop}&idempotency_key=attempt-3"),
+    )
+    .await;
+    assert_eq!(next.status, StatusCode::CONFLICT, "{}", next.body);
+}
+
+/// Behind a reverse proxy the per-IP limit counts each buyer's own address (from the header
+/// the proxy sets), and IPv6 buyers by their /64.
+async fn behind_a_proxy_each_buyer_address_has_its_own_limit(backend: Backend) {
+    let api = Api::configured(backend, |s| {
+        s.client_ip_source = axum_client_ip::ClientIpSource::RightmostXForwardedFor;
+        s.rate_limit_ip_per_second = 1;
+        s.rate_limit_ip_burst = 2;
+    })
+    .await;
+    let sign_in_from = |address: &'static str| {
+        let api = &api;
+        async move {
+            api.call_with(
+                "POST",
+                "/api/v1/session",
+                Some(r#"{"name":"Ann"}"#),
+                Auth::None,
+                &[("x-forwarded-for", address)],
+            )
+            .await
+            .status
+            .as_u16()
+        }
+    };
+    let mut seen = Vec::new();
+    for address in [
+        "198.51.100.7",
+        "198.51.100.7",
+        "198.51.100.7",
+        "198.51.100.8",
+        "2001:db8:0:1::1",
+        "2001:db8:0:1::2",
+        "2001:db8:0:1::3",
+        "2001:db8:0:2::1",
+    ] {
+        seen.push(sign_in_from(address).await);
+    }
+    assert_eq!(seen, [201, 201, 429, 201, 201, 201, 429, 201]);
+}
+
+/// Every answer names its request, so a buyer's report can be found in the logs; a proxy's id
+/// is kept.
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let api = Api::new(Backend::Sqlite).await;
+    let first = api.call("GET", "/api/v1/drops", None, Auth::None).await;
+    let second = api.call("GET", "/api/v1/nothing", None, Auth::None).await;
+    let id = |reply: &Reply| reply.headers["x-request-id"].to_str().unwrap().to_string();
+    assert!(!id(&first).is_empty());
+    assert_ne!(id(&first), id(&second));
+    let proxied = api
+        .call_with(
+            "GET",
+            "/api/v1/drops",
+            None,
+            Auth::None,
+            &[("x-request-id", "edge-42")],
+        )
+        .await;
+    assert_eq!(id(&proxied), "edge-42");
+}
+
 on_both_databases!(
+    a_resubmitted_form_reserves_and_buys_once,
+    behind_a_proxy_each_buyer_address_has_its_own_limit,
     retries_with_an_idempotency_key_change_nothing,
     metrics_count_reserves_by_outcome,
     a_hammering_session_is_slowed_down_and_others_are_not,

@@ -10,7 +10,7 @@ use dropline::{
     server::{
         self,
         events::EventBus,
-        store::{Store, StoreError},
+        store::{KeyClaim, Store, StoreError},
     },
 };
 
@@ -397,6 +397,33 @@ async fn a_restart_returns_holds_that_fell_due_while_down(backend: Backend) {
     assert_eq!((audit.available, audit.active_holds), (4, 0));
 }
 
+/// Idempotency keys are kept for retries while they can come, then forgotten.
+async fn old_idempotency_keys_are_forgotten(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store(EventBus::default()).await;
+    let KeyClaim::Claimed { token } = store.claim_key("user:1", "k", "fp").await.unwrap() else {
+        panic!("a new key is claimed");
+    };
+    store
+        .settle_key("user:1", "k", token, Some((201, "{}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.forget_keys(Duration::from_secs(3600)).await.unwrap(),
+        0
+    );
+    assert!(matches!(
+        store.claim_key("user:1", "k", "fp").await.unwrap(),
+        KeyClaim::Replay { status: 201, .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(store.forget_keys(Duration::ZERO).await.unwrap(), 1);
+    assert!(matches!(
+        store.claim_key("user:1", "k", "fp").await.unwrap(),
+        KeyClaim::Claimed { .. }
+    ));
+}
+
 /// Polls `check` until it holds or `limit` passes.
 async fn wait_for<F, Fut>(limit: Duration, check: F) -> bool
 where
@@ -424,4 +451,5 @@ on_both_databases!(
     mixed_concurrent_traffic_keeps_every_unit_accounted_for,
     the_worker_returns_a_unit_at_its_deadline,
     a_restart_returns_holds_that_fell_due_while_down,
+    old_idempotency_keys_are_forgotten,
 );

@@ -42,9 +42,11 @@ impl From<StoreError> for ApiError {
 
 /// Database error codes that mean "try again shortly", not "this request is wrong".
 fn is_transient(code: &str) -> bool {
-    // PostgreSQL: 08 connection, 53 resources, 57P shutdown/terminated, 40001 serialization,
-    // 40P01 deadlock, 25006 read-only (failover). SQLite: BUSY, LOCKED, IOERR, FULL, CANTOPEN.
-    ["08", "53", "57P", "40001", "40P01", "25006"]
+    // PostgreSQL: 08 connection, 53 resources, 55 not in prerequisite state (a database not
+    // accepting connections, a lock not available), 57P shutdown/terminated, 40001
+    // serialization, 40P01 deadlock, 25006 read-only (failover). SQLite: BUSY, LOCKED, IOERR,
+    // FULL, CANTOPEN.
+    ["08", "53", "55", "57P", "40001", "40P01", "25006"]
         .iter()
         .any(|prefix| code.starts_with(prefix))
         || matches!(code, "5" | "6" | "10" | "13" | "14")

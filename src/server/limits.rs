@@ -1,20 +1,25 @@
 //! Rate limits on the endpoints bots hammer (sign-in, reserve, purchase), per signed-in session
 //! and per client IP, with the `governor` crate (GCRA). An over-eager client gets 429 and a
 //! `Retry-After` telling it when to come back.
+//!
+//! The client's IP comes from the socket peer or, behind a reverse proxy, from the header the
+//! proxy sets (`client_ip_source`, read with `axum-client-ip`). IPv6 clients count by their /64,
+//! the block one subscriber gets, so hopping addresses inside it buys no extra attempts.
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv6Addr},
     num::NonZeroU32,
     sync::Arc,
     time::Duration,
 };
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{FromRequestParts, Request, State},
     http::{header, HeaderValue, Method},
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use axum_client_ip::{ClientIp, ClientIpSource};
 use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::{rest::RestError, settings::Settings, AppState};
@@ -25,6 +30,7 @@ use crate::model::{ApiError, ErrorCode, UserId};
 pub struct Limits {
     per_session: Arc<DefaultKeyedRateLimiter<UserId>>,
     per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    ip_source: ClientIpSource,
 }
 
 impl Limits {
@@ -43,7 +49,13 @@ impl Limits {
                 settings.rate_limit_ip_per_second,
                 settings.rate_limit_ip_burst,
             ))),
+            ip_source: settings.client_ip_source.clone(),
         }
+    }
+
+    /// Where client IPs come from; the router hands it to [`ClientIp`] as an extension.
+    pub fn ip_source(&self) -> ClientIpSource {
+        self.ip_source.clone()
     }
 
     /// Forgets idle keys now and then, so memory follows the active crowd, not every visitor.
@@ -90,10 +102,14 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
     if !is_limited(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
+    let (mut parts, body) = request.into_parts();
+    // No address (no socket peer in tests, or a proxy header missing): the per-session limit
+    // still applies.
+    let ip = ClientIp::from_request_parts(&mut parts, &state)
+        .await
+        .ok()
+        .map(|ClientIp(ip)| bucket(ip));
+    let request = Request::from_parts(parts, body);
     let user = state.auth.session_user(request.headers());
     match state.limits.check(ip, user) {
         Ok(()) => next.run(request).await,
@@ -108,9 +124,33 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
     }
 }
 
+/// The key an address counts against: an IPv4 address alone, an IPv6 address by its /64.
+fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::from(u64::MAX)))),
+        },
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_counts_by_its_64_block() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(bucket(a), bucket(b));
+        assert_ne!(bucket(a), bucket(other));
+        let v4: IpAddr = "203.0.113.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
+        assert_eq!(bucket(v4), v4);
+        assert_eq!(bucket(mapped), v4);
+    }
 
     #[test]
     fn only_stock_and_account_writes_are_limited() {

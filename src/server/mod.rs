@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod events;
 pub mod expiry;
+pub mod idempotency;
 pub mod inventory;
 pub mod limits;
 pub mod metrics;
@@ -15,6 +16,7 @@ pub mod ws;
 
 use std::sync::Arc;
 
+use axum::http::HeaderName;
 use axum::{
     extract::{FromRef, State},
     http::StatusCode,
@@ -25,7 +27,10 @@ use axum::{
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
 
 use self::{
     auth::Auth, events::EventBus, expiry::ExpiryClock, inventory::Inventory, settings::Settings,
@@ -88,6 +93,10 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         std::time::Duration::from_millis(settings.expiry_sweep_ms),
         metrics.clone(),
     ));
+    tokio::spawn(idempotency::forget_old_keys(
+        store.clone(),
+        settings.idempotency_key_ttl(),
+    ));
     let inventory = Inventory::new(store, clock, settings.reservation_ttl(), metrics.clone());
     if settings.seed_demo {
         inventory.seed_demo().await?;
@@ -133,12 +142,33 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limits::limit,
         ))
+        .layer(state.limits.ip_source().into_extension())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
         .with_state(state);
-    protect::layer(app).layer(TraceLayer::new_for_http())
+    // Every request gets an `x-request-id` (kept if a proxy already set one), logged on its
+    // span and echoed in the response, so a buyer's report can be found in the logs.
+    let request_id = HeaderName::from_static("x-request-id");
+    protect::layer(app)
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id = %id,
+                )
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
 /// Ready to serve: the database answers and live events flow (the LISTEN connection is up).

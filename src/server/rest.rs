@@ -18,11 +18,13 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{store::KeyClaim, AppState};
+use super::{
+    idempotency::{self, Outcome},
+    AppState,
+};
 use crate::model::{
     ApiError, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Reservation, ReservationId,
     ReservationStatus, User, UserId,
@@ -64,9 +66,6 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(my_reservations))
 }
 
-/// The header a client sets to make a write safe to retry.
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
 /// True for the writes a client may retry with an `Idempotency-Key`: create a drop, reserve,
 /// purchase. (Sign-in is left out: a replayed sign-in could not set the cookie again.) `path`
 /// is the whole path, [`PREFIX`] included.
@@ -77,12 +76,12 @@ pub fn is_idempotent_write(method: &Method, path: &str) -> bool {
             || (path.starts_with("/api/v1/reservations/") && path.ends_with("/purchase")))
 }
 
-/// Makes the writes that carry an `Idempotency-Key` safe to retry: the first outcome is stored
-/// and a retry with the same key and body gets it again, changing nothing; the same key with
-/// another body is refused (422). Keys belong to the caller (its session, else the admin), so
-/// nobody sees another's outcome. Server errors are not stored: a retry runs again.
+/// Makes the writes that carry an `Idempotency-Key` safe to retry (see [`idempotency`]): a
+/// retry gets the first response again with `Idempotent-Replayed: true`. Keys belong to the
+/// caller (its session, else the admin), so nobody sees another's outcome. Server errors are not
+/// stored: a retry runs again.
 pub async fn idempotent(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(key) = request.headers().get(IDEMPOTENCY_KEY).cloned() else {
+    let Some(key) = request.headers().get(idempotency::HEADER).cloned() else {
         return next.run(request).await;
     };
     // Inside the nested router the path has lost its `/api/v1` prefix; judge the original.
@@ -93,17 +92,10 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
     if !is_idempotent_write(request.method(), &path) {
         return next.run(request).await;
     }
-    let key = match key.to_str() {
-        Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => {
-            k.to_string()
-        }
-        _ => {
-            return RestError(ApiError::new(
-                ErrorCode::MalformedRequest,
-                "Idempotency-Key must be 1 to 255 visible ASCII characters.",
-            ))
-            .into_response()
-        }
+    // A header that is not visible ASCII reads as empty, which the check refuses.
+    let key = match idempotency::valid_key(key.to_str().unwrap_or_default()) {
+        Ok(key) => key.to_string(),
+        Err(error) => return RestError(error).into_response(),
     };
     // The session decides who acts (reserve and purchase act for it), so it scopes the key.
     let scope = if let Some(user) = state.auth.session_user(request.headers()) {
@@ -118,44 +110,12 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
     let Ok(bytes) = axum::body::to_bytes(body, super::protect::MAX_BODY_BYTES).await else {
         return RestError(ApiError::refusal(ErrorCode::TooLarge)).into_response();
     };
-    let mut digest = Sha256::new();
-    digest.update(parts.method.as_str());
-    digest.update(b" ");
-    digest.update(parts.uri.path());
-    digest.update(b"\n");
-    digest.update(&bytes);
-    let fingerprint = format!("{:x}", digest.finalize());
-    let store = state.inventory.store().clone();
-    let token = match store.claim_key(&scope, &key, &fingerprint).await {
-        Ok(KeyClaim::Claimed { token }) => token,
-        Ok(KeyClaim::Replay { status, body }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let mut response =
-                (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-            response.headers_mut().insert(
-                "idempotent-replayed",
-                header::HeaderValue::from_static("true"),
-            );
-            return response;
-        }
-        Ok(KeyClaim::Mismatch) => {
-            return RestError(ApiError::invalid(
-                "idempotency_key",
-                "This Idempotency-Key was already used for a different request.",
-            ))
-            .into_response()
-        }
-        Ok(KeyClaim::InFlight) => {
-            return RestError(ApiError::new(
-                ErrorCode::Conflict,
-                "A request with this Idempotency-Key is still running; retry shortly.",
-            ))
-            .into_response()
-        }
-        Err(error) => return RestError(error.into()).into_response(),
+    let keyed = idempotency::Keyed {
+        scope,
+        key,
+        fingerprint: idempotency::fingerprint(parts.method.as_str(), parts.uri.path(), &bytes),
     };
-    // Run and settle detached: a client that hangs up must not leave the claim unsettled.
-    let run = tokio::spawn(async move {
+    let run = async move {
         let response = next
             .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
             .await;
@@ -163,24 +123,32 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
         let bytes = axum::body::to_bytes(body, usize::MAX)
             .await
             .unwrap_or_default();
-        let outcome = (!parts.status.is_server_error()).then(|| {
+        (parts, bytes)
+    };
+    let record = |(parts, bytes): &(axum::http::response::Parts, axum::body::Bytes)| {
+        (!parts.status.is_server_error()).then(|| {
             (
                 parts.status.as_u16(),
-                String::from_utf8_lossy(&bytes).into_owned(),
+                String::from_utf8_lossy(bytes).into_owned(),
             )
-        });
-        let outcome = outcome
-            .as_ref()
-            .map(|(status, body)| (*status, body.as_str()));
-        if let Err(error) = store.settle_key(&scope, &key, token, outcome).await {
-            tracing::warn!(%error, "could not record an idempotent outcome");
+        })
+    };
+    match idempotency::once(state.inventory.store().clone(), keyed, run, record).await {
+        Ok(Outcome::Fresh((parts, bytes))) => {
+            Response::from_parts(parts, axum::body::Body::from(bytes))
         }
-        Response::from_parts(parts, axum::body::Body::from(bytes))
-    });
-    run.await.unwrap_or_else(|error| {
-        tracing::error!(%error, "idempotent request failed");
-        RestError(ApiError::refusal(ErrorCode::Internal)).into_response()
-    })
+        Ok(Outcome::Replay { status, body }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response =
+                (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                header::HeaderValue::from_static("true"),
+            );
+            response
+        }
+        Err(error) => RestError(error).into_response(),
+    }
 }
 
 /// An [`ApiError`] answered as JSON with its HTTP status.

@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use axum_client_ip::ClientIpSource;
 use figment::{
     providers::{Env, Format, Serialized, Toml},
     Figment,
@@ -39,6 +40,22 @@ pub struct Settings {
     /// The same, per client IP address (several buyers may share one).
     pub rate_limit_ip_per_second: u32,
     pub rate_limit_ip_burst: u32,
+    /// Where a client's IP address comes from, for the per-IP limit: `ConnectInfo` (the socket
+    /// peer, when clients connect directly) or the header the reverse proxy in front sets:
+    /// `RightmostXForwardedFor`, `XRealIp`, `CfConnectingIp`, `FlyClientIp`, ...
+    pub client_ip_source: ClientIpSource,
+    /// How long a stored idempotency outcome is kept (hours); older keys are forgotten.
+    pub idempotency_key_hours: u64,
+    /// Log lines as readable `text` or as one JSON object per line (`json`) for a collector.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Default for Settings {
@@ -57,6 +74,9 @@ impl Default for Settings {
             rate_limit_session_burst: 10,
             rate_limit_ip_per_second: 50,
             rate_limit_ip_burst: 100,
+            client_ip_source: ClientIpSource::ConnectInfo,
+            idempotency_key_hours: 24,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -110,6 +130,9 @@ impl Settings {
         "rate_limit_session_burst",
         "rate_limit_ip_per_second",
         "rate_limit_ip_burst",
+        "client_ip_source",
+        "idempotency_key_hours",
+        "log_format",
     ];
 
     fn from_figment(figment: Figment) -> Result<Self, SettingsError> {
@@ -187,6 +210,13 @@ impl Settings {
                 return Err(bad(key, &value, "must be at least 1"));
             }
         }
+        if !(1..=24 * 365).contains(&self.idempotency_key_hours) {
+            return Err(bad(
+                "IDEMPOTENCY_KEY_HOURS",
+                &self.idempotency_key_hours,
+                "expected 1 to 8760",
+            ));
+        }
         if self.database_max_connections == 0 {
             return Err(bad(
                 "DATABASE_MAX_CONNECTIONS",
@@ -200,6 +230,11 @@ impl Settings {
     /// The listen address (validated at load).
     pub fn addr(&self) -> SocketAddr {
         self.site_addr.parse().expect("validated at load")
+    }
+
+    /// How long an idempotency key's outcome is kept.
+    pub fn idempotency_key_ttl(&self) -> Duration {
+        Duration::from_secs(self.idempotency_key_hours * 3600)
     }
 
     /// How long a new hold lasts.

@@ -79,6 +79,11 @@ impl TestDb {
             .expect("open store")
     }
 
+    /// The PostgreSQL database's name (`None` on SQLite).
+    pub fn pg_name(&self) -> Option<&str> {
+        self.pg_name.as_deref()
+    }
+
     /// Settings for a whole server on this database, without demo drops.
     pub fn settings(&self) -> Settings {
         Settings {
@@ -208,9 +213,14 @@ impl Api {
             request = request.header(*name, *value);
         }
         if let Some(body) = body {
-            request = request
-                .header(header::CONTENT_TYPE, "application/json")
-                .header(header::CONTENT_LENGTH, body.len());
+            // JSON unless the caller names its own content type (a form post, say).
+            if !headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+            {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+            }
+            request = request.header(header::CONTENT_LENGTH, body.len());
         }
         match auth {
             Auth::None => {}

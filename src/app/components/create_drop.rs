@@ -4,7 +4,10 @@
 use leptos::{form::ActionForm, prelude::*};
 
 use crate::app::{
-    components::toasts::{use_toasts, ToastKind},
+    components::{
+        retry_key::RetryKey,
+        toasts::{use_toasts, ToastKind},
+    },
     pages::home::Actions,
 };
 
@@ -32,6 +35,7 @@ pub fn CreateDropPanel() -> impl IntoView {
         <details class="admin-panel">
             <summary>"Create a drop"</summary>
             <ActionForm action=create attr:class="create-form">
+                <RetryKey attempts=create.version().into() />
                 <Field
                     name="admin_token"
                     label="Admin token"

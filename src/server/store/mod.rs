@@ -135,6 +135,8 @@ pub trait Store: Send + Sync + 'static {
         token: i64,
         outcome: Option<(u16, &str)>,
     ) -> Result<(), StoreError>;
+    /// Deletes idempotency keys first used longer ago than `older_than`; answers how many.
+    async fn forget_keys(&self, older_than: Duration) -> Result<u64, StoreError>;
 }
 
 /// What an idempotency key says about a request.

@@ -486,6 +486,15 @@ impl Store for PgStore {
         }
         Ok(())
     }
+
+    async fn forget_keys(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < dropline_now_ms() - $1")
+                .bind(ttl_ms(older_than))
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
 }
 
 /// Locks the drop row of a hold (the first lock of every writer that touches a hold) and

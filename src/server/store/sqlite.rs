@@ -483,6 +483,18 @@ impl Store for SqliteStore {
         }
         Ok(())
     }
+
+    async fn forget_keys(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let done = sqlx::query(concat!(
+            "DELETE FROM idempotency_keys WHERE created_at < ",
+            now_ms!(),
+            " - ?1"
+        ))
+        .bind(ttl_ms(older_than))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
 }
 
 /// Reads a hold's state to explain why a purchase or cancel did not match it.
