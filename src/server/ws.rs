@@ -1,7 +1,14 @@
 //! `GET /ws`: a snapshot of every drop on connect, then the committed events this client may
 //! see. A client that falls behind gets a fresh snapshot instead of an unbounded queue.
+//!
+//! Stock changes are coalesced per drop: a socket sends the newest version of each changed drop
+//! when it is ready to write, so a slow socket skips the versions it could not send in time
+//! instead of queueing them, and the server's fan-out work follows how fast sockets write, not
+//! reserves × sockets. With many sockets open each one also waits a little between stock frames
+//! (see [`stock_interval`]), so a hot drop costs the same however many screens watch it. Every
+//! other event (new drops, the purchases feed, owner-only events) is still sent, in order.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use axum::{
     extract::{
@@ -13,18 +20,40 @@ use axum::{
 };
 use chrono::Utc;
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::{
+    sync::{broadcast::error::RecvError, watch},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    events::{BusMessage, EventBus},
+    events::{BusMessage, EventBus, StockBoard},
     inventory::Inventory,
     AppState,
 };
-use crate::model::{LiveEvent, UserId};
+use crate::model::{DropId, LiveEvent, UserId};
 
 /// How often the server pings an idle socket, so dead peers and proxies notice.
 const HEARTBEAT: Duration = Duration::from_secs(20);
+
+/// Stock frames per second this instance aims to send over all its sockets together once a
+/// drop is hot; past it, each socket waits longer between two stock frames.
+pub const STOCK_FRAMES_PER_SECOND: u64 = 50_000;
+
+/// The longest a socket waits between two stock frames, however many sockets are open: a
+/// screen still sees stock move several times a second.
+pub const MAX_STOCK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Most queued events sent in one write before the socket looks at anything else.
+const MAX_BATCH: usize = 64;
+
+/// The pause a socket keeps between two stock frames when `sockets` are open: zero for a few,
+/// growing with the crowd so that all of them together stay near [`STOCK_FRAMES_PER_SECOND`],
+/// and never above [`MAX_STOCK_INTERVAL`]. The first change after a quiet spell goes out at once.
+pub fn stock_interval(sockets: usize) -> Duration {
+    let micros = (sockets as u64).saturating_mul(1_000_000) / STOCK_FRAMES_PER_SECOND;
+    Duration::from_micros(micros).min(MAX_STOCK_INTERVAL)
+}
 
 /// Upgrades the request; the session cookie decides which owner-only events the socket gets.
 pub async fn handler(
@@ -64,9 +93,19 @@ pub async fn serve_socket<S, R>(
 {
     // Subscribe before reading the snapshot, so no event falls between the two.
     let mut events = bus.subscribe();
-    if send_snapshot(&mut sink, &inventory).await.is_err() {
+    let mut stock = bus.stock();
+    stock.mark_unchanged();
+    // The stock version of each drop this client has been sent.
+    let mut shown = HashMap::new();
+    if send_snapshot(&mut sink, &inventory, &mut shown)
+        .await
+        .is_err()
+    {
         return;
     }
+    // Whatever changed while the snapshot was read goes out first.
+    let mut stock_due = true;
+    let mut next_stock_at = Instant::now();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
     loop {
@@ -77,18 +116,32 @@ pub async fn serve_socket<S, R>(
                         if to.is_some() && to != user {
                             continue;
                         }
-                        sink.send(Message::Text(json.as_ref().into())).await.is_ok()
+                        send_queued(&mut sink, json, &mut events, user).await
                     }
                     Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => {
                         // Whatever is queued is stale next to a snapshot: skip to the tail.
                         events = events.resubscribe();
-                        send_snapshot(&mut sink, &inventory).await.is_ok()
+                        stock_due = true;
+                        send_snapshot(&mut sink, &inventory, &mut shown).await.is_ok()
                     }
                     Err(RecvError::Closed) => false,
                 };
                 if !sent {
                     break;
                 }
+            }
+            changed = stock.changed(), if !stock_due => {
+                if changed.is_err() {
+                    break;
+                }
+                stock_due = true;
+            }
+            () = tokio::time::sleep_until(next_stock_at), if stock_due => {
+                stock_due = false;
+                if send_stock(&mut sink, &mut stock, &mut shown).await.is_err() {
+                    break;
+                }
+                next_stock_at = Instant::now() + stock_interval(bus.subscribers());
             }
             incoming = stream.next() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
@@ -112,12 +165,77 @@ pub async fn serve_socket<S, R>(
     }
 }
 
-/// Sends every drop as it stands, with the server's clock.
-async fn send_snapshot<S>(sink: &mut S, inventory: &Inventory) -> Result<(), ()>
+/// Sends one queued event and whatever else is already queued behind it (up to [`MAX_BATCH`])
+/// in one write. False when the socket is gone.
+async fn send_queued<S>(
+    sink: &mut S,
+    first: axum::extract::ws::Utf8Bytes,
+    events: &mut tokio::sync::broadcast::Receiver<BusMessage>,
+    user: Option<UserId>,
+) -> bool
+where
+    S: Sink<Message> + Unpin,
+{
+    if sink.feed(Message::Text(first)).await.is_err() {
+        return false;
+    }
+    for _ in 1..MAX_BATCH {
+        // A lag or a resync is left for the main loop to see on its next receive.
+        let Ok(BusMessage::Event { to, json }) = events.try_recv() else {
+            break;
+        };
+        if to.is_some() && to != user {
+            continue;
+        }
+        if sink.feed(Message::Text(json)).await.is_err() {
+            return false;
+        }
+    }
+    sink.flush().await.is_ok()
+}
+
+/// Sends the newest stock frame of every drop whose version is above what this client was
+/// shown, in one write.
+async fn send_stock<S>(
+    sink: &mut S,
+    stock: &mut watch::Receiver<StockBoard>,
+    shown: &mut HashMap<DropId, i64>,
+) -> Result<(), ()>
+where
+    S: Sink<Message> + Unpin,
+{
+    let frames: Vec<_> = {
+        let board = stock.borrow_and_update();
+        board
+            .iter()
+            .filter(|(drop, frame)| shown.get(drop).is_none_or(|v| frame.version > *v))
+            .map(|(drop, frame)| (*drop, frame.clone()))
+            .collect()
+    };
+    if frames.is_empty() {
+        return Ok(());
+    }
+    for (drop, frame) in frames {
+        shown.insert(drop, frame.version);
+        sink.feed(Message::Text(frame.json)).await.map_err(|_| ())?;
+    }
+    sink.flush().await.map_err(|_| ())
+}
+
+/// Sends every drop as it stands, with the server's clock, and notes the versions shown.
+async fn send_snapshot<S>(
+    sink: &mut S,
+    inventory: &Inventory,
+    shown: &mut HashMap<DropId, i64>,
+) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
 {
     let drops = inventory.list_drops().await.map_err(|_| ())?;
+    for drop in &drops {
+        let version = shown.entry(drop.id).or_insert(drop.version);
+        *version = (*version).max(drop.version);
+    }
     let snapshot = LiveEvent::Snapshot {
         drops,
         server_time: Utc::now(),
