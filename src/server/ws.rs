@@ -12,7 +12,7 @@ use std::{collections::HashMap, time::Duration};
 
 use axum::{
     extract::{
-        ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
         State,
     },
     http::HeaderMap,
@@ -21,7 +21,13 @@ use axum::{
 use chrono::Utc;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::{
-    sync::{broadcast::error::RecvError, watch},
+    sync::{
+        broadcast::{
+            self,
+            error::{RecvError, TryRecvError},
+        },
+        watch,
+    },
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
@@ -44,6 +50,12 @@ pub const STOCK_FRAMES_PER_SECOND: u64 = 50_000;
 /// screen still sees stock move several times a second.
 pub const MAX_STOCK_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Read buffer per socket.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Largest message a client may send.
+const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
+
 /// Most queued events sent in one write before the socket looks at anything else.
 const MAX_BATCH: usize = 64;
 
@@ -62,20 +74,25 @@ pub async fn handler(
     headers: HeaderMap,
 ) -> Response {
     let user = state.auth.session_user(&headers);
-    ws.on_upgrade(move |socket: WebSocket| async move {
-        let (sink, stream) = socket.split();
-        state.metrics.websockets.inc();
-        serve_socket(
-            sink,
-            stream,
-            state.inventory,
-            state.bus,
-            user,
-            state.shutdown,
-        )
-        .await;
-        state.metrics.websockets.dec();
-    })
+    // Clients send nothing but control frames: a small read buffer keeps thousands of open
+    // sockets cheap (the default is 128 KiB each), and a small message cap keeps one from
+    // making the server buffer megabytes.
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .on_upgrade(move |socket: WebSocket| async move {
+            let (sink, stream) = socket.split();
+            state.metrics.websockets.inc();
+            serve_socket(
+                sink,
+                stream,
+                state.inventory,
+                state.bus,
+                user,
+                state.shutdown,
+            )
+            .await;
+            state.metrics.websockets.dec();
+        })
 }
 
 /// Drives one client until it leaves. Generic over the socket halves so tests can run it
@@ -103,45 +120,62 @@ pub async fn serve_socket<S, R>(
     {
         return;
     }
-    // Whatever changed while the snapshot was read goes out first.
-    let mut stock_due = true;
+    // When to look at the stock board next; `None` while waiting for it to change. Whatever
+    // changed while the snapshot was read goes out first.
+    let mut stock_check_at = Some(Instant::now());
     let mut next_stock_at = Instant::now();
+    // `changed()` marks the board seen, so remember that it did change.
+    let mut stock_changed = false;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
     loop {
         tokio::select! {
             received = events.recv() => {
-                let sent = match received {
+                let queued = match received {
                     Ok(BusMessage::Event { to, json }) => {
                         if to.is_some() && to != user {
                             continue;
                         }
                         send_queued(&mut sink, json, &mut events, user).await
                     }
-                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => {
+                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => Ok(Queue::Stale),
+                    Err(RecvError::Closed) => Err(()),
+                };
+                let sent = match queued {
+                    Ok(Queue::Sent) => true,
+                    Ok(Queue::Stale) => {
                         // Whatever is queued is stale next to a snapshot: skip to the tail.
                         events = events.resubscribe();
-                        stock_due = true;
+                        stock_check_at = Some(next_stock_at);
                         send_snapshot(&mut sink, &inventory, &mut shown).await.is_ok()
                     }
-                    Err(RecvError::Closed) => false,
+                    Err(()) => false,
                 };
                 if !sent {
                     break;
                 }
             }
-            changed = stock.changed(), if !stock_due => {
+            changed = stock.changed(), if stock_check_at.is_none() => {
                 if changed.is_err() {
                     break;
                 }
-                stock_due = true;
+                stock_changed = true;
+                stock_check_at = Some(next_stock_at);
             }
-            () = tokio::time::sleep_until(next_stock_at), if stock_due => {
-                stock_due = false;
-                if send_stock(&mut sink, &mut stock, &mut shown).await.is_err() {
-                    break;
+            // While a drop is hot the board has always changed by the time the pause is over,
+            // so a busy socket wakes once per frame; a quiet one goes back to waiting.
+            () = tokio::time::sleep_until(stock_check_at.unwrap_or(next_stock_at)),
+                if stock_check_at.is_some() =>
+            {
+                let changed = std::mem::take(&mut stock_changed);
+                match send_stock(&mut sink, &mut stock, changed, &mut shown).await {
+                    Ok(true) => {
+                        next_stock_at = Instant::now() + stock_interval(bus.subscribers());
+                        stock_check_at = Some(next_stock_at);
+                    }
+                    Ok(false) => stock_check_at = None,
+                    Err(()) => break,
                 }
-                next_stock_at = Instant::now() + stock_interval(bus.subscribers());
             }
             incoming = stream.next() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
@@ -165,45 +199,61 @@ pub async fn serve_socket<S, R>(
     }
 }
 
+/// What became of the ordered queue after a write.
+enum Queue {
+    /// Everything taken from it was sent.
+    Sent,
+    /// Events were missed (a lag or a resync): the client needs a fresh snapshot.
+    Stale,
+}
+
 /// Sends one queued event and whatever else is already queued behind it (up to [`MAX_BATCH`])
-/// in one write. False when the socket is gone.
+/// in one write. `Err` when the socket is gone.
 async fn send_queued<S>(
     sink: &mut S,
-    first: axum::extract::ws::Utf8Bytes,
-    events: &mut tokio::sync::broadcast::Receiver<BusMessage>,
+    first: Utf8Bytes,
+    events: &mut broadcast::Receiver<BusMessage>,
     user: Option<UserId>,
-) -> bool
+) -> Result<Queue, ()>
 where
     S: Sink<Message> + Unpin,
 {
-    if sink.feed(Message::Text(first)).await.is_err() {
-        return false;
-    }
+    sink.feed(Message::Text(first)).await.map_err(|_| ())?;
+    let mut queue = Queue::Sent;
     for _ in 1..MAX_BATCH {
-        // A lag or a resync is left for the main loop to see on its next receive.
-        let Ok(BusMessage::Event { to, json }) = events.try_recv() else {
-            break;
-        };
-        if to.is_some() && to != user {
-            continue;
-        }
-        if sink.feed(Message::Text(json)).await.is_err() {
-            return false;
+        match events.try_recv() {
+            Ok(BusMessage::Event { to, json }) => {
+                if to.is_none() || to == user {
+                    sink.feed(Message::Text(json)).await.map_err(|_| ())?;
+                }
+            }
+            Ok(BusMessage::Resync) | Err(TryRecvError::Lagged(_)) => {
+                queue = Queue::Stale;
+                break;
+            }
+            // Empty, or closed (the main loop sees that on its next receive).
+            Err(_) => break,
         }
     }
-    sink.flush().await.is_ok()
+    sink.flush().await.map_err(|_| ())?;
+    Ok(queue)
 }
 
 /// Sends the newest stock frame of every drop whose version is above what this client was
-/// shown, in one write.
+/// shown, in one write. `Ok(false)` when there was nothing new. `changed` says the board
+/// changed since this socket last looked, though it may already be marked seen.
 async fn send_stock<S>(
     sink: &mut S,
     stock: &mut watch::Receiver<StockBoard>,
+    changed: bool,
     shown: &mut HashMap<DropId, i64>,
-) -> Result<(), ()>
+) -> Result<bool, ()>
 where
     S: Sink<Message> + Unpin,
 {
+    if !changed && !stock.has_changed().map_err(|_| ())? {
+        return Ok(false);
+    }
     let frames: Vec<_> = {
         let board = stock.borrow_and_update();
         board
@@ -213,13 +263,14 @@ where
             .collect()
     };
     if frames.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     for (drop, frame) in frames {
         shown.insert(drop, frame.version);
         sink.feed(Message::Text(frame.json)).await.map_err(|_| ())?;
     }
-    sink.flush().await.map_err(|_| ())
+    sink.flush().await.map_err(|_| ())?;
+    Ok(true)
 }
 
 /// Sends every drop as it stands, with the server's clock, and notes the versions shown.
