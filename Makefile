@@ -14,9 +14,11 @@ CARGO_LEPTOS_VERSION := 0.3.10
 # The wasm-bindgen CLI must equal the crate version in Cargo.lock exactly.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+# Where cargo puts binaries (a shared CARGO_TARGET_DIR is honoured).
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run dev build test lint unit e2e tools wasm-target cargo-leptos wasm-bindgen npm-tools chromium clean
+.PHONY: run dev build test lint unit e2e bench tools wasm-target cargo-leptos wasm-bindgen npm-tools chromium clean
 
 ## run: build the release and serve http://127.0.0.1:3000 on SQLite with demo drops
 run: build
@@ -36,6 +38,7 @@ test: lint unit e2e
 lint: wasm-target
 	cargo fmt --check
 	cargo clippy --features ssr --all-targets -- -D warnings
+	cargo clippy --features load --bin dropline-load -- -D warnings
 	cargo clippy --features hydrate --lib --target wasm32-unknown-unknown -- -D warnings
 
 unit:
@@ -43,6 +46,12 @@ unit:
 
 e2e: build chromium
 	cd end2end && playwright test
+
+## bench: load-test the release build on SQLite, then PostgreSQL; writes BENCHMARKS.md (~10 min)
+bench: build
+	cargo build --release --features load --bin dropline-load
+	$(TARGET_DIR)/release/dropline-load --server $(TARGET_DIR)/release/dropline \
+		--postgres '$(POSTGRES_URL)'
 
 tools: wasm-target cargo-leptos wasm-bindgen npm-tools
 
