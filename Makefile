@@ -16,9 +16,11 @@ WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 # schemathesis (pinned in fuzz/requirements.txt) lives in a virtualenv inside the repository.
 FUZZ_VENV := target/fuzz-venv
+# Where cargo puts binaries (a shared CARGO_TARGET_DIR is honoured).
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run dev build test lint unit e2e fuzz tools wasm-target cargo-leptos wasm-bindgen npm-tools fuzz-tools chromium clean
+.PHONY: run dev build test lint unit e2e fuzz bench tools wasm-target cargo-leptos wasm-bindgen npm-tools fuzz-tools chromium clean
 
 ## run: build the release and serve http://127.0.0.1:3000 on SQLite with demo drops
 run: build
@@ -39,6 +41,7 @@ test: lint unit e2e fuzz
 lint: wasm-target
 	cargo fmt --check
 	cargo clippy --features ssr --all-targets -- -D warnings
+	cargo clippy --features load --bin dropline-load -- -D warnings
 	cargo clippy --features hydrate --lib --target wasm32-unknown-unknown -- -D warnings
 
 unit:
@@ -50,7 +53,13 @@ e2e: build chromium
 ## fuzz: the release server on a throwaway SQLite database, fuzzed by schemathesis through its
 ## own OpenAPI document (no 5xx, every answer as documented); fixed seed, bounded examples
 fuzz: build fuzz-tools
-	fuzz/run.sh target/release/dropline $(FUZZ_VENV)/bin/st
+	fuzz/run.sh $(TARGET_DIR)/release/dropline $(FUZZ_VENV)/bin/st
+
+## bench: load-test the release build on SQLite, then PostgreSQL; writes BENCHMARKS.md (~10 min)
+bench: build
+	cargo build --release --features load --bin dropline-load
+	$(TARGET_DIR)/release/dropline-load --server $(TARGET_DIR)/release/dropline \
+		--postgres '$(POSTGRES_URL)'
 
 tools: wasm-target cargo-leptos wasm-bindgen npm-tools
 

@@ -1,7 +1,12 @@
 //! The event bus: committed changes fan out to every WebSocket of this instance, and — on
 //! PostgreSQL — to every other instance through LISTEN/NOTIFY.
+//!
+//! Stock changes do not queue: each drop's newest `STOCK_UPDATED` sits on a board that sockets
+//! read when they are ready to write, so a hot drop costs a socket one frame per write however
+//! many reserves landed meanwhile (latest version wins). Every other event is queued in order.
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -10,11 +15,12 @@ use std::{
     time::Duration,
 };
 
+use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgListener, PgPool};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
-use crate::model::{LiveEvent, UserId};
+use crate::model::{DropId, LiveEvent, UserId};
 
 /// The PostgreSQL channel that carries committed events between instances.
 pub const PG_CHANNEL: &str = "dropline_events";
@@ -42,19 +48,30 @@ impl Envelope {
     }
 }
 
-/// What travels on the local bus.
+/// What travels on the local bus, in order.
 #[derive(Clone, Debug)]
 pub enum BusMessage {
     /// A committed event, serialized once for every socket that will send it.
-    Event { to: Option<UserId>, json: Arc<str> },
+    Event { to: Option<UserId>, json: Utf8Bytes },
     /// Events may have been missed (the LISTEN connection dropped): every client needs a snapshot.
     Resync,
 }
+
+/// The newest stock event of one drop, serialized once for every socket.
+#[derive(Clone, Debug)]
+pub struct StockFrame {
+    pub version: i64,
+    pub json: Utf8Bytes,
+}
+
+/// Each drop's newest stock event. Only ever holds one frame per drop.
+pub type StockBoard = HashMap<DropId, StockFrame>;
 
 /// In-process fan-out of committed events. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct EventBus {
     tx: broadcast::Sender<BusMessage>,
+    stock: watch::Sender<StockBoard>,
     listening: Arc<AtomicBool>,
 }
 
@@ -70,20 +87,51 @@ impl EventBus {
         let (tx, _) = broadcast::channel(capacity);
         Self {
             tx,
+            stock: watch::Sender::new(StockBoard::new()),
             listening: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Hands committed events to every local subscriber.
+    /// Hands committed events to every local subscriber: public stock changes to the board
+    /// (kept only if newer than what it shows), everything else to the ordered queue.
     pub fn publish(&self, envelopes: impl IntoIterator<Item = Envelope>) {
         for envelope in envelopes {
-            let json = serde_json::to_string(&envelope.event).expect("events always serialize");
+            let json: Utf8Bytes = serde_json::to_string(&envelope.event)
+                .expect("events always serialize")
+                .into();
+            if let (
+                None,
+                LiveEvent::StockUpdated {
+                    drop_id, version, ..
+                },
+            ) = (envelope.to, &envelope.event)
+            {
+                let (drop_id, version) = (*drop_id, *version);
+                self.stock.send_if_modified(|board| {
+                    if board.get(&drop_id).is_some_and(|f| f.version >= version) {
+                        return false;
+                    }
+                    board.insert(drop_id, StockFrame { version, json });
+                    true
+                });
+                continue;
+            }
             // No subscriber is not an error: nobody is watching.
             let _ = self.tx.send(BusMessage::Event {
                 to: envelope.to,
-                json: json.into(),
+                json,
             });
         }
+    }
+
+    /// The stock board; `changed()` on it wakes once for any number of updates in between.
+    pub fn stock(&self) -> watch::Receiver<StockBoard> {
+        self.stock.subscribe()
+    }
+
+    /// How many sockets (subscribers) this instance serves right now.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
     }
 
     /// Tells every subscriber to reload its state from a snapshot.

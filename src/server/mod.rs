@@ -22,6 +22,7 @@ use axum::{
     http::StatusCode,
     response::IntoResponse,
     routing::get,
+    serve::ListenerExt,
     Json, Router,
 };
 use leptos::prelude::LeptosOptions;
@@ -195,7 +196,14 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         .map_err(|source| StartError::Listen {
             addr: settings.site_addr.clone(),
             source,
-        })?;
+        })?
+        // Small writes (a stock event, a reserve answer) go out at once instead of waiting for
+        // the peer's delayed ACK of the previous one (Nagle).
+        .tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY");
+            }
+        });
     tracing::info!(%addr, database = %redact(&settings.database_url), "dropline listening");
     let shutdown = state.shutdown.clone();
     // On SIGTERM: stop accepting, let in-flight requests finish, close sockets with a reason.

@@ -1,11 +1,18 @@
 //! `GET /ws`: a snapshot of every drop on connect, then the committed events this client may
 //! see. A client that falls behind gets a fresh snapshot instead of an unbounded queue.
+//!
+//! Stock changes are coalesced per drop: a socket sends the newest version of each changed drop
+//! when it is ready to write, so a slow socket skips the versions it could not send in time
+//! instead of queueing them, and the server's fan-out work follows how fast sockets write, not
+//! reserves × sockets. With many sockets open each one also waits a little between stock frames
+//! (see [`stock_interval`]), so a hot drop costs the same however many screens watch it. Every
+//! other event (new drops, the purchases feed, owner-only events) is still sent, in order.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use axum::{
     extract::{
-        ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
         State,
     },
     http::HeaderMap,
@@ -13,18 +20,52 @@ use axum::{
 };
 use chrono::Utc;
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::{
+    sync::{
+        broadcast::{
+            self,
+            error::{RecvError, TryRecvError},
+        },
+        watch,
+    },
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    events::{BusMessage, EventBus},
+    events::{BusMessage, EventBus, StockBoard},
     inventory::Inventory,
     AppState,
 };
-use crate::model::{LiveEvent, UserId};
+use crate::model::{DropId, LiveEvent, UserId};
 
 /// How often the server pings an idle socket, so dead peers and proxies notice.
 const HEARTBEAT: Duration = Duration::from_secs(20);
+
+/// Stock frames per second this instance aims to send over all its sockets together once a
+/// drop is hot; past it, each socket waits longer between two stock frames.
+pub const STOCK_FRAMES_PER_SECOND: u64 = 50_000;
+
+/// The longest a socket waits between two stock frames, however many sockets are open: a
+/// screen still sees stock move several times a second.
+pub const MAX_STOCK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Read buffer per socket.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Largest message a client may send.
+const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Most queued events sent in one write before the socket looks at anything else.
+const MAX_BATCH: usize = 64;
+
+/// The pause a socket keeps between two stock frames when `sockets` are open: zero for a few,
+/// growing with the crowd so that all of them together stay near [`STOCK_FRAMES_PER_SECOND`],
+/// and never above [`MAX_STOCK_INTERVAL`]. The first change after a quiet spell goes out at once.
+pub fn stock_interval(sockets: usize) -> Duration {
+    let micros = (sockets as u64).saturating_mul(1_000_000) / STOCK_FRAMES_PER_SECOND;
+    Duration::from_micros(micros).min(MAX_STOCK_INTERVAL)
+}
 
 /// Upgrades the request; the session cookie decides which owner-only events the socket gets.
 pub async fn handler(
@@ -33,20 +74,25 @@ pub async fn handler(
     headers: HeaderMap,
 ) -> Response {
     let user = state.auth.session_user(&headers);
-    ws.on_upgrade(move |socket: WebSocket| async move {
-        let (sink, stream) = socket.split();
-        state.metrics.websockets.inc();
-        serve_socket(
-            sink,
-            stream,
-            state.inventory,
-            state.bus,
-            user,
-            state.shutdown,
-        )
-        .await;
-        state.metrics.websockets.dec();
-    })
+    // Clients send nothing but control frames: a small read buffer keeps thousands of open
+    // sockets cheap (the default is 128 KiB each), and a small message cap keeps one from
+    // making the server buffer megabytes.
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .on_upgrade(move |socket: WebSocket| async move {
+            let (sink, stream) = socket.split();
+            state.metrics.websockets.inc();
+            serve_socket(
+                sink,
+                stream,
+                state.inventory,
+                state.bus,
+                user,
+                state.shutdown,
+            )
+            .await;
+            state.metrics.websockets.dec();
+        })
 }
 
 /// Drives one client until it leaves. Generic over the socket halves so tests can run it
@@ -64,30 +110,71 @@ pub async fn serve_socket<S, R>(
 {
     // Subscribe before reading the snapshot, so no event falls between the two.
     let mut events = bus.subscribe();
-    if send_snapshot(&mut sink, &inventory).await.is_err() {
+    let mut stock = bus.stock();
+    stock.mark_unchanged();
+    // The stock version of each drop this client has been sent.
+    let mut shown = HashMap::new();
+    if send_snapshot(&mut sink, &inventory, &mut shown)
+        .await
+        .is_err()
+    {
         return;
     }
+    // When to look at the stock board next; `None` while waiting for it to change. Whatever
+    // changed while the snapshot was read goes out first.
+    let mut stock_check_at = Some(Instant::now());
+    let mut next_stock_at = Instant::now();
+    // `changed()` marks the board seen, so remember that it did change.
+    let mut stock_changed = false;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
     loop {
         tokio::select! {
             received = events.recv() => {
-                let sent = match received {
+                let queued = match received {
                     Ok(BusMessage::Event { to, json }) => {
                         if to.is_some() && to != user {
                             continue;
                         }
-                        sink.send(Message::Text(json.as_ref().into())).await.is_ok()
+                        send_queued(&mut sink, json, &mut events, user).await
                     }
-                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => {
+                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => Ok(Queue::Stale),
+                    Err(RecvError::Closed) => Err(()),
+                };
+                let sent = match queued {
+                    Ok(Queue::Sent) => true,
+                    Ok(Queue::Stale) => {
                         // Whatever is queued is stale next to a snapshot: skip to the tail.
                         events = events.resubscribe();
-                        send_snapshot(&mut sink, &inventory).await.is_ok()
+                        stock_check_at = Some(next_stock_at);
+                        send_snapshot(&mut sink, &inventory, &mut shown).await.is_ok()
                     }
-                    Err(RecvError::Closed) => false,
+                    Err(()) => false,
                 };
                 if !sent {
                     break;
+                }
+            }
+            changed = stock.changed(), if stock_check_at.is_none() => {
+                if changed.is_err() {
+                    break;
+                }
+                stock_changed = true;
+                stock_check_at = Some(next_stock_at);
+            }
+            // While a drop is hot the board has always changed by the time the pause is over,
+            // so a busy socket wakes once per frame; a quiet one goes back to waiting.
+            () = tokio::time::sleep_until(stock_check_at.unwrap_or(next_stock_at)),
+                if stock_check_at.is_some() =>
+            {
+                let changed = std::mem::take(&mut stock_changed);
+                match send_stock(&mut sink, &mut stock, changed, &mut shown).await {
+                    Ok(true) => {
+                        next_stock_at = Instant::now() + stock_interval(bus.subscribers());
+                        stock_check_at = Some(next_stock_at);
+                    }
+                    Ok(false) => stock_check_at = None,
+                    Err(()) => break,
                 }
             }
             incoming = stream.next() => match incoming {
@@ -112,12 +199,94 @@ pub async fn serve_socket<S, R>(
     }
 }
 
-/// Sends every drop as it stands, with the server's clock.
-async fn send_snapshot<S>(sink: &mut S, inventory: &Inventory) -> Result<(), ()>
+/// What became of the ordered queue after a write.
+enum Queue {
+    /// Everything taken from it was sent.
+    Sent,
+    /// Events were missed (a lag or a resync): the client needs a fresh snapshot.
+    Stale,
+}
+
+/// Sends one queued event and whatever else is already queued behind it (up to [`MAX_BATCH`])
+/// in one write. `Err` when the socket is gone.
+async fn send_queued<S>(
+    sink: &mut S,
+    first: Utf8Bytes,
+    events: &mut broadcast::Receiver<BusMessage>,
+    user: Option<UserId>,
+) -> Result<Queue, ()>
+where
+    S: Sink<Message> + Unpin,
+{
+    sink.feed(Message::Text(first)).await.map_err(|_| ())?;
+    let mut queue = Queue::Sent;
+    for _ in 1..MAX_BATCH {
+        match events.try_recv() {
+            Ok(BusMessage::Event { to, json }) => {
+                if to.is_none() || to == user {
+                    sink.feed(Message::Text(json)).await.map_err(|_| ())?;
+                }
+            }
+            Ok(BusMessage::Resync) | Err(TryRecvError::Lagged(_)) => {
+                queue = Queue::Stale;
+                break;
+            }
+            // Empty, or closed (the main loop sees that on its next receive).
+            Err(_) => break,
+        }
+    }
+    sink.flush().await.map_err(|_| ())?;
+    Ok(queue)
+}
+
+/// Sends the newest stock frame of every drop whose version is above what this client was
+/// shown, in one write. `Ok(false)` when there was nothing new. `changed` says the board
+/// changed since this socket last looked, though it may already be marked seen.
+async fn send_stock<S>(
+    sink: &mut S,
+    stock: &mut watch::Receiver<StockBoard>,
+    changed: bool,
+    shown: &mut HashMap<DropId, i64>,
+) -> Result<bool, ()>
+where
+    S: Sink<Message> + Unpin,
+{
+    if !changed && !stock.has_changed().map_err(|_| ())? {
+        return Ok(false);
+    }
+    let frames: Vec<_> = {
+        let board = stock.borrow_and_update();
+        board
+            .iter()
+            .filter(|(drop, frame)| shown.get(drop).is_none_or(|v| frame.version > *v))
+            .map(|(drop, frame)| (*drop, frame.clone()))
+            .collect()
+    };
+    if frames.is_empty() {
+        return Ok(false);
+    }
+    for (drop, frame) in frames {
+        shown.insert(drop, frame.version);
+        sink.feed(Message::Text(frame.json)).await.map_err(|_| ())?;
+    }
+    sink.flush().await.map_err(|_| ())?;
+    Ok(true)
+}
+
+/// Sends every drop as it stands, with the server's clock, and notes the versions shown.
+async fn send_snapshot<S>(
+    sink: &mut S,
+    inventory: &Inventory,
+    shown: &mut HashMap<DropId, i64>,
+) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
 {
     let drops = inventory.list_drops().await.map_err(|_| ())?;
+    for drop in &drops {
+        let version = shown.entry(drop.id).or_insert(drop.version);
+        *version = (*version).max(drop.version);
+    }
     let snapshot = LiveEvent::Snapshot {
         drops,
         server_time: Utc::now(),

@@ -1,0 +1,192 @@
+//! The HTTP side of the generator: one keep-alive HTTP/1.1 connection per simulated buyer (so
+//! a run with C buyers holds exactly C connections), and the few REST calls the scenarios make.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
+
+use http_body_util::{BodyExt, Full};
+use hyper::{
+    body::Bytes,
+    client::conn::http1::SendRequest,
+    header::{HeaderName, AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE},
+    Method, Request, StatusCode,
+};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+
+use crate::{BenchError, Result};
+
+/// One HTTP/1.1 connection to the server, kept alive between requests.
+pub struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+/// A whole response.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> Result<Value> {
+        Ok(serde_json::from_slice(&self.body)?)
+    }
+
+    /// Fails with the status and body unless the status is `expected`.
+    pub fn expect(self, expected: StatusCode, what: &str) -> Result<Self> {
+        if self.status == expected {
+            Ok(self)
+        } else {
+            Err(BenchError::Unexpected(format!(
+                "{what}: HTTP {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )))
+        }
+    }
+}
+
+impl Conn {
+    /// Connects (Nagle off, as a browser's connection would be).
+    pub async fn open(addr: SocketAddr) -> Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            // Ends when the server or this side closes; a failure shows up on the next request.
+            let _ = connection.await;
+        });
+        Ok(Self {
+            sender,
+            host: addr.to_string(),
+        })
+    }
+
+    /// Sends one request and reads the whole response.
+    pub async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(HeaderName, &str)],
+        body: Option<String>,
+    ) -> Result<Reply> {
+        self.sender.ready().await?;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, &self.host);
+        for (name, value) in headers {
+            request = request.header(name, *value);
+        }
+        let body = match body {
+            Some(body) => {
+                request = request.header(CONTENT_TYPE, "application/json");
+                Full::new(Bytes::from(body))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let response = self.sender.send_request(request.body(body)?).await?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// `POST /api/v1/drops/{drop}/reservations` as the buyer whose session `cookie` is.
+    pub async fn reserve(&mut self, drop: i64, cookie: &str) -> Result<Reply> {
+        let path = format!("/api/v1/drops/{drop}/reservations");
+        self.call(Method::POST, &path, &[(COOKIE, cookie)], None)
+            .await
+    }
+}
+
+/// Signs in `count` distinct buyers over `connections` connections; answers their session
+/// cookies (`name=value`), in order.
+pub async fn sign_in_many(
+    addr: SocketAddr,
+    count: usize,
+    connections: usize,
+    prefix: &str,
+) -> Result<Vec<String>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections.min(count).max(1) {
+        let next = next.clone();
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await?;
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return Ok::<_, BenchError>(mine);
+                }
+                let body = json!({ "name": format!("{prefix} {i}") }).to_string();
+                let reply = conn
+                    .call(Method::POST, "/api/v1/session", &[], Some(body))
+                    .await?
+                    .expect(StatusCode::CREATED, "sign-in")?;
+                let cookie = reply
+                    .headers
+                    .get(SET_COOKIE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.split(';').next())
+                    .ok_or_else(|| BenchError::Unexpected("sign-in set no cookie".into()))?;
+                mine.push((i, cookie.to_string()));
+            }
+        }));
+    }
+    let mut cookies = vec![String::new(); count];
+    for task in tasks {
+        for (i, cookie) in task.await?? {
+            cookies[i] = cookie;
+        }
+    }
+    Ok(cookies)
+}
+
+/// Creates a drop on sale now with `stock` units, one per buyer; answers its id.
+pub async fn create_drop(
+    addr: SocketAddr,
+    admin_token: &str,
+    name: &str,
+    stock: i64,
+) -> Result<i64> {
+    let mut conn = Conn::open(addr).await?;
+    let bearer = format!("Bearer {admin_token}");
+    let body = json!({ "name": name, "price_cents": 18_000, "total_stock": stock }).to_string();
+    let reply = conn
+        .call(
+            Method::POST,
+            "/api/v1/drops",
+            &[(AUTHORIZATION, &bearer)],
+            Some(body),
+        )
+        .await?
+        .expect(StatusCode::CREATED, "create drop")?;
+    reply.json()?["drop"]["id"]
+        .as_i64()
+        .ok_or_else(|| BenchError::Unexpected("create drop answered no id".into()))
+}
+
+/// `GET path`, expecting 200.
+pub async fn get(addr: SocketAddr, path: &str) -> Result<Reply> {
+    Conn::open(addr)
+        .await?
+        .call(Method::GET, path, &[], None)
+        .await?
+        .expect(StatusCode::OK, path)
+}

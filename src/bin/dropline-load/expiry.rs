@@ -1,0 +1,247 @@
+//! Expiry lateness: many holds with a short hold time, nobody buys; how long after each
+//! deadline is its unit back in stock?
+//!
+//! Measured twice. As a buyer sees it: a WebSocket client watches the drop's stock climb back;
+//! the k-th unit to come back is matched with the k-th earliest deadline (the worker returns
+//! holds in deadline order), and the time it was seen minus that deadline is one sample. As the
+//! server sees it: its `dropline_expiry_lateness_seconds` histogram from `/metrics` (deadline to
+//! the commit that returned the unit), read as Prometheus' `histogram_quantile` would.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio_tungstenite::{
+    connect_async,
+    tungstenite::{Error as WsError, Message},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{api, api::Conn, fanout::now_micros, hot::new_histogram, BenchError, Result};
+
+/// Connections placing the holds.
+const RESERVERS: usize = 64;
+
+/// The expiry row.
+pub struct Expiry {
+    pub holds: usize,
+    pub ttl: Duration,
+    /// How long placing every hold took.
+    pub placing: Duration,
+    /// Every hold was placed before the first deadline (otherwise the matching is unsound).
+    pub placed_before_first_deadline: bool,
+    /// Deadline → unit seen back in stock by a watching client, in microseconds.
+    pub seen: Histogram<u64>,
+    /// The server's own histogram, p50 and p99 in milliseconds (`None`: past its last bucket).
+    pub server_p50_ms: Option<f64>,
+    pub server_p99_ms: Option<f64>,
+}
+
+/// What the expiry run needs.
+pub struct Setup {
+    pub addr: SocketAddr,
+    pub drop: i64,
+    /// Signed-in buyers; the first `holds` each place one hold.
+    pub buyers: Arc<Vec<String>>,
+    pub holds: usize,
+    pub ttl: Duration,
+}
+
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    drop_id: Option<i64>,
+    available: Option<i64>,
+}
+
+/// Places the holds, waits for every unit to come back, and measures.
+pub async fn run(setup: Setup) -> Result<Expiry> {
+    if setup.buyers.len() < setup.holds {
+        return Err(BenchError::Unexpected(format!(
+            "{} holds need as many buyers, have {}",
+            setup.holds,
+            setup.buyers.len()
+        )));
+    }
+    let (ws, _) = connect_async(format!("ws://{}/ws", setup.addr)).await?;
+    let (available_tx, mut available) = watch::channel(-1_i64);
+    let stop = CancellationToken::new();
+    let observer = tokio::spawn(observe(ws, setup.drop, available_tx, stop.clone()));
+
+    let started = now_micros();
+    let mut deadlines = place_holds(&setup).await?;
+    let placed = now_micros();
+    deadlines.sort_unstable();
+    let first_deadline = deadlines.first().copied().unwrap_or(i64::MAX);
+
+    let total = setup.holds as i64;
+    let wait = setup.ttl + Duration::from_secs(60);
+    tokio::time::timeout(wait, available.wait_for(|a| *a == total))
+        .await
+        .map_err(|_| BenchError::Unexpected("not every held unit came back in time".into()))?
+        .map_err(|_| BenchError::Unexpected("the watching socket closed".into()))?;
+    stop.cancel();
+    let events = observer.await?;
+    // Units come back from the moment the last hold took the stock to zero.
+    let from_empty = events
+        .iter()
+        .rposition(|(a, _)| *a == 0)
+        .ok_or_else(|| BenchError::Unexpected("the watcher never saw the stock at 0".into()))?;
+
+    // The k-th unit back is matched with the k-th earliest deadline.
+    let mut returns = Vec::with_capacity(setup.holds);
+    let mut level = 0;
+    for &(available, at) in &events[from_empty..] {
+        for _ in level..available.max(level) {
+            returns.push(at);
+        }
+        level = level.max(available);
+    }
+    let mut seen = new_histogram();
+    for (deadline, back) in deadlines.iter().zip(&returns) {
+        seen.saturating_record((back - deadline).max(1) as u64);
+    }
+
+    let metrics = api::get(setup.addr, "/metrics").await?;
+    let buckets = histogram_buckets(
+        &String::from_utf8_lossy(&metrics.body),
+        "dropline_expiry_lateness_seconds_bucket",
+    );
+    Ok(Expiry {
+        holds: setup.holds,
+        ttl: setup.ttl,
+        placing: Duration::from_micros((placed - started).max(0) as u64),
+        placed_before_first_deadline: placed < first_deadline,
+        seen,
+        server_p50_ms: bucket_quantile(&buckets, 0.5).map(|s| s * 1000.0),
+        server_p99_ms: bucket_quantile(&buckets, 0.99).map(|s| s * 1000.0),
+    })
+}
+
+/// Places one hold per buyer; answers each hold's deadline in microseconds since the epoch.
+async fn place_holds(setup: &Setup) -> Result<Vec<i64>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..RESERVERS {
+        let mut conn = Conn::open(setup.addr).await?;
+        let (next, buyers, drop, holds) =
+            (next.clone(), setup.buyers.clone(), setup.drop, setup.holds);
+        tasks.push(tokio::spawn(async move {
+            let mut deadlines = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= holds {
+                    return Ok::<_, BenchError>(deadlines);
+                }
+                let reply = conn
+                    .reserve(drop, &buyers[i])
+                    .await?
+                    .expect(hyper::StatusCode::CREATED, "expiry hold")?;
+                let deadline = reply.json()?["reservation"]["expires_at"]
+                    .as_str()
+                    .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+                    .ok_or_else(|| BenchError::Unexpected("a hold without expires_at".into()))?;
+                deadlines.push(deadline.timestamp_micros());
+            }
+        }));
+    }
+    let mut deadlines = Vec::new();
+    for task in tasks {
+        deadlines.extend(task.await??);
+    }
+    Ok(deadlines)
+}
+
+/// Watches the drop's stock until told to stop; answers (available, receive time in µs) of
+/// every stock event and publishes the latest level.
+async fn observe<S>(
+    mut ws: S,
+    drop_id: i64,
+    level: watch::Sender<i64>,
+    stop: CancellationToken,
+) -> Vec<(i64, i64)>
+where
+    S: futures::Stream<Item = std::result::Result<Message, WsError>> + Unpin,
+{
+    let mut events = Vec::new();
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => break,
+            message = ws.next() => message,
+        };
+        let Some(Ok(message)) = message else {
+            break;
+        };
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let at = now_micros();
+        let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) else {
+            continue;
+        };
+        if frame.kind == "STOCK_UPDATED" && frame.drop_id == Some(drop_id) {
+            if let Some(available) = frame.available {
+                events.push((available, at));
+                level.send_replace(available);
+            }
+        }
+    }
+    events
+}
+
+/// The cumulative buckets (`le`, count) of one Prometheus histogram in text format.
+fn histogram_buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|line| line.starts_with(name))
+        .filter_map(|line| {
+            let le = line.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count = line.rsplit(' ').next()?.parse().ok()?;
+            Some((le, count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// `histogram_quantile`: linear interpolation inside the bucket holding the rank; `None` when
+/// the rank falls in the open-ended last bucket or there is no data.
+fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return None;
+            }
+            let share = if count > lower.1 {
+                (rank - lower.1) / (count - lower.1)
+            } else {
+                0.0
+            };
+            return Some(lower.0 + (le - lower.0) * share);
+        }
+        lower = (le, count);
+    }
+    None
+}

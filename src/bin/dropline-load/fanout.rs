@@ -1,0 +1,266 @@
+//! WebSocket fan-out: N clients watch `/ws` while reserves commit on one drop at a fixed rate.
+//!
+//! What is measured, for every (commit, client) pair: the time from the commit to the moment
+//! that client has received a stock event of that version or newer — what its screen would
+//! show. Coalescing may skip versions; a skipped version counts until the newer one arrives.
+//! The commit's time is the hold's `created_at`, which the database's clock gives inside the
+//! reserving transaction just before it commits, so the figure errs on the long side by the
+//! commit itself and by up to a millisecond of rounding. The receive time is read from the same
+//! machine's clock (the server, the database and the generator share it).
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_tungstenite::{connect_async, tungstenite::Message};
+use tokio_util::sync::CancellationToken;
+
+use crate::{api::Conn, cpu, hot::new_histogram, BenchError, Result};
+
+/// Connections that reserve at the fixed rate.
+const RESERVERS: usize = 32;
+/// WebSocket handshakes in flight at once while clients connect.
+const CONNECTING_AT_ONCE: usize = 200;
+
+/// One row of the fan-out table.
+pub struct Fanout {
+    pub clients: usize,
+    /// Reserves committed per second, as achieved.
+    pub commits_per_second: f64,
+    /// Stock frames all clients received per second.
+    pub frames_per_second: f64,
+    /// Commit → client has that version or newer, in microseconds.
+    pub latency: Histogram<u64>,
+    /// (commit, client) pairs whose version never reached the client.
+    pub missed: u64,
+    /// Server memory growth per connected client, in KiB.
+    pub kib_per_connection: f64,
+    pub connect_time: Duration,
+    pub cpu: cpu::Share,
+    /// Latency of the reserves made meanwhile, in microseconds.
+    pub reserve_latency: Histogram<u64>,
+}
+
+/// What a fan-out run needs.
+pub struct Setup {
+    pub addr: SocketAddr,
+    pub parties: cpu::Parties,
+    pub drop: i64,
+    /// Signed-in buyers for the reserves, one per reserve.
+    pub buyers: Arc<Vec<String>>,
+    pub clients: usize,
+    pub rate: u32,
+    pub duration: Duration,
+}
+
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    drop_id: Option<i64>,
+    version: Option<i64>,
+}
+
+/// Microseconds since the epoch, on the machine's clock.
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Connects the clients, runs the reserves, and measures.
+pub async fn run(setup: Setup) -> Result<Fanout> {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = cpu::rss_kib(setup.parties.server_pid)?;
+    let stop = CancellationToken::new();
+    let gate = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
+    let (ready_tx, mut ready) = mpsc::channel(setup.clients.max(1));
+    let started = Instant::now();
+    let clients: Vec<_> = (0..setup.clients)
+        .map(|_| {
+            tokio::spawn(watch(
+                setup.addr,
+                setup.drop,
+                ready_tx.clone(),
+                gate.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    drop(ready_tx);
+    for _ in 0..setup.clients {
+        match ready.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                stop.cancel();
+                return Err(error);
+            }
+            None => return Err(BenchError::Unexpected("a client ended early".into())),
+        }
+    }
+    let connect_time = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = cpu::rss_kib(setup.parties.server_pid)?;
+
+    let first = cpu::Sample::take(&setup.parties);
+    let (commits, reserve_latency) = reserve_at_rate(&setup).await?;
+    let cpu = first.share_until(&cpu::Sample::take(&setup.parties));
+    // Let the last events arrive, then hang up.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.cancel();
+
+    let mut latency = new_histogram();
+    let mut missed = 0;
+    let mut frames = 0;
+    for client in clients {
+        let seen = client.await?;
+        frames += seen.len() as u64;
+        let mut next = 0;
+        for &(version, committed_at) in &commits {
+            while next < seen.len() && seen[next].0 < version {
+                next += 1;
+            }
+            match seen.get(next) {
+                Some(&(_, received_at)) => {
+                    let micros = (received_at - committed_at).max(1) as u64;
+                    latency.saturating_record(micros);
+                }
+                None => missed += 1,
+            }
+        }
+    }
+    let seconds = setup.duration.as_secs_f64();
+    Ok(Fanout {
+        clients: setup.clients,
+        commits_per_second: commits.len() as f64 / seconds,
+        frames_per_second: frames as f64 / seconds,
+        latency,
+        missed,
+        kib_per_connection: rss_after.saturating_sub(rss_before) as f64
+            / setup.clients.max(1) as f64,
+        connect_time,
+        cpu,
+        reserve_latency,
+    })
+}
+
+/// Reserves at the fixed rate for the duration; answers (version, commit time in µs) of every
+/// hold, in version order, and the reserves' latency.
+async fn reserve_at_rate(setup: &Setup) -> Result<(Vec<(i64, i64)>, Histogram<u64>)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let every = Duration::from_secs_f64(RESERVERS as f64 / f64::from(setup.rate.max(1)));
+    let start = tokio::time::Instant::now();
+    let end = start + setup.duration;
+    let mut tasks = Vec::new();
+    for k in 0..RESERVERS {
+        let mut conn = Conn::open(setup.addr).await?;
+        let (next, buyers, drop) = (next.clone(), setup.buyers.clone(), setup.drop);
+        let offset = every.mul_f64(k as f64 / RESERVERS as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval_at(start + offset, every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut commits = Vec::new();
+            let mut latency = new_histogram();
+            loop {
+                if ticker.tick().await >= end {
+                    return Ok::<_, BenchError>((commits, latency));
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let cookie = buyers
+                    .get(i)
+                    .ok_or_else(|| BenchError::Unexpected("fan-out ran out of buyers".into()))?;
+                let sent = Instant::now();
+                let reply = conn.reserve(drop, cookie).await?;
+                latency.saturating_record(sent.elapsed().as_micros().max(1) as u64);
+                let reply = reply.expect(hyper::StatusCode::CREATED, "fan-out reserve")?;
+                let body = reply.json()?;
+                let version = body["drop"]["version"].as_i64();
+                let created = body["reservation"]["created_at"]
+                    .as_str()
+                    .and_then(|t| t.parse::<DateTime<Utc>>().ok());
+                match (version, created) {
+                    (Some(v), Some(at)) => commits.push((v, at.timestamp_micros())),
+                    _ => {
+                        return Err(BenchError::Unexpected(
+                            "a reserve answered no version or created_at".into(),
+                        ))
+                    }
+                }
+            }
+        }));
+    }
+    let mut commits = Vec::new();
+    let mut latency = new_histogram();
+    for task in tasks {
+        let (mine, their_latency) = task.await??;
+        commits.extend(mine);
+        latency.add(&their_latency).ok();
+    }
+    commits.sort_unstable();
+    Ok((commits, latency))
+}
+
+/// One watching client: connects, reads the snapshot, then notes (version, receive time) of
+/// every stock event of `drop_id` until told to stop.
+async fn watch(
+    addr: SocketAddr,
+    drop_id: i64,
+    ready: mpsc::Sender<Result<()>>,
+    gate: Arc<Semaphore>,
+    stop: CancellationToken,
+) -> Vec<(i64, i64)> {
+    let mut seen = Vec::new();
+    let permit = gate.acquire_owned().await;
+    let mut ws = match connect_async(format!("ws://{addr}/ws")).await {
+        Ok((ws, _)) => ws,
+        Err(error) => {
+            let _ = ready.send(Err(error.into())).await;
+            return seen;
+        }
+    };
+    // The snapshot comes first.
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(_))) => break,
+            Some(Ok(_)) => {}
+            _ => {
+                let _ = ready
+                    .send(Err(BenchError::Unexpected(
+                        "socket closed before its snapshot".into(),
+                    )))
+                    .await;
+                return seen;
+            }
+        }
+    }
+    drop(permit);
+    let _ = ready.send(Ok(())).await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            message = ws.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    let received_at = now_micros();
+                    if let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) {
+                        if frame.kind == "STOCK_UPDATED" && frame.drop_id == Some(drop_id) {
+                            seen.push((frame.version.unwrap_or(0), received_at));
+                        }
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => break,
+            },
+        }
+    }
+    seen
+}

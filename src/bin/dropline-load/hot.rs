@@ -1,0 +1,223 @@
+//! Hot drop: C buyers, each on its own keep-alive connection, reserve one drop as fast as the
+//! server answers, every request as another signed-in buyer. Closed loop: a buyer sends its
+//! next request when the previous one is answered, so latency is what one buyer waits and
+//! throughput is what the server sustains with C requests in flight.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+use hyper::StatusCode;
+
+use crate::{
+    api::Conn,
+    audit::{self, Audit},
+    cpu,
+    server::Db,
+    Result,
+};
+
+/// One measured cell of the hot-drop table.
+pub struct Cell {
+    pub concurrency: usize,
+    /// Requests answered inside the measured window.
+    pub requests: u64,
+    /// 201 answers (a unit held) inside the window.
+    pub holds: u64,
+    /// Other answers by status, inside the window.
+    pub refused: BTreeMap<u16, u64>,
+    /// Requests that got no HTTP answer (connection lost), inside the window.
+    pub failed: u64,
+    /// From the end of the warm-up to the last answer counted.
+    pub window: Duration,
+    /// Request latency in microseconds.
+    pub latency: Histogram<u64>,
+    /// The buyers ran out before the window ended (the window is then shorter).
+    pub out_of_buyers: bool,
+    pub cpu: cpu::Share,
+    /// 201 answers over the whole cell, warm-up included, to compare with the audit.
+    pub holds_total: u64,
+    pub audit: Audit,
+}
+
+impl Cell {
+    /// Successful holds per second.
+    pub fn holds_per_second(&self) -> f64 {
+        self.holds as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+
+    /// Answers per second.
+    pub fn requests_per_second(&self) -> f64 {
+        self.requests as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+
+    /// Latency at `quantile`, in milliseconds.
+    pub fn latency_ms(&self, quantile: f64) -> f64 {
+        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+    }
+
+    /// The audit holds and every 201 the buyers saw is one active hold.
+    pub fn no_oversell(&self) -> bool {
+        self.audit.oversold() == 0
+            && self.audit.balanced()
+            && self.audit.active_holds == self.holds_total as i64
+    }
+}
+
+/// What a cell needs.
+pub struct Setup<'a> {
+    pub db: Db,
+    pub db_url: &'a str,
+    pub addr: SocketAddr,
+    pub parties: cpu::Parties,
+    pub drop: i64,
+    /// Session cookies of signed-in buyers; each request takes the next unused one.
+    pub buyers: Arc<Vec<String>>,
+    pub concurrency: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
+struct BuyerResult {
+    holds: u64,
+    holds_total: u64,
+    requests: u64,
+    refused: BTreeMap<u16, u64>,
+    failed: u64,
+    last_answer: Option<Instant>,
+    out_of_buyers: bool,
+    latency: Histogram<u64>,
+}
+
+/// Runs one cell and audits the drop after it.
+pub async fn run(setup: Setup<'_>) -> Result<Cell> {
+    let mut conns = Vec::with_capacity(setup.concurrency);
+    for _ in 0..setup.concurrency {
+        conns.push(Conn::open(setup.addr).await?);
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let measured_from = Instant::now() + setup.warmup;
+    let end = measured_from + setup.duration;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|conn| {
+            tokio::spawn(buyer(
+                conn,
+                setup.addr,
+                setup.drop,
+                setup.buyers.clone(),
+                next.clone(),
+                measured_from,
+                end,
+            ))
+        })
+        .collect();
+    let parties = setup.parties.clone();
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(measured_from.into()).await;
+        let first = cpu::Sample::take(&parties);
+        tokio::time::sleep_until(end.into()).await;
+        first.share_until(&cpu::Sample::take(&parties))
+    });
+    let mut cell = Cell {
+        concurrency: setup.concurrency,
+        requests: 0,
+        holds: 0,
+        refused: BTreeMap::new(),
+        failed: 0,
+        window: Duration::ZERO,
+        latency: new_histogram(),
+        out_of_buyers: false,
+        cpu: cpu::Share::default(),
+        holds_total: 0,
+        audit: Audit::default(),
+    };
+    let mut last_answer = measured_from;
+    for task in tasks {
+        let result = task.await??;
+        cell.requests += result.requests;
+        cell.holds += result.holds;
+        cell.holds_total += result.holds_total;
+        cell.failed += result.failed;
+        cell.out_of_buyers |= result.out_of_buyers;
+        for (status, n) in result.refused {
+            *cell.refused.entry(status).or_default() += n;
+        }
+        cell.latency.add(&result.latency).ok();
+        if let Some(at) = result.last_answer {
+            last_answer = last_answer.max(at);
+        }
+    }
+    cell.window = last_answer.duration_since(measured_from);
+    cell.cpu = cpu.await?;
+    cell.audit = audit::audit(setup.db, setup.db_url, setup.addr, setup.drop).await?;
+    Ok(cell)
+}
+
+/// A latency histogram in microseconds, 1 µs to 60 s, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+async fn buyer(
+    mut conn: Conn,
+    addr: SocketAddr,
+    drop: i64,
+    buyers: Arc<Vec<String>>,
+    next: Arc<AtomicUsize>,
+    measured_from: Instant,
+    end: Instant,
+) -> Result<BuyerResult> {
+    let mut result = BuyerResult {
+        holds: 0,
+        holds_total: 0,
+        requests: 0,
+        refused: BTreeMap::new(),
+        failed: 0,
+        last_answer: None,
+        out_of_buyers: false,
+        latency: new_histogram(),
+    };
+    while Instant::now() < end {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(cookie) = buyers.get(i) else {
+            result.out_of_buyers = true;
+            break;
+        };
+        let sent = Instant::now();
+        let reply = conn.reserve(drop, cookie).await;
+        let answered = Instant::now();
+        let measured = sent >= measured_from;
+        match reply {
+            Ok(reply) => {
+                let held = reply.status == StatusCode::CREATED;
+                result.holds_total += u64::from(held);
+                if measured {
+                    result.requests += 1;
+                    if held {
+                        result.holds += 1;
+                    } else {
+                        *result.refused.entry(reply.status.as_u16()).or_default() += 1;
+                    }
+                    let micros = answered.duration_since(sent).as_micros() as u64;
+                    result.latency.saturating_record(micros.max(1));
+                    result.last_answer = Some(answered);
+                }
+            }
+            Err(_) => {
+                if measured {
+                    result.failed += 1;
+                }
+                conn = Conn::open(addr).await?;
+            }
+        }
+    }
+    Ok(result)
+}

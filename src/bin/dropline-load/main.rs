@@ -1,0 +1,469 @@
+//! `dropline-load`: the load generator behind `make bench`.
+//!
+//! It starts the release server itself (`target/release/dropline`), first on a fresh SQLite
+//! file and then on a fresh PostgreSQL database that it creates and drops, and measures:
+//! hot-drop reserve throughput and latency at several numbers of concurrent buyers (each request
+//! a distinct signed-in buyer, with an oversell audit after each run), WebSocket fan-out latency
+//! and memory per connection, expiry lateness, and the size of what a browser downloads. The
+//! results go to `BENCHMARKS.md` as tables, with each target marked met or missed.
+//!
+//! Everything runs on one machine: the generator competes with the server (and PostgreSQL) for
+//! the same cores, and the report shows how much CPU each used.
+
+mod api;
+mod assets;
+mod audit;
+mod cpu;
+mod expiry;
+mod fanout;
+mod hot;
+mod report;
+mod server;
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use server::{Database, Db, Launch, Server, ADMIN_TOKEN};
+
+/// Why a measurement could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Unexpected(String),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("HTTP: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("HTTP request: {0}")]
+    Request(#[from] hyper::http::Error),
+    #[error("WebSocket: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Results of the generator's own steps.
+pub type Result<T, E = BenchError> = std::result::Result<T, E>;
+
+const USAGE: &str = "\
+usage: dropline-load [options]   (run from the repository root, after `make build`)
+  --out PATH            report file                       [BENCHMARKS.md]
+  --server PATH         server binary                     [target/release/dropline]
+  --site PATH           built site (pkg/ with WASM/JS/CSS) [target/site]
+  --postgres URL        PostgreSQL admin URL; a database is created and dropped there
+                        [$DROPLINE_BENCH_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres]
+  --databases LIST      sqlite,postgres                   [sqlite,postgres]
+  --only LIST           hot,fanout,expiry,assets          [all]
+  --seconds N           measured seconds per hot-drop and fan-out run [5]
+  --buyers N            buyers signed in per database (one per reserve) [60000]
+  --concurrency LIST    concurrent buyers per hot-drop run [16,64,256]
+  --clients LIST        WebSocket clients per fan-out run  [1000,5000]
+  --rate N              reserves per second during fan-out [100]
+  --holds N             holds in the expiry run            [10000]
+  --ttl N               hold time in the expiry run, seconds [15]";
+
+/// What to run, from the command line.
+pub struct Options {
+    pub out: PathBuf,
+    pub server: PathBuf,
+    pub site: PathBuf,
+    pub postgres: String,
+    pub databases: Vec<Db>,
+    pub scenarios: Vec<String>,
+    pub seconds: u64,
+    pub buyers: usize,
+    pub concurrency: Vec<usize>,
+    pub clients: Vec<usize>,
+    pub rate: u32,
+    pub holds: usize,
+    pub ttl: u64,
+}
+
+impl Options {
+    fn parse(args: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut o = Options {
+            out: "BENCHMARKS.md".into(),
+            server: "target/release/dropline".into(),
+            site: "target/site".into(),
+            postgres: std::env::var("DROPLINE_BENCH_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+            databases: vec![Db::Sqlite, Db::Postgres],
+            scenarios: ["hot", "fanout", "expiry", "assets"]
+                .map(String::from)
+                .into(),
+            seconds: 5,
+            buyers: 60_000,
+            concurrency: vec![16, 64, 256],
+            clients: vec![1_000, 5_000],
+            rate: 100,
+            holds: 10_000,
+            ttl: 15,
+        };
+        let mut args = args.peekable();
+        while let Some(flag) = args.next() {
+            if flag == "--help" || flag == "-h" {
+                return Err(USAGE.into());
+            }
+            let value = args
+                .next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+            let number = |v: &str| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{flag}: expected a positive number, got {v:?}"))
+            };
+            let list = |v: &str| {
+                v.split(',')
+                    .map(|n| number(n.trim()).map(|n| n as usize))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            match flag.as_str() {
+                "--out" => o.out = value.into(),
+                "--server" => o.server = value.into(),
+                "--site" => o.site = value.into(),
+                "--postgres" => o.postgres = value,
+                "--databases" => {
+                    o.databases = value
+                        .split(',')
+                        .map(|d| match d.trim() {
+                            "sqlite" => Ok(Db::Sqlite),
+                            "postgres" => Ok(Db::Postgres),
+                            other => Err(format!("--databases: unknown database {other:?}")),
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+                "--only" => {
+                    o.scenarios = value.split(',').map(|s| s.trim().to_string()).collect();
+                    if let Some(bad) = o
+                        .scenarios
+                        .iter()
+                        .find(|s| !["hot", "fanout", "expiry", "assets"].contains(&s.as_str()))
+                    {
+                        return Err(format!("--only: unknown scenario {bad:?}"));
+                    }
+                }
+                "--seconds" => o.seconds = number(&value)?,
+                "--buyers" => o.buyers = number(&value)? as usize,
+                "--concurrency" => o.concurrency = list(&value)?,
+                "--clients" => o.clients = list(&value)?,
+                "--rate" => o.rate = u32::try_from(number(&value)?).map_err(|e| e.to_string())?,
+                "--holds" => o.holds = number(&value)? as usize,
+                "--ttl" => o.ttl = number(&value)?,
+                other => return Err(format!("unknown option {other}\n{USAGE}")),
+            }
+        }
+        Ok(o)
+    }
+
+    fn runs(&self, scenario: &str) -> bool {
+        self.scenarios.iter().any(|s| s == scenario)
+    }
+}
+
+fn main() -> ExitCode {
+    let options = match Options::parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    // Thousands of sockets on each side: the generator's limit, which the server inherits.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => eprintln!("open files limit: {limit}"),
+        Err(error) => eprintln!("could not raise the open files limit: {error}"),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("dropline-load: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("dropline-load: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: Options) -> Result<()> {
+    let started = Instant::now();
+    let work = PathBuf::from("target/bench");
+    std::fs::create_dir_all(&work)?;
+    let mut report = report::Report::new(&options);
+    if !options.server.exists() {
+        return Err(BenchError::Unexpected(format!(
+            "{} is missing; run `make build` first",
+            options.server.display()
+        )));
+    }
+    for &db in &options.databases {
+        eprintln!("== {}", db.name());
+        if let Err(error) = run_database(db, &options, &work, &mut report).await {
+            eprintln!("{}: {error}", db.name());
+            report.failures.push(format!("{}: {error}", db.name()));
+        }
+    }
+    if options.runs("assets") {
+        eprintln!("== assets");
+        if let Err(error) = measure_assets(&options, &work, &mut report).await {
+            eprintln!("assets: {error}");
+            report.failures.push(format!("assets: {error}"));
+        }
+    }
+    report.elapsed = started.elapsed();
+    report.machine.postgres = postgres_version(&options.postgres).await;
+    report.write(&options.out)?;
+    eprintln!(
+        "wrote {} in {:.0} s",
+        options.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Every scenario on one database; they share the database and its signed-in buyers.
+async fn run_database(
+    db: Db,
+    options: &Options,
+    work: &Path,
+    report: &mut report::Report,
+) -> Result<()> {
+    let database = Database::create(db, "run", work, &options.postgres).await?;
+    let outcome = run_scenarios(db, &database, options, work, report).await;
+    database.remove().await?;
+    outcome
+}
+
+async fn run_scenarios(
+    db: Db,
+    database: &Database,
+    options: &Options,
+    work: &Path,
+    report: &mut report::Report,
+) -> Result<()> {
+    let duration = Duration::from_secs(options.seconds);
+    let key = match db {
+        Db::Sqlite => "sqlite",
+        Db::Postgres => "postgres",
+    };
+    let mut buyers: Option<Arc<Vec<String>>> = None;
+    let needed = options
+        .buyers
+        .max(options.holds)
+        .max(options.rate as usize * options.seconds as usize + 1_000);
+
+    if options.runs("hot") {
+        for (i, variant) in report::batching_variants().into_iter().enumerate() {
+            let env: Vec<(&str, String)> = variant
+                .value
+                .map(|v| vec![("RESERVE_BATCH_MAX", v.to_string())])
+                .unwrap_or_default();
+            let server = Server::start(Launch {
+                binary: &options.server,
+                site: &options.site,
+                database,
+                label: &format!("{key}-hot-{i}"),
+                work,
+                ttl_seconds: 3_600,
+                seed_demo: false,
+                env: &env,
+            })
+            .await?;
+            let pool = ensure_buyers(&mut buyers, &server, needed, db, report).await?;
+            for &concurrency in &options.concurrency {
+                let drop = api::create_drop(
+                    server.addr,
+                    ADMIN_TOKEN,
+                    &format!("Hot drop ({concurrency} buyers)"),
+                    pool.len() as i64,
+                )
+                .await?;
+                let cell = hot::run(hot::Setup {
+                    db,
+                    db_url: &database.url,
+                    addr: server.addr,
+                    parties: database.parties(&server),
+                    drop,
+                    buyers: pool.clone(),
+                    concurrency,
+                    warmup: Duration::from_millis(500),
+                    duration,
+                })
+                .await?;
+                eprintln!(
+                    "hot {} {} c={concurrency}: {:.0} holds/s, p50 {:.1} ms, p99 {:.1} ms, oversell {}",
+                    db.name(),
+                    variant.label,
+                    cell.holds_per_second(),
+                    cell.latency_ms(0.5),
+                    cell.latency_ms(0.99),
+                    cell.audit.oversold()
+                );
+                report.hot.push(report::HotRow {
+                    db,
+                    batching: variant.label.clone(),
+                    cell,
+                });
+            }
+            server.stop().await?;
+        }
+    }
+
+    if options.runs("fanout") {
+        for &clients in &options.clients {
+            let server = Server::start(Launch {
+                binary: &options.server,
+                site: &options.site,
+                database,
+                label: &format!("{key}-fanout-{clients}"),
+                work,
+                ttl_seconds: 3_600,
+                seed_demo: false,
+                env: &[],
+            })
+            .await?;
+            let pool = ensure_buyers(&mut buyers, &server, needed, db, report).await?;
+            let drop = api::create_drop(
+                server.addr,
+                ADMIN_TOKEN,
+                &format!("Watched drop ({clients} clients)"),
+                pool.len() as i64,
+            )
+            .await?;
+            let result = fanout::run(fanout::Setup {
+                addr: server.addr,
+                parties: database.parties(&server),
+                drop,
+                buyers: pool,
+                clients,
+                rate: options.rate,
+                duration,
+            })
+            .await?;
+            eprintln!(
+                "fan-out {} {clients} clients: p50 {:.1} ms, p99 {:.1} ms, {:.1} KiB/connection, \
+                 {:.0} reserves/s (p99 {:.1} ms)",
+                db.name(),
+                result.latency.value_at_quantile(0.5) as f64 / 1000.0,
+                result.latency.value_at_quantile(0.99) as f64 / 1000.0,
+                result.kib_per_connection,
+                result.commits_per_second,
+                result.reserve_latency.value_at_quantile(0.99) as f64 / 1000.0,
+            );
+            report.fanout.push(report::FanoutRow { db, result });
+            server.stop().await?;
+        }
+    }
+
+    if options.runs("expiry") {
+        let server = Server::start(Launch {
+            binary: &options.server,
+            site: &options.site,
+            database,
+            label: &format!("{key}-expiry"),
+            work,
+            ttl_seconds: options.ttl,
+            seed_demo: false,
+            env: &[],
+        })
+        .await?;
+        let pool = ensure_buyers(&mut buyers, &server, needed, db, report).await?;
+        let drop = api::create_drop(
+            server.addr,
+            ADMIN_TOKEN,
+            "Expiring drop",
+            options.holds as i64,
+        )
+        .await?;
+        let result = expiry::run(expiry::Setup {
+            addr: server.addr,
+            drop,
+            buyers: pool,
+            holds: options.holds,
+            ttl: Duration::from_secs(options.ttl),
+        })
+        .await?;
+        eprintln!(
+            "expiry {}: p50 {:.1} ms, p99 {:.1} ms",
+            db.name(),
+            result.seen.value_at_quantile(0.5) as f64 / 1000.0,
+            result.seen.value_at_quantile(0.99) as f64 / 1000.0
+        );
+        report.expiry.push(report::ExpiryRow { db, result });
+        server.stop().await?;
+    }
+    Ok(())
+}
+
+/// Signs in the buyers on the first server of a database; later servers on the same database
+/// share the session secret, so the same cookies stay valid.
+async fn ensure_buyers(
+    buyers: &mut Option<Arc<Vec<String>>>,
+    server: &Server,
+    count: usize,
+    db: Db,
+    report: &mut report::Report,
+) -> Result<Arc<Vec<String>>> {
+    if let Some(buyers) = buyers {
+        return Ok(buyers.clone());
+    }
+    eprintln!("signing in {count} buyers on {}", db.name());
+    let started = Instant::now();
+    let cookies = Arc::new(api::sign_in_many(server.addr, count, 64, "buyer").await?);
+    report
+        .sign_in
+        .push((db, count, count as f64 / started.elapsed().as_secs_f64()));
+    *buyers = Some(cookies.clone());
+    Ok(cookies)
+}
+
+/// Sizes of the built site's files and of the dashboard as a server with demo drops renders it.
+async fn measure_assets(options: &Options, work: &Path, report: &mut report::Report) -> Result<()> {
+    let files = assets::site_files(&options.site)?;
+    let database = Database::create(Db::Sqlite, "assets", work, &options.postgres).await?;
+    let server = Server::start(Launch {
+        binary: &options.server,
+        site: &options.site,
+        database: &database,
+        label: "assets",
+        work,
+        ttl_seconds: 60,
+        seed_demo: true,
+        env: &[],
+    })
+    .await?;
+    let page = api::get(server.addr, "/").await;
+    server.stop().await?;
+    database.remove().await?;
+    let html = assets::Asset::of("dashboard HTML (GET /, 3 demo drops)", &page?.body)?;
+    report.assets = Some((files, html));
+    Ok(())
+}
+
+/// `SHOW server_version`, or why not.
+async fn postgres_version(url: &str) -> String {
+    use sqlx::Connection;
+    match sqlx::PgConnection::connect(url).await {
+        Ok(mut conn) => sqlx::query_scalar::<_, String>("SHOW server_version")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| format!("unknown ({e})")),
+        Err(error) => format!("unreachable ({error})"),
+    }
+}

@@ -1,0 +1,609 @@
+//! `BENCHMARKS.md`: the machine, the tables, and each target met or missed by how much. A
+//! hand-written notes block between the `notes:begin` / `notes:end` markers survives reruns.
+
+use std::{fmt::Write as _, path::Path, time::Duration};
+
+use chrono::{DateTime, Utc};
+
+use crate::{
+    assets::Asset, expiry::Expiry, fanout::Fanout, hot::Cell, server::Db, Options, Result,
+};
+
+const NOTES_BEGIN: &str = "<!-- notes:begin (kept by make bench) -->";
+const NOTES_END: &str = "<!-- notes:end -->";
+
+/// Reserves per second one hot drop should sustain, on either database.
+const TARGET_HOLDS_PER_SECOND: f64 = 20_000.0;
+/// p99 reserve latency at 256 buyers, milliseconds.
+const TARGET_RESERVE_P99_MS: f64 = 50.0;
+/// p99 fan-out latency at 5,000 clients, milliseconds.
+const TARGET_FANOUT_P99_MS: f64 = 200.0;
+/// p99 expiry lateness, milliseconds.
+const TARGET_EXPIRY_P99_MS: f64 = 50.0;
+/// WASM + JS + CSS, gzipped, bytes (150 KB, with KB = 1,000 bytes).
+const TARGET_ASSETS_GZIP: u64 = 150_000;
+
+/// One hot-drop row.
+pub struct HotRow {
+    pub db: Db,
+    pub batching: String,
+    pub cell: Cell,
+}
+
+/// One fan-out row.
+pub struct FanoutRow {
+    pub db: Db,
+    pub result: Fanout,
+}
+
+/// One expiry row.
+pub struct ExpiryRow {
+    pub db: Db,
+    pub result: Expiry,
+}
+
+/// The box the numbers come from.
+#[derive(Default)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory: String,
+    pub kernel: String,
+    pub rustc: String,
+    pub postgres: String,
+}
+
+impl Machine {
+    fn read() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map_or_else(|| "unknown".into(), |(_, v)| v.trim().to_string());
+        let cores = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count();
+        let memory = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                let kib: f64 = m
+                    .lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()?;
+                Some(format!("{:.1} GiB", kib / 1024.0 / 1024.0))
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or_else(|_| "unknown".into(), |k| format!("Linux {}", k.trim()));
+        Self {
+            cpu,
+            cores,
+            memory,
+            kernel,
+            rustc: command_line("rustc", &["--version"]),
+            postgres: String::new(),
+        }
+    }
+}
+
+/// One way to run the hot drop: with the server's reserve batching at some setting, or as is.
+pub struct Variant {
+    pub label: String,
+    /// `RESERVE_BATCH_MAX` to pass, if this build has the setting.
+    pub value: Option<u32>,
+}
+
+/// Batched and unbatched when this build knows `reserve_batch_max` (listed in `Leptos.toml`),
+/// else one run as is.
+pub fn batching_variants() -> Vec<Variant> {
+    let default = std::fs::read_to_string("Leptos.toml")
+        .ok()
+        .and_then(|toml| {
+            toml.lines().find_map(|line| {
+                let (key, value) = line.split_once('=')?;
+                (key.trim() == "reserve_batch_max").then(|| value.trim().parse::<u32>().ok())?
+            })
+        });
+    match default {
+        None => vec![Variant {
+            label: "none (no RESERVE_BATCH_MAX in this build)".into(),
+            value: None,
+        }],
+        Some(default) => {
+            let on = if default > 1 { default } else { 64 };
+            vec![
+                Variant {
+                    label: format!("RESERVE_BATCH_MAX={on}"),
+                    value: Some(on),
+                },
+                Variant {
+                    label: "RESERVE_BATCH_MAX=1 (off)".into(),
+                    value: Some(1),
+                },
+            ]
+        }
+    }
+}
+
+/// Everything measured in one run.
+pub struct Report {
+    pub date: DateTime<Utc>,
+    pub commit: String,
+    pub machine: Machine,
+    pub elapsed: Duration,
+    pub seconds: u64,
+    pub rate: u32,
+    pub hot: Vec<HotRow>,
+    pub fanout: Vec<FanoutRow>,
+    pub expiry: Vec<ExpiryRow>,
+    pub assets: Option<(Vec<Asset>, Asset)>,
+    /// (database, buyers, sign-ins per second).
+    pub sign_in: Vec<(Db, usize, f64)>,
+    pub failures: Vec<String>,
+    databases: Vec<Db>,
+}
+
+impl Report {
+    /// An empty report for this run.
+    pub fn new(options: &Options) -> Self {
+        let head = command_line("git", &["rev-parse", "--short", "HEAD"]);
+        let dirty = !command_line(
+            "git",
+            &[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!BENCHMARKS.md",
+            ],
+        )
+        .is_empty();
+        Self {
+            date: Utc::now(),
+            commit: if dirty {
+                format!("{head} + uncommitted changes")
+            } else {
+                head
+            },
+            machine: Machine::read(),
+            elapsed: Duration::ZERO,
+            seconds: options.seconds,
+            rate: options.rate,
+            hot: Vec::new(),
+            fanout: Vec::new(),
+            expiry: Vec::new(),
+            assets: None,
+            sign_in: Vec::new(),
+            failures: Vec::new(),
+            databases: options.databases.clone(),
+        }
+    }
+
+    /// Writes the report, keeping the notes block of the file it replaces.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let previous = std::fs::read_to_string(path).unwrap_or_default();
+        let notes = previous
+            .split_once(NOTES_BEGIN)
+            .and_then(|(_, rest)| rest.split_once(NOTES_END))
+            .map_or_else(
+                || "\n_No notes yet._\n".to_string(),
+                |(notes, _)| notes.to_string(),
+            );
+        std::fs::write(path, self.render(&notes))?;
+        Ok(())
+    }
+
+    fn render(&self, notes: &str) -> String {
+        let mut out = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            out,
+            "# Dropline benchmarks\n\n\
+             Written by `make bench` (`src/bin/dropline-load/`) on {} at commit `{}`; the run took \
+             {:.0} s. Rerun it to refresh every table; only the notes at the end are hand-written.\n\n\
+             ## Machine\n\n\
+             | | |\n| --- | --- |\n\
+             | CPU | {} × {} logical cores |\n| memory | {} |\n| kernel | {} |\n\
+             | Rust | {} |\n| PostgreSQL | {} (local, default configuration) |\n\
+             | SQLite | bundled with sqlx (WAL) |\n\n\
+             One box runs everything: the release server, PostgreSQL and the load generator, which \
+             competes with them for the same cores. The CPU column (cores busy on average: server / \
+             PostgreSQL / generator / anything else on the box) shows who used what; 2.0 in all is \
+             the whole machine.\n",
+            self.date.format("%Y-%m-%d %H:%M UTC"),
+            self.commit,
+            self.elapsed.as_secs_f64(),
+            m.cpu,
+            m.cores,
+            m.memory,
+            m.kernel,
+            m.rustc,
+            m.postgres,
+        );
+        self.render_targets(&mut out);
+        self.render_hot(&mut out);
+        self.render_fanout(&mut out);
+        self.render_expiry(&mut out);
+        self.render_assets(&mut out);
+        if !self.failures.is_empty() {
+            let _ = writeln!(out, "## Runs that failed\n");
+            for failure in &self.failures {
+                let _ = writeln!(out, "- {failure}");
+            }
+            out.push('\n');
+        }
+        let _ = write!(out, "## Notes\n\n{NOTES_BEGIN}{notes}{NOTES_END}\n");
+        out
+    }
+
+    fn render_targets(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "## Targets\n\n\
+             | target | {} |\n| --- |{}",
+            self.databases
+                .iter()
+                .map(|d| d.name())
+                .collect::<Vec<_>>()
+                .join(" | "),
+            " --- |".repeat(self.databases.len())
+        );
+        let row = |out: &mut String, name: &str, verdict: &dyn Fn(Db) -> String| {
+            let cells: Vec<String> = self.databases.iter().map(|&db| verdict(db)).collect();
+            let _ = writeln!(out, "| {name} | {} |", cells.join(" | "));
+        };
+        let main_cell = |db: Db| {
+            let first_label = self.hot.iter().find(|r| r.db == db).map(|r| &r.batching);
+            self.hot
+                .iter()
+                .filter(|r| r.db == db && Some(&r.batching) == first_label)
+                .max_by_key(|r| r.cell.concurrency)
+        };
+        row(
+            out,
+            "≥ 20,000 reserves/s on one hot drop (256 buyers)",
+            &|db| match main_cell(db) {
+                Some(r) => at_least(r.cell.holds_per_second(), TARGET_HOLDS_PER_SECOND, "/s"),
+                None => "not measured".into(),
+            },
+        );
+        row(
+            out,
+            "p99 ≤ 50 ms at 256 buyers",
+            &|db| match main_cell(db) {
+                Some(r) => at_most(r.cell.latency_ms(0.99), TARGET_RESERVE_P99_MS, " ms"),
+                None => "not measured".into(),
+            },
+        );
+        row(out, "no oversell (every run)", &|db| {
+            let rows: Vec<_> = self.hot.iter().filter(|r| r.db == db).collect();
+            if rows.is_empty() {
+                "not measured".into()
+            } else if rows.iter().all(|r| r.cell.no_oversell()) {
+                format!("met ({} runs audited)", rows.len())
+            } else {
+                "**MISSED**: see the hot-drop table".into()
+            }
+        });
+        row(
+            out,
+            "fan-out p99 ≤ 200 ms at 5,000 clients",
+            &|db| match self
+                .fanout
+                .iter()
+                .filter(|r| r.db == db)
+                .max_by_key(|r| r.result.clients)
+            {
+                Some(r) => at_most(
+                    r.result.latency.value_at_quantile(0.99) as f64 / 1000.0,
+                    TARGET_FANOUT_P99_MS,
+                    " ms",
+                ),
+                None => "not measured".into(),
+            },
+        );
+        row(out, "expiry lateness p99 ≤ 50 ms", &|db| match self
+            .expiry
+            .iter()
+            .find(|r| r.db == db)
+        {
+            Some(r) => at_most(
+                r.result.seen.value_at_quantile(0.99) as f64 / 1000.0,
+                TARGET_EXPIRY_P99_MS,
+                " ms",
+            ),
+            None => "not measured".into(),
+        });
+        let assets = match &self.assets {
+            Some((files, _)) => {
+                let gzip: u64 = files.iter().map(|f| f.gzip).sum();
+                at_most(
+                    gzip as f64 / 1000.0,
+                    TARGET_ASSETS_GZIP as f64 / 1000.0,
+                    " KB",
+                )
+            }
+            None => "not measured".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| WASM + JS + CSS ≤ 150 KB gzipped (either database) | {} |\n",
+            vec![assets; self.databases.len().max(1)].join(" | ")
+        );
+        let _ = writeln!(
+            out,
+            "A missed target says by how much; why is in the notes at the end.\n"
+        );
+    }
+
+    fn render_hot(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "## Hot drop: reserves over HTTP\n\n\
+             One drop with stock for every request. C buyers, each on its own keep-alive HTTP/1.1 \
+             connection, send `POST /api/v1/drops/{{id}}/reservations` back to back (the next one \
+             when the previous is answered), every request as a different signed-in buyer. \
+             0.5 s of warm-up, then {} s measured. Holds/s counts 201 answers; latency is from \
+             sending a request to reading its whole answer. After each run the drop is audited in \
+             the database: available + active holds + purchases = total, no more units held than \
+             exist, and every 201 is one active hold.\n",
+            self.seconds
+        );
+        for (db, buyers, rate) in &self.sign_in {
+            let _ = writeln!(
+                out,
+                "{}: {} buyers signed in first at {} sign-ins/s (64 connections).",
+                db.name(),
+                thousands(*buyers as f64),
+                thousands(*rate)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n| database | reserve batching | buyers | holds/s | requests/s | p50 ms | p99 ms | max ms | not 201 | CPU srv/pg/gen/other | oversell |\n\
+             | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"
+        );
+        for row in &self.hot {
+            let c = &row.cell;
+            let refused = if c.refused.is_empty() && c.failed == 0 {
+                "0".to_string()
+            } else {
+                let mut parts: Vec<String> = c
+                    .refused
+                    .iter()
+                    .map(|(status, n)| format!("{n}× {status}"))
+                    .collect();
+                if c.failed > 0 {
+                    parts.push(format!("{}× no answer", c.failed));
+                }
+                parts.join(", ")
+            };
+            let audit = &c.audit;
+            let oversell = if c.no_oversell() {
+                format!("0 ✓ ({} held of {})", audit.active_holds, audit.total)
+            } else {
+                format!(
+                    "**{} oversold; available {} + held {} + bought {} vs total {}; API shows {}; 201s seen {}**",
+                    audit.oversold(),
+                    audit.available,
+                    audit.active_holds,
+                    audit.purchases,
+                    audit.total,
+                    audit.api_available,
+                    c.holds_total
+                )
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {}{} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+                row.db.name(),
+                row.batching,
+                c.concurrency,
+                if c.out_of_buyers {
+                    format!(" (buyers ran out after {:.1} s)", c.window.as_secs_f64())
+                } else {
+                    String::new()
+                },
+                thousands(c.holds_per_second()),
+                thousands(c.requests_per_second()),
+                c.latency_ms(0.5),
+                c.latency_ms(0.99),
+                c.latency.max() as f64 / 1000.0,
+                refused,
+                cpu(&c.cpu),
+                oversell
+            );
+        }
+        out.push('\n');
+    }
+
+    fn render_fanout(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "## WebSocket fan-out\n\n\
+             N clients hold `/ws` open (each has read its snapshot) while 32 connections reserve \
+             one drop at {} reserves/s for {} s. Latency is measured for every (commit, client) \
+             pair: from the commit to the moment that client has received a stock event of that \
+             version or newer, i.e. what its screen shows. The commit time is the hold's \
+             `created_at`, read from the database clock inside the reserving transaction just \
+             before it commits (so the figure errs long by the commit itself and by up to 1 ms of \
+             rounding); the receive time comes from the same machine's clock. Stock events are \
+             coalesced per drop (latest version wins), so a client receives fewer frames than \
+             there are commits; a commit counts until a frame at least that new arrives. \
+             Memory per connection is the server's resident memory (VmRSS) after connecting \
+             minus before, over N.\n\n\
+             | database | clients | reserves/s | stock frames/s (all clients) | p50 ms | p99 ms | max ms | never seen | KiB/connection | connect time | CPU srv/pg/gen/other |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            self.rate, self.seconds
+        );
+        for row in &self.fanout {
+            let r = &row.result;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} s | {} |",
+                row.db.name(),
+                thousands(r.clients as f64),
+                r.commits_per_second,
+                thousands(r.frames_per_second),
+                r.latency.value_at_quantile(0.5) as f64 / 1000.0,
+                r.latency.value_at_quantile(0.99) as f64 / 1000.0,
+                r.latency.max() as f64 / 1000.0,
+                r.missed,
+                r.kib_per_connection,
+                r.connect_time.as_secs_f64(),
+                cpu(&r.cpu)
+            );
+        }
+        out.push('\n');
+    }
+
+    fn render_expiry(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "## Expiry lateness\n\n\
+             Distinct buyers place holds on one drop as fast as 64 connections can (so the \
+             deadlines spread over the time that takes), nobody buys, and the holds run out. \
+             *Seen* matches the k-th unit a watching WebSocket client sees come back with the \
+             k-th earliest deadline (the worker returns holds in deadline order) and takes the \
+             receive time minus the deadline: unit back in stock, as a buyer's screen shows it. \
+             *Server* is the server's own `dropline_expiry_lateness_seconds` histogram (deadline \
+             to the commit that returned the unit), read like Prometheus' `histogram_quantile` \
+             (linear inside a bucket; its buckets are 5, 10, 25, 50, 100 ms, ...).\n\n\
+             | database | holds | hold time | placed in | seen p50 ms | seen p99 ms | seen max ms | server p50 ms | server p99 ms | valid |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+        );
+        for row in &self.expiry {
+            let r = &row.result;
+            let quantile =
+                |v: Option<f64>| v.map_or_else(|| "> 10,000".into(), |v| format!("{v:.1}"));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} s | {:.1} s | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+                row.db.name(),
+                thousands(r.holds as f64),
+                r.ttl.as_secs(),
+                r.placing.as_secs_f64(),
+                r.seen.value_at_quantile(0.5) as f64 / 1000.0,
+                r.seen.value_at_quantile(0.99) as f64 / 1000.0,
+                r.seen.max() as f64 / 1000.0,
+                quantile(r.server_p50_ms),
+                quantile(r.server_p99_ms),
+                if r.placed_before_first_deadline {
+                    "yes"
+                } else {
+                    "**no**: holds were still being placed when the first ran out"
+                }
+            );
+        }
+        out.push('\n');
+    }
+
+    fn render_assets(&self, out: &mut String) {
+        let Some((files, html)) = &self.assets else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "## What a browser downloads\n\n\
+             The release build's files under `target/site/pkg/` (WASM after wasm-opt) and the \
+             dashboard's server-rendered HTML; gzip is `gzip -9` (flate2 level 9). KB = 1,000 \
+             bytes.\n\n\
+             | file | raw KB | gzip KB |\n| --- | ---: | ---: |"
+        );
+        for file in files {
+            let _ = writeln!(
+                out,
+                "| `{}` | {:.1} | {:.1} |",
+                file.name,
+                file.raw as f64 / 1000.0,
+                file.gzip as f64 / 1000.0
+            );
+        }
+        let (raw, gzip) = files
+            .iter()
+            .fold((0, 0), |(r, g), f| (r + f.raw, g + f.gzip));
+        let _ = writeln!(
+            out,
+            "| **WASM + JS + CSS** | **{:.1}** | **{:.1}** |\n| {} | {:.1} | {:.1} |\n",
+            raw as f64 / 1000.0,
+            gzip as f64 / 1000.0,
+            html.name,
+            html.raw as f64 / 1000.0,
+            html.gzip as f64 / 1000.0
+        );
+    }
+}
+
+/// "met" or "missed by how much" for a floor.
+fn at_least(value: f64, target: f64, unit: &str) -> String {
+    if value >= target {
+        format!(
+            "met: {}{unit} ({:.0}% above)",
+            thousands(value),
+            (value / target - 1.0) * 100.0
+        )
+    } else {
+        format!(
+            "**missed**: {}{unit}, {}{unit} short ({:.0}% of the target; ×{:.1} needed)",
+            thousands(value),
+            thousands(target - value),
+            value / target * 100.0,
+            target / value.max(1e-9)
+        )
+    }
+}
+
+/// "met" or "missed by how much" for a ceiling.
+fn at_most(value: f64, target: f64, unit: &str) -> String {
+    if value <= target {
+        format!(
+            "met: {value:.1}{unit} ({:.0}% headroom)",
+            (1.0 - value / target) * 100.0
+        )
+    } else {
+        format!(
+            "**missed**: {value:.1}{unit}, {:.1}{unit} over (×{:.1} the target)",
+            value - target,
+            value / target
+        )
+    }
+}
+
+fn cpu(share: &crate::cpu::Share) -> String {
+    format!(
+        "{:.2} / {:.2} / {:.2} / {:.2}",
+        share.server, share.postgres, share.generator, share.other
+    )
+}
+
+/// `12,345` for 12345.4.
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The first line a command prints, or "" when it cannot run.
+fn command_line(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_default()
+}
