@@ -47,7 +47,7 @@ unit:
 e2e: build chromium
 	cd end2end && playwright test
 
-## bench: load-test the release build on SQLite, then PostgreSQL; writes BENCHMARKS.md (~10 min)
+## bench: load-test the release build on SQLite, then PostgreSQL; writes BENCHMARKS.md
 bench: build
 	cargo build --release --features load --bin dropline-load
 	$(TARGET_DIR)/release/dropline-load --server $(TARGET_DIR)/release/dropline \
