@@ -55,7 +55,7 @@ e2e: build chromium
 fuzz: build fuzz-tools
 	fuzz/run.sh $(TARGET_DIR)/release/dropline $(FUZZ_VENV)/bin/st
 
-## bench: load-test the release build on SQLite, then PostgreSQL; writes BENCHMARKS.md (~10 min)
+## bench: load-test the release build on SQLite, then PostgreSQL; writes BENCHMARKS.md
 bench: build
 	cargo build --release --features load --bin dropline-load
 	$(TARGET_DIR)/release/dropline-load --server $(TARGET_DIR)/release/dropline \

@@ -113,10 +113,11 @@ impl Conn {
     }
 }
 
-/// Signs in `count` distinct buyers over `connections` connections; answers their session
-/// cookies (`name=value`), in order.
+/// Signs in `count` distinct buyers (numbered from `first`) over `connections` connections;
+/// answers their session cookies (`name=value`), in order.
 pub async fn sign_in_many(
     addr: SocketAddr,
+    first: usize,
     count: usize,
     connections: usize,
     prefix: &str,
@@ -134,7 +135,7 @@ pub async fn sign_in_many(
                 if i >= count {
                     return Ok::<_, BenchError>(mine);
                 }
-                let body = json!({ "name": format!("{prefix} {i}") }).to_string();
+                let body = json!({ "name": format!("{prefix} {}", first + i) }).to_string();
                 let reply = conn
                     .call(Method::POST, "/api/v1/session", &[], Some(body))
                     .await?

@@ -63,7 +63,8 @@ usage: dropline-load [options]   (run from the repository root, after `make buil
   --databases LIST      sqlite,postgres                   [sqlite,postgres]
   --only LIST           hot,fanout,expiry,assets          [all]
   --seconds N           measured seconds per hot-drop and fan-out run [5]
-  --buyers N            buyers signed in per database (one per reserve) [60000]
+  --buyers N            buyers signed in first per database; more are signed in when a
+                        hot-drop run needs them (one per reserve) [20000]
   --concurrency LIST    concurrent buyers per hot-drop run [16,64,256]
   --clients LIST        WebSocket clients per fan-out run  [1000,5000]
   --rate N              reserves per second during fan-out [100]
@@ -100,7 +101,7 @@ impl Options {
                 .map(String::from)
                 .into(),
             seconds: 5,
-            buyers: 60_000,
+            buyers: 20_000,
             concurrency: vec![16, 64, 256],
             clients: vec![1_000, 5_000],
             rate: 100,
@@ -212,6 +213,14 @@ async fn run(options: Options) -> Result<()> {
             options.server.display()
         )));
     }
+    // Run a private copy: a build in a shared target directory must not swap the binary
+    // between two scenarios.
+    let binary = work.join("dropline-server");
+    std::fs::copy(&options.server, &binary)?;
+    let options = Options {
+        server: binary,
+        ..options
+    };
     for &db in &options.databases {
         eprintln!("== {}", db.name());
         if let Err(error) = run_database(db, &options, &work, &mut report).await {
@@ -263,6 +272,7 @@ async fn run_scenarios(
         Db::Postgres => "postgres",
     };
     let mut buyers: Option<Arc<Vec<String>>> = None;
+    let mut best_rate = 0.0_f64;
     let needed = options
         .buyers
         .max(options.holds)
@@ -285,27 +295,41 @@ async fn run_scenarios(
                 env: &env,
             })
             .await?;
-            let pool = ensure_buyers(&mut buyers, &server, needed, db, report).await?;
+            ensure_buyers(&mut buyers, &server, needed, db, report).await?;
+            let warmup = Duration::from_millis(500);
             for &concurrency in &options.concurrency {
-                let drop = api::create_drop(
-                    server.addr,
-                    ADMIN_TOKEN,
-                    &format!("Hot drop ({concurrency} buyers)"),
-                    pool.len() as i64,
-                )
-                .await?;
-                let cell = hot::run(hot::Setup {
-                    db,
-                    db_url: &database.url,
-                    addr: server.addr,
-                    parties: database.parties(&server),
-                    drop,
-                    buyers: pool.clone(),
-                    concurrency,
-                    warmup: Duration::from_millis(500),
-                    duration,
-                })
-                .await?;
+                // A cell must not run out of distinct buyers: size the pool by the best rate
+                // seen so far, and if a cell still runs out, top up and run it again.
+                let mut attempt = 0;
+                let cell = loop {
+                    attempt += 1;
+                    let enough = (best_rate * (warmup + duration).as_secs_f64() * 1.3) as usize;
+                    let pool = ensure_buyers(&mut buyers, &server, enough, db, report).await?;
+                    let drop = api::create_drop(
+                        server.addr,
+                        ADMIN_TOKEN,
+                        &format!("Hot drop ({concurrency} buyers)"),
+                        pool.len() as i64,
+                    )
+                    .await?;
+                    let cell = hot::run(hot::Setup {
+                        db,
+                        db_url: &database.url,
+                        addr: server.addr,
+                        parties: database.parties(&server),
+                        drop,
+                        buyers: pool,
+                        concurrency,
+                        warmup,
+                        duration,
+                    })
+                    .await?;
+                    best_rate = best_rate.max(cell.requests_per_second());
+                    if !cell.out_of_buyers || attempt == 2 {
+                        break cell;
+                    }
+                    eprintln!("ran out of buyers at {concurrency}; signing in more and rerunning");
+                };
                 eprintln!(
                     "hot {} {} c={concurrency}: {:.0} holds/s, p50 {:.1} ms, p99 {:.1} ms, oversell {}",
                     db.name(),
@@ -411,8 +435,8 @@ async fn run_scenarios(
     Ok(())
 }
 
-/// Signs in the buyers on the first server of a database; later servers on the same database
-/// share the session secret, so the same cookies stay valid.
+/// Makes sure at least `count` buyers are signed in, signing in the missing ones on `server`.
+/// Every server of a database shares the session secret, so cookies stay valid across them.
 async fn ensure_buyers(
     buyers: &mut Option<Arc<Vec<String>>>,
     server: &Server,
@@ -420,17 +444,27 @@ async fn ensure_buyers(
     db: Db,
     report: &mut report::Report,
 ) -> Result<Arc<Vec<String>>> {
-    if let Some(buyers) = buyers {
-        return Ok(buyers.clone());
+    let have = buyers.as_ref().map_or(0, |b| b.len());
+    if have >= count {
+        if let Some(buyers) = buyers {
+            return Ok(buyers.clone());
+        }
     }
-    eprintln!("signing in {count} buyers on {}", db.name());
+    eprintln!("signing in {} buyers on {}", count - have, db.name());
     let started = Instant::now();
-    let cookies = Arc::new(api::sign_in_many(server.addr, count, 64, "buyer").await?);
-    report
-        .sign_in
-        .push((db, count, count as f64 / started.elapsed().as_secs_f64()));
-    *buyers = Some(cookies.clone());
-    Ok(cookies)
+    let more = api::sign_in_many(server.addr, have, count - have, 64, "buyer").await?;
+    report.sign_in.push((
+        db,
+        more.len(),
+        more.len() as f64 / started.elapsed().as_secs_f64(),
+    ));
+    let mut all = buyers
+        .as_ref()
+        .map_or_else(Vec::new, |b| b.as_ref().clone());
+    all.extend(more);
+    let all = Arc::new(all);
+    *buyers = Some(all.clone());
+    Ok(all)
 }
 
 /// Sizes of the built site's files and of the dashboard as a server with demo drops renders it.
