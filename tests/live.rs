@@ -152,6 +152,7 @@ async fn stock_versions_rise_strictly_per_drop(backend: Backend) {
     for task in tasks {
         assert_eq!(task.await.unwrap(), StatusCode::CREATED);
     }
+    // Reserves that share a transaction share one event: wait for the stock, not a count.
     // Coalescing may skip versions the socket had no time to send, but what it shows never
     // goes back and ends at the stock as it stands.
     let mut versions = Vec::new();

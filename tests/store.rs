@@ -424,6 +424,187 @@ async fn old_idempotency_keys_are_forgotten(backend: Backend) {
     ));
 }
 
+async fn one_batch_answers_each_buyer_in_order(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store(EventBus::default()).await;
+    let drop = store.create_drop(&new_drop(3)).await.unwrap();
+    let [first, capped, second, late] = users(&store, 4).await[..] else {
+        unreachable!()
+    };
+    // `capped` has bought the one unit a buyer may have.
+    let hold = store.reserve(drop.id, capped, HOLD).await.unwrap();
+    store.purchase(hold.reservation.id, capped).await.unwrap();
+    let before = store.get_drop(drop.id).await.unwrap().unwrap();
+
+    let outcomes = store
+        .reserve_many(
+            drop.id,
+            &[first, capped, first, second, late, 777_777],
+            HOLD,
+        )
+        .await
+        .unwrap();
+    let codes: Vec<_> = outcomes.iter().map(|o| o.as_ref().err().copied()).collect();
+    assert_eq!(
+        codes,
+        [
+            None,
+            Some(ErrorCode::LimitReached),
+            Some(ErrorCode::AlreadyReserved),
+            None,
+            Some(ErrorCode::OutOfStock),
+            Some(ErrorCode::Unauthenticated),
+        ]
+    );
+    let held: Vec<_> = outcomes.iter().flatten().collect();
+    assert_eq!(held[0].reservation.user_id, first);
+    assert_eq!(held[1].reservation.user_id, second);
+    // Screens see the batch as one stock change: the last unit gone, the version up by one.
+    for reserved in &held {
+        assert_eq!(reserved.drop.available_stock, 0);
+        assert_eq!(reserved.drop.version, before.version + 1);
+    }
+    assert_eq!(
+        store.get_drop(drop.id).await.unwrap().unwrap().version,
+        before.version + 1
+    );
+
+    // The next batch sees the holds of the last one.
+    let again = store
+        .reserve_many(drop.id, &[second, late], HOLD)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        [Err(ErrorCode::AlreadyReserved), Err(ErrorCode::OutOfStock)]
+    );
+    let audit = store.audit(drop.id).await.unwrap();
+    assert_eq!(
+        (audit.available, audit.active_holds, audit.purchases),
+        (0, 2, 1)
+    );
+    assert_invariant(store.as_ref(), drop.id).await;
+}
+
+/// A server on `db` whose reserves share transactions up to `batch_max` at a time.
+async fn server_with_batches(db: &TestDb, batch_max: usize) -> server::AppState {
+    let settings = dropline::server::settings::Settings {
+        reserve_batch_max: batch_max,
+        ..db.settings()
+    };
+    server::start(&settings).await.unwrap()
+}
+
+/// One burst of concurrent reserves on one drop: a buyer who clicks ten times, a buyer at the
+/// limit, and forty buyers who click once. Batched or not, each gets the same answers.
+async fn burst_on_one_drop(backend: Backend, batch_max: usize) {
+    let db = TestDb::new(backend).await;
+    let inventory = server_with_batches(&db, batch_max).await.inventory;
+    let drop = inventory.create_drop(new_drop(100)).await.unwrap();
+    let eager = inventory.sign_up("Eager").await.unwrap().id;
+    let capped = inventory.sign_up("Capped").await.unwrap().id;
+    let hold = inventory.reserve(drop.id, capped).await.unwrap();
+    inventory
+        .purchase(hold.reservation.id, capped)
+        .await
+        .unwrap();
+    let mut others = Vec::new();
+    for i in 0..40 {
+        others.push(inventory.sign_up(&format!("buyer {i}")).await.unwrap().id);
+    }
+
+    let mut clicks = Vec::new();
+    for (i, &other) in others.iter().enumerate() {
+        clicks.push(other);
+        if i % 4 == 0 {
+            clicks.push(eager);
+        }
+        if i % 13 == 0 {
+            clicks.push(capped);
+        }
+    }
+    let tasks: Vec<_> = clicks
+        .iter()
+        .map(|&user| {
+            let inventory = inventory.clone();
+            tokio::spawn(async move { (user, inventory.reserve(drop.id, user).await) })
+        })
+        .collect();
+    let mut answers: std::collections::HashMap<i64, Vec<Option<ErrorCode>>> = Default::default();
+    for task in tasks {
+        let (user, outcome) = task.await.unwrap();
+        let code = outcome.as_ref().err().map(|e| e.code);
+        if let Ok(reserved) = &outcome {
+            assert_eq!(reserved.reservation.user_id, user);
+        }
+        answers.entry(user).or_default().push(code);
+    }
+
+    let mut eager_answers = answers.remove(&eager).unwrap();
+    eager_answers.sort_by_key(|code| code.is_some());
+    assert_eq!(eager_answers[0], None, "the eager buyer got no hold");
+    assert!(
+        eager_answers[1..]
+            .iter()
+            .all(|code| *code == Some(ErrorCode::AlreadyReserved)),
+        "{eager_answers:?}"
+    );
+    assert_eq!(eager_answers.len(), 10);
+    assert_eq!(
+        answers.remove(&capped).unwrap(),
+        [Some(ErrorCode::LimitReached); 4]
+    );
+    for other in others {
+        assert_eq!(answers[&other], [None], "buyer {other}");
+    }
+    let audit = inventory.audit(drop.id).await.unwrap();
+    assert_eq!(
+        (audit.available, audit.active_holds, audit.purchases),
+        (100 - 1 - 1 - 40, 41, 1)
+    );
+    assert!(audit.holds(), "{audit:?}");
+}
+
+async fn a_burst_gives_each_buyer_their_own_answer(backend: Backend) {
+    burst_on_one_drop(backend, 256).await;
+}
+
+async fn a_burst_gives_the_same_answers_with_batching_off(backend: Backend) {
+    burst_on_one_drop(backend, 1).await;
+}
+
+async fn two_instances_bursting_on_one_drop_never_oversell(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let a = server_with_batches(&db, 256).await.inventory;
+    let b = server_with_batches(&db, 256).await.inventory;
+    let drop = a.create_drop(new_drop(50)).await.unwrap();
+    let mut buyers = Vec::new();
+    for i in 0..400 {
+        buyers.push(a.sign_up(&format!("buyer {i}")).await.unwrap().id);
+    }
+
+    let tasks: Vec<_> = buyers
+        .iter()
+        .enumerate()
+        .map(|(i, &user)| {
+            let instance = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { instance.reserve(drop.id, user).await })
+        })
+        .collect();
+    let (mut held, mut sold_out) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => held += 1,
+            Err(e) if e.code == ErrorCode::OutOfStock => sold_out += 1,
+            Err(other) => panic!("unexpected outcome: {other:?}"),
+        }
+    }
+    assert_eq!((held, sold_out), (50, 350));
+    let audit = b.audit(drop.id).await.unwrap();
+    assert_eq!((audit.available, audit.active_holds), (0, 50));
+    assert!(audit.holds(), "{audit:?}");
+}
+
 /// Polls `check` until it holds or `limit` passes.
 async fn wait_for<F, Fut>(limit: Duration, check: F) -> bool
 where
@@ -452,4 +633,8 @@ on_both_databases!(
     the_worker_returns_a_unit_at_its_deadline,
     a_restart_returns_holds_that_fell_due_while_down,
     old_idempotency_keys_are_forgotten,
+    one_batch_answers_each_buyer_in_order,
+    a_burst_gives_each_buyer_their_own_answer,
+    a_burst_gives_the_same_answers_with_batching_off,
+    two_instances_bursting_on_one_drop_never_oversell,
 );

@@ -4,6 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use super::{
+    batch::ReserveBatcher,
     expiry::ExpiryClock,
     metrics::Metrics,
     store::{Cancelled, Reserved, StockAudit, Store, StoreError},
@@ -71,22 +72,24 @@ async fn detached<T: Send + 'static>(
 pub struct Inventory {
     store: Arc<dyn Store>,
     expiry: Arc<ExpiryClock>,
-    ttl: Duration,
+    reserves: Arc<ReserveBatcher>,
     metrics: Metrics,
 }
 
 impl Inventory {
-    /// Wraps a store; holds last `ttl`.
+    /// Wraps a store; holds last `ttl`; concurrent reserves of one drop share a transaction,
+    /// up to `reserve_batch_max` of them (1: every reserve has its own).
     pub fn new(
         store: Arc<dyn Store>,
         expiry: Arc<ExpiryClock>,
         ttl: Duration,
+        reserve_batch_max: usize,
         metrics: Metrics,
     ) -> Self {
         Self {
+            reserves: ReserveBatcher::new(store.clone(), ttl, reserve_batch_max),
             store,
             expiry,
-            ttl,
             metrics,
         }
     }
@@ -124,10 +127,10 @@ impl Inventory {
             .ok_or_else(|| ApiError::refusal(ErrorCode::DropNotFound))
     }
 
-    /// Takes one unit of a drop for the user, for the configured hold time.
+    /// Takes one unit of a drop for the user, for the configured hold time (in a batch with
+    /// the other reserves of the drop that arrive while one is being written).
     pub async fn reserve(&self, drop: DropId, user: UserId) -> Result<Reserved, ApiError> {
-        let (store, ttl) = (self.store.clone(), self.ttl);
-        let outcome = detached(async move { store.reserve(drop, user, ttl).await }).await;
+        let outcome = self.reserves.reserve(drop, user).await;
         let label = match &outcome {
             Ok(_) => "HELD".to_string(),
             Err(e) => serde_json::to_value(e.code)

@@ -1,6 +1,7 @@
 //! Everything that runs only on the server: settings, storage, workers, HTTP.
 
 pub mod auth;
+pub mod batch;
 pub mod events;
 pub mod expiry;
 pub mod idempotency;
@@ -98,7 +99,13 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         store.clone(),
         settings.idempotency_key_ttl(),
     ));
-    let inventory = Inventory::new(store, clock, settings.reservation_ttl(), metrics.clone());
+    let inventory = Inventory::new(
+        store,
+        clock,
+        settings.reservation_ttl(),
+        settings.reserve_batch_max,
+        metrics.clone(),
+    );
     if settings.seed_demo {
         inventory.seed_demo().await?;
     }

@@ -33,6 +33,8 @@ pub struct Settings {
     pub expiry_sweep_ms: u64,
     /// Most connections in the database pool.
     pub database_max_connections: u32,
+    /// Most reserves of one drop that share one transaction (1 turns batching off).
+    pub reserve_batch_max: usize,
     /// Sign-in, reserve and purchase requests one session may make per second, sustained...
     pub rate_limit_session_per_second: u32,
     /// ...and in one burst.
@@ -70,6 +72,7 @@ impl Default for Settings {
             seed_demo: true,
             expiry_sweep_ms: 5_000,
             database_max_connections: 16,
+            reserve_batch_max: 256,
             rate_limit_session_per_second: 5,
             rate_limit_session_burst: 10,
             rate_limit_ip_per_second: 50,
@@ -126,6 +129,7 @@ impl Settings {
         "seed_demo",
         "expiry_sweep_ms",
         "database_max_connections",
+        "reserve_batch_max",
         "rate_limit_session_per_second",
         "rate_limit_session_burst",
         "rate_limit_ip_per_second",
@@ -215,6 +219,13 @@ impl Settings {
                 "IDEMPOTENCY_KEY_HOURS",
                 &self.idempotency_key_hours,
                 "expected 1 to 8760",
+            ));
+        }
+        if !(1..=10_000).contains(&self.reserve_batch_max) {
+            return Err(bad(
+                "RESERVE_BATCH_MAX",
+                &self.reserve_batch_max,
+                "expected 1 to 10000",
             ));
         }
         if self.database_max_connections == 0 {

@@ -8,7 +8,11 @@
 mod postgres;
 mod sqlite;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -31,24 +35,15 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
-impl StoreError {
-    /// Maps a failed write of a row that names a user: a vanished user means a stale session.
-    fn on_user_write(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                Self::Refused(ErrorCode::Unauthenticated)
-            }
-            _ => Self::Database(error),
-        }
-    }
-}
-
 /// A fresh hold and the drop as it stands after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reserved {
     pub reservation: Reservation,
     pub drop: ProductDrop,
 }
+
+/// One user's answer from a reserve batch: a fresh hold, or why they got none.
+pub type ReserveOutcome = Result<Reserved, ErrorCode>;
 
 /// A hold given back and the drop as it stands after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,13 +80,30 @@ pub trait Store: Send + Sync + 'static {
     /// Every drop, oldest first, each with its three newest purchasers.
     async fn list_drops(&self) -> Result<Vec<ProductDrop>, StoreError>;
     async fn get_drop(&self, id: DropId) -> Result<Option<ProductDrop>, StoreError>;
-    /// Takes one unit of `drop` for `user` until now + `ttl`.
+    /// Takes one unit of `drop` for each of `users` until now + `ttl`, in one transaction, and
+    /// answers every user's own outcome in the order given. First come, first served: when
+    /// stock runs out inside the batch, the later users get `OUT_OF_STOCK`. A user named twice
+    /// gets one hold and `ALREADY_RESERVED` for the rest. The drop's `version` rises once and
+    /// one stock event goes out for the whole batch. A database error fails the whole batch
+    /// and writes nothing.
+    async fn reserve_many(
+        &self,
+        drop: DropId,
+        users: &[UserId],
+        ttl: Duration,
+    ) -> Result<Vec<ReserveOutcome>, StoreError>;
+    /// Takes one unit of `drop` for `user`: [`Store::reserve_many`] with a batch of one.
     async fn reserve(
         &self,
         drop: DropId,
         user: UserId,
         ttl: Duration,
-    ) -> Result<Reserved, StoreError>;
+    ) -> Result<Reserved, StoreError> {
+        match self.reserve_many(drop, &[user], ttl).await?.pop() {
+            Some(outcome) => outcome.map_err(StoreError::Refused),
+            None => Err(StoreError::Refused(ErrorCode::Internal)),
+        }
+    }
     /// Turns the caller's live hold into a purchase, if its deadline has not passed.
     async fn purchase(
         &self,
@@ -339,22 +351,112 @@ fn with_purchasers(drops: Vec<DropRow>, purchasers: Vec<PurchaserRow>) -> Vec<Pr
         .collect()
 }
 
-/// What a drop looked like when a reserve found no unit to take.
+/// The drop row a reserve batch has locked, with the database's "now".
 #[derive(sqlx::FromRow)]
-struct ReserveCheck {
+struct BatchDrop {
+    available_stock: i64,
+    max_per_user: i64,
     starts_at: i64,
     now: i64,
-    holds_one: bool,
 }
 
-/// Names the refusal of a reserve whose conditional UPDATE matched no row.
-fn reserve_refusal(check: Option<ReserveCheck>) -> ErrorCode {
-    match check {
-        None => ErrorCode::DropNotFound,
-        Some(c) if c.holds_one => ErrorCode::AlreadyReserved,
-        Some(c) if c.starts_at > c.now => ErrorCode::NotStarted,
-        Some(_) => ErrorCode::OutOfStock,
+/// What a reserve batch needs to know about one of its users, read under the drop's lock.
+#[derive(sqlx::FromRow)]
+struct BuyerCheck {
+    user_id: i64,
+    /// The user exists (a stale session may name one that does not).
+    known: bool,
+    /// The user already has an ACTIVE hold on the drop.
+    holds_one: bool,
+    /// Units of the drop the user has bought.
+    bought: i64,
+}
+
+/// How a reserve batch answers its users before any row is written: a refusal for some, a
+/// unit (and a hold to insert) for the others.
+struct BatchPlan {
+    /// Per user, in batch order: `None` for a user who gets a unit, else the refusal.
+    refusals: Vec<Option<ErrorCode>>,
+    /// The users who get a unit, each once, in batch order.
+    takers: Vec<UserId>,
+}
+
+/// The users of a batch, each once, in first-come order (the set the checks are read for).
+fn distinct_users(users: &[UserId]) -> Vec<UserId> {
+    let mut seen = HashSet::with_capacity(users.len());
+    users.iter().copied().filter(|u| seen.insert(*u)).collect()
+}
+
+/// Decides every user's outcome in one batch: first come, first served. `drop` is `None` when
+/// the drop does not exist; `checks` hold what was read for each distinct user.
+fn plan_batch(users: &[UserId], drop: Option<&BatchDrop>, checks: &[BuyerCheck]) -> BatchPlan {
+    let whole_batch = |code| BatchPlan {
+        refusals: vec![Some(code); users.len()],
+        takers: Vec::new(),
+    };
+    let Some(drop) = drop else {
+        return whole_batch(ErrorCode::DropNotFound);
+    };
+    if drop.starts_at > drop.now {
+        return whole_batch(ErrorCode::NotStarted);
     }
+    let checks: HashMap<UserId, &BuyerCheck> = checks.iter().map(|c| (c.user_id, c)).collect();
+    // Each user is answered as if their reserve ran alone, after the ones before it: a user
+    // named again after getting a hold is already holding one; after a refusal, refused alike.
+    let mut left = drop.available_stock;
+    let mut takers = Vec::new();
+    let mut holding = HashSet::new();
+    let refusals = users
+        .iter()
+        .map(|&user| {
+            let refusal = match checks.get(&user) {
+                None => Some(ErrorCode::Unauthenticated),
+                Some(c) if !c.known => Some(ErrorCode::Unauthenticated),
+                Some(c) if c.holds_one || holding.contains(&user) => {
+                    Some(ErrorCode::AlreadyReserved)
+                }
+                Some(c) if c.bought >= drop.max_per_user => Some(ErrorCode::LimitReached),
+                Some(_) if left <= 0 => Some(ErrorCode::OutOfStock),
+                Some(_) => None,
+            };
+            if refusal.is_none() {
+                left -= 1;
+                holding.insert(user);
+                takers.push(user);
+            }
+            refusal
+        })
+        .collect();
+    BatchPlan { refusals, takers }
+}
+
+/// Every user's outcome once the holds are in (`drop` as it stands after the batch, `None`
+/// when no hold went in). A taker whose row the unique index turned away (a live hold another
+/// writer made first) gets `ALREADY_RESERVED`; no unit was taken for it.
+fn batch_outcomes(
+    users: &[UserId],
+    plan: BatchPlan,
+    inserted: Vec<ReservationRow>,
+    drop: Option<ProductDrop>,
+) -> Vec<ReserveOutcome> {
+    let mut holds: HashMap<UserId, ReservationRow> =
+        inserted.into_iter().map(|row| (row.user_id, row)).collect();
+    users
+        .iter()
+        .zip(plan.refusals)
+        .map(|(user, refusal)| {
+            if let Some(code) = refusal {
+                return Err(code);
+            }
+            match (holds.remove(user), &drop) {
+                (Some(row), Some(drop)) => Ok(Reserved {
+                    reservation: row.into(),
+                    drop: drop.clone(),
+                }),
+                _ => Err(ErrorCode::AlreadyReserved),
+            }
+        })
+        .collect()
 }
 
 /// What a hold looked like when a purchase or cancel did not match it.

@@ -14,10 +14,10 @@ use sqlx::{
 };
 
 use super::{
-    count_by_drop, drop_columns, expired_event, hold_refusal, reservation_columns, reserve_refusal,
-    stock_event, ttl_ms, until, with_purchasers, Cancelled, DropRow, HoldCheck, KeyClaim, KeyRow,
-    PurchaseRow, PurchaserRow, ReservationRow, ReserveCheck, Reserved, StockAudit, Store,
-    StoreError, RECENT_PURCHASERS_OF_ALL,
+    batch_outcomes, count_by_drop, distinct_users, drop_columns, expired_event, hold_refusal,
+    plan_batch, reservation_columns, stock_event, ttl_ms, until, with_purchasers, BatchDrop,
+    BuyerCheck, Cancelled, DropRow, HoldCheck, KeyClaim, KeyRow, PurchaseRow, PurchaserRow,
+    ReservationRow, ReserveOutcome, StockAudit, Store, StoreError, RECENT_PURCHASERS_OF_ALL,
 };
 use crate::{
     model::{
@@ -166,67 +166,84 @@ impl Store for PgStore {
         Ok(Some(drop.into_drop(recent)))
     }
 
-    async fn reserve(
+    async fn reserve_many(
         &self,
         drop_id: DropId,
-        user: UserId,
+        users: &[UserId],
         ttl: Duration,
-    ) -> Result<Reserved, StoreError> {
+    ) -> Result<Vec<ReserveOutcome>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.pool.begin().await?;
-        let taken: Option<DropRow> = sqlx::query_as(concat!(
-            "UPDATE drops SET available_stock = available_stock - 1, version = version + 1 \
-             WHERE id = $1 AND available_stock > 0 AND starts_at <= dropline_now_ms() \
-             RETURNING ",
-            drop_columns!()
-        ))
+        // The drop row first, like every writer. Holding it, the checks below see every hold
+        // and purchase committed before us, and no reserve of this drop can slip in between.
+        let drop: Option<BatchDrop> = sqlx::query_as(
+            "SELECT available_stock, max_per_user, starts_at, dropline_now_ms() AS now \
+             FROM drops WHERE id = $1 FOR UPDATE",
+        )
         .bind(drop_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(drop) = taken else {
-            let check: Option<ReserveCheck> = sqlx::query_as(
-                "SELECT starts_at, dropline_now_ms() AS now, EXISTS (SELECT 1 FROM reservations r \
-                 WHERE r.drop_id = d.id AND r.user_id = $2 AND r.status = 'ACTIVE') AS holds_one \
-                 FROM drops d WHERE d.id = $1",
-            )
-            .bind(drop_id)
-            .bind(user)
-            .fetch_optional(&mut *tx)
-            .await?;
-            return Err(StoreError::Refused(reserve_refusal(check)));
+        let checks: Vec<BuyerCheck> = match &drop {
+            Some(d) if d.starts_at <= d.now => {
+                // One index probe per user and table. (As EXISTS in the select list, the
+                // planner may instead hash every live hold of the drop, once per batch: a
+                // cost that grows with the drop.)
+                sqlx::query_as(
+                    "SELECT u.id AS user_id, k.id IS NOT NULL AS known, \
+                       h.id IS NOT NULL AS holds_one, b.n AS bought \
+                     FROM unnest($2::bigint[]) AS u(id) \
+                     LEFT JOIN LATERAL (SELECT users.id FROM users \
+                       WHERE users.id = u.id LIMIT 1) AS k ON true \
+                     LEFT JOIN LATERAL (SELECT r.id FROM reservations r WHERE r.drop_id = $1 \
+                       AND r.user_id = u.id AND r.status = 'ACTIVE' LIMIT 1) AS h ON true \
+                     CROSS JOIN LATERAL (SELECT COUNT(*) AS n FROM purchases p \
+                       WHERE p.drop_id = $1 AND p.user_id = u.id) AS b",
+                )
+                .bind(drop_id)
+                .bind(distinct_users(users))
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            _ => Vec::new(),
         };
-        let bought: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM purchases WHERE drop_id = $1 AND user_id = $2",
-        )
-        .bind(drop_id)
-        .bind(user)
-        .fetch_one(&mut *tx)
-        .await?;
-        if bought >= drop.max_per_user {
-            return Err(StoreError::Refused(ErrorCode::LimitReached));
+        let plan = plan_batch(users, drop.as_ref(), &checks);
+        if plan.takers.is_empty() {
+            // Nothing to write: the lock goes with the transaction.
+            return Ok(batch_outcomes(users, plan, Vec::new(), None));
         }
-        let hold: ReservationRow = sqlx::query_as(concat!(
+        // The partial unique index has the last word: a row it turns away is not inserted,
+        // and the stock below is taken only for the rows that went in.
+        let inserted: Vec<ReservationRow> = sqlx::query_as(concat!(
             "INSERT INTO reservations (drop_id, user_id, status, created_at, expires_at) \
-             VALUES ($1, $2, 'ACTIVE', dropline_now_ms(), dropline_now_ms() + $3) RETURNING ",
+             SELECT $1, u.id, 'ACTIVE', dropline_now_ms(), dropline_now_ms() + $3 \
+             FROM unnest($2::bigint[]) AS u(id) \
+             ON CONFLICT (drop_id, user_id) WHERE status = 'ACTIVE' DO NOTHING RETURNING ",
             reservation_columns!()
         ))
         .bind(drop_id)
-        .bind(user)
+        .bind(&plan.takers)
         .bind(ttl_ms(ttl))
+        .fetch_all(&mut *tx)
+        .await?;
+        if inserted.is_empty() {
+            return Ok(batch_outcomes(users, plan, inserted, None));
+        }
+        let taken = i64::try_from(inserted.len()).unwrap_or(i64::MAX);
+        let drop: DropRow = sqlx::query_as(concat!(
+            "UPDATE drops SET available_stock = available_stock - $2, version = version + 1 \
+             WHERE id = $1 RETURNING ",
+            drop_columns!()
+        ))
+        .bind(drop_id)
+        .bind(taken)
         .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Refused(ErrorCode::AlreadyReserved)
-            }
-            _ => StoreError::on_user_write(e),
-        })?;
+        .await?;
         let drop = drop.into_drop(Vec::new());
         notify(&mut tx, &[stock_event(&drop)]).await?;
         tx.commit().await?;
-        Ok(Reserved {
-            reservation: hold.into(),
-            drop,
-        })
+        Ok(batch_outcomes(users, plan, inserted, Some(drop)))
     }
 
     async fn purchase(

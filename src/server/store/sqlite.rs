@@ -16,10 +16,10 @@ use sqlx::{
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::{
-    count_by_drop, drop_columns, expired_event, hold_refusal, reservation_columns, reserve_refusal,
-    stock_event, ttl_ms, with_purchasers, Cancelled, DropRow, HoldCheck, KeyClaim, KeyRow,
-    PurchaseRow, PurchaserRow, ReservationRow, ReserveCheck, Reserved, StockAudit, Store,
-    StoreError,
+    batch_outcomes, count_by_drop, distinct_users, drop_columns, expired_event, hold_refusal,
+    plan_batch, reservation_columns, stock_event, ttl_ms, with_purchasers, BatchDrop, BuyerCheck,
+    Cancelled, DropRow, HoldCheck, KeyClaim, KeyRow, PurchaseRow, PurchaserRow, ReservationRow,
+    ReserveOutcome, StockAudit, Store, StoreError,
 };
 use crate::{
     model::{
@@ -174,74 +174,80 @@ impl Store for SqliteStore {
         Ok(Some(drop.into_drop(recent)))
     }
 
-    async fn reserve(
+    async fn reserve_many(
         &self,
         drop_id: DropId,
-        user: UserId,
+        users: &[UserId],
         ttl: Duration,
-    ) -> Result<Reserved, StoreError> {
+    ) -> Result<Vec<ReserveOutcome>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
         let (_turn, mut tx) = self.begin_write().await?;
-        let taken: Option<DropRow> = sqlx::query_as(concat!(
-            "UPDATE drops SET available_stock = available_stock - 1, version = version + 1 \
-             WHERE id = ?1 AND available_stock > 0 AND starts_at <= ",
+        let drop: Option<BatchDrop> = sqlx::query_as(concat!(
+            "SELECT available_stock, max_per_user, starts_at, ",
             now_ms!(),
-            " RETURNING ",
-            drop_columns!()
+            " AS now FROM drops WHERE id = ?1"
         ))
         .bind(drop_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(drop) = taken else {
-            let check: Option<ReserveCheck> = sqlx::query_as(concat!(
-                "SELECT starts_at, ",
-                now_ms!(),
-                " AS now, EXISTS (SELECT 1 FROM reservations r WHERE r.drop_id = d.id \
-                 AND r.user_id = ?2 AND r.status = 'ACTIVE') AS holds_one \
-                 FROM drops d WHERE d.id = ?1"
-            ))
-            .bind(drop_id)
-            .bind(user)
-            .fetch_optional(&mut *tx)
-            .await?;
-            return Err(StoreError::Refused(reserve_refusal(check)));
+        // SQLite has no array parameters: the users travel as one JSON array.
+        let checks: Vec<BuyerCheck> = match &drop {
+            Some(d) if d.starts_at <= d.now => {
+                sqlx::query_as(
+                    "SELECT u.value AS user_id, \
+                       EXISTS (SELECT 1 FROM users WHERE users.id = u.value) AS known, \
+                       EXISTS (SELECT 1 FROM reservations r WHERE r.drop_id = ?1 \
+                         AND r.user_id = u.value AND r.status = 'ACTIVE') AS holds_one, \
+                       (SELECT COUNT(*) FROM purchases p \
+                         WHERE p.drop_id = ?1 AND p.user_id = u.value) AS bought \
+                     FROM json_each(?2) AS u",
+                )
+                .bind(drop_id)
+                .bind(json_ids(&distinct_users(users)))
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            _ => Vec::new(),
         };
-        let bought: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM purchases WHERE drop_id = ?1 AND user_id = ?2",
-        )
-        .bind(drop_id)
-        .bind(user)
-        .fetch_one(&mut *tx)
-        .await?;
-        if bought >= drop.max_per_user {
-            return Err(StoreError::Refused(ErrorCode::LimitReached));
+        let plan = plan_batch(users, drop.as_ref(), &checks);
+        if plan.takers.is_empty() {
+            return Ok(batch_outcomes(users, plan, Vec::new(), None));
         }
-        let hold: ReservationRow = sqlx::query_as(concat!(
+        // `WHERE true` tells SQLite's parser the ON CONFLICT is the upsert's, not a join's.
+        let inserted: Vec<ReservationRow> = sqlx::query_as(concat!(
             "INSERT INTO reservations (drop_id, user_id, status, created_at, expires_at) \
-             VALUES (?1, ?2, 'ACTIVE', ",
+             SELECT ?1, u.value, 'ACTIVE', ",
             now_ms!(),
             ", ",
             now_ms!(),
-            " + ?3) RETURNING ",
+            " + ?3 FROM json_each(?2) AS u WHERE true \
+             ON CONFLICT (drop_id, user_id) WHERE status = 'ACTIVE' DO NOTHING RETURNING ",
             reservation_columns!()
         ))
         .bind(drop_id)
-        .bind(user)
+        .bind(json_ids(&plan.takers))
         .bind(ttl_ms(ttl))
+        .fetch_all(&mut *tx)
+        .await?;
+        if inserted.is_empty() {
+            return Ok(batch_outcomes(users, plan, inserted, None));
+        }
+        let taken = i64::try_from(inserted.len()).unwrap_or(i64::MAX);
+        let drop: DropRow = sqlx::query_as(concat!(
+            "UPDATE drops SET available_stock = available_stock - ?2, version = version + 1 \
+             WHERE id = ?1 RETURNING ",
+            drop_columns!()
+        ))
+        .bind(drop_id)
+        .bind(taken)
         .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Refused(ErrorCode::AlreadyReserved)
-            }
-            _ => StoreError::on_user_write(e),
-        })?;
+        .await?;
         tx.commit().await?;
         let drop = drop.into_drop(Vec::new());
         self.bus.publish([stock_event(&drop)]);
-        Ok(Reserved {
-            reservation: hold.into(),
-            drop,
-        })
+        Ok(batch_outcomes(users, plan, inserted, Some(drop)))
     }
 
     async fn purchase(
@@ -495,6 +501,11 @@ impl Store for SqliteStore {
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// User ids as a JSON array, the form `json_each` reads.
+fn json_ids(ids: &[UserId]) -> String {
+    serde_json::Value::from(ids).to_string()
 }
 
 /// Reads a hold's state to explain why a purchase or cancel did not match it.
