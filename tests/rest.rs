@@ -734,8 +734,8 @@ async fn the_openapi_document_matches_what_the_server_answers() {
     }
 }
 
-/// The UI's forms carry a key per attempt: a resubmitted form (a retry after a network error,
-/// a reload of the POST) reserves and buys once, and the next attempt is judged afresh.
+/// A form post to a server function with an `idempotency_key` (a retry after a network error,
+/// a reload of the POST) reserves and buys once, and the next key is judged afresh.
 async fn a_resubmitted_form_reserves_and_buys_once(backend: Backend) {
     let api = Api::new(backend).await;
     let drop = api

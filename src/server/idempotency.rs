@@ -1,8 +1,7 @@
 //! Idempotency keys: a write sent again with the same key gets the first outcome again and
 //! changes nothing; the same key with a different request is refused (422). REST clients send
-//! the `Idempotency-Key` header; the UI's forms carry a fresh key per attempt in a hidden field,
-//! so a resubmitted form (a retry after a network error, a reload of a POST) is answered from
-//! the first outcome instead of reserving or buying twice.
+//! the `Idempotency-Key` header; the server functions take an optional `idempotency_key` field
+//! for the same purpose.
 
 use std::{future::Future, sync::Arc};
 

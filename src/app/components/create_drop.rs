@@ -4,10 +4,7 @@
 use leptos::{form::ActionForm, prelude::*};
 
 use crate::app::{
-    components::{
-        retry_key::RetryKey,
-        toasts::{use_toasts, ToastKind},
-    },
+    components::toasts::{use_toasts, ToastKind},
     pages::home::Actions,
 };
 
@@ -35,7 +32,6 @@ pub fn CreateDropPanel() -> impl IntoView {
         <details class="admin-panel">
             <summary>"Create a drop"</summary>
             <ActionForm action=create attr:class="create-form">
-                <RetryKey attempts=create.version().into() />
                 <Field
                     name="admin_token"
                     label="Admin token"

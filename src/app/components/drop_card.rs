@@ -5,7 +5,6 @@ use leptos::{form::ActionForm, prelude::*};
 use super::{
     countdown::{format_remaining, Countdown},
     format_price,
-    retry_key::RetryKey,
 };
 use crate::{
     app::pages::home::Actions,
@@ -88,7 +87,6 @@ pub fn DropCard(drop: ProductDrop, hold: Option<Reservation>) -> impl IntoView {
                         <div class="hold-actions">
                             <ActionForm action=actions.purchase>
                                 <input type="hidden" name="reservation_id" value=hold_id />
-                                <RetryKey attempts=actions.purchase.version().into() />
                                 <button
                                     type="submit"
                                     class="btn btn-primary"
@@ -133,7 +131,6 @@ fn ReserveForm(id: i64, sold_out: Signal<bool>, opens_in: Signal<i64>) -> impl I
     view! {
         <ActionForm action=reserve>
             <input type="hidden" name="drop_id" value=id />
-            <RetryKey attempts=reserve.version().into() />
             <button
                 type="submit"
                 class="btn btn-primary"

@@ -3,7 +3,6 @@
 pub mod countdown;
 pub mod create_drop;
 pub mod drop_card;
-pub mod retry_key;
 pub mod session;
 pub mod toasts;
 
