@@ -3,14 +3,16 @@
 //!
 //! Stock changes do not queue: each drop's newest `STOCK_UPDATED` sits on a board that sockets
 //! read when they are ready to write, so a hot drop costs a socket one frame per write however
-//! many reserves landed meanwhile (latest version wins). Every other event is queued in order.
+//! many reserves landed meanwhile (latest version wins). Every other public event is queued in
+//! order. Owner-only events go to a channel of their own per signed-in user, so an expiry burst
+//! wakes only the sockets of the buyers whose holds ran out, not every socket.
 
 use std::{
     collections::HashMap,
     convert::Infallible,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex, MutexGuard, PoisonError,
     },
     time::Duration,
 };
@@ -48,14 +50,20 @@ impl Envelope {
     }
 }
 
-/// What travels on the local bus, in order.
+/// What travels on the local bus of public events, in order.
 #[derive(Clone, Debug)]
 pub enum BusMessage {
     /// A committed event, serialized once for every socket that will send it.
-    Event { to: Option<UserId>, json: Utf8Bytes },
+    Event(Utf8Bytes),
     /// Events may have been missed (the LISTEN connection dropped): every client needs a snapshot.
     Resync,
 }
+
+/// How many owner-only events one user's sockets may fall behind before they resync.
+const OWNER_CAPACITY: usize = 256;
+
+/// The owner-only channel of every user who has a socket open on this instance.
+type Owners = HashMap<UserId, broadcast::Sender<Utf8Bytes>>;
 
 /// The newest stock event of one drop, serialized once for every socket.
 #[derive(Clone, Debug)]
@@ -71,6 +79,7 @@ pub type StockBoard = HashMap<DropId, StockFrame>;
 #[derive(Clone, Debug)]
 pub struct EventBus {
     tx: broadcast::Sender<BusMessage>,
+    owners: Arc<Mutex<Owners>>,
     stock: watch::Sender<StockBoard>,
     listening: Arc<AtomicBool>,
 }
@@ -87,26 +96,32 @@ impl EventBus {
         let (tx, _) = broadcast::channel(capacity);
         Self {
             tx,
+            owners: Arc::default(),
             stock: watch::Sender::new(StockBoard::new()),
             listening: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// Hands committed events to every local subscriber: public stock changes to the board
-    /// (kept only if newer than what it shows), everything else to the ordered queue.
+    /// (kept only if newer than what it shows), owner-only events to the owner's channel (if
+    /// the owner has a socket here), everything else to the ordered queue.
     pub fn publish(&self, envelopes: impl IntoIterator<Item = Envelope>) {
         for envelope in envelopes {
-            let json: Utf8Bytes = serde_json::to_string(&envelope.event)
-                .expect("events always serialize")
-                .into();
-            if let (
-                None,
-                LiveEvent::StockUpdated {
-                    drop_id, version, ..
-                },
-            ) = (envelope.to, &envelope.event)
+            if let Some(user) = envelope.to {
+                let mut owners = self.owners();
+                if let Some(channel) = owners.get(&user) {
+                    if channel.send(serialize(&envelope.event)).is_err() {
+                        // Its last socket just closed.
+                        owners.remove(&user);
+                    }
+                }
+                continue;
+            }
+            let json = serialize(&envelope.event);
+            if let LiveEvent::StockUpdated {
+                drop_id, version, ..
+            } = envelope.event
             {
-                let (drop_id, version) = (*drop_id, *version);
                 self.stock.send_if_modified(|board| {
                     if board.get(&drop_id).is_some_and(|f| f.version >= version) {
                         return false;
@@ -117,11 +132,13 @@ impl EventBus {
                 continue;
             }
             // No subscriber is not an error: nobody is watching.
-            let _ = self.tx.send(BusMessage::Event {
-                to: envelope.to,
-                json,
-            });
+            let _ = self.tx.send(BusMessage::Event(json));
         }
+    }
+
+    fn owners(&self) -> MutexGuard<'_, Owners> {
+        // Nothing panics while holding the lock, and the map is consistent between calls.
+        self.owners.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The stock board; `changed()` on it wakes once for any number of updates in between.
@@ -139,9 +156,30 @@ impl EventBus {
         let _ = self.tx.send(BusMessage::Resync);
     }
 
-    /// A receiver of everything published from now on.
+    /// A receiver of every public event published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<BusMessage> {
         self.tx.subscribe()
+    }
+
+    /// A receiver of `user`'s owner-only events published from now on; `None` for no user.
+    pub fn subscribe_owner(&self, user: Option<UserId>) -> OwnerEvents {
+        let events = user.map(|user| {
+            let receiver = self
+                .owners()
+                .entry(user)
+                .or_insert_with(|| broadcast::channel(OWNER_CAPACITY).0)
+                .subscribe();
+            (user, receiver)
+        });
+        OwnerEvents {
+            owners: self.owners.clone(),
+            events,
+        }
+    }
+
+    /// How many users have an owner-only channel on this instance (a socket open).
+    pub fn owners_listening(&self) -> usize {
+        self.owners().len()
     }
 
     /// False while the PostgreSQL LISTEN connection is down (always true on SQLite once started).
@@ -206,9 +244,113 @@ impl EventBus {
     }
 }
 
+fn serialize(event: &LiveEvent) -> Utf8Bytes {
+    serde_json::to_string(event)
+        .expect("events always serialize")
+        .into()
+}
+
+/// One socket's subscription to its user's owner-only events. Dropping the last one of a user
+/// removes the user's channel.
+#[derive(Debug)]
+pub struct OwnerEvents {
+    owners: Arc<Mutex<Owners>>,
+    events: Option<(UserId, broadcast::Receiver<Utf8Bytes>)>,
+}
+
+impl OwnerEvents {
+    /// The next owner-only event; never resolves for a socket without a signed-in user.
+    pub async fn recv(&mut self) -> Result<Utf8Bytes, broadcast::error::RecvError> {
+        match &mut self.events {
+            Some((_, receiver)) => receiver.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Skips whatever is queued (a snapshot is about to replace it).
+    pub fn skip_queued(&mut self) {
+        if let Some((_, receiver)) = &mut self.events {
+            *receiver = receiver.resubscribe();
+        }
+    }
+}
+
+impl Drop for OwnerEvents {
+    fn drop(&mut self) {
+        let Some((user, receiver)) = self.events.take() else {
+            return;
+        };
+        drop(receiver);
+        // Subscribing happens under the same lock, so no new socket of this user can slip in
+        // between the count and the removal.
+        let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+        if owners.get(&user).is_some_and(|c| c.receiver_count() == 0) {
+            owners.remove(&user);
+        }
+    }
+}
+
 /// A connection listening on the events channel.
 async fn open_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(PG_CHANNEL).await?;
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expired(user: UserId, reservation_id: i64) -> Envelope {
+        Envelope::private(
+            user,
+            LiveEvent::ReservationExpired {
+                reservation_id,
+                drop_id: 1,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn owner_events_reach_only_the_owners_sockets() {
+        let bus = EventBus::default();
+        let mut public = bus.subscribe();
+        let mut alice = bus.subscribe_owner(Some(1));
+        let mut alice_tab = bus.subscribe_owner(Some(1));
+        let mut bob = bus.subscribe_owner(Some(2));
+        let mut anonymous = bus.subscribe_owner(None);
+
+        bus.publish([expired(1, 10), expired(3, 30)]);
+
+        for socket in [&mut alice, &mut alice_tab] {
+            let json = socket.recv().await.unwrap();
+            assert!(json.as_str().contains("\"reservation_id\":10"), "{json}");
+        }
+        let nothing = std::time::Duration::from_millis(20);
+        assert!(tokio::time::timeout(nothing, bob.recv()).await.is_err());
+        assert!(tokio::time::timeout(nothing, anonymous.recv())
+            .await
+            .is_err());
+        // Public subscribers are not woken for someone else's hold.
+        assert!(matches!(
+            public.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ));
+    }
+
+    #[test]
+    fn a_users_channel_goes_when_their_last_socket_closes() {
+        let bus = EventBus::default();
+        let first = bus.subscribe_owner(Some(1));
+        let second = bus.subscribe_owner(Some(1));
+        let _other = bus.subscribe_owner(Some(2));
+        assert_eq!(bus.owners_listening(), 2);
+        drop(first);
+        assert_eq!(bus.owners_listening(), 2);
+        drop(second);
+        assert_eq!(bus.owners_listening(), 1);
+        // An event for a user with no socket here goes nowhere and leaves nothing behind.
+        bus.publish([expired(1, 10)]);
+        assert_eq!(bus.owners_listening(), 1);
+    }
 }

@@ -6,7 +6,8 @@
 //! instead of queueing them, and the server's fan-out work follows how fast sockets write, not
 //! reserves × sockets. With many sockets open each one also waits a little between stock frames
 //! (see [`stock_interval`]), so a hot drop costs the same however many screens watch it. Every
-//! other event (new drops, the purchases feed, owner-only events) is still sent, in order.
+//! other public event (new drops, the purchases feed) is still sent, in order; a signed-in
+//! socket also gets its user's owner-only events, from a channel only that user's sockets read.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -85,10 +86,10 @@ pub async fn handler(
             serve_socket(
                 sink,
                 stream,
-                state.inventory,
-                state.bus,
+                state.inventory.clone(),
+                state.bus.clone(),
                 user,
-                state.shutdown,
+                state.shutdown.clone(),
             )
             .await;
             state.metrics.websockets.dec();
@@ -110,6 +111,7 @@ pub async fn serve_socket<S, R>(
 {
     // Subscribe before reading the snapshot, so no event falls between the two.
     let mut events = bus.subscribe();
+    let mut owner_events = bus.subscribe_owner(user);
     let mut stock = bus.stock();
     stock.mark_unchanged();
     // The stock version of each drop this client has been sent.
@@ -132,12 +134,7 @@ pub async fn serve_socket<S, R>(
         tokio::select! {
             received = events.recv() => {
                 let queued = match received {
-                    Ok(BusMessage::Event { to, json }) => {
-                        if to.is_some() && to != user {
-                            continue;
-                        }
-                        send_queued(&mut sink, json, &mut events, user).await
-                    }
+                    Ok(BusMessage::Event(json)) => send_queued(&mut sink, json, &mut events).await,
                     Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => Ok(Queue::Stale),
                     Err(RecvError::Closed) => Err(()),
                 };
@@ -146,10 +143,26 @@ pub async fn serve_socket<S, R>(
                     Ok(Queue::Stale) => {
                         // Whatever is queued is stale next to a snapshot: skip to the tail.
                         events = events.resubscribe();
+                        owner_events.skip_queued();
                         stock_check_at = Some(next_stock_at);
                         send_snapshot(&mut sink, &inventory, &mut shown).await.is_ok()
                     }
                     Err(()) => false,
+                };
+                if !sent {
+                    break;
+                }
+            }
+            received = owner_events.recv() => {
+                let sent = match received {
+                    Ok(json) => sink.send(Message::Text(json)).await.is_ok(),
+                    // Missed some of its own events: the snapshot makes the client reload its
+                    // holds.
+                    Err(RecvError::Lagged(_)) => {
+                        owner_events.skip_queued();
+                        send_snapshot(&mut sink, &inventory, &mut shown).await.is_ok()
+                    }
+                    Err(RecvError::Closed) => false,
                 };
                 if !sent {
                     break;
@@ -213,7 +226,6 @@ async fn send_queued<S>(
     sink: &mut S,
     first: Utf8Bytes,
     events: &mut broadcast::Receiver<BusMessage>,
-    user: Option<UserId>,
 ) -> Result<Queue, ()>
 where
     S: Sink<Message> + Unpin,
@@ -222,10 +234,8 @@ where
     let mut queue = Queue::Sent;
     for _ in 1..MAX_BATCH {
         match events.try_recv() {
-            Ok(BusMessage::Event { to, json }) => {
-                if to.is_none() || to == user {
-                    sink.feed(Message::Text(json)).await.map_err(|_| ())?;
-                }
+            Ok(BusMessage::Event(json)) => {
+                sink.feed(Message::Text(json)).await.map_err(|_| ())?;
             }
             Ok(BusMessage::Resync) | Err(TryRecvError::Lagged(_)) => {
                 queue = Queue::Stale;
