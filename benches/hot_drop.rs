@@ -151,7 +151,7 @@ async fn run(kind: &str, batch: usize, buyers: usize, reserves: usize) {
         ..Settings::default()
     };
     let state = server::start(&settings).await.expect("server");
-    let inventory = state.inventory;
+    let inventory = state.inventory.clone();
     let lone = 200;
     let users = Arc::new(bulk_users(scratch.url(), (reserves + lone) as i64).await);
     let drop = inventory

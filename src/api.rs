@@ -142,7 +142,7 @@ pub async fn reserve_unit(
 ) -> Result<Reservation, ApiError> {
     ssr::respond(async move {
         let user = ssr::caller().await?;
-        let inventory = ssr::state().inventory;
+        let inventory = ssr::state().inventory.clone();
         let run = async move { Ok(inventory.reserve(drop_id, user).await?.reservation) };
         ssr::once(
             format!("user:{user}"),
@@ -165,7 +165,7 @@ pub async fn purchase_hold(
 ) -> Result<Purchase, ApiError> {
     ssr::respond(async move {
         let user = ssr::caller().await?;
-        let inventory = ssr::state().inventory;
+        let inventory = ssr::state().inventory.clone();
         let run = async move { inventory.purchase(reservation_id, user).await };
         ssr::once(
             format!("user:{user}"),
@@ -233,7 +233,7 @@ pub async fn create_drop(
             ..NewDrop::default()
         };
         let input = drop.clone();
-        let inventory = state.inventory;
+        let inventory = state.inventory.clone();
         let run = async move { inventory.create_drop(drop).await };
         ssr::once("admin".into(), idempotency_key, "create_drop", &input, run).await
     })

@@ -360,7 +360,7 @@ async fn the_worker_returns_a_unit_at_its_deadline(backend: Backend) {
         ..db.settings()
     };
     let state = server::start(&settings).await.unwrap();
-    let inventory = state.inventory;
+    let inventory = state.inventory.clone();
     let drop = inventory.create_drop(new_drop(1)).await.unwrap();
     let user = inventory.sign_up("Sam").await.unwrap().id;
     inventory.reserve(drop.id, user).await.unwrap();
@@ -499,7 +499,7 @@ async fn server_with_batches(db: &TestDb, batch_max: usize) -> server::AppState 
 /// limit, and forty buyers who click once. Batched or not, each gets the same answers.
 async fn burst_on_one_drop(backend: Backend, batch_max: usize) {
     let db = TestDb::new(backend).await;
-    let inventory = server_with_batches(&db, batch_max).await.inventory;
+    let inventory = server_with_batches(&db, batch_max).await.inventory.clone();
     let drop = inventory.create_drop(new_drop(100)).await.unwrap();
     let eager = inventory.sign_up("Eager").await.unwrap().id;
     let capped = inventory.sign_up("Capped").await.unwrap().id;
@@ -575,8 +575,8 @@ async fn a_burst_gives_the_same_answers_with_batching_off(backend: Backend) {
 
 async fn two_instances_bursting_on_one_drop_never_oversell(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let a = server_with_batches(&db, 256).await.inventory;
-    let b = server_with_batches(&db, 256).await.inventory;
+    let a = server_with_batches(&db, 256).await.inventory.clone();
+    let b = server_with_batches(&db, 256).await.inventory.clone();
     let drop = a.create_drop(new_drop(50)).await.unwrap();
     let mut buyers = Vec::new();
     for i in 0..400 {

@@ -22,7 +22,10 @@ use std::{
 
 use tokio::sync::oneshot;
 
-use super::store::{Reserved, Store};
+use super::{
+    metrics::Metrics,
+    store::{Reserved, Store},
+};
 use crate::model::{ApiError, DropId, ErrorCode, UserId};
 
 /// One reserve waiting for its batch.
@@ -36,18 +39,21 @@ pub struct ReserveBatcher {
     store: Arc<dyn Store>,
     ttl: Duration,
     max: usize,
+    metrics: Metrics,
     /// The waiting reserves of every drop that has a batch leader running. A drop is a key
     /// exactly while its leader runs, so an arrival can tell whether it must start one.
     queues: Mutex<HashMap<DropId, VecDeque<Waiter>>>,
 }
 
 impl ReserveBatcher {
-    /// Batches of up to `max` reserves (at least one; 1 turns batching off) holding for `ttl`.
-    pub fn new(store: Arc<dyn Store>, ttl: Duration, max: usize) -> Arc<Self> {
+    /// Batches of up to `max` reserves (at least one; 1 turns batching off) holding for `ttl`;
+    /// each batch's size goes to `metrics`.
+    pub fn new(store: Arc<dyn Store>, ttl: Duration, max: usize, metrics: Metrics) -> Arc<Self> {
         Arc::new(Self {
             store,
             ttl,
             max: max.max(1),
+            metrics,
             queues: Mutex::new(HashMap::new()),
         })
     }
@@ -62,8 +68,8 @@ impl ReserveBatcher {
         let waiter = Waiter { user, reply };
         if self.max == 1 {
             // Batching off: every reserve is its own transaction, all of them at once.
-            let (store, ttl) = (self.store.clone(), self.ttl);
-            tokio::spawn(async move { run(store.as_ref(), drop, ttl, vec![waiter]).await });
+            let batcher = self.clone();
+            tokio::spawn(async move { batcher.run(drop, vec![waiter]).await });
         } else if self.enqueue(drop, waiter) {
             tokio::spawn(self.clone().lead(drop));
         }
@@ -114,12 +120,39 @@ impl ReserveBatcher {
             over: false,
         };
         while let Some(batch) = self.next_batch(drop) {
-            run(self.store.as_ref(), drop, self.ttl, batch).await;
+            self.run(drop, batch).await;
             // Let the callers just answered run before the next batch is cut: whatever they
             // send next joins it, instead of the first of them making a batch of its own.
             tokio::task::yield_now().await;
         }
         turn.over = true;
+    }
+
+    /// One transaction for a batch, then every waiter's own answer.
+    async fn run(&self, drop: DropId, mut batch: Vec<Waiter>) {
+        // A caller that already went away gets no hold: its unit stays on sale.
+        batch.retain(|waiter| !waiter.reply.is_closed());
+        if batch.is_empty() {
+            return;
+        }
+        self.metrics.reserve_batch_size.observe(batch.len() as f64);
+        let users: Vec<UserId> = batch.iter().map(|waiter| waiter.user).collect();
+        match self.store.reserve_many(drop, &users, self.ttl).await {
+            Ok(outcomes) => {
+                // One outcome per user, in order; a waiter left without one hears an error.
+                for (waiter, outcome) in batch.into_iter().zip(outcomes) {
+                    // A caller gone by now keeps its hold, as with any write it started.
+                    let _ = waiter.reply.send(outcome.map_err(ApiError::refusal));
+                }
+            }
+            Err(error) => {
+                // Rolled back: nothing of the batch happened, and everyone in it hears why.
+                let error = ApiError::from(error);
+                for waiter in batch {
+                    let _ = waiter.reply.send(Err(error.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -136,32 +169,6 @@ impl Drop for Turn<'_> {
     fn drop(&mut self) {
         if !self.over {
             self.batcher.queues().remove(&self.drop);
-        }
-    }
-}
-
-/// One transaction for a batch, then every waiter's own answer.
-async fn run(store: &dyn Store, drop: DropId, ttl: Duration, mut batch: Vec<Waiter>) {
-    // A caller that already went away gets no hold: its unit stays on sale.
-    batch.retain(|waiter| !waiter.reply.is_closed());
-    if batch.is_empty() {
-        return;
-    }
-    let users: Vec<UserId> = batch.iter().map(|waiter| waiter.user).collect();
-    match store.reserve_many(drop, &users, ttl).await {
-        Ok(outcomes) => {
-            // One outcome per user, in order; a waiter left without one hears an error.
-            for (waiter, outcome) in batch.into_iter().zip(outcomes) {
-                // A caller gone by now keeps its hold, as with any write it started.
-                let _ = waiter.reply.send(outcome.map_err(ApiError::refusal));
-            }
-        }
-        Err(error) => {
-            // Rolled back: nothing of the batch happened, and everyone in it hears why.
-            let error = ApiError::from(error);
-            for waiter in batch {
-                let _ = waiter.reply.send(Err(error.clone()));
-            }
         }
     }
 }

@@ -87,7 +87,7 @@ impl Inventory {
         metrics: Metrics,
     ) -> Self {
         Self {
-            reserves: ReserveBatcher::new(store.clone(), ttl, reserve_batch_max),
+            reserves: ReserveBatcher::new(store.clone(), ttl, reserve_batch_max, metrics.clone()),
             store,
             expiry,
             metrics,

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub expiries: IntCounter,
     /// Seconds between a hold's deadline and its unit being back in stock.
     pub expiry_lateness: Histogram,
+    pub reserve_batch_size: Histogram,
     pub websockets: IntGauge,
     requests: HistogramVec,
 }
@@ -49,6 +50,14 @@ impl Default for Metrics {
             ]),
         )
         .expect("valid metric");
+        let reserve_batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "reserve_batch_size",
+                "Reserves of one drop taken together in one transaction",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )
+        .expect("valid metric");
         let websockets =
             IntGauge::new("websockets_open", "Open live-feed WebSockets").expect("valid metric");
         let requests = HistogramVec::new(
@@ -60,6 +69,7 @@ impl Default for Metrics {
             Box::new(reserves.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(expiries.clone()),
             Box::new(expiry_lateness.clone()),
+            Box::new(reserve_batch_size.clone()),
             Box::new(websockets.clone()),
             Box::new(requests.clone()),
         ] {
@@ -72,6 +82,7 @@ impl Default for Metrics {
             reserves,
             expiries,
             expiry_lateness,
+            reserve_batch_size,
             websockets,
             requests,
         }
