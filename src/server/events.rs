@@ -137,8 +137,7 @@ impl EventBus {
     }
 
     fn owners(&self) -> MutexGuard<'_, Owners> {
-        // Nothing panics while holding the lock, and the map is consistent between calls.
-        self.owners.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.owners)
     }
 
     /// The stock board; `changed()` on it wakes once for any number of updates in between.
@@ -244,6 +243,11 @@ impl EventBus {
     }
 }
 
+fn lock(owners: &Mutex<Owners>) -> MutexGuard<'_, Owners> {
+    // Nothing panics while holding the lock, and the map is consistent between calls.
+    owners.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn serialize(event: &LiveEvent) -> Utf8Bytes {
     serde_json::to_string(event)
         .expect("events always serialize")
@@ -283,7 +287,7 @@ impl Drop for OwnerEvents {
         drop(receiver);
         // Subscribing happens under the same lock, so no new socket of this user can slip in
         // between the count and the removal.
-        let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut owners = lock(&self.owners);
         if owners.get(&user).is_some_and(|c| c.receiver_count() == 0) {
             owners.remove(&user);
         }
