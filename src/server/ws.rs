@@ -34,7 +34,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    events::{BusMessage, EventBus, StockBoard},
+    events::{BusMessage, EventBus, OwnerEvents, StockBoard},
     inventory::Inventory,
     AppState,
 };
@@ -141,11 +141,9 @@ pub async fn serve_socket<S, R>(
                 let sent = match queued {
                     Ok(Queue::Sent) => true,
                     Ok(Queue::Stale) => {
-                        // Whatever is queued is stale next to a snapshot: skip to the tail.
-                        events = events.resubscribe();
-                        owner_events.skip_queued();
                         stock_check_at = Some(next_stock_at);
-                        send_snapshot(&mut sink, &inventory, &mut shown).await.is_ok()
+                        resync(&mut sink, &mut events, &mut owner_events, &inventory, &mut shown)
+                            .await
                     }
                     Err(()) => false,
                 };
@@ -159,8 +157,9 @@ pub async fn serve_socket<S, R>(
                     // Missed some of its own events: the snapshot makes the client reload its
                     // holds.
                     Err(RecvError::Lagged(_)) => {
-                        owner_events.skip_queued();
-                        send_snapshot(&mut sink, &inventory, &mut shown).await.is_ok()
+                        stock_check_at = Some(next_stock_at);
+                        resync(&mut sink, &mut events, &mut owner_events, &inventory, &mut shown)
+                            .await
                     }
                     Err(RecvError::Closed) => false,
                 };
@@ -281,6 +280,23 @@ where
     }
     sink.flush().await.map_err(|_| ())?;
     Ok(true)
+}
+
+/// After missed events: skips whatever is still queued on both ordered channels (it is stale
+/// next to a snapshot) and sends a snapshot. False when the socket is gone.
+async fn resync<S>(
+    sink: &mut S,
+    events: &mut broadcast::Receiver<BusMessage>,
+    owner_events: &mut OwnerEvents,
+    inventory: &Inventory,
+    shown: &mut HashMap<DropId, i64>,
+) -> bool
+where
+    S: Sink<Message> + Unpin,
+{
+    *events = events.resubscribe();
+    owner_events.skip_queued();
+    send_snapshot(sink, inventory, shown).await.is_ok()
 }
 
 /// Sends every drop as it stands, with the server's clock, and notes the versions shown.
