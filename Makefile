@@ -13,7 +13,10 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 CARGO_LEPTOS_VERSION := 0.3.10
 # The wasm-bindgen CLI must equal the crate version in Cargo.lock exactly.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
-POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+# `unit` and `bench` run under scripts/with-postgres.sh, which exports POSTGRES_URL: the one given
+# (make test POSTGRES_URL=...), else the server at 127.0.0.1:5432, else a throwaway server it
+# installs (Debian's postgresql), starts under target/pg and stops when the command ends.
+WITH_POSTGRES := scripts/with-postgres.sh
 # schemathesis (pinned in fuzz/requirements.txt) lives in a virtualenv inside the repository.
 FUZZ_VENV := target/fuzz-venv
 # Where cargo puts binaries (a shared CARGO_TARGET_DIR is honoured).
@@ -45,7 +48,7 @@ lint: wasm-target
 	cargo clippy --features hydrate --lib --target wasm32-unknown-unknown -- -D warnings
 
 unit:
-	DROPLINE_TEST_POSTGRES_URL='$(POSTGRES_URL)' cargo test --features ssr
+	$(WITH_POSTGRES) bash -c 'DROPLINE_TEST_POSTGRES_URL="$$POSTGRES_URL" cargo test --features ssr'
 
 e2e: build chromium
 	cd end2end && playwright test
@@ -58,8 +61,8 @@ fuzz: build fuzz-tools
 ## bench: load-test the release build on SQLite, then PostgreSQL; writes BENCHMARKS.md
 bench: build
 	cargo build --release --features load --bin dropline-load
-	$(TARGET_DIR)/release/dropline-load --server $(TARGET_DIR)/release/dropline \
-		--postgres '$(POSTGRES_URL)'
+	$(WITH_POSTGRES) bash -c '$(TARGET_DIR)/release/dropline-load \
+		--server $(TARGET_DIR)/release/dropline --postgres "$$POSTGRES_URL"'
 
 tools: wasm-target cargo-leptos wasm-bindgen npm-tools
 
