@@ -20,7 +20,7 @@ use std::{
 };
 
 use dropline::{
-    model::NewDrop,
+    model::{NewDrop, UserId},
     server::{self, settings::Settings},
 };
 use sqlx::{Connection, PgConnection};
@@ -93,7 +93,7 @@ impl Scratch {
 }
 
 /// Inserts `n` users in one statement and answers their ids.
-async fn bulk_users(url: &str, n: i64) -> Vec<i64> {
+async fn bulk_users(url: &str, n: i64) -> Vec<UserId> {
     if url.starts_with("sqlite:") {
         let mut conn = sqlx::SqliteConnection::connect(url).await.expect("SQLite");
         sqlx::query(

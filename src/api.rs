@@ -1,41 +1,46 @@
-//! Server functions the UI calls (under `/rpc`). Each is thin: who is asking, then one
-//! inventory operation, returning its typed outcome.
+//! Server functions the UI calls (under `/rpc`). Each is thin: who is asking (the same
+//! extractors the REST API uses), then one inventory operation, returning its typed outcome.
+//! Rate limits and idempotency keys are rules of their routes (`server::http::routes`): a
+//! write's `idempotency_key` field is read there, before the function runs.
 
 use leptos::prelude::*;
 
+use crate::model::{ApiError, DropId, ProductDrop, Purchase, Reservation, ReservationId, User};
 #[cfg(feature = "ssr")]
-use crate::model::{parse_price, ErrorCode, NewDrop};
-use crate::model::{ApiError, ProductDrop, Purchase, Reservation, User};
+use crate::{
+    model::{parse_price, ErrorCode, NewDrop},
+    server::http::extract::{Admin, Caller, SignedIn},
+};
 
 #[cfg(feature = "ssr")]
 mod ssr {
-    use axum::http::{header, HeaderMap};
+    use axum::{
+        extract::FromRequestParts,
+        http::{header, request::Parts},
+    };
     use leptos::prelude::*;
 
     use crate::{
-        model::{ApiError, UserId},
-        server::{
-            idempotency::{self, Outcome},
-            AppState,
-        },
+        model::{ApiError, ErrorCode},
+        server::AppState,
     };
 
     pub fn state() -> AppState {
         expect_context::<AppState>()
     }
 
-    pub async fn headers() -> Result<HeaderMap, ApiError> {
-        leptos_axum::extract::<HeaderMap>()
+    /// Runs one of the HTTP edge's extractors (who is asking, from where) on the request that
+    /// called the server function.
+    pub async fn extract<T>() -> Result<T, ApiError>
+    where
+        T: FromRequestParts<AppState>,
+        T::Rejection: Into<ApiError>,
+    {
+        let mut parts = use_context::<Parts>()
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no request to read"))?;
+        T::from_request_parts(&mut parts, &state())
             .await
-            .map_err(|e| ApiError::new(crate::model::ErrorCode::Internal, e.to_string()))
-    }
-
-    /// The signed-in caller, or the "sign in first" refusal.
-    pub async fn caller() -> Result<UserId, ApiError> {
-        state()
-            .auth
-            .session_user(&headers().await?)
-            .ok_or_else(ApiError::unauthenticated)
+            .map_err(Into::into)
     }
 
     /// Runs a server function's body and gives a refusal its real HTTP status (the server
@@ -46,8 +51,10 @@ mod ssr {
     ) -> Result<T, ApiError> {
         let result = body.await;
         if let Err(error) = &result {
-            let form_post = headers().await.is_ok_and(|h| {
-                h.get(header::ACCEPT)
+            let form_post = use_context::<Parts>().is_some_and(|parts| {
+                parts
+                    .headers
+                    .get(header::ACCEPT)
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.contains("text/html"))
             });
@@ -59,36 +66,10 @@ mod ssr {
         result
     }
 
-    /// Runs a write once per idempotency key when the form sent one (see
-    /// [`crate::server::idempotency`]): a resubmitted form gets the first outcome again.
-    /// `run` must not reach for the reactive context: it may run in a detached task.
-    pub async fn once<T>(
-        scope: String,
-        key: Option<String>,
-        operation: &str,
-        input: &impl serde::Serialize,
-        run: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
-    ) -> Result<T, ApiError>
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
-    {
-        let Some(key) = key.filter(|k| !k.is_empty()) else {
-            return run.await;
-        };
-        let keyed = idempotency::Keyed {
-            scope,
-            key: idempotency::valid_key(&key)?.to_string(),
-            fingerprint: idempotency::fingerprint(
-                "RPC",
-                operation,
-                &serde_json::to_vec(input).unwrap_or_default(),
-            ),
-        };
-        let store = state().inventory.store().clone();
-        match idempotency::once(store, keyed, run, idempotency::record_result).await? {
-            Outcome::Fresh(result) => result,
-            Outcome::Replay { body, .. } => idempotency::replayed(&body),
-        }
+    /// True when the request came over HTTPS (see [`crate::server::http::rest::is_https`]).
+    pub fn is_https() -> bool {
+        use_context::<Parts>()
+            .is_some_and(|parts| crate::server::http::rest::is_https(&parts.headers))
     }
 
     /// Adds a `Set-Cookie` header to the server function's response.
@@ -106,9 +87,8 @@ pub async fn list_drops() -> Result<Vec<ProductDrop>, ApiError> {
 /// The signed-in user, if any.
 #[server(prefix = "/rpc", endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<User>, ApiError> {
-    let state = ssr::state();
-    match state.auth.session_user(&ssr::headers().await?) {
-        Some(id) => state.inventory.user(id).await,
+    match ssr::extract::<Caller>().await?.user {
+        Some(id) => ssr::state().inventory.user(id).await,
         None => Ok(None),
     }
 }
@@ -119,8 +99,7 @@ pub async fn sign_in(name: String) -> Result<User, ApiError> {
     ssr::respond(async move {
         let state = ssr::state();
         let user = state.inventory.sign_up(&name).await?;
-        let https = crate::server::rest::is_https(&ssr::headers().await?);
-        ssr::set_cookie(state.auth.sign_in_cookie(user.id, https));
+        ssr::set_cookie(state.auth.sign_in_cookie(user.id, ssr::is_https()));
         Ok(user)
     })
     .await
@@ -137,21 +116,14 @@ pub async fn sign_out() -> Result<(), ApiError> {
 /// gets the first outcome.
 #[server(prefix = "/rpc", endpoint = "reserve_unit")]
 pub async fn reserve_unit(
-    drop_id: i64,
+    drop_id: DropId,
     idempotency_key: Option<String>,
 ) -> Result<Reservation, ApiError> {
+    let _ = idempotency_key; // Read by the route's idempotency layer.
     ssr::respond(async move {
-        let user = ssr::caller().await?;
-        let inventory = ssr::state().inventory.clone();
-        let run = async move { Ok(inventory.reserve(drop_id, user).await?.reservation) };
-        ssr::once(
-            format!("user:{user}"),
-            idempotency_key,
-            "reserve_unit",
-            &drop_id,
-            run,
-        )
-        .await
+        let SignedIn(user) = ssr::extract().await?;
+        let reserved = ssr::state().inventory.reserve(drop_id, user).await?;
+        Ok(reserved.reservation)
     })
     .await
 }
@@ -160,35 +132,24 @@ pub async fn reserve_unit(
 /// first outcome.
 #[server(prefix = "/rpc", endpoint = "purchase_hold")]
 pub async fn purchase_hold(
-    reservation_id: i64,
+    reservation_id: ReservationId,
     idempotency_key: Option<String>,
 ) -> Result<Purchase, ApiError> {
+    let _ = idempotency_key; // Read by the route's idempotency layer.
     ssr::respond(async move {
-        let user = ssr::caller().await?;
-        let inventory = ssr::state().inventory.clone();
-        let run = async move { inventory.purchase(reservation_id, user).await };
-        ssr::once(
-            format!("user:{user}"),
-            idempotency_key,
-            "purchase_hold",
-            &reservation_id,
-            run,
-        )
-        .await
+        let SignedIn(user) = ssr::extract().await?;
+        ssr::state().inventory.purchase(reservation_id, user).await
     })
     .await
 }
 
 /// Gives the caller's held unit back.
 #[server(prefix = "/rpc", endpoint = "cancel_hold")]
-pub async fn cancel_hold(reservation_id: i64) -> Result<Reservation, ApiError> {
+pub async fn cancel_hold(reservation_id: ReservationId) -> Result<Reservation, ApiError> {
     ssr::respond(async move {
-        let user = ssr::caller().await?;
-        Ok(ssr::state()
-            .inventory
-            .cancel(reservation_id, user)
-            .await?
-            .reservation)
+        let SignedIn(user) = ssr::extract().await?;
+        let cancelled = ssr::state().inventory.cancel(reservation_id, user).await?;
+        Ok(cancelled.reservation)
     })
     .await
 }
@@ -196,9 +157,8 @@ pub async fn cancel_hold(reservation_id: i64) -> Result<Reservation, ApiError> {
 /// The caller's holds, newest first (empty when signed out).
 #[server(prefix = "/rpc", endpoint = "my_reservations")]
 pub async fn my_reservations() -> Result<Vec<Reservation>, ApiError> {
-    let state = ssr::state();
-    match state.auth.session_user(&ssr::headers().await?) {
-        Some(user) => state.inventory.user_reservations(user).await,
+    match ssr::extract::<Caller>().await?.user {
+        Some(user) => ssr::state().inventory.user_reservations(user).await,
         None => Ok(Vec::new()),
     }
 }
@@ -214,28 +174,32 @@ pub async fn create_drop(
     description: Option<String>,
     idempotency_key: Option<String>,
 ) -> Result<ProductDrop, ApiError> {
+    let _ = idempotency_key; // Read by the route's idempotency layer.
     ssr::respond(async move {
         let state = ssr::state();
-        if !state.auth.token_matches(admin_token.trim()) {
-            return Err(ApiError {
-                field: Some("admin_token".into()),
-                ..ApiError::new(ErrorCode::Forbidden, "That admin token is not valid.")
-            });
-        }
+        // The panel's form carries the token (a form cannot set a header); its refusal is shown
+        // next to that field.
+        Admin::check(&state, &admin_token).map_err(|refusal| ApiError {
+            field: Some("admin_token".into()),
+            message: match refusal.code {
+                ErrorCode::Forbidden => "That admin token is not valid.".into(),
+                _ => refusal.message,
+            },
+            ..refusal
+        })?;
         let total_stock = total_stock.trim().parse().map_err(|_| {
             ApiError::invalid("total_stock", "total_stock must be a whole number of units")
         })?;
-        let drop = NewDrop {
-            name,
-            description,
-            price_cents: parse_price(&price)?,
-            total_stock,
-            ..NewDrop::default()
-        };
-        let input = drop.clone();
-        let inventory = state.inventory.clone();
-        let run = async move { inventory.create_drop(drop).await };
-        ssr::once("admin".into(), idempotency_key, "create_drop", &input, run).await
+        state
+            .inventory
+            .create_drop(NewDrop {
+                name,
+                description,
+                price_cents: parse_price(&price)?,
+                total_stock,
+                ..NewDrop::default()
+            })
+            .await
     })
     .await
 }

@@ -360,7 +360,7 @@ mod tests {
 
     fn drop(version: i64, available: i64) -> ProductDrop {
         ProductDrop {
-            id: 7,
+            id: DropId(7),
             name: "Test".into(),
             description: String::new(),
             image: String::new(),
@@ -377,7 +377,7 @@ mod tests {
 
     fn stock_event(version: i64, available: i64) -> LiveEvent {
         LiveEvent::StockUpdated {
-            drop_id: 7,
+            drop_id: DropId(7),
             available,
             total: 10,
             version,
@@ -408,11 +408,11 @@ mod tests {
             let store = LiveStore::provide();
             let rendered = vec![drop(1, 1)];
             let mut new = drop(0, 3);
-            new.id = 8;
+            new.id = DropId(8);
             store.apply(LiveEvent::DropCreated { drop: new.clone() });
             store.apply(LiveEvent::DropCreated { drop: new });
             let ids: Vec<_> = store.with_created(&rendered).iter().map(|d| d.id).collect();
-            assert_eq!(ids, vec![7, 8]);
+            assert_eq!(ids, vec![DropId(7), DropId(8)]);
         });
     }
 }

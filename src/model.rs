@@ -1,21 +1,57 @@
 //! Types shared by the server and the browser: what a drop, a hold and a purchase look like on
 //! the wire, the live events, and the stable refusal codes.
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Row id of a drop.
-pub type DropId = i64;
-/// Row id of a user.
-pub type UserId = i64;
-/// Row id of a reservation (a hold).
-pub type ReservationId = i64;
+/// Declares a row id: its own type, so ids of different tables cannot be swapped by mistake
+/// (`purchase(reservation, user)` with the arguments the other way round does not compile).
+/// On the wire and in the database it is the plain integer.
+macro_rules! row_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+        )]
+        #[serde(transparent)]
+        #[cfg_attr(
+            feature = "ssr",
+            derive(sqlx::Type, utoipa::ToSchema),
+            sqlx(transparent)
+        )]
+        pub struct $name(pub i64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+row_id!(
+    /// Row id of a drop.
+    DropId
+);
+row_id!(
+    /// Row id of a user.
+    UserId
+);
+row_id!(
+    /// Row id of a reservation (a hold).
+    ReservationId
+);
+row_id!(
+    /// Row id of a purchase.
+    PurchaseId
+);
 
 /// A limited-edition product on sale: its stock and its three most recent buyers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema), schema(as = Drop))]
 pub struct ProductDrop {
-    #[cfg_attr(feature = "ssr", schema(value_type = i64))]
     pub id: DropId,
     pub name: String,
     pub description: String,
@@ -38,13 +74,6 @@ pub struct ProductDrop {
     pub recent_purchasers: Vec<Purchaser>,
 }
 
-impl ProductDrop {
-    /// True when no unit is left to reserve.
-    pub fn sold_out(&self) -> bool {
-        self.available_stock <= 0
-    }
-}
-
 /// One line of a drop's activity feed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
@@ -57,7 +86,6 @@ pub struct Purchaser {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct User {
-    #[cfg_attr(feature = "ssr", schema(value_type = i64))]
     pub id: UserId,
     pub name: String,
 }
@@ -74,16 +102,6 @@ pub enum ReservationStatus {
 }
 
 impl ReservationStatus {
-    /// The spelling stored in the database and sent on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "ACTIVE",
-            Self::Purchased => "PURCHASED",
-            Self::Cancelled => "CANCELLED",
-            Self::Expired => "EXPIRED",
-        }
-    }
-
     /// Reads the stored spelling back; `None` for anything else.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
@@ -111,12 +129,9 @@ pub struct Reservation {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Purchase {
-    pub id: i64,
-    #[cfg_attr(feature = "ssr", schema(value_type = i64))]
+    pub id: PurchaseId,
     pub reservation_id: ReservationId,
-    #[cfg_attr(feature = "ssr", schema(value_type = i64))]
     pub drop_id: DropId,
-    #[cfg_attr(feature = "ssr", schema(value_type = i64))]
     pub user_id: UserId,
     pub price_cents: i64,
     pub created_at: DateTime<Utc>,
@@ -304,6 +319,32 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code as clients see it (the serde spelling), e.g. for a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OutOfStock => "OUT_OF_STOCK",
+            Self::AlreadyReserved => "ALREADY_RESERVED",
+            Self::NotStarted => "NOT_STARTED",
+            Self::LimitReached => "LIMIT_REACHED",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::ReservationExpired => "RESERVATION_EXPIRED",
+            Self::ReservationNotActive => "RESERVATION_NOT_ACTIVE",
+            Self::Conflict => "CONFLICT",
+            Self::NotYourReservation => "NOT_YOUR_RESERVATION",
+            Self::DropNotFound => "DROP_NOT_FOUND",
+            Self::ReservationNotFound => "RESERVATION_NOT_FOUND",
+            Self::InvalidInput => "INVALID_INPUT",
+            Self::MalformedRequest => "MALFORMED_REQUEST",
+            Self::TooLarge => "TOO_LARGE",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::NotFound => "NOT_FOUND",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::Internal => "INTERNAL",
+        }
+    }
+
     /// The HTTP status the REST API answers with for this code.
     pub fn http_status(self) -> u16 {
         match self {
@@ -545,7 +586,7 @@ mod tests {
     #[test]
     fn live_events_use_the_documented_tags() {
         let ev = LiveEvent::StockUpdated {
-            drop_id: 1,
+            drop_id: DropId(1),
             available: 2,
             total: 3,
             version: 4,
@@ -559,5 +600,33 @@ mod tests {
     fn error_codes_serialize_screaming() {
         let json = serde_json::to_string(&ErrorCode::OutOfStock).unwrap();
         assert_eq!(json, "\"OUT_OF_STOCK\"");
+    }
+
+    #[test]
+    fn error_code_names_match_the_wire() {
+        for code in [
+            ErrorCode::OutOfStock,
+            ErrorCode::AlreadyReserved,
+            ErrorCode::NotStarted,
+            ErrorCode::LimitReached,
+            ErrorCode::RateLimited,
+            ErrorCode::ReservationExpired,
+            ErrorCode::ReservationNotActive,
+            ErrorCode::Conflict,
+            ErrorCode::NotYourReservation,
+            ErrorCode::DropNotFound,
+            ErrorCode::ReservationNotFound,
+            ErrorCode::InvalidInput,
+            ErrorCode::MalformedRequest,
+            ErrorCode::TooLarge,
+            ErrorCode::Unauthenticated,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Unavailable,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
     }
 }

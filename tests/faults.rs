@@ -336,7 +336,7 @@ async fn assert_nothing_lost(db: &TestDb, client: &Client, drop_id: i64, ledger:
     let audit = db
         .store(EventBus::default())
         .await
-        .audit(drop_id)
+        .audit(dropline::model::DropId(drop_id))
         .await
         .unwrap();
     assert!(audit.holds(), "stock no longer adds up: {audit:?}");

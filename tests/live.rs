@@ -7,7 +7,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{extract::ws::Message as WsMessage, http::StatusCode};
 use common::{Api, Auth, Backend};
-use dropline::{model::LiveEvent, server::ws::serve_socket};
+use dropline::{
+    model::{DropId, LiveEvent},
+    server::ws::serve_socket,
+};
 use futures::StreamExt;
 use serde_json::json;
 use tokio_tungstenite::{
@@ -55,7 +58,7 @@ impl Client {
     /// The next event, past a late `DROP_CREATED` of `known`: on PostgreSQL the creation of a
     /// drop made before the socket connected can still be on its way through LISTEN/NOTIFY
     /// when the snapshot (which already shows it) arrives.
-    async fn next_after_echo_of(&mut self, known: i64) -> LiveEvent {
+    async fn next_after_echo_of(&mut self, known: DropId) -> LiveEvent {
         loop {
             match self.next().await {
                 LiveEvent::DropCreated { drop } if drop.id == known => {}
@@ -72,15 +75,15 @@ impl Client {
     }
 }
 
-async fn new_drop(api: &Api, stock: i64) -> i64 {
+async fn new_drop(api: &Api, stock: i64) -> DropId {
     let reply = api
         .create_drop(json!({ "name": "Live Runner", "price_cents": 5000, "total_stock": stock }))
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
-    reply.body["drop"]["id"].as_i64().unwrap()
+    DropId(reply.body["drop"]["id"].as_i64().unwrap())
 }
 
-async fn reserve(api: &Api, cookie: &str, drop: i64) -> common::Reply {
+async fn reserve(api: &Api, cookie: &str, drop: DropId) -> common::Reply {
     api.call(
         "POST",
         &format!("/api/v1/drops/{drop}/reservations"),
@@ -287,7 +290,7 @@ async fn owner_events_reach_only_the_owner(backend: Backend) {
     while !(ann_saw_purchase && ann_saw_feed) {
         match anns.next().await {
             LiveEvent::PurchaseCompleted { purchase } => {
-                assert_eq!(purchase.reservation_id, hold);
+                assert_eq!(purchase.reservation_id.0, hold);
                 ann_saw_purchase = true;
             }
             LiveEvent::ActivityUpdated { recent, .. } => {

@@ -4,6 +4,7 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{Api, Auth, Backend, Reply, ADMIN_TOKEN};
+use dropline::model::DropId;
 use serde_json::json;
 
 fn error_code(reply: &Reply) -> &str {
@@ -411,7 +412,7 @@ async fn a_hammering_session_is_slowed_down_and_others_are_not(backend: Backend)
             .status,
         StatusCode::CREATED
     );
-    let audit = api.state.inventory.audit(drop).await.unwrap();
+    let audit = api.state.inventory.audit(DropId(drop)).await.unwrap();
     assert_eq!((audit.available, audit.active_holds), (48, 2));
 }
 
@@ -528,7 +529,7 @@ async fn retries_with_an_idempotency_key_change_nothing(backend: Backend) {
         paid.body["purchase"]["id"],
         paid_again.body["purchase"]["id"]
     );
-    let audit = api.state.inventory.audit(drop).await.unwrap();
+    let audit = api.state.inventory.audit(DropId(drop)).await.unwrap();
     assert_eq!(
         (audit.available, audit.active_holds, audit.purchases),
         (4, 0, 1)
@@ -557,7 +558,7 @@ async fn retries_with_an_idempotency_key_change_nothing(backend: Backend) {
         .call_with("POST", &reserve, None, Auth::Cookie(&bob), &bad_key)
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    let audit = api.state.inventory.audit(drop).await.unwrap();
+    let audit = api.state.inventory.audit(DropId(drop)).await.unwrap();
     assert_eq!(
         (audit.available, audit.active_holds, audit.purchases),
         (3, 1, 1)
@@ -770,7 +771,7 @@ async fn a_resubmitted_form_reserves_and_buys_once(backend: Backend) {
     let paid_again = post("/rpc/purchase_hold", pay).await;
     assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
     assert_eq!(paid.body["id"], paid_again.body["id"]);
-    let audit = api.state.inventory.audit(drop).await.unwrap();
+    let audit = api.state.inventory.audit(DropId(drop)).await.unwrap();
     assert_eq!(
         (audit.available, audit.active_holds, audit.purchases),
         (4, 0, 1)

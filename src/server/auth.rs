@@ -59,6 +59,7 @@ impl Auth {
         jar.signed(&self.key)
             .get(SESSION_COOKIE)
             .and_then(|c| c.value().parse().ok())
+            .map(UserId)
     }
 
     /// The `Set-Cookie` value that signs `user` in.
@@ -128,9 +129,9 @@ mod tests {
     #[test]
     fn a_signed_cookie_round_trips() {
         let auth = auth();
-        let pair = cookie_pair(&auth.sign_in_cookie(42, false));
-        assert_eq!(auth.session_user(&with_cookie(&pair)), Some(42));
-        let set = auth.sign_in_cookie(42, false);
+        let pair = cookie_pair(&auth.sign_in_cookie(UserId(42), false));
+        assert_eq!(auth.session_user(&with_cookie(&pair)), Some(UserId(42)));
+        let set = auth.sign_in_cookie(UserId(42), false);
         let set = set.to_str().unwrap();
         assert!(
             set.contains("HttpOnly") && set.contains("SameSite=Lax"),
@@ -142,7 +143,7 @@ mod tests {
     fn a_forged_or_tampered_cookie_is_ignored() {
         let auth = auth();
         assert_eq!(auth.session_user(&with_cookie("dropline_session=42")), None);
-        let pair = cookie_pair(&auth.sign_in_cookie(42, false));
+        let pair = cookie_pair(&auth.sign_in_cookie(UserId(42), false));
         let tampered = pair.replace("42", "43");
         assert_eq!(auth.session_user(&with_cookie(&tampered)), None);
         let other = Auth::new(&"t".repeat(32), "x");

@@ -74,7 +74,7 @@ impl ReserveBatcher {
             tokio::spawn(self.clone().lead(drop));
         }
         answer.await.unwrap_or_else(|_| {
-            tracing::error!(drop, "reserve batch ended without an answer");
+            tracing::error!(%drop, "reserve batch ended without an answer");
             Err(ApiError::refusal(ErrorCode::Internal))
         })
     }

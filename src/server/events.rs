@@ -304,13 +304,14 @@ async fn open_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ReservationId;
 
-    fn expired(user: UserId, reservation_id: i64) -> Envelope {
+    fn expired(user: i64, reservation_id: i64) -> Envelope {
         Envelope::private(
-            user,
+            UserId(user),
             LiveEvent::ReservationExpired {
-                reservation_id,
-                drop_id: 1,
+                reservation_id: ReservationId(reservation_id),
+                drop_id: DropId(1),
             },
         )
     }
@@ -319,9 +320,9 @@ mod tests {
     async fn owner_events_reach_only_the_owners_sockets() {
         let bus = EventBus::default();
         let mut public = bus.subscribe();
-        let mut alice = bus.subscribe_owner(Some(1));
-        let mut alice_tab = bus.subscribe_owner(Some(1));
-        let mut bob = bus.subscribe_owner(Some(2));
+        let mut alice = bus.subscribe_owner(Some(UserId(1)));
+        let mut alice_tab = bus.subscribe_owner(Some(UserId(1)));
+        let mut bob = bus.subscribe_owner(Some(UserId(2)));
         let mut anonymous = bus.subscribe_owner(None);
 
         bus.publish([expired(1, 10), expired(3, 30)]);
@@ -345,9 +346,9 @@ mod tests {
     #[test]
     fn a_users_channel_goes_when_their_last_socket_closes() {
         let bus = EventBus::default();
-        let first = bus.subscribe_owner(Some(1));
-        let second = bus.subscribe_owner(Some(1));
-        let _other = bus.subscribe_owner(Some(2));
+        let first = bus.subscribe_owner(Some(UserId(1)));
+        let second = bus.subscribe_owner(Some(UserId(1)));
+        let _other = bus.subscribe_owner(Some(UserId(2)));
         assert_eq!(bus.owners_listening(), 2);
         drop(first);
         assert_eq!(bus.owners_listening(), 2);

@@ -14,45 +14,6 @@ use crate::model::{
     ReservationId, User, UserId,
 };
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Refused(code) => ApiError::refusal(code),
-            StoreError::Database(error) => {
-                let unavailable = matches!(
-                    error,
-                    sqlx::Error::PoolTimedOut
-                        | sqlx::Error::PoolClosed
-                        | sqlx::Error::Io(_)
-                        | sqlx::Error::Tls(_)
-                        | sqlx::Error::Protocol(_)
-                        | sqlx::Error::WorkerCrashed
-                ) || matches!(&error, sqlx::Error::Database(db)
-                    if db.code().is_some_and(|code| is_transient(&code)));
-                if unavailable {
-                    tracing::warn!(%error, "database unavailable");
-                    ApiError::refusal(ErrorCode::Unavailable)
-                } else {
-                    tracing::error!(%error, "database error");
-                    ApiError::refusal(ErrorCode::Internal)
-                }
-            }
-        }
-    }
-}
-
-/// Database error codes that mean "try again shortly", not "this request is wrong".
-fn is_transient(code: &str) -> bool {
-    // PostgreSQL: 08 connection, 53 resources, 55 not in prerequisite state (a database not
-    // accepting connections, a lock not available), 57P shutdown/terminated, 40001
-    // serialization, 40P01 deadlock, 25006 read-only (failover). SQLite: BUSY, LOCKED, IOERR,
-    // FULL, CANTOPEN.
-    ["08", "53", "55", "57P", "40001", "40P01", "25006"]
-        .iter()
-        .any(|prefix| code.starts_with(prefix))
-        || matches!(code, "5" | "6" | "10" | "13" | "14")
-}
-
 /// Runs a write to completion even if the caller goes away: a client that disconnects
 /// mid-request must not leave a committed change whose events were never published.
 async fn detached<T: Send + 'static>(
@@ -132,13 +93,10 @@ impl Inventory {
     pub async fn reserve(&self, drop: DropId, user: UserId) -> Result<Reserved, ApiError> {
         let outcome = self.reserves.reserve(drop, user).await;
         let label = match &outcome {
-            Ok(_) => "HELD".to_string(),
-            Err(e) => serde_json::to_value(e.code)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            Ok(_) => "HELD",
+            Err(e) => e.code.as_str(),
         };
-        self.metrics.reserves.with_label_values(&[&label]).inc();
+        self.metrics.reserves.with_label_values(&[label]).inc();
         let reserved = outcome?;
         self.expiry.hold_created(reserved.reservation.expires_at);
         Ok(reserved)

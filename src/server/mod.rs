@@ -4,44 +4,27 @@ pub mod auth;
 pub mod batch;
 pub mod events;
 pub mod expiry;
-pub mod idempotency;
+pub mod http;
 pub mod inventory;
 pub mod limits;
 pub mod metrics;
-pub mod openapi;
-pub mod protect;
-pub mod rest;
+pub mod rules;
 pub mod settings;
 pub mod store;
 pub mod ws;
 
 use std::sync::Arc;
 
-use axum::http::HeaderName;
-use axum::{
-    extract::{FromRef, State},
-    http::StatusCode,
-    response::IntoResponse,
-    routing::get,
-    serve::ListenerExt,
-    Json, Router,
-};
+use axum::{extract::FromRef, serve::ListenerExt};
 use leptos::prelude::LeptosOptions;
-use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio_util::sync::CancellationToken;
-use tower_http::{
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
-};
 
+pub use self::http::router;
 use self::{
     auth::Auth, events::EventBus, expiry::ExpiryClock, inventory::Inventory, settings::Settings,
     store::StoreError,
 };
-use crate::{
-    app::{shell, App},
-    model::ApiError,
-};
+use crate::model::ApiError;
 
 /// What every handler and server function can reach. Cloned on every request by each
 /// middleware and `State` extractor, so it is one shared value: a clone is one reference count,
@@ -115,7 +98,7 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         std::time::Duration::from_millis(settings.expiry_sweep_ms),
         metrics.clone(),
     ));
-    tokio::spawn(idempotency::forget_old_keys(
+    tokio::spawn(http::idempotency::forget_old_keys(
         store.clone(),
         settings.idempotency_key_ttl(),
     ));
@@ -146,72 +129,6 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         metrics,
         shutdown: CancellationToken::new(),
     })))
-}
-
-/// The whole HTTP surface: REST, WebSocket, server functions, pages and static files.
-pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
-    let options = state.leptos_options.clone();
-    let app = Router::new()
-        .nest(
-            rest::PREFIX,
-            rest::router().layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                rest::idempotent,
-            )),
-        )
-        .route("/ws", get(ws::handler))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::handler))
-        .leptos_routes(&state, routes, move || shell(options.clone()))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            limits::limit,
-        ))
-        .layer(state.limits.ip_source().into_extension())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
-        .with_state(state);
-    // Every request gets an `x-request-id` (kept if a proxy already set one), logged on its
-    // span and echoed in the response, so a buyer's report can be found in the logs.
-    let request_id = HeaderName::from_static("x-request-id");
-    protect::layer(app)
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-                let id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default();
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    request_id = %id,
-                )
-            }),
-        )
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-}
-
-/// Ready to serve: the database answers and live events flow (the LISTEN connection is up).
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let database = state.inventory.store().ping().await.is_ok();
-    let live_events = state.bus.is_listening();
-    let status = if database && live_events {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(serde_json::json!({ "database": database, "live_events": live_events })),
-    )
 }
 
 /// Starts everything and serves until SIGINT or SIGTERM.

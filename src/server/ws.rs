@@ -16,7 +16,6 @@ use axum::{
         ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
         State,
     },
-    http::HeaderMap,
     response::Response,
 };
 use chrono::Utc;
@@ -35,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     events::{BusMessage, EventBus, OwnerEvents, StockBoard},
+    http::extract::Caller,
     inventory::Inventory,
     AppState,
 };
@@ -72,9 +72,8 @@ pub fn stock_interval(sockets: usize) -> Duration {
 pub async fn handler(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller { user }: Caller,
 ) -> Response {
-    let user = state.auth.session_user(&headers);
     // Clients send nothing but control frames: a small read buffer keeps thousands of open
     // sockets cheap (the default is 128 KiB each), and a small message cap keeps one from
     // making the server buffer megabytes.

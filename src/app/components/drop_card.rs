@@ -9,7 +9,7 @@ use super::{
 use crate::{
     app::pages::home::Actions,
     live::LiveStore,
-    model::{ProductDrop, Purchaser, Reservation},
+    model::{DropId, ProductDrop, Purchaser, Reservation},
 };
 
 /// A drop on the dashboard. `hold` is the viewer's live hold on it, if any.
@@ -45,7 +45,7 @@ pub fn DropCard(drop: ProductDrop, hold: Option<Reservation>) -> impl IntoView {
             class="card"
             class:sold-out=sold_out
             class:held=move || held.get()
-            data-drop-id=id
+            data-drop-id=id.0
             aria-label=drop.name.clone()
         >
             <img class="card-image" src=image alt="" width="480" height="360" />
@@ -86,7 +86,7 @@ pub fn DropCard(drop: ProductDrop, hold: Option<Reservation>) -> impl IntoView {
                         <Countdown expires_ms=expires_ms.unwrap_or_default() />
                         <div class="hold-actions">
                             <ActionForm action=actions.purchase>
-                                <input type="hidden" name="reservation_id" value=hold_id />
+                                <input type="hidden" name="reservation_id" value=hold_id.0 />
                                 <button
                                     type="submit"
                                     class="btn btn-primary"
@@ -96,7 +96,7 @@ pub fn DropCard(drop: ProductDrop, hold: Option<Reservation>) -> impl IntoView {
                                 </button>
                             </ActionForm>
                             <ActionForm action=actions.cancel>
-                                <input type="hidden" name="reservation_id" value=hold_id />
+                                <input type="hidden" name="reservation_id" value=hold_id.0 />
                                 <button
                                     type="submit"
                                     class="btn btn-ghost"
@@ -119,7 +119,7 @@ pub fn DropCard(drop: ProductDrop, hold: Option<Reservation>) -> impl IntoView {
 /// The Reserve button; pending while this card's request is in flight, so it cannot double-submit,
 /// and closed with a countdown until the drop goes live.
 #[component]
-fn ReserveForm(id: i64, sold_out: Signal<bool>, opens_in: Signal<i64>) -> impl IntoView {
+fn ReserveForm(id: DropId, sold_out: Signal<bool>, opens_in: Signal<i64>) -> impl IntoView {
     let reserve = expect_context::<Actions>().reserve;
     let not_open = move || opens_in.get() > 0;
     let pending = move || {
@@ -130,7 +130,7 @@ fn ReserveForm(id: i64, sold_out: Signal<bool>, opens_in: Signal<i64>) -> impl I
     };
     view! {
         <ActionForm action=reserve>
-            <input type="hidden" name="drop_id" value=id />
+            <input type="hidden" name="drop_id" value=id.0 />
             <button
                 type="submit"
                 class="btn btn-primary"

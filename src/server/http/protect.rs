@@ -10,7 +10,6 @@ use axum::{
 };
 use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer};
 
-use super::rest::RestError;
 use crate::model::{ApiError, ErrorCode};
 
 /// Largest request body accepted, in bytes: drops and names are small.
@@ -58,7 +57,7 @@ async fn declared_length(request: Request, next: Next) -> Response {
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|length| length > MAX_BODY_BYTES as u64);
     if too_long {
-        return RestError(ApiError::refusal(ErrorCode::TooLarge)).into_response();
+        return ApiError::refusal(ErrorCode::TooLarge).into_response();
     }
     next.run(request).await
 }
@@ -76,10 +75,10 @@ async fn same_origin_writes(request: Request, next: Next) -> Response {
     if safe || is_same_origin(&request) {
         return next.run(request).await;
     }
-    RestError(ApiError::new(
+    ApiError::new(
         ErrorCode::Forbidden,
         "Cross-site requests may not change anything.",
-    ))
+    )
     .into_response()
 }
 

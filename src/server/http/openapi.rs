@@ -2,8 +2,9 @@
 //!
 //! It is generated, not written: the operations come from the handlers' `#[utoipa::path]`
 //! descriptions (the same ones their routes are registered from), the schemas from the types the
-//! handlers send and read, and what the layers in front of the handlers may answer (same-origin
-//! check, body limit, rate limits, idempotency keys) from the very predicates those layers use.
+//! handlers send and read, what the rules of a route group may answer (rate limits, idempotency
+//! keys) from the same [`Rules`] that put the group behind its layers, and what every request may
+//! meet (same-origin check, body limit) from the method and body that those layers look at.
 
 use axum::http::Method;
 use utoipa::{
@@ -17,7 +18,43 @@ use utoipa::{
     OpenApi as _,
 };
 
-use super::{auth::SESSION_COOKIE, limits, protect::MAX_BODY_BYTES, rest};
+use super::{error::ErrorBody, protect::MAX_BODY_BYTES, routes::REST_PREFIX};
+use crate::server::auth::SESSION_COOKIE;
+
+/// The layers in front of a group of routes; the router applies them and the document
+/// describes what they may answer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rules {
+    /// Counted against the caller's session and address (429 past either budget).
+    pub rate_limited: bool,
+    /// Safe to retry with an `Idempotency-Key`.
+    pub idempotent: bool,
+    /// Needs the admin token.
+    pub admin: bool,
+}
+
+impl Rules {
+    pub const LIMITED: Rules = Rules {
+        rate_limited: true,
+        idempotent: false,
+        admin: false,
+    };
+    pub const LIMITED_IDEMPOTENT: Rules = Rules {
+        rate_limited: true,
+        idempotent: true,
+        admin: false,
+    };
+    pub const IDEMPOTENT: Rules = Rules {
+        rate_limited: false,
+        idempotent: true,
+        admin: false,
+    };
+    pub const ADMIN_IDEMPOTENT: Rules = Rules {
+        rate_limited: false,
+        idempotent: true,
+        admin: true,
+    };
+}
 
 /// The parts of the document that belong to no handler.
 #[derive(utoipa::OpenApi)]
@@ -34,13 +71,13 @@ use super::{auth::SESSION_COOKIE, limits, protect::MAX_BODY_BYTES, rest};
         (name = "drops", description = "Drops, their stock and their newest buyers."),
         (name = "reservations", description = "Holds on one unit: reserve, purchase, cancel."),
     ),
-    components(schemas(rest::ErrorBody))
+    components(schemas(ErrorBody))
 )]
 struct ApiDoc;
 
-/// Builds the whole document from the REST router's `paths` (relative to [`rest::PREFIX`]).
+/// Builds the whole document from the REST router's `paths` (relative to [`REST_PREFIX`]).
 pub fn document(paths: OpenApi) -> OpenApi {
-    let mut doc = ApiDoc::openapi().nest(rest::PREFIX, paths);
+    let mut doc = ApiDoc::openapi().nest(REST_PREFIX, paths);
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "session",
@@ -60,12 +97,26 @@ pub fn document(paths: OpenApi) -> OpenApi {
                 .build(),
         ),
     );
-    for (path, item) in doc.paths.paths.iter_mut() {
+    for item in doc.paths.paths.values_mut() {
         for (method, operation) in operations(item) {
-            add_layer_answers(path, &method, operation);
+            add_edge_answers(&method, operation);
         }
     }
     doc
+}
+
+/// Adds to every operation of a route group what its rules' layers may answer.
+pub fn describe(paths: &mut OpenApi, rules: Rules) {
+    for item in paths.paths.paths.values_mut() {
+        for (_, operation) in operations(item) {
+            if rules.rate_limited {
+                add_rate_limit(operation);
+            }
+            if rules.idempotent {
+                add_idempotency(operation);
+            }
+        }
+    }
 }
 
 /// Every operation of a path, with its method.
@@ -81,8 +132,8 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = (Method, &mut Operati
     .filter_map(|(method, operation)| operation.as_mut().map(|op| (method, op)))
 }
 
-/// Adds what the layers in front of the handler may answer for `method` on `path`.
-fn add_layer_answers(path: &str, method: &Method, operation: &mut Operation) {
+/// Adds what the layers in front of every route may answer for `method`.
+fn add_edge_answers(method: &Method, operation: &mut Operation) {
     if method != Method::GET {
         add_error(
             operation,
@@ -90,33 +141,40 @@ fn add_layer_answers(path: &str, method: &Method, operation: &mut Operation) {
             "`FORBIDDEN`: a browser sent this from another site (`Origin` / `Sec-Fetch-Site`).",
         );
     }
-    let idempotent = rest::is_idempotent_write(method, path);
-    if operation.request_body.is_some() || idempotent {
-        let limit = format!("`TOO_LARGE`: the body is over {MAX_BODY_BYTES} bytes.");
-        add_error(operation, "413", &limit);
-    }
-    if limits::is_limited(method, path) {
-        add_error(
-            operation,
-            "429",
-            "`RATE_LIMITED`: too many tries from this session or address; wait `Retry-After` \
-             seconds.",
-        );
-        add_header(
-            operation,
-            "429",
-            "Retry-After",
-            seconds(),
-            "Seconds to wait before trying again.",
-        );
-    }
-    if idempotent {
-        add_idempotency(operation);
+    if operation.request_body.is_some() {
+        add_body_limit(operation);
     }
 }
 
-/// The `Idempotency-Key` header and its answers.
+/// The body limit's answer.
+fn add_body_limit(operation: &mut Operation) {
+    let limit = format!("`TOO_LARGE`: the body is over {MAX_BODY_BYTES} bytes.");
+    add_error(operation, "413", &limit);
+}
+
+/// The rate limiter's answer.
+fn add_rate_limit(operation: &mut Operation) {
+    add_error(
+        operation,
+        "429",
+        "`RATE_LIMITED`: too many tries from this session or address; wait `Retry-After` \
+         seconds.",
+    );
+    add_header(
+        operation,
+        "429",
+        "Retry-After",
+        seconds(),
+        "Seconds to wait before trying again.",
+    );
+}
+
+/// The `Idempotency-Key` header and its answers (the layer reads the body, so it has the
+/// body limit's answer too).
 fn add_idempotency(operation: &mut Operation) {
+    if operation.request_body.is_none() {
+        add_body_limit(operation);
+    }
     let mut key = Object::with_type(Type::String);
     key.min_length = Some(1);
     key.max_length = Some(255);

@@ -1,251 +1,50 @@
 //! `/api/v1`: the JSON API for scripts and other non-browser clients.
 //!
 //! Every error answers `{"error":{"code","message"}}` with the status its code maps to. Each
-//! handler carries its `#[utoipa::path]` description and the routes are registered from those
-//! descriptions, so the OpenAPI document ([`super::openapi`]) cannot miss a route.
+//! handler carries its `#[utoipa::path]` description; [`super::routes`] registers the handlers
+//! from those descriptions, so the OpenAPI document ([`super::openapi`]) cannot miss a route.
 
 use axum::{
-    body::Bytes,
-    extract::{
-        rejection::{JsonRejection, PathRejection},
-        FromRequest, FromRequestParts, OriginalUri, Path, Request, State,
-    },
-    http::{header, request::Parts, HeaderMap, Method, StatusCode},
-    middleware::Next,
+    extract::{FromRequest, FromRequestParts, Path, State},
+    http::{header, request::Parts, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::get,
-    Json, Router,
+    Json,
 };
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{
-    idempotency::{self, Outcome},
-    AppState,
+use super::{error::ErrorBody, extract::SignedIn};
+use crate::{
+    model::{
+        ApiError, DropId, NewDrop, ProductDrop, Purchase, Reservation, ReservationId,
+        ReservationStatus, User,
+    },
+    server::AppState,
 };
-use crate::model::{
-    ApiError, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Reservation, ReservationId,
-    ReservationStatus, User, UserId,
-};
 
-/// Where [`router`] is nested: every REST path starts with it.
-pub const PREFIX: &str = "/api/v1";
-
-/// The REST routes, nested under [`PREFIX`] by the caller, with their OpenAPI document at
-/// `/openapi.json` (built once, here).
-pub fn router() -> Router<AppState> {
-    let (router, paths) = routes().split_for_parts();
-    let document = serde_json::to_vec(&super::openapi::document(paths))
-        .expect("an OpenAPI document always serializes");
-    let document = Bytes::from(document);
-    router
-        .route(
-            "/openapi.json",
-            get(move || {
-                let document = document.clone();
-                async move { ([(header::CONTENT_TYPE, "application/json")], document) }
-            }),
-        )
-        .method_not_allowed_fallback(|| async {
-            RestError(ApiError::refusal(ErrorCode::MethodNotAllowed))
-        })
-        .fallback(|| async { RestError(ApiError::refusal(ErrorCode::NotFound)) })
-}
-
-/// The REST routes with their OpenAPI descriptions, paths relative to [`PREFIX`].
-fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::default()
-        .routes(routes!(sign_in, sign_out))
-        .routes(routes!(list_drops, create_drop))
-        .routes(routes!(get_drop))
-        .routes(routes!(reserve))
-        .routes(routes!(purchase))
-        .routes(routes!(cancel))
-        .routes(routes!(my_reservations))
-}
-
-/// True for the writes a client may retry with an `Idempotency-Key`: create a drop, reserve,
-/// purchase. (Sign-in is left out: a replayed sign-in could not set the cookie again.) `path`
-/// is the whole path, [`PREFIX`] included.
-pub fn is_idempotent_write(method: &Method, path: &str) -> bool {
-    method == Method::POST
-        && (path == "/api/v1/drops"
-            || (path.starts_with("/api/v1/drops/") && path.ends_with("/reservations"))
-            || (path.starts_with("/api/v1/reservations/") && path.ends_with("/purchase")))
-}
-
-/// Makes the writes that carry an `Idempotency-Key` safe to retry (see [`idempotency`]): a
-/// retry gets the first response again with `Idempotent-Replayed: true`. Keys belong to the
-/// caller (its session, else the admin), so nobody sees another's outcome. Server errors are not
-/// stored: a retry runs again.
-pub async fn idempotent(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(key) = request.headers().get(idempotency::HEADER).cloned() else {
-        return next.run(request).await;
-    };
-    // Inside the nested router the path has lost its `/api/v1` prefix; judge the original.
-    let path = request.extensions().get::<OriginalUri>().map_or_else(
-        || request.uri().path().to_string(),
-        |u| u.path().to_string(),
-    );
-    if !is_idempotent_write(request.method(), &path) {
-        return next.run(request).await;
-    }
-    // A header that is not visible ASCII reads as empty, which the check refuses.
-    let key = match idempotency::valid_key(key.to_str().unwrap_or_default()) {
-        Ok(key) => key.to_string(),
-        Err(error) => return RestError(error).into_response(),
-    };
-    // The session decides who acts (reserve and purchase act for it), so it scopes the key.
-    let scope = if let Some(user) = state.auth.session_user(request.headers()) {
-        format!("user:{user}")
-    } else if state.auth.is_admin(request.headers()) {
-        "admin".to_string()
-    } else {
-        // Nobody to scope the key to: the handler refuses it as usual.
-        return next.run(request).await;
-    };
-    let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, super::protect::MAX_BODY_BYTES).await else {
-        return RestError(ApiError::refusal(ErrorCode::TooLarge)).into_response();
-    };
-    let keyed = idempotency::Keyed {
-        scope,
-        key,
-        fingerprint: idempotency::fingerprint(parts.method.as_str(), parts.uri.path(), &bytes),
-    };
-    let run = async move {
-        let response = next
-            .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-            .await;
-        let (parts, body) = response.into_parts();
-        let bytes = axum::body::to_bytes(body, usize::MAX)
-            .await
-            .unwrap_or_default();
-        (parts, bytes)
-    };
-    let record = |(parts, bytes): &(axum::http::response::Parts, axum::body::Bytes)| {
-        (!parts.status.is_server_error()).then(|| {
-            (
-                parts.status.as_u16(),
-                String::from_utf8_lossy(bytes).into_owned(),
-            )
-        })
-    };
-    match idempotency::once(state.inventory.store().clone(), keyed, run, record).await {
-        Ok(Outcome::Fresh((parts, bytes))) => {
-            Response::from_parts(parts, axum::body::Body::from(bytes))
-        }
-        Ok(Outcome::Replay { status, body }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let mut response =
-                (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-            response.headers_mut().insert(
-                "idempotent-replayed",
-                header::HeaderValue::from_static("true"),
-            );
-            response
-        }
-        Err(error) => RestError(error).into_response(),
-    }
-}
-
-/// An [`ApiError`] answered as JSON with its HTTP status.
-#[derive(Debug)]
-pub struct RestError(pub ApiError);
-
-impl From<ApiError> for RestError {
-    fn from(error: ApiError) -> Self {
-        Self(error)
-    }
-}
-
-impl IntoResponse for RestError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(ErrorBody { error: self.0 })).into_response()
-    }
-}
-
-impl From<JsonRejection> for RestError {
-    fn from(rejection: JsonRejection) -> Self {
-        let code = match rejection {
-            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
-            JsonRejection::JsonDataError(_) => ErrorCode::InvalidInput,
-            _ => ErrorCode::MalformedRequest,
-        };
-        Self(ApiError::new(code, rejection.body_text()))
-    }
-}
-
-impl From<PathRejection> for RestError {
-    fn from(rejection: PathRejection) -> Self {
-        Self(ApiError::new(
-            ErrorCode::MalformedRequest,
-            rejection.body_text(),
-        ))
-    }
-}
-
-type Result<T> = std::result::Result<T, RestError>;
+type Result<T> = std::result::Result<T, ApiError>;
 
 /// A JSON body whose rejections answer in the API's error shape.
 #[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(RestError))]
-struct Body<T>(T);
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub(super) struct Body<T>(T);
 
-/// A numeric path id whose rejections answer in the API's error shape.
-struct Id(i64);
+/// A path id whose rejections answer in the API's error shape.
+pub(super) struct Id<T>(T);
 
-impl<S: Send + Sync> FromRequestParts<S> for Id {
-    type Rejection = RestError;
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Id<T> {
+    type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
-        let Path(id) = Path::<i64>::from_request_parts(parts, state).await?;
+        let Path(id) = Path::<T>::from_request_parts(parts, state).await?;
         Ok(Id(id))
-    }
-}
-
-/// The signed-in user; requests without a valid session get 401.
-pub struct SignedIn(pub UserId);
-
-impl FromRequestParts<AppState> for SignedIn {
-    type Rejection = RestError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        state
-            .auth
-            .session_user(&parts.headers)
-            .map(SignedIn)
-            .ok_or_else(|| RestError(ApiError::unauthenticated()))
-    }
-}
-
-/// A request carrying the admin token; others get 401 (no token) or 403 (wrong token).
-pub struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = RestError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
-        if state.auth.is_admin(&parts.headers) {
-            Ok(Admin)
-        } else if parts.headers.contains_key(header::AUTHORIZATION) {
-            Err(RestError(ApiError::refusal(ErrorCode::Forbidden)))
-        } else {
-            Err(RestError(ApiError::new(
-                ErrorCode::Unauthenticated,
-                "Creating drops needs the admin token (Authorization: Bearer ...).",
-            )))
-        }
     }
 }
 
 /// What a buyer sends to sign in.
 #[derive(Deserialize, ToSchema)]
-struct SignIn {
+pub(super) struct SignIn {
     /// Display name: 1 to 80 characters after trimming, no control characters.
     #[schema(min_length = 1, max_length = 80, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     name: String,
@@ -253,60 +52,52 @@ struct SignIn {
 
 /// The signed-in buyer.
 #[derive(Serialize, ToSchema)]
-struct UserReply {
+pub(super) struct UserReply {
     user: User,
 }
 
 /// Sign-out always succeeds.
 #[derive(Serialize, ToSchema)]
-struct SignedOut {
+pub(super) struct SignedOut {
     signed_out: bool,
 }
 
 /// Every drop, oldest first.
 #[derive(Serialize, ToSchema)]
-struct DropsReply {
+pub(super) struct DropsReply {
     drops: Vec<ProductDrop>,
 }
 
 /// One drop.
 #[derive(Serialize, ToSchema)]
-struct DropReply {
+pub(super) struct DropReply {
     drop: ProductDrop,
 }
 
 /// A hold and its drop as it stands right after the change.
 #[derive(Serialize, ToSchema)]
-struct HoldReply {
+pub(super) struct HoldReply {
     reservation: Hold,
     drop: ProductDrop,
 }
 
 /// The completed purchase.
 #[derive(Serialize, ToSchema)]
-struct PurchaseReply {
+pub(super) struct PurchaseReply {
     purchase: Purchase,
 }
 
 /// The caller's holds, newest first, in every status.
 #[derive(Serialize, ToSchema)]
-struct HoldsReply {
+pub(super) struct HoldsReply {
     reservations: Vec<Hold>,
-}
-
-/// Every refusal and failure: a stable `code` to branch on and a `message` for a person.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ApiError,
 }
 
 /// A hold as the API shows it: the owner is the caller, so no user id.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Reservation)]
-struct Hold {
-    #[schema(value_type = i64)]
+pub(super) struct Hold {
     id: ReservationId,
-    #[schema(value_type = i64)]
     drop_id: DropId,
     status: ReservationStatus,
     created_at: DateTime<Utc>,
@@ -343,7 +134,7 @@ impl From<&Reservation> for Hold {
         (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
-async fn sign_in(
+pub(super) async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
     Body(body): Body<SignIn>,
@@ -370,7 +161,7 @@ async fn sign_in(
             headers(("Set-Cookie" = String, description = "Expires the session cookie."))),
     )
 )]
-async fn sign_out(State(state): State<AppState>) -> Response {
+pub(super) async fn sign_out(State(state): State<AppState>) -> Response {
     (
         [(header::SET_COOKIE, state.auth.sign_out_cookie())],
         Json(SignedOut { signed_out: true }),
@@ -391,7 +182,7 @@ async fn sign_out(State(state): State<AppState>) -> Response {
         (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
-async fn list_drops(State(state): State<AppState>) -> Result<Json<DropsReply>> {
+pub(super) async fn list_drops(State(state): State<AppState>) -> Result<Json<DropsReply>> {
     let drops = state.inventory.list_drops().await?;
     Ok(Json(DropsReply { drops }))
 }
@@ -410,7 +201,10 @@ async fn list_drops(State(state): State<AppState>) -> Result<Json<DropsReply>> {
         (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
-async fn get_drop(State(state): State<AppState>, Id(id): Id) -> Result<Json<DropReply>> {
+pub(super) async fn get_drop(
+    State(state): State<AppState>,
+    Id(id): Id<DropId>,
+) -> Result<Json<DropReply>> {
     let drop = state.inventory.drop(id).await?;
     Ok(Json(DropReply { drop }))
 }
@@ -434,9 +228,8 @@ async fn get_drop(State(state): State<AppState>, Id(id): Id) -> Result<Json<Drop
         (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
-async fn create_drop(
+pub(super) async fn create_drop(
     State(state): State<AppState>,
-    _: Admin,
     Body(new): Body<NewDrop>,
 ) -> Result<(StatusCode, Json<DropReply>)> {
     let drop = state.inventory.create_drop(new).await?;
@@ -463,10 +256,10 @@ async fn create_drop(
         (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
-async fn reserve(
+pub(super) async fn reserve(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
-    Id(drop): Id,
+    Id(drop): Id<DropId>,
 ) -> Result<(StatusCode, Json<HoldReply>)> {
     let reserved = state.inventory.reserve(drop, user).await?;
     Ok((
@@ -498,10 +291,10 @@ async fn reserve(
         (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
-async fn purchase(
+pub(super) async fn purchase(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
-    Id(reservation): Id,
+    Id(reservation): Id<ReservationId>,
 ) -> Result<(StatusCode, Json<PurchaseReply>)> {
     let purchase = state.inventory.purchase(reservation, user).await?;
     Ok((StatusCode::CREATED, Json(PurchaseReply { purchase })))
@@ -527,10 +320,10 @@ async fn purchase(
         (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
-async fn cancel(
+pub(super) async fn cancel(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
-    Id(reservation): Id,
+    Id(reservation): Id<ReservationId>,
 ) -> Result<Json<HoldReply>> {
     let cancelled = state.inventory.cancel(reservation, user).await?;
     Ok(Json(HoldReply {
@@ -552,7 +345,7 @@ async fn cancel(
         (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
-async fn my_reservations(
+pub(super) async fn my_reservations(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
 ) -> Result<Json<HoldsReply>> {

@@ -1,0 +1,52 @@
+//! The HTTP edge: every route and the rules in front of them ([`routes`]), who is asking
+//! ([`extract`]), how refusals are answered ([`error`]), the JSON API ([`rest`]) and its OpenAPI
+//! document ([`openapi`]), idempotency keys ([`idempotency`]) and the protections every request
+//! passes ([`protect`]).
+
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod openapi;
+pub mod protect;
+pub mod rest;
+pub mod routes;
+
+use axum::{http::HeaderName, Router};
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use super::{metrics, AppState};
+
+/// The whole HTTP surface with the layers every request passes through.
+pub fn router(state: AppState) -> Router {
+    let app = routes::routes(&state)
+        .layer(state.limits.ip_source().into_extension())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state);
+    // Every request gets an `x-request-id` (kept if a proxy already set one), logged on its
+    // span and echoed in the response, so a buyer's report can be found in the logs.
+    let request_id = HeaderName::from_static("x-request-id");
+    protect::layer(app)
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id = %id,
+                )
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}

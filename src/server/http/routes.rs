@@ -1,0 +1,209 @@
+//! Every route of the server, built in one place and grouped by the rules they share. A rule is
+//! a layer on its group (`route_layer`), never a match on a path string: moving or renaming a
+//! route keeps its rules, and the OpenAPI document describes each group from the same [`Rules`].
+//!
+//! Adding a rate-limited, idempotent write is one line in [`rest`] (or [`rpc`] for a server
+//! function) plus its handler.
+
+use axum::{
+    body::Bytes,
+    extract::{Request, State},
+    http::{header, HeaderValue},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post, MethodRouter},
+    Json, Router,
+};
+use leptos::{prelude::provide_context, server_fn::ServerFn};
+use leptos_axum::{generate_route_list_with_exclusions, LeptosRoutes};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    extract::{Admin, Caller, ClientAddr},
+    idempotency, openapi,
+    openapi::Rules,
+    rest,
+};
+use crate::{
+    api::{CancelHold, CreateDrop, PurchaseHold, ReserveUnit, SignIn},
+    app::{shell, App},
+    model::{ApiError, ErrorCode},
+    server::{metrics, ws, AppState},
+};
+
+/// Where the REST routes are nested: every REST path starts with it.
+pub const REST_PREFIX: &str = "/api/v1";
+
+/// The whole HTTP surface: REST, server functions, WebSocket, health, metrics, pages and
+/// static files.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let (rpc, rpc_paths) = rpc(state);
+    let options = state.leptos_options.clone();
+    Router::new()
+        .nest(REST_PREFIX, rest(state))
+        .merge(rpc)
+        .route("/ws", get(ws::handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::handler))
+        // Pages, and the server functions `rpc` does not route itself.
+        .leptos_routes(
+            state,
+            generate_route_list_with_exclusions(App, Some(rpc_paths)),
+            move || shell(options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+}
+
+/// `/api/v1`, with its OpenAPI document at `/api/v1/openapi.json`.
+fn rest(state: &AppState) -> Router<AppState> {
+    let api = OpenApiRouter::default()
+        .merge(
+            OpenApiRouter::default()
+                .routes(routes!(rest::list_drops))
+                .routes(routes!(rest::get_drop))
+                .routes(routes!(rest::sign_out))
+                .routes(routes!(rest::my_reservations)),
+        )
+        .merge(guard(
+            state,
+            Rules::LIMITED,
+            OpenApiRouter::default()
+                .routes(routes!(rest::sign_in))
+                .routes(routes!(rest::cancel)),
+        ))
+        .merge(guard(
+            state,
+            Rules::LIMITED_IDEMPOTENT,
+            OpenApiRouter::default()
+                .routes(routes!(rest::reserve))
+                .routes(routes!(rest::purchase)),
+        ))
+        .merge(guard(
+            state,
+            Rules::ADMIN_IDEMPOTENT,
+            OpenApiRouter::default().routes(routes!(rest::create_drop)),
+        ));
+    let (router, paths) = api.split_for_parts();
+    let document = serde_json::to_vec(&openapi::document(paths))
+        .expect("an OpenAPI document always serializes");
+    let document = Bytes::from(document);
+    router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], document) }
+            }),
+        )
+        .method_not_allowed_fallback(|| async { ApiError::refusal(ErrorCode::MethodNotAllowed) })
+        .fallback(|| async { ApiError::refusal(ErrorCode::NotFound) })
+}
+
+/// The server functions that carry rules, routed here with their groups' layers; answers the
+/// router and their paths (the pages' router leaves those out).
+fn rpc(state: &AppState) -> (Router<AppState>, Vec<String>) {
+    let mut paths = Vec::new();
+    let mut server_fn = |(path, route): (&'static str, MethodRouter<AppState>)| {
+        paths.push(path.to_string());
+        OpenApiRouter::default().route(path, route)
+    };
+    let router = OpenApiRouter::default()
+        .merge(guard(
+            state,
+            Rules::LIMITED,
+            server_fn(server_fn_route::<SignIn>(state))
+                .merge(server_fn(server_fn_route::<CancelHold>(state))),
+        ))
+        .merge(guard(
+            state,
+            Rules::LIMITED_IDEMPOTENT,
+            server_fn(server_fn_route::<ReserveUnit>(state))
+                .merge(server_fn(server_fn_route::<PurchaseHold>(state))),
+        ))
+        // The panel sends the admin token in the form; the server function checks it.
+        .merge(guard(
+            state,
+            Rules::IDEMPOTENT,
+            server_fn(server_fn_route::<CreateDrop>(state)),
+        ));
+    (router.split_for_parts().0, paths)
+}
+
+/// One server function's route, served like `leptos_routes` serves the others.
+fn server_fn_route<F: ServerFn>(state: &AppState) -> (&'static str, MethodRouter<AppState>) {
+    let state = state.clone();
+    let handler = move |request: Request| {
+        let state = state.clone();
+        async move {
+            leptos_axum::handle_server_fns_with_context(
+                move || provide_context(state.clone()),
+                request,
+            )
+            .await
+        }
+    };
+    (F::PATH, post(handler))
+}
+
+/// Puts a group of routes behind the layers its rules name, and describes them in its
+/// OpenAPI paths.
+fn guard(
+    state: &AppState,
+    rules: Rules,
+    mut routes: OpenApiRouter<AppState>,
+) -> OpenApiRouter<AppState> {
+    openapi::describe(routes.get_openapi_mut(), rules);
+    if rules.admin {
+        routes = routes.route_layer(middleware::from_extractor_with_state::<Admin, _>(
+            state.clone(),
+        ));
+    }
+    if rules.idempotent {
+        routes = routes.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent,
+        ));
+    }
+    if rules.rate_limited {
+        routes = routes.route_layer(middleware::from_fn_with_state(state.clone(), rate_limited));
+    }
+    routes
+}
+
+/// Counts a request against its caller's session and address; past either budget, 429 with
+/// `Retry-After`.
+async fn rate_limited(
+    State(state): State<AppState>,
+    caller: Caller,
+    ClientAddr(ip): ClientAddr,
+    request: Request,
+    next: Next,
+) -> Response {
+    match state.limits.check(ip, caller.user) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut response = ApiError::refusal(ErrorCode::RateLimited).into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            response
+        }
+    }
+}
+
+/// Ready to serve: the database answers and live events flow (the LISTEN connection is up).
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let database = state.inventory.store().ping().await.is_ok();
+    let live_events = state.bus.is_listening();
+    let status = if database && live_events {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({ "database": database, "live_events": live_events })),
+    )
+}

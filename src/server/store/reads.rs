@@ -1,0 +1,230 @@
+//! The reads, written once for both databases.
+//!
+//! Their SQL is portable but for two phrases: how the database says "now" (its clock, in
+//! milliseconds) and how it begins a consistent read. sqlx takes `$N` parameters on SQLite too,
+//! so each store's [`Reads`](super::Reads) impl is this one body with its two phrases filled in.
+
+/// Expands to the `Reads` impl of a store type with a `pool` field. `now` is the SQL for the
+/// database clock in milliseconds (a string literal or a macro that gives one); `begin_read`
+/// begins a read of one consistent snapshot.
+macro_rules! reads {
+    ($store:ty, now: [$($now:tt)+], begin_read: $begin_read:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::server::store::Reads for $store {
+        async fn ping(&self) -> Result<(), $crate::server::store::StoreError> {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        }
+
+        async fn create_user(
+            &self,
+            name: &str,
+        ) -> Result<$crate::model::User, $crate::server::store::StoreError> {
+            let id: $crate::model::UserId = sqlx::query_scalar(concat!(
+                "INSERT INTO users (name, created_at) VALUES ($1, ",
+                $($now)+,
+                ") RETURNING id"
+            ))
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok($crate::model::User {
+                id,
+                name: name.to_string(),
+            })
+        }
+
+        async fn user(
+            &self,
+            id: $crate::model::UserId,
+        ) -> Result<Option<$crate::model::User>, $crate::server::store::StoreError> {
+            let name: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(name.map(|name| $crate::model::User { id, name }))
+        }
+
+        async fn list_drops(
+            &self,
+        ) -> Result<Vec<$crate::model::ProductDrop>, $crate::server::store::StoreError> {
+            // One snapshot, so stock and feed are of the same moment.
+            let mut tx = self.pool.begin_with($begin_read).await?;
+            let drops: Vec<$crate::server::store::DropRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                $crate::server::store::drop_columns!(),
+                " FROM drops ORDER BY id"
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            let purchasers: Vec<$crate::server::store::PurchaserRow> =
+                sqlx::query_as($crate::server::store::RECENT_PURCHASERS_OF_ALL)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            tx.commit().await?;
+            Ok($crate::server::store::with_purchasers(drops, purchasers))
+        }
+
+        async fn get_drop(
+            &self,
+            id: $crate::model::DropId,
+        ) -> Result<Option<$crate::model::ProductDrop>, $crate::server::store::StoreError> {
+            let mut tx = self.pool.begin_with($begin_read).await?;
+            let drop: Option<$crate::server::store::DropRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                $crate::server::store::drop_columns!(),
+                " FROM drops WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(drop) = drop else { return Ok(None) };
+            let recent: Vec<$crate::server::store::PurchaserRow> =
+                sqlx::query_as($crate::server::store::RECENT_PURCHASERS)
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            tx.commit().await?;
+            Ok(Some(
+                drop.into_drop(recent.into_iter().map(Into::into).collect()),
+            ))
+        }
+
+        async fn next_deadline(
+            &self,
+        ) -> Result<Option<std::time::Duration>, $crate::server::store::StoreError> {
+            let ms: Option<i64> = sqlx::query_scalar(concat!(
+                "SELECT MIN(expires_at) - ",
+                $($now)+,
+                " FROM reservations WHERE status = 'ACTIVE'"
+            ))
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(ms.map($crate::server::store::until))
+        }
+
+        async fn user_reservations(
+            &self,
+            user: $crate::model::UserId,
+        ) -> Result<Vec<$crate::model::Reservation>, $crate::server::store::StoreError> {
+            let rows: Vec<$crate::server::store::ReservationRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                $crate::server::store::reservation_columns!(),
+                " FROM reservations WHERE user_id = $1 \
+                  ORDER BY created_at DESC, id DESC LIMIT 100"
+            ))
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.into_iter().map(Into::into).collect())
+        }
+
+        async fn audit(
+            &self,
+            drop: $crate::model::DropId,
+        ) -> Result<$crate::server::store::StockAudit, $crate::server::store::StoreError> {
+            sqlx::query_as(
+                "SELECT total_stock AS total, available_stock AS available, \
+                   (SELECT COUNT(*) FROM reservations WHERE drop_id = d.id \
+                     AND status = 'ACTIVE') AS active_holds, \
+                   (SELECT COUNT(*) FROM purchases WHERE drop_id = d.id) AS purchases \
+                 FROM drops d WHERE d.id = $1",
+            )
+            .bind(drop)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or($crate::server::store::StoreError::Refused(
+                $crate::model::ErrorCode::DropNotFound,
+            ))
+        }
+
+        async fn claim_key(
+            &self,
+            scope: &str,
+            key: &str,
+            fingerprint: &str,
+        ) -> Result<$crate::server::store::KeyClaim, $crate::server::store::StoreError> {
+            // A claim left unsettled for longer than the timeout (a server that died
+            // mid-request) may be taken over.
+            let claimed: Option<i64> = sqlx::query_scalar(concat!(
+                "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) \
+                 VALUES ($1, $2, $3, ",
+                $($now)+,
+                ") ON CONFLICT (scope, key) DO UPDATE SET created_at = EXCLUDED.created_at \
+                 WHERE idempotency_keys.status IS NULL \
+                 AND idempotency_keys.fingerprint = EXCLUDED.fingerprint \
+                 AND idempotency_keys.created_at < EXCLUDED.created_at - $4 \
+                 RETURNING created_at"
+            ))
+            .bind(scope)
+            .bind(key)
+            .bind(fingerprint)
+            .bind($crate::server::store::KEY_CLAIM_TIMEOUT_MS)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(token) = claimed {
+                return Ok($crate::server::store::KeyClaim::Claimed { token });
+            }
+            let row: Option<$crate::server::store::KeyRow> = sqlx::query_as(
+                "SELECT fingerprint, status, response, content_type, location \
+                 FROM idempotency_keys WHERE scope = $1 AND key = $2",
+            )
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok($crate::server::store::KeyRow::claim(row, fingerprint))
+        }
+
+        async fn settle_key(
+            &self,
+            scope: &str,
+            key: &str,
+            token: i64,
+            answer: Option<&$crate::server::store::StoredResponse>,
+        ) -> Result<(), $crate::server::store::StoreError> {
+            // Only the claim's own token settles it: a claim taken over after a timeout is
+            // not clobbered by the request that lost it.
+            let query = match answer {
+                Some(answer) => sqlx::query(
+                    "UPDATE idempotency_keys \
+                     SET status = $1, response = $2, content_type = $3, location = $4 \
+                     WHERE scope = $5 AND key = $6 AND created_at = $7 AND status IS NULL",
+                )
+                .bind(i32::from(answer.status))
+                .bind(&answer.body)
+                .bind(&answer.content_type)
+                .bind(&answer.location),
+                None => sqlx::query(
+                    "DELETE FROM idempotency_keys \
+                     WHERE scope = $1 AND key = $2 AND created_at = $3 AND status IS NULL",
+                ),
+            };
+            query
+                .bind(scope)
+                .bind(key)
+                .bind(token)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+
+        async fn forget_keys(
+            &self,
+            older_than: std::time::Duration,
+        ) -> Result<u64, $crate::server::store::StoreError> {
+            // "Now" as a sub-select: evaluated once, so the index on `created_at` is used.
+            let done = sqlx::query(concat!(
+                "DELETE FROM idempotency_keys WHERE created_at < (SELECT ",
+                $($now)+,
+                ") - $1"
+            ))
+            .bind($crate::server::store::ttl_ms(older_than))
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected())
+        }
+        }
+    };
+}
+pub(crate) use reads;
