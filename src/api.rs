@@ -9,7 +9,10 @@ use crate::model::{ApiError, DropId, ProductDrop, Purchase, Reservation, Reserva
 #[cfg(feature = "ssr")]
 use crate::{
     model::{parse_price, ErrorCode, NewDrop},
-    server::http::extract::{Admin, Caller, SignedIn},
+    server::http::{
+        extract::{Admin, Caller, ClientAddr, SignedIn},
+        session,
+    },
 };
 
 #[cfg(feature = "ssr")]
@@ -60,16 +63,14 @@ mod ssr {
             });
             let status = axum::http::StatusCode::from_u16(error.code.http_status());
             if let (false, Ok(status)) = (form_post, status) {
-                expect_context::<leptos_axum::ResponseOptions>().set_status(status);
+                let response = expect_context::<leptos_axum::ResponseOptions>();
+                response.set_status(status);
+                if let Some(seconds) = error.retry_after {
+                    response.insert_header(header::RETRY_AFTER, seconds.into());
+                }
             }
         }
         result
-    }
-
-    /// True when the request came over HTTPS (see [`crate::server::http::rest::is_https`]).
-    pub fn is_https() -> bool {
-        use_context::<Parts>()
-            .is_some_and(|parts| crate::server::http::rest::is_https(&parts.headers))
     }
 
     /// Adds a `Set-Cookie` header to the server function's response.
@@ -87,7 +88,7 @@ pub async fn list_drops() -> Result<Vec<ProductDrop>, ApiError> {
 /// The signed-in user, if any.
 #[server(prefix = "/rpc", endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<User>, ApiError> {
-    match ssr::extract::<Caller>().await?.user {
+    match ssr::extract::<Caller>().await?.user() {
         Some(id) => ssr::state().inventory.user(id).await,
         None => Ok(None),
     }
@@ -97,19 +98,23 @@ pub async fn current_user() -> Result<Option<User>, ApiError> {
 #[server(prefix = "/rpc", endpoint = "sign_in")]
 pub async fn sign_in(name: String) -> Result<User, ApiError> {
     ssr::respond(async move {
-        let state = ssr::state();
-        let user = state.inventory.sign_up(&name).await?;
-        ssr::set_cookie(state.auth.sign_in_cookie(user.id, ssr::is_https()));
+        let headers = ssr::extract::<axum::http::HeaderMap>().await?;
+        let (user, cookie) = session::sign_in(&ssr::state(), &name, &headers).await?;
+        ssr::set_cookie(cookie);
         Ok(user)
     })
     .await
 }
 
-/// Clears the session cookie.
+/// Revokes the caller's session and clears the cookie.
 #[server(prefix = "/rpc", endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), ApiError> {
-    ssr::set_cookie(ssr::state().auth.sign_out_cookie());
-    Ok(())
+    ssr::respond(async move {
+        let caller = ssr::extract::<Caller>().await?;
+        ssr::set_cookie(session::sign_out(&ssr::state(), caller).await?);
+        Ok(())
+    })
+    .await
 }
 
 /// Takes one unit of a drop for the caller. A resubmission with the same `idempotency_key`
@@ -157,7 +162,7 @@ pub async fn cancel_hold(reservation_id: ReservationId) -> Result<Reservation, A
 /// The caller's holds, newest first (empty when signed out).
 #[server(prefix = "/rpc", endpoint = "my_reservations")]
 pub async fn my_reservations() -> Result<Vec<Reservation>, ApiError> {
-    match ssr::extract::<Caller>().await?.user {
+    match ssr::extract::<Caller>().await?.user() {
         Some(user) => ssr::state().inventory.user_reservations(user).await,
         None => Ok(Vec::new()),
     }
@@ -179,7 +184,8 @@ pub async fn create_drop(
         let state = ssr::state();
         // The panel's form carries the token (a form cannot set a header); its refusal is shown
         // next to that field.
-        Admin::check(&state, &admin_token).map_err(|refusal| ApiError {
+        let addr = ssr::extract::<ClientAddr>().await?;
+        Admin::check(&state, addr, &admin_token).map_err(|refusal| ApiError {
             field: Some("admin_token".into()),
             message: match refusal.code {
                 ErrorCode::Forbidden => "That admin token is not valid.".into(),

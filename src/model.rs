@@ -380,6 +380,10 @@ pub struct ApiError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ssr", schema(nullable = false))]
     pub field: Option<String>,
+    /// For `RATE_LIMITED`: whole seconds until the caller may try again, sent as the
+    /// `Retry-After` header rather than in the body.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -388,6 +392,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 

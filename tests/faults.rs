@@ -425,6 +425,8 @@ async fn postgres_outage_answers_503_and_recovers_by_itself() {
     let api = Api::configured(Backend::Postgres, |s| {
         s.rate_limit_session_per_second = 100_000;
         s.rate_limit_session_burst = 100_000;
+        s.rate_limit_ip_per_second = 100_000;
+        s.rate_limit_ip_burst = 100_000;
     })
     .await;
     let name = api.db.pg_name().unwrap().to_string();

@@ -3,77 +3,16 @@
 
 mod common;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use axum::{extract::ws::Message as WsMessage, http::StatusCode};
-use common::{Api, Auth, Backend};
+use common::{Api, Auth, Backend, Client};
 use dropline::{
     model::{DropId, LiveEvent},
-    server::ws::serve_socket,
+    server::ws::{serve_socket, Feed},
 };
 use futures::StreamExt;
 use serde_json::json;
-use tokio_tungstenite::{
-    connect_async,
-    tungstenite::{client::IntoClientRequest, Message},
-    MaybeTlsStream, WebSocketStream,
-};
-
-/// A browser's socket, reduced to the events it reads.
-struct Client {
-    ws: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr, cookie: Option<&str>) -> Self {
-        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
-        if let Some(cookie) = cookie {
-            request
-                .headers_mut()
-                .insert("cookie", cookie.parse().unwrap());
-        }
-        let (ws, _) = connect_async(request).await.expect("websocket connects");
-        Self { ws }
-    }
-
-    /// The next event, or `None` when nothing arrives within `wait`.
-    async fn next_within(&mut self, wait: Duration) -> Option<LiveEvent> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let message = tokio::time::timeout_at(deadline, self.ws.next())
-                .await
-                .ok()??;
-            if let Message::Text(text) = message.expect("socket stays healthy") {
-                return Some(serde_json::from_str(&text).expect("events parse"));
-            }
-        }
-    }
-
-    async fn next(&mut self) -> LiveEvent {
-        self.next_within(Duration::from_secs(10))
-            .await
-            .expect("an event arrives")
-    }
-
-    /// The next event, past a late `DROP_CREATED` of `known`: on PostgreSQL the creation of a
-    /// drop made before the socket connected can still be on its way through LISTEN/NOTIFY
-    /// when the snapshot (which already shows it) arrives.
-    async fn next_after_echo_of(&mut self, known: DropId) -> LiveEvent {
-        loop {
-            match self.next().await {
-                LiveEvent::DropCreated { drop } if drop.id == known => {}
-                other => return other,
-            }
-        }
-    }
-
-    async fn snapshot(&mut self) -> Vec<dropline::model::ProductDrop> {
-        match self.next().await {
-            LiveEvent::Snapshot { drops, .. } => drops,
-            other => panic!("expected a snapshot, got {other:?}"),
-        }
-    }
-}
 
 async fn new_drop(api: &Api, stock: i64) -> DropId {
     let reply = api
@@ -209,10 +148,13 @@ async fn a_stalled_client_catches_up_on_the_latest_stock_not_a_backlog(backend: 
     tokio::spawn(serve_socket(
         sink,
         futures::stream::pending::<Result<WsMessage, axum::Error>>(),
-        api.state.inventory.clone(),
-        api.state.bus.clone(),
+        Feed {
+            snapshots: api.state.snapshots.clone(),
+            bus: api.state.bus.clone(),
+            shutdown: api.state.shutdown.clone(),
+            ping_interval: Duration::from_secs(20),
+        },
         None,
-        api.state.shutdown.clone(),
     ));
     assert!(matches!(
         next_frame(&mut frames).await,
@@ -376,6 +318,7 @@ async fn a_garbage_message_closes_nothing(backend: Backend) {
     rude.snapshot().await;
     polite.snapshot().await;
     use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
     rude.ws
         .send(Message::Text("{not json".into()))
         .await

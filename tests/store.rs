@@ -653,3 +653,18 @@ on_both_databases!(
     a_burst_gives_the_same_answers_with_batching_off,
     two_instances_bursting_on_one_drop_never_oversell,
 );
+
+/// A purchase a buyer was told of survives a power cut: SQLite syncs every commit to disk
+/// (`synchronous = FULL`), not just every checkpoint.
+#[tokio::test]
+async fn sqlite_syncs_every_commit() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = server::store::SqliteStore::connect(&db.url, 4, EventBus::default())
+        .await
+        .unwrap();
+    let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(level, 2, "PRAGMA synchronous is {level}, not FULL (2)");
+}

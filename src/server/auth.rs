@@ -1,11 +1,15 @@
-//! Who is asking: signed session cookies for buyers, a bearer token for admins.
+//! Who is asking, as credentials: the signed session cookie that carries a buyer's session id
+//! (the session itself is in the database, see [`super::sessions`]), and the admin's bearer
+//! token.
+
+use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use cookie::{Cookie, CookieJar, Key, SameSite};
 use rand::{distr::Alphanumeric, Rng};
 use subtle::ConstantTimeEq;
 
-use crate::model::UserId;
+use super::{settings::CookieSecure, store::SessionId};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "dropline_session";
@@ -25,7 +29,8 @@ impl std::fmt::Debug for Auth {
 
 impl Auth {
     /// Builds the signing key from `session_secret` (random when empty) and keeps the admin
-    /// token (random when empty, then logged once so the operator can use it).
+    /// token. When no token is set a random one is made and printed once to the terminal, never
+    /// to the logs, which a log collector would spread to everyone who reads them.
     pub fn new(session_secret: &str, admin_token: &str) -> Self {
         let key = if session_secret.is_empty() {
             Key::generate()
@@ -38,7 +43,7 @@ impl Auth {
                 .take(32)
                 .map(char::from)
                 .collect();
-            tracing::info!(admin_token = %token, "ADMIN_TOKEN not set; generated one for this run");
+            eprintln!("dropline: ADMIN_TOKEN is not set; this run's admin token is {token}");
             token
         } else {
             admin_token.to_string()
@@ -46,9 +51,9 @@ impl Auth {
         Self { key, admin_token }
     }
 
-    /// The signed-in user, if the request carries a session cookie with a valid signature.
-    /// A forged or tampered cookie counts as no cookie.
-    pub fn session_user(&self, headers: &HeaderMap) -> Option<UserId> {
+    /// The session id the request's cookie carries, if it has a valid signature. A forged or
+    /// tampered cookie counts as no cookie (and costs no database read).
+    pub fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
         let mut jar = CookieJar::new();
         for value in headers.get_all(header::COOKIE) {
             let Ok(value) = value.to_str() else { continue };
@@ -59,19 +64,24 @@ impl Auth {
         jar.signed(&self.key)
             .get(SESSION_COOKIE)
             .and_then(|c| c.value().parse().ok())
-            .map(UserId)
     }
 
-    /// The `Set-Cookie` value that signs `user` in.
-    pub fn sign_in_cookie(&self, user: UserId, secure: bool) -> HeaderValue {
+    /// The `Set-Cookie` value that carries `session` for `lifetime`.
+    pub fn sign_in_cookie(
+        &self,
+        session: SessionId,
+        secure: bool,
+        lifetime: Duration,
+    ) -> HeaderValue {
         let mut jar = CookieJar::new();
+        let max_age = cookie::time::Duration::seconds(lifetime.as_secs().try_into().unwrap_or(0));
         jar.signed_mut(&self.key).add(
-            Cookie::build((SESSION_COOKIE, user.to_string()))
+            Cookie::build((SESSION_COOKIE, session.to_string()))
                 .http_only(true)
                 .same_site(SameSite::Lax)
                 .secure(secure)
                 .path("/")
-                .max_age(cookie::time::Duration::days(30)),
+                .max_age(max_age),
         );
         let cookie = jar.get(SESSION_COOKIE).expect("just added");
         HeaderValue::from_str(&cookie.to_string()).expect("cookie is valid header text")
@@ -87,23 +97,28 @@ impl Auth {
         HeaderValue::from_str(&cookie.to_string()).expect("cookie is valid header text")
     }
 
-    /// True when `Authorization: Bearer <token>` carries the admin token.
-    pub fn is_admin(&self, headers: &HeaderMap) -> bool {
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|token| self.token_matches(token.trim()))
-    }
-
     /// Compares a presented admin token in constant time.
     pub fn token_matches(&self, token: &str) -> bool {
         token.as_bytes().ct_eq(self.admin_token.as_bytes()).into()
     }
 }
 
+/// Whether a session cookie set in answer to this request is marked `Secure`.
+pub fn cookie_is_secure(setting: CookieSecure, headers: &HeaderMap) -> bool {
+    match setting {
+        CookieSecure::Always => true,
+        CookieSecure::Never => false,
+        // Over HTTPS, directly or through a proxy that says so.
+        CookieSecure::Auto => headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
 
     fn auth() -> Auth {
@@ -126,15 +141,22 @@ mod tests {
             .to_string()
     }
 
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
     #[test]
     fn a_signed_cookie_round_trips() {
         let auth = auth();
-        let pair = cookie_pair(&auth.sign_in_cookie(UserId(42), false));
-        assert_eq!(auth.session_user(&with_cookie(&pair)), Some(UserId(42)));
-        let set = auth.sign_in_cookie(UserId(42), false);
+        let session = SessionId::random();
+        let set = auth.sign_in_cookie(session, false, DAY);
+        assert_eq!(
+            auth.session_id(&with_cookie(&cookie_pair(&set))),
+            Some(session)
+        );
         let set = set.to_str().unwrap();
         assert!(
-            set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+            set.contains("HttpOnly")
+                && set.contains("SameSite=Lax")
+                && set.contains("Max-Age=86400"),
             "{set}"
         );
     }
@@ -142,25 +164,65 @@ mod tests {
     #[test]
     fn a_forged_or_tampered_cookie_is_ignored() {
         let auth = auth();
-        assert_eq!(auth.session_user(&with_cookie("dropline_session=42")), None);
-        let pair = cookie_pair(&auth.sign_in_cookie(UserId(42), false));
-        let tampered = pair.replace("42", "43");
-        assert_eq!(auth.session_user(&with_cookie(&tampered)), None);
-        let other = Auth::new(&"t".repeat(32), "x");
-        assert_eq!(other.session_user(&with_cookie(&pair)), None);
+        let session = SessionId::random();
+        let forged = format!("dropline_session={session}");
+        assert_eq!(auth.session_id(&with_cookie(&forged)), None);
+        let pair = cookie_pair(&auth.sign_in_cookie(session, false, DAY));
+        let other = SessionId::random();
+        let tampered = pair.replace(&session.to_string(), &other.to_string());
+        assert_eq!(auth.session_id(&with_cookie(&tampered)), None);
+        let stranger = Auth::new(&"t".repeat(32), "x");
+        assert_eq!(stranger.session_id(&with_cookie(&pair)), None);
     }
 
     #[test]
     fn the_admin_token_is_checked() {
         let auth = auth();
-        let mut headers = HeaderMap::new();
-        assert!(!auth.is_admin(&headers));
-        headers.insert(header::AUTHORIZATION, "Bearer wrong".parse().unwrap());
-        assert!(!auth.is_admin(&headers));
-        headers.insert(
-            header::AUTHORIZATION,
-            "Bearer admin-secret".parse().unwrap(),
+        assert!(!auth.token_matches("wrong"));
+        assert!(!auth.token_matches(""));
+        assert!(auth.token_matches("admin-secret"));
+    }
+
+    #[test]
+    fn the_cookie_is_secure_as_configured() {
+        let mut https = HeaderMap::new();
+        https.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let plain = HeaderMap::new();
+        assert!(cookie_is_secure(CookieSecure::Auto, &https));
+        assert!(!cookie_is_secure(CookieSecure::Auto, &plain));
+        assert!(cookie_is_secure(CookieSecure::Always, &plain));
+        assert!(!cookie_is_secure(CookieSecure::Never, &https));
+    }
+
+    /// Log lines written while it runs, as a log collector would receive them.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_generated_admin_token_never_reaches_the_logs() {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        let auth = tracing::subscriber::with_default(subscriber, || Auth::new("", ""));
+        let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(auth.admin_token.len(), 32);
+        assert!(
+            !logged.contains(&auth.admin_token),
+            "the admin token was logged: {logged}"
         );
-        assert!(auth.is_admin(&headers));
     }
 }

@@ -9,9 +9,8 @@
 
 use std::{
     collections::HashMap,
-    convert::Infallible,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard, PoisonError,
     },
     time::Duration,
@@ -19,13 +18,17 @@ use std::{
 
 use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgListener, PgPool};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::{broadcast, watch};
 
 use crate::model::{DropId, LiveEvent, UserId};
 
 /// The PostgreSQL channel that carries committed events between instances.
 pub const PG_CHANNEL: &str = "dropline_events";
+
+/// The PostgreSQL channel each instance sends its heartbeat on, to hear it back on its own
+/// LISTEN connection.
+pub const PG_HEARTBEAT: &str = "dropline_heartbeat";
 
 /// One event and who may see it: everyone, or only the user it belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +85,8 @@ pub struct EventBus {
     owners: Arc<Mutex<Owners>>,
     stock: watch::Sender<StockBoard>,
     listening: Arc<AtomicBool>,
+    /// How many times events were published or a resync asked for.
+    published: Arc<AtomicU64>,
 }
 
 impl Default for EventBus {
@@ -99,6 +104,7 @@ impl EventBus {
             owners: Arc::default(),
             stock: watch::Sender::new(StockBoard::new()),
             listening: Arc::new(AtomicBool::new(false)),
+            published: Arc::default(),
         }
     }
 
@@ -106,6 +112,9 @@ impl EventBus {
     /// (kept only if newer than what it shows), owner-only events to the owner's channel (if
     /// the owner has a socket here), everything else to the ordered queue.
     pub fn publish(&self, envelopes: impl IntoIterator<Item = Envelope>) {
+        // Counted before anyone can see the events: a snapshot read that begins after this
+        // count sees what they changed (they are committed).
+        self.published.fetch_add(1, Ordering::AcqRel);
         for envelope in envelopes {
             if let Some(user) = envelope.to {
                 let mut owners = self.owners();
@@ -152,7 +161,14 @@ impl EventBus {
 
     /// Tells every subscriber to reload its state from a snapshot.
     pub fn resync(&self) {
+        self.published.fetch_add(1, Ordering::AcqRel);
         let _ = self.tx.send(BusMessage::Resync);
+    }
+
+    /// How many times events were published (or a resync asked for) so far: a snapshot whose
+    /// read began at or after a subscriber's count misses nothing that subscriber missed.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
     }
 
     /// A receiver of every public event published from now on.
@@ -191,28 +207,59 @@ impl EventBus {
         self.listening.store(true, Ordering::Relaxed);
     }
 
-    /// Opens this instance's LISTEN connection, then keeps it open in the background and
-    /// re-broadcasts what arrives. Returns once events flow, so nothing committed after
-    /// start-up is missed. When the connection drops it reconnects by itself and asks every
-    /// client to resync, since notifications sent while it was down are gone.
-    pub async fn listen_postgres(&self, pool: PgPool) -> Result<(), sqlx::Error> {
-        let listener = open_listener(&pool).await?;
+    /// Opens this instance's LISTEN connection — its own, not one of the request pool's — then
+    /// keeps it open in the background and re-broadcasts what arrives. Returns once events
+    /// flow, so nothing committed after start-up is missed.
+    ///
+    /// A connection can die without a word (a NAT or load balancer dropping it, a failover):
+    /// `recv` would then wait forever while the instance delivers nothing. So the instance
+    /// sends a heartbeat through `pool` and expects to hear it back on the LISTEN connection;
+    /// when none arrives within `heartbeat_timeout`, it counts the connection dead: `/readyz`
+    /// says so, the connection is rebuilt, and every client gets a fresh snapshot once it is
+    /// back (whatever was sent meanwhile is lost).
+    pub async fn listen_postgres(
+        &self,
+        options: PgConnectOptions,
+        pool: PgPool,
+        heartbeat_timeout: Duration,
+    ) -> Result<(), sqlx::Error> {
+        let listener = Listener::open(&options).await?;
         self.listening.store(true, Ordering::Relaxed);
-        tokio::spawn(self.clone().relay(pool, listener));
+        let instance = format!("{:032x}", rand::random::<u128>());
+        tokio::spawn(send_heartbeats(
+            pool,
+            instance.clone(),
+            heartbeat_timeout / 3,
+        ));
+        tokio::spawn(
+            self.clone()
+                .relay(options, listener, instance, heartbeat_timeout),
+        );
         Ok(())
     }
 
-    async fn relay(self, pool: PgPool, mut listener: PgListener) {
+    async fn relay(
+        self,
+        options: PgConnectOptions,
+        mut listener: Listener,
+        instance: String,
+        heartbeat_timeout: Duration,
+    ) {
         loop {
-            let Err(error) = self.forward(&mut listener).await;
+            let why = self
+                .forward(&mut listener, &instance, heartbeat_timeout)
+                .await;
             self.listening.store(false, Ordering::Relaxed);
-            tracing::warn!(%error, "LISTEN connection failed; reconnecting");
+            tracing::warn!(%why, "LISTEN connection lost; rebuilding it");
+            // Closes the old connection, whatever state it is in.
+            drop(listener);
             let mut backoff = Duration::from_millis(100);
             listener = loop {
                 tokio::time::sleep(backoff).await;
-                match open_listener(&pool).await {
-                    Ok(listener) => break listener,
-                    Err(error) => tracing::warn!(%error, "LISTEN reconnect failed"),
+                match tokio::time::timeout(heartbeat_timeout, Listener::open(&options)).await {
+                    Ok(Ok(listener)) => break listener,
+                    Ok(Err(error)) => tracing::warn!(%error, "LISTEN reconnect failed"),
+                    Err(_) => tracing::warn!("LISTEN reconnect timed out"),
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             };
@@ -222,24 +269,88 @@ impl EventBus {
         }
     }
 
-    /// Re-broadcasts notifications until the listener fails for good.
-    async fn forward(&self, listener: &mut PgListener) -> Result<Infallible, sqlx::Error> {
+    /// Re-broadcasts notifications until the connection fails or falls silent; answers why.
+    async fn forward(
+        &self,
+        listener: &mut Listener,
+        instance: &str,
+        heartbeat_timeout: Duration,
+    ) -> String {
+        let mut silent_after = tokio::time::Instant::now() + heartbeat_timeout;
         loop {
-            match listener.try_recv().await? {
-                Some(notification) => {
+            let received = tokio::select! {
+                received = listener.listener.try_recv() => received,
+                () = tokio::time::sleep_until(silent_after) => {
+                    return format!("no heartbeat for {heartbeat_timeout:?}");
+                }
+            };
+            match received {
+                Err(error) => return error.to_string(),
+                Ok(Some(notification)) if notification.channel() == PG_HEARTBEAT => {
+                    if notification.payload() == instance {
+                        silent_after = tokio::time::Instant::now() + heartbeat_timeout;
+                    }
+                }
+                Ok(Some(notification)) => {
                     match serde_json::from_str::<Envelope>(notification.payload()) {
                         Ok(envelope) => self.publish([envelope]),
-                        Err(error) => tracing::warn!(%error, "unreadable notification ignored"),
+                        // Whatever it carried would be missed: every client reloads instead.
+                        Err(error) => {
+                            tracing::warn!(%error, "unreadable notification; resyncing clients");
+                            self.resync();
+                        }
                     }
                 }
                 // The connection dropped and sqlx has already re-established it: whatever was
                 // sent in between is lost, so every client reloads from a snapshot.
-                None => {
+                Ok(None) => {
                     tracing::warn!("LISTEN connection lost and re-established");
                     self.resync();
                 }
             }
         }
+    }
+}
+
+/// Sends this instance's heartbeat every `every`, through the request pool (a heartbeat that
+/// cannot be sent is a heartbeat not heard).
+async fn send_heartbeats(pool: PgPool, instance: String, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(PG_HEARTBEAT)
+            .bind(&instance)
+            .execute(&pool);
+        match tokio::time::timeout(every, sent).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "heartbeat not sent"),
+            Err(_) => tracing::debug!("heartbeat timed out"),
+        }
+    }
+}
+
+/// The LISTEN connection, on a pool of its own (one connection), so it never takes one of
+/// the connections requests need.
+struct Listener {
+    listener: PgListener,
+    _pool: PgPool,
+}
+
+impl Listener {
+    async fn open(options: &PgConnectOptions) -> Result<Self, sqlx::Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await?;
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen_all([PG_CHANNEL, PG_HEARTBEAT]).await?;
+        Ok(Self {
+            listener,
+            _pool: pool,
+        })
     }
 }
 
@@ -292,13 +403,6 @@ impl Drop for OwnerEvents {
             owners.remove(&user);
         }
     }
-}
-
-/// A connection listening on the events channel.
-async fn open_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(PG_CHANNEL).await?;
-    Ok(listener)
 }
 
 #[cfg(test)]

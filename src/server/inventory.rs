@@ -128,15 +128,18 @@ impl Inventory {
         Ok(self.store.audit(drop).await?)
     }
 
-    /// Seeds the demo drops when the database has none.
+    /// Seeds the demo drops when the database has none (once, however many instances start
+    /// together).
     pub async fn seed_demo(&self) -> Result<(), ApiError> {
-        if !self.store.list_drops().await?.is_empty() {
-            return Ok(());
+        let drops = demo_drops()
+            .into_iter()
+            .map(NewDrop::validate)
+            .collect::<Result<Vec<_>, _>>()?;
+        let store = self.store.clone();
+        let seeded = detached(async move { store.seed(&drops).await }).await?;
+        if !seeded.is_empty() {
+            tracing::info!(drops = seeded.len(), "seeded demo drops");
         }
-        for drop in demo_drops() {
-            self.create_drop(drop).await?;
-        }
-        tracing::info!("seeded demo drops");
         Ok(())
     }
 }

@@ -1,8 +1,15 @@
 //! The rate limiters behind the routes bots hammer (sign-in, reserve, purchase, cancel): one
-//! budget per signed-in session and one per client address, with the `governor` crate (GCRA).
-//! Which routes spend from them is decided where the routes are built (`http::routes`).
+//! budget per signed-in session and one per client address, with the `governor` crate (GCRA);
+//! and a budget of wrong admin tokens per address. Which routes spend from them is decided where
+//! the routes are built (`http::routes`), the admin budget where the token is checked.
 
-use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
 
 use axum_client_ip::ClientIpSource;
 use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -15,6 +22,10 @@ use crate::model::UserId;
 pub struct Limits {
     per_session: Arc<DefaultKeyedRateLimiter<UserId>>,
     per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    admin_failures: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Addresses past their wrong-admin-token budget, and until when every admin attempt from
+    /// them waits (a right token too: its answer must not tell a guess from the truth).
+    admin_locked: Arc<Mutex<HashMap<IpAddr, Instant>>>,
     ip_source: ClientIpSource,
 }
 
@@ -34,6 +45,12 @@ impl Limits {
                 settings.rate_limit_ip_per_second,
                 settings.rate_limit_ip_burst,
             ))),
+            admin_failures: Arc::new(RateLimiter::keyed({
+                let per_minute = NonZeroU32::new(settings.rate_limit_admin_failures_per_minute)
+                    .unwrap_or(NonZeroU32::MIN);
+                Quota::per_minute(per_minute).allow_burst(per_minute)
+            })),
+            admin_locked: Arc::default(),
             ip_source: settings.client_ip_source.clone(),
         }
     }
@@ -50,6 +67,9 @@ impl Limits {
             every.tick().await;
             self.per_session.retain_recent();
             self.per_ip.retain_recent();
+            self.admin_failures.retain_recent();
+            let now = Instant::now();
+            self.admin_locked().retain(|_, until| *until > now);
         }
     }
 
@@ -68,5 +88,33 @@ impl Limits {
                 .map_err(|not_until| not_until.wait_time_from(self.per_session.clock().now()))?;
         }
         Ok(())
+    }
+
+    /// `Err(wait)` while an address is held back for its wrong admin tokens.
+    pub fn admin_attempt(&self, ip: Option<IpAddr>) -> Result<(), Duration> {
+        let Some(ip) = ip else { return Ok(()) };
+        match self.admin_locked().get(&ip) {
+            Some(until) if *until > Instant::now() => Err(*until - Instant::now()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a wrong admin token against an address; `Err(wait)` when that was one too many,
+    /// and the address is held back from now on for `wait`.
+    pub fn admin_failed(&self, ip: Option<IpAddr>) -> Result<(), Duration> {
+        let Some(ip) = ip else { return Ok(()) };
+        let clock = self.admin_failures.clock();
+        self.admin_failures.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(clock.now());
+            self.admin_locked().insert(ip, Instant::now() + wait);
+            wait
+        })
+    }
+
+    fn admin_locked(&self) -> MutexGuard<'_, HashMap<IpAddr, Instant>> {
+        // Nothing panics while holding the lock, and the map is consistent between calls.
+        self.admin_locked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }

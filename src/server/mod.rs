@@ -9,7 +9,9 @@ pub mod inventory;
 pub mod limits;
 pub mod metrics;
 pub mod rules;
+pub mod sessions;
 pub mod settings;
+pub mod snapshots;
 pub mod store;
 pub mod ws;
 
@@ -21,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::http::router;
 use self::{
-    auth::Auth, events::EventBus, expiry::ExpiryClock, inventory::Inventory, settings::Settings,
-    store::StoreError,
+    auth::Auth, events::EventBus, expiry::ExpiryClock, inventory::Inventory, sessions::Sessions,
+    settings::Settings, snapshots::Snapshots, store::StoreError,
 };
 use crate::model::ApiError;
 
@@ -49,10 +51,14 @@ impl FromRef<AppState> for LeptosOptions {
 
 /// The parts of [`AppState`].
 pub struct Shared {
+    pub settings: Settings,
     pub leptos_options: LeptosOptions,
     pub inventory: Inventory,
     pub auth: Auth,
+    pub sessions: Sessions,
     pub bus: EventBus,
+    pub snapshots: Snapshots,
+    pub sockets: Arc<ws::SocketSlots>,
     pub limits: limits::Limits,
     pub metrics: metrics::Metrics,
     /// Cancelled when the server begins to shut down; long-lived tasks (sockets) end on it.
@@ -76,12 +82,7 @@ pub enum StartError {
 /// Opens the database, returns overdue holds, seeds the demo and starts the expiry worker.
 pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
     let bus = EventBus::default();
-    let store = store::connect(
-        &settings.database_url,
-        settings.database_max_connections,
-        bus.clone(),
-    )
-    .await?;
+    let store = store::connect(settings, bus.clone()).await?;
     // The start-up pass: holds that fell due while no server ran go back before anyone is served.
     let returned = expiry::expire_all_due(store.as_ref()).await?.len();
     if returned > 0 {
@@ -102,6 +103,12 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         store.clone(),
         settings.idempotency_key_ttl(),
     ));
+    let sessions = Sessions::new(
+        store.clone(),
+        settings.session_lifetime(),
+        std::time::Duration::from_secs(settings.session_cache_seconds),
+    );
+    let snapshots = Snapshots::new(store.clone(), bus.clone());
     let inventory = Inventory::new(
         store,
         clock,
@@ -121,10 +128,14 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         .site_addr(settings.addr())
         .build();
     Ok(AppState(Arc::new(Shared {
+        settings: settings.clone(),
         leptos_options,
         inventory,
         auth: Auth::new(&settings.session_secret, &settings.admin_token),
+        sessions,
         bus,
+        snapshots,
+        sockets: Arc::new(ws::SocketSlots::new(settings.ws_max_per_ip)),
         limits,
         metrics,
         shutdown: CancellationToken::new(),

@@ -50,6 +50,34 @@ pub struct Settings {
     pub idempotency_key_hours: u64,
     /// Log lines as readable `text` or as one JSON object per line (`json`) for a collector.
     pub log_format: LogFormat,
+    /// Wrong admin tokens one client address may present per minute (REST and the panel);
+    /// past it every admin attempt from there gets 429 until the budget refills.
+    pub rate_limit_admin_failures_per_minute: u32,
+    /// How long a sign-in lasts (days); a session past it is anonymous.
+    pub session_days: u64,
+    /// How long an instance trusts what it read about a session (seconds); a sign-out on
+    /// another instance is honoured here within this time. 0 reads the database every time.
+    pub session_cache_seconds: u64,
+    /// Whether the session cookie is marked `Secure`: `auto` when the request came over HTTPS
+    /// (directly, or a proxy's `X-Forwarded-Proto: https`), `always`, or `never`.
+    pub cookie_secure: CookieSecure,
+    /// How often `/ws` pings a client (milliseconds); a client that has answered none of the
+    /// last two pings is closed.
+    pub ws_ping_interval_ms: u64,
+    /// Most live-feed sockets one client address may hold open at once.
+    pub ws_max_per_ip: usize,
+    /// On PostgreSQL: how long an instance may go without hearing its own heartbeat on its
+    /// LISTEN connection (milliseconds) before it counts the connection dead and rebuilds it.
+    pub listen_heartbeat_timeout_ms: u64,
+}
+
+/// When the session cookie carries `Secure`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookieSecure {
+    Auto,
+    Always,
+    Never,
 }
 
 /// How log lines are written.
@@ -80,6 +108,13 @@ impl Default for Settings {
             client_ip_source: ClientIpSource::ConnectInfo,
             idempotency_key_hours: 24,
             log_format: LogFormat::Text,
+            rate_limit_admin_failures_per_minute: 10,
+            session_days: 30,
+            session_cache_seconds: 5,
+            cookie_secure: CookieSecure::Auto,
+            ws_ping_interval_ms: 20_000,
+            ws_max_per_ip: 64,
+            listen_heartbeat_timeout_ms: 15_000,
         }
     }
 }
@@ -137,6 +172,13 @@ impl Settings {
         "client_ip_source",
         "idempotency_key_hours",
         "log_format",
+        "rate_limit_admin_failures_per_minute",
+        "session_days",
+        "session_cache_seconds",
+        "cookie_secure",
+        "ws_ping_interval_ms",
+        "ws_max_per_ip",
+        "listen_heartbeat_timeout_ms",
     ];
 
     fn from_figment(figment: Figment) -> Result<Self, SettingsError> {
@@ -187,6 +229,16 @@ impl Settings {
                 "expected 1 to 86400",
             ));
         }
+        if self.is_postgres() && self.session_secret.is_empty() {
+            // Each instance would sign with a key of its own: a buyer signed in on one would be
+            // a stranger on the next.
+            return Err(bad(
+                "SESSION_SECRET",
+                &"(empty)",
+                "must be set (32+ characters, the same on every instance) with a postgres: \
+                 database",
+            ));
+        }
         if !self.session_secret.is_empty() && self.session_secret.len() < 32 {
             return Err(bad(
                 "SESSION_SECRET",
@@ -209,6 +261,10 @@ impl Settings {
             ("RATE_LIMIT_SESSION_BURST", self.rate_limit_session_burst),
             ("RATE_LIMIT_IP_PER_SECOND", self.rate_limit_ip_per_second),
             ("RATE_LIMIT_IP_BURST", self.rate_limit_ip_burst),
+            (
+                "RATE_LIMIT_ADMIN_FAILURES_PER_MINUTE",
+                self.rate_limit_admin_failures_per_minute,
+            ),
         ] {
             if value == 0 {
                 return Err(bad(key, &value, "must be at least 1"));
@@ -228,6 +284,27 @@ impl Settings {
                 "expected 1 to 10000",
             ));
         }
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 5] = [
+            ("SESSION_DAYS", self.session_days, 1..=3650),
+            ("SESSION_CACHE_SECONDS", self.session_cache_seconds, 0..=300),
+            (
+                "WS_PING_INTERVAL_MS",
+                self.ws_ping_interval_ms,
+                100..=600_000,
+            ),
+            ("WS_MAX_PER_IP", self.ws_max_per_ip as u64, 1..=1_000_000),
+            (
+                "LISTEN_HEARTBEAT_TIMEOUT_MS",
+                self.listen_heartbeat_timeout_ms,
+                300..=600_000,
+            ),
+        ];
+        for (key, value, range) in ranges {
+            if !range.contains(&value) {
+                let expected = format!("expected {} to {}", range.start(), range.end());
+                return Err(bad(key, &value, &expected));
+            }
+        }
         if self.database_max_connections == 0 {
             return Err(bad(
                 "DATABASE_MAX_CONNECTIONS",
@@ -238,6 +315,11 @@ impl Settings {
         Ok(())
     }
 
+    /// True for a `postgres:` database (several instances may share it).
+    pub fn is_postgres(&self) -> bool {
+        !self.database_url.starts_with("sqlite:")
+    }
+
     /// The listen address (validated at load).
     pub fn addr(&self) -> SocketAddr {
         self.site_addr.parse().expect("validated at load")
@@ -246,6 +328,11 @@ impl Settings {
     /// How long an idempotency key's outcome is kept.
     pub fn idempotency_key_ttl(&self) -> Duration {
         Duration::from_secs(self.idempotency_key_hours * 3600)
+    }
+
+    /// How long a sign-in lasts.
+    pub fn session_lifetime(&self) -> Duration {
+        Duration::from_secs(self.session_days * 24 * 3600)
     }
 
     /// How long a new hold lasts.
@@ -287,6 +374,20 @@ mod tests {
         let err = load("", &[("database_url", "mysql://x")]).unwrap_err();
         assert_eq!(err.key, "DATABASE_URL");
         assert_eq!(err.value, "mysql://x");
+    }
+
+    #[test]
+    fn postgres_needs_a_shared_session_secret() {
+        let env = [("database_url", "postgres://db/dropline")];
+        let err = load("", &env).unwrap_err();
+        assert_eq!(err.key, "SESSION_SECRET");
+        assert!(err.to_string().contains("postgres"), "{err}");
+        let secret = "s".repeat(32);
+        let env = [
+            ("database_url", "postgres://db/dropline"),
+            ("session_secret", &secret),
+        ];
+        assert!(load("", &env).is_ok());
     }
 
     #[test]

@@ -9,16 +9,21 @@
 //! other public event (new drops, the purchases feed) is still sent, in order; a signed-in
 //! socket also gets its user's owner-only events, from a channel only that user's sockets read.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
 
 use axum::{
     extract::{
         ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
         State,
     },
-    response::Response,
+    http::{header, HeaderMap},
+    response::{IntoResponse, Response},
 };
-use chrono::Utc;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::{
     sync::{
@@ -34,14 +39,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     events::{BusMessage, EventBus, OwnerEvents, StockBoard},
-    http::extract::Caller,
-    inventory::Inventory,
+    http::extract::{Caller, ClientAddr},
+    snapshots::Snapshots,
     AppState,
 };
-use crate::model::{DropId, LiveEvent, UserId};
-
-/// How often the server pings an idle socket, so dead peers and proxies notice.
-const HEARTBEAT: Duration = Duration::from_secs(20);
+use crate::model::{ApiError, DropId, ErrorCode, UserId};
 
 /// Stock frames per second this instance aims to send over all its sockets together once a
 /// drop is hot; past it, each socket waits longer between two stock frames.
@@ -68,46 +70,150 @@ pub fn stock_interval(sockets: usize) -> Duration {
     Duration::from_micros(micros).min(MAX_STOCK_INTERVAL)
 }
 
-/// Upgrades the request; the session cookie decides which owner-only events the socket gets.
+/// How many live-feed sockets each client address holds open, against a cap per address.
+pub struct SocketSlots {
+    max_per_ip: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl SocketSlots {
+    pub fn new(max_per_ip: usize) -> Self {
+        Self {
+            max_per_ip,
+            open: Mutex::default(),
+        }
+    }
+
+    /// A place for one more socket from `ip`, held until the returned slot drops; `None` when
+    /// the address already holds its share. A request without an address is not counted.
+    fn take(self: &Arc<Self>, ip: Option<IpAddr>) -> Option<Slot> {
+        let Some(ip) = ip else {
+            return Some(Slot {
+                slots: None,
+                ip: None,
+            });
+        };
+        let mut open = self.open();
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.max_per_ip {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            slots: Some(self.clone()),
+            ip: Some(ip),
+        })
+    }
+
+    fn open(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // Nothing panics while holding the lock, and the map is consistent between calls.
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One socket's place among its address's sockets.
+struct Slot {
+    slots: Option<Arc<SocketSlots>>,
+    ip: Option<IpAddr>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let (Some(slots), Some(ip)) = (&self.slots, self.ip) else {
+            return;
+        };
+        let mut open = slots.open();
+        if let Some(count) = open.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Upgrades the request; the session decides which owner-only events the socket gets.
+///
+/// A page of another site may not open one (the buyer's cookie would ride along and hand it
+/// their owner-only events): an `Origin` that is present and not this site's gets 403. Browsers
+/// always send it; tools that send none pass. One address holds at most `ws_max_per_ip`
+/// sockets; the next gets 429.
 pub async fn handler(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
-    Caller { user }: Caller,
+    caller: Caller,
+    ClientAddr(ip): ClientAddr,
+    headers: HeaderMap,
 ) -> Response {
+    if !origin_is_own(&headers) {
+        return ApiError::new(
+            ErrorCode::Forbidden,
+            "Live updates cannot be opened from another site.",
+        )
+        .into_response();
+    }
+    let Some(slot) = state.sockets.take(ip) else {
+        return ApiError::new(
+            ErrorCode::RateLimited,
+            "Too many live connections from this address.",
+        )
+        .into_response();
+    };
+    let feed = Feed {
+        snapshots: state.snapshots.clone(),
+        bus: state.bus.clone(),
+        shutdown: state.shutdown.clone(),
+        ping_interval: Duration::from_millis(state.settings.ws_ping_interval_ms),
+    };
+    let user = caller.user();
     // Clients send nothing but control frames: a small read buffer keeps thousands of open
-    // sockets cheap (the default is 128 KiB each), and a small message cap keeps one from
-    // making the server buffer megabytes.
+    // sockets cheap (the default is 128 KiB each), and small message and frame caps keep one
+    // from making the server buffer megabytes (a frame is refused as its header arrives).
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)
         .on_upgrade(move |socket: WebSocket| async move {
+            let _slot = slot;
             let (sink, stream) = socket.split();
             state.metrics.websockets.inc();
-            serve_socket(
-                sink,
-                stream,
-                state.inventory.clone(),
-                state.bus.clone(),
-                user,
-                state.shutdown.clone(),
-            )
-            .await;
+            serve_socket(sink, stream, feed, user).await;
             state.metrics.websockets.dec();
         })
 }
 
+/// True unless the request names an `Origin` other than the host it was sent to.
+fn origin_is_own(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest);
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
+/// What a socket needs of its instance.
+#[derive(Clone)]
+pub struct Feed {
+    pub snapshots: Snapshots,
+    pub bus: EventBus,
+    /// Cancelled when the server shuts down: the socket closes with 1001.
+    pub shutdown: CancellationToken,
+    /// How often the socket pings its client.
+    pub ping_interval: Duration,
+}
+
 /// Drives one client until it leaves. Generic over the socket halves so tests can run it
 /// without a network.
-pub async fn serve_socket<S, R>(
-    mut sink: S,
-    mut stream: R,
-    inventory: Inventory,
-    bus: EventBus,
-    user: Option<UserId>,
-    shutdown: CancellationToken,
-) where
+pub async fn serve_socket<S, R>(mut sink: S, mut stream: R, feed: Feed, user: Option<UserId>)
+where
     S: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
+    let bus = &feed.bus;
     // Subscribe before reading the snapshot, so no event falls between the two.
     let mut events = bus.subscribe();
     let mut owner_events = bus.subscribe_owner(user);
@@ -115,7 +221,7 @@ pub async fn serve_socket<S, R>(
     stock.mark_unchanged();
     // The stock version of each drop this client has been sent.
     let mut shown = HashMap::new();
-    if send_snapshot(&mut sink, &inventory, &mut shown)
+    if send_snapshot(&mut sink, &feed, bus.published(), &mut shown)
         .await
         .is_err()
     {
@@ -127,8 +233,10 @@ pub async fn serve_socket<S, R>(
     let mut next_stock_at = Instant::now();
     // `changed()` marks the board seen, so remember that it did change.
     let mut stock_changed = false;
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
-    heartbeat.tick().await;
+    // A ping now and every interval after; a client that has answered neither of the last two
+    // is gone (a peer that vanished without a word, or one that just holds the socket).
+    let mut pings = tokio::time::interval(feed.ping_interval);
+    let mut unanswered = 0u32;
     loop {
         tokio::select! {
             received = events.recv() => {
@@ -141,7 +249,7 @@ pub async fn serve_socket<S, R>(
                     Ok(Queue::Sent) => true,
                     Ok(Queue::Stale) => {
                         stock_check_at = Some(next_stock_at);
-                        resync(&mut sink, &mut events, &mut owner_events, &inventory, &mut shown)
+                        resync(&mut sink, &mut events, &mut owner_events, &feed, &mut shown)
                             .await
                     }
                     Err(()) => false,
@@ -157,7 +265,7 @@ pub async fn serve_socket<S, R>(
                     // holds.
                     Err(RecvError::Lagged(_)) => {
                         stock_check_at = Some(next_stock_at);
-                        resync(&mut sink, &mut events, &mut owner_events, &inventory, &mut shown)
+                        resync(&mut sink, &mut events, &mut owner_events, &feed, &mut shown)
                             .await
                     }
                     Err(RecvError::Closed) => false,
@@ -189,19 +297,26 @@ pub async fn serve_socket<S, R>(
                 }
             }
             incoming = stream.next() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                // Clients have nothing to say yet; whatever they send is ignored.
-                Some(Ok(_)) => {}
+                None | Some(Ok(Message::Close(_))) => break,
+                Some(Err(error)) => {
+                    if is_too_large(&error) {
+                        close(&mut sink, close_code::SIZE, "message too big").await;
+                    }
+                    break;
+                }
+                // Anything from the client shows it is there; it has nothing to say yet.
+                Some(Ok(_)) => unanswered = 0,
             },
-            () = shutdown.cancelled() => {
-                let close = CloseFrame {
-                    code: close_code::AWAY,
-                    reason: "server shutting down".into(),
-                };
-                let _ = sink.send(Message::Close(Some(close))).await;
+            () = feed.shutdown.cancelled() => {
+                close(&mut sink, close_code::AWAY, "server shutting down").await;
                 break;
             }
-            _ = heartbeat.tick() => {
+            _ = pings.tick() => {
+                if unanswered >= 2 {
+                    close(&mut sink, close_code::POLICY, "no answer to ping").await;
+                    break;
+                }
+                unanswered += 1;
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
@@ -287,7 +402,7 @@ async fn resync<S>(
     sink: &mut S,
     events: &mut broadcast::Receiver<BusMessage>,
     owner_events: &mut OwnerEvents,
-    inventory: &Inventory,
+    feed: &Feed,
     shown: &mut HashMap<DropId, i64>,
 ) -> bool
 where
@@ -295,27 +410,66 @@ where
 {
     *events = events.resubscribe();
     owner_events.skip_queued();
-    send_snapshot(sink, inventory, shown).await.is_ok()
+    let subscribed_at = feed.bus.published();
+    send_snapshot(sink, feed, subscribed_at, shown)
+        .await
+        .is_ok()
 }
 
-/// Sends every drop as it stands, with the server's clock, and notes the versions shown.
+/// Sends a snapshot of every drop (shared with every socket that needs one, see
+/// [`Snapshots`]) and notes the versions shown. A snapshot the database cannot give now is
+/// retried with backoff: the socket stays open. `Err` when the socket is gone or the server
+/// shuts down.
 async fn send_snapshot<S>(
     sink: &mut S,
-    inventory: &Inventory,
+    feed: &Feed,
+    subscribed_at: u64,
     shown: &mut HashMap<DropId, i64>,
 ) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
 {
-    let drops = inventory.list_drops().await.map_err(|_| ())?;
-    for drop in &drops {
-        let version = shown.entry(drop.id).or_insert(drop.version);
-        *version = (*version).max(drop.version);
-    }
-    let snapshot = LiveEvent::Snapshot {
-        drops,
-        server_time: Utc::now(),
+    let mut backoff = Duration::from_millis(100);
+    let snapshot = loop {
+        match feed.snapshots.for_socket(subscribed_at).await {
+            Ok(snapshot) => break snapshot,
+            Err(error) => tracing::warn!(%error, "snapshot failed; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = feed.shutdown.cancelled() => return Err(()),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     };
-    let json = serde_json::to_string(&snapshot).map_err(|_| ())?;
-    sink.send(Message::Text(json.into())).await.map_err(|_| ())
+    for &(drop, version) in snapshot.versions.iter() {
+        let shown = shown.entry(drop).or_insert(version);
+        *shown = (*shown).max(version);
+    }
+    sink.send(Message::Text(snapshot.json))
+        .await
+        .map_err(|_| ())
+}
+
+/// Says why the socket ends, if the client still listens (waiting at most a second: a peer
+/// that stopped reading must not hold the server up).
+async fn close<S>(sink: &mut S, code: u16, reason: &'static str)
+where
+    S: Sink<Message> + Unpin,
+{
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        sink.send(Message::Close(Some(frame))),
+    )
+    .await;
+}
+
+/// True when a client sent a frame or message over the size the socket accepts.
+fn is_too_large(error: &axum::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|error| matches!(error, tungstenite::Error::Capacity(_)))
 }

@@ -1,17 +1,25 @@
 //! Test databases: a temporary SQLite file, or a throwaway PostgreSQL database per test.
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
+    extract::ConnectInfo,
     http::{header, Request, StatusCode},
     Router,
 };
+use dropline::model::LiveEvent;
 use dropline::server::{self, events::EventBus, settings::Settings, store, store::Store, AppState};
+use futures::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
+use tokio_tungstenite::{
+    connect_async,
+    tungstenite::{self, client::IntoClientRequest, Message},
+    MaybeTlsStream, WebSocketStream,
+};
 use tower::ServiceExt;
 
 /// The PostgreSQL server tests create their databases on.
@@ -74,9 +82,31 @@ impl TestDb {
 
     /// Opens the store on this database (running migrations).
     pub async fn store(&self, bus: EventBus) -> Arc<dyn Store> {
-        store::connect(&self.url, 32, bus)
-            .await
-            .expect("open store")
+        let settings = Settings {
+            database_max_connections: 32,
+            ..self.settings()
+        };
+        store::connect(&settings, bus).await.expect("open store")
+    }
+
+    /// Runs one statement of SQL on this database, outside any server.
+    pub async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
     }
 
     /// The PostgreSQL database's name (`None` on SQLite).
@@ -170,6 +200,18 @@ impl Api {
         }
     }
 
+    /// Another server instance on the same database, whose settings `adjust` changes first.
+    pub async fn on_with(db: Arc<TestDb>, adjust: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = db.settings();
+        adjust(&mut settings);
+        let state = server::start(&settings).await.unwrap();
+        Self {
+            router: server::router(state.clone()),
+            state,
+            db,
+        }
+    }
+
     /// Another server instance on the same database.
     pub async fn on(db: Arc<TestDb>) -> Self {
         let state = server::start(&db.settings()).await.unwrap();
@@ -180,12 +222,16 @@ impl Api {
         }
     }
 
-    /// Serves this instance on an ephemeral loopback port; answers its address.
-    pub async fn listen(&self) -> std::net::SocketAddr {
+    /// Serves this instance on an ephemeral loopback port, as the binary does (each request
+    /// knows its peer's address); answers its address.
+    pub async fn listen(&self) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = self.router.clone();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let app = self
+            .router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await });
         addr
     }
 
@@ -202,6 +248,32 @@ impl Api {
     /// [`Api::call`] with extra request headers.
     pub async fn call_with(
         &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        auth: Auth<'_>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.send(None, method, path, body, auth, headers).await
+    }
+
+    /// [`Api::call_with`] from a socket peer at `peer`, as a request the server accepted.
+    pub async fn call_from(
+        &self,
+        peer: SocketAddr,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        auth: Auth<'_>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.send(Some(peer), method, path, body, auth, headers)
+            .await
+    }
+
+    async fn send(
+        &self,
+        peer: Option<SocketAddr>,
         method: &str,
         path: &str,
         body: Option<&str>,
@@ -229,6 +301,9 @@ impl Api {
                 request = request.header(header::AUTHORIZATION, format!("Bearer {token}"))
             }
         }
+        if let Some(peer) = peer {
+            request = request.extension(ConnectInfo(peer));
+        }
         let request = request
             .body(Body::from(body.unwrap_or_default().to_string()))
             .unwrap();
@@ -247,6 +322,25 @@ impl Api {
             cookie,
             body,
         }
+    }
+
+    /// The HTML of a page, as a browser with `cookie` gets it.
+    pub async fn page(&self, path: &str, cookie: Option<&str>) -> String {
+        let mut request = Request::builder()
+            .uri(path)
+            .header(header::ACCEPT, "text/html");
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
     }
 
     pub async fn sign_in(&self, name: &str) -> String {
@@ -306,4 +400,86 @@ macro_rules! on_both_databases {
             )*
         }
     };
+}
+
+/// A browser's socket, reduced to the events it reads.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, cookie: Option<&str>) -> Self {
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+        Self::try_connect(addr, &headers)
+            .await
+            .expect("websocket connects")
+    }
+
+    /// Opens `/ws` with these request headers; the refusal, if the server refuses.
+    pub async fn try_connect(
+        addr: SocketAddr,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, tungstenite::Error> {
+        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+        for (name, value) in headers {
+            let name = axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            request.headers_mut().insert(name, value.parse().unwrap());
+        }
+        let (ws, _) = connect_async(request).await?;
+        Ok(Self { ws })
+    }
+
+    /// The next event, or `None` when nothing arrives within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<LiveEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??;
+            if let Message::Text(text) = message.expect("socket stays healthy") {
+                return Some(serde_json::from_str(&text).expect("events parse"));
+            }
+        }
+    }
+
+    pub async fn next(&mut self) -> LiveEvent {
+        self.next_within(Duration::from_secs(10))
+            .await
+            .expect("an event arrives")
+    }
+
+    /// The next event, past a late `DROP_CREATED` of `known`: on PostgreSQL the creation of a
+    /// drop made before the socket connected can still be on its way through LISTEN/NOTIFY
+    /// when the snapshot (which already shows it) arrives.
+    pub async fn next_after_echo_of(&mut self, known: dropline::model::DropId) -> LiveEvent {
+        loop {
+            match self.next().await {
+                LiveEvent::DropCreated { drop } if drop.id == known => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Reads until the server ends the socket: `Some(code)` with the close code it sent (`None`
+    /// inside when it just hung up), or `None` when the socket is still open after `wait`.
+    pub async fn closed_within(&mut self, wait: Duration) -> Option<Option<u16>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(None | Some(Err(_))) => return Some(None),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return Some(frame.map(|frame| u16::from(frame.code)))
+                }
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
+    pub async fn snapshot(&mut self) -> Vec<dropline::model::ProductDrop> {
+        match self.next().await {
+            LiveEvent::Snapshot { drops, .. } => drops,
+            other => panic!("expected a snapshot, got {other:?}"),
+        }
+    }
 }

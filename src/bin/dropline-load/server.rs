@@ -156,6 +156,8 @@ impl Server {
             .env("RATE_LIMIT_SESSION_BURST", NO_LIMIT)
             .env("RATE_LIMIT_IP_PER_SECOND", NO_LIMIT)
             .env("RATE_LIMIT_IP_BURST", NO_LIMIT)
+            // Every simulated screen comes from this one machine's address.
+            .env("WS_MAX_PER_IP", "1000000")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

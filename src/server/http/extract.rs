@@ -5,36 +5,46 @@
 
 use std::{
     convert::Infallible,
-    net::{IpAddr, Ipv6Addr},
+    net::{IpAddr, Ipv6Addr, SocketAddr},
 };
 
 use axum::{
-    extract::FromRequestParts,
+    extract::{ConnectInfo, FromRequestParts},
     http::{header, request::Parts},
 };
 use axum_client_ip::ClientIp;
 
 use crate::{
     model::{ApiError, ErrorCode, UserId},
-    server::AppState,
+    server::{sessions::Session, AppState},
 };
 
-/// The caller as their session cookie says: a signed-in buyer, or nobody in particular.
+/// The caller as their session says: a signed-in buyer, or nobody in particular. A cookie
+/// whose session was revoked or has expired is nobody.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Caller {
-    pub user: Option<UserId>,
+    pub session: Option<Session>,
+}
+
+impl Caller {
+    /// The signed-in buyer, if any.
+    pub fn user(&self) -> Option<UserId> {
+        self.session.map(|session| session.user)
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
-    type Rejection = Infallible;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Infallible> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(*caller);
         }
-        let caller = Caller {
-            user: state.auth.session_user(&parts.headers),
+        let session = match state.auth.session_id(&parts.headers) {
+            Some(id) => state.sessions.find(id).await?,
+            None => None,
         };
+        let caller = Caller { session };
         parts.extensions.insert(caller);
         Ok(caller)
     }
@@ -48,24 +58,39 @@ impl FromRequestParts<AppState> for SignedIn {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Ok(Caller { user }) = Caller::from_request_parts(parts, state).await;
-        user.map(SignedIn).ok_or_else(ApiError::unauthenticated)
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller
+            .user()
+            .map(SignedIn)
+            .ok_or_else(ApiError::unauthenticated)
     }
 }
 
 /// A request that carries the admin token (`Authorization: Bearer ...`): 401 without one, 403
-/// with a wrong one.
+/// with a wrong one, and 429 once its address has presented too many wrong ones.
 #[derive(Clone, Copy, Debug)]
 pub struct Admin;
 
+/// The verdict on a request's admin token, kept so that layers and the handler that ask again
+/// do not count one wrong token twice.
+#[derive(Clone)]
+struct AdminVerdict(Result<Admin, ApiError>);
+
 impl Admin {
-    /// Checks a presented admin token (the header's, or the panel's form field).
-    pub fn check(state: &AppState, token: &str) -> Result<Admin, ApiError> {
+    /// Checks a presented admin token (the header's, or the panel's form field) from `addr`.
+    /// Wrong tokens count against the address; past its budget every attempt from there is
+    /// refused, the right token too, so a guess cannot be confirmed by its answer.
+    pub fn check(
+        state: &AppState,
+        ClientAddr(addr): ClientAddr,
+        token: &str,
+    ) -> Result<Admin, ApiError> {
+        state.limits.admin_attempt(addr).map_err(rate_limited)?;
         if state.auth.token_matches(token.trim()) {
-            Ok(Admin)
-        } else {
-            Err(ApiError::refusal(ErrorCode::Forbidden))
+            return Ok(Admin);
         }
+        state.limits.admin_failed(addr).map_err(rate_limited)?;
+        Err(ApiError::refusal(ErrorCode::Forbidden))
     }
 }
 
@@ -73,8 +98,12 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match bearer(parts) {
-            Some(token) => Admin::check(state, token),
+        if let Some(AdminVerdict(verdict)) = parts.extensions.get::<AdminVerdict>() {
+            return verdict.clone();
+        }
+        let addr = ClientAddr::from_request_parts(parts, state).await?;
+        let verdict = match bearer(parts) {
+            Some(token) => Admin::check(state, addr, token),
             None if parts.headers.contains_key(header::AUTHORIZATION) => {
                 Err(ApiError::refusal(ErrorCode::Forbidden))
             }
@@ -82,7 +111,18 @@ impl FromRequestParts<AppState> for Admin {
                 ErrorCode::Unauthenticated,
                 "Creating drops needs the admin token (Authorization: Bearer ...).",
             )),
-        }
+        };
+        parts.extensions.insert(AdminVerdict(verdict.clone()));
+        verdict
+    }
+}
+
+/// The refusal of a caller past a rate limit, waiting `wait`.
+pub fn rate_limited(wait: std::time::Duration) -> ApiError {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    ApiError {
+        retry_after: Some(seconds.max(1)),
+        ..ApiError::refusal(ErrorCode::RateLimited)
     }
 }
 
@@ -111,7 +151,11 @@ impl FromRequestParts<AppState> for ClientAddr {
         }
         let ip = match ClientIp::from_request_parts(parts, state).await {
             Ok(ClientIp(ip)) => Some(ip),
-            Err(_) => None,
+            // A proxy header missing is no reason to count nothing: fall back to the peer.
+            Err(_) => parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(peer)| peer.ip()),
         };
         let addr = ClientAddr(ip.map(bucket));
         parts.extensions.insert(addr);

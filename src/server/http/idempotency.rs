@@ -77,8 +77,11 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
     }
     let (mut parts, body) = request.into_parts();
     // The session decides who acts (reserve and purchase act for it), so it scopes the key.
-    let Ok(caller) = Caller::from_request_parts(&mut parts, &state).await;
-    let scope = match caller.user {
+    let caller = match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(caller) => caller,
+        Err(error) => return error.into_response(),
+    };
+    let scope = match caller.user() {
         Some(user) => format!("user:{user}"),
         None if Admin::from_request_parts(&mut parts, &state).await.is_ok() => "admin".into(),
         // Nobody to scope the key to: the handler refuses the request as usual.

@@ -1,7 +1,7 @@
 //! The HTTP edge: every route and the rules in front of them ([`routes`]), who is asking
 //! ([`extract`]), how refusals are answered ([`error`]), the JSON API ([`rest`]) and its OpenAPI
 //! document ([`openapi`]), idempotency keys ([`idempotency`]) and the protections every request
-//! passes ([`protect`]).
+//! passes ([`protect`]); signing in and out ([`session`]).
 
 pub mod error;
 pub mod extract;
@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod protect;
 pub mod rest;
 pub mod routes;
+pub mod session;
 
 use axum::{http::HeaderName, Router};
 use tower_http::{

@@ -112,6 +112,15 @@ pub fn describe(paths: &mut OpenApi, rules: Rules) {
             if rules.rate_limited {
                 add_rate_limit(operation);
             }
+            if rules.admin {
+                add_error(
+                    operation,
+                    "429",
+                    "`RATE_LIMITED`: too many wrong admin tokens from this address; wait \
+                     `Retry-After` seconds.",
+                );
+                add_retry_after(operation);
+            }
             if rules.idempotent {
                 add_idempotency(operation);
             }
@@ -160,6 +169,11 @@ fn add_rate_limit(operation: &mut Operation) {
         "`RATE_LIMITED`: too many tries from this session or address; wait `Retry-After` \
          seconds.",
     );
+    add_retry_after(operation);
+}
+
+/// The `Retry-After` header of a 429.
+fn add_retry_after(operation: &mut Operation) {
     add_header(
         operation,
         "429",

@@ -14,7 +14,11 @@ use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{error::ErrorBody, extract::SignedIn};
+use super::{
+    error::ErrorBody,
+    extract::{Caller, SignedIn},
+    session,
+};
 use crate::{
     model::{
         ApiError, DropId, NewDrop, ProductDrop, Purchase, Reservation, ReservationId,
@@ -139,8 +143,7 @@ pub(super) async fn sign_in(
     headers: HeaderMap,
     Body(body): Body<SignIn>,
 ) -> Result<Response> {
-    let user = state.inventory.sign_up(&body.name).await?;
-    let cookie = state.auth.sign_in_cookie(user.id, is_https(&headers));
+    let (user, cookie) = session::sign_in(&state, &body.name, &headers).await?;
     Ok((
         StatusCode::CREATED,
         [(header::SET_COOKIE, cookie)],
@@ -151,7 +154,8 @@ pub(super) async fn sign_in(
 
 /// Sign out
 ///
-/// Clears the session cookie.
+/// Revokes the caller's session (the cookie is worth nothing from now on, on every instance
+/// within `session_cache_seconds`) and clears the cookie. Without a session it just clears it.
 #[utoipa::path(
     delete,
     path = "/session",
@@ -159,14 +163,17 @@ pub(super) async fn sign_in(
     responses(
         (status = 200, description = "Signed out.", body = SignedOut,
             headers(("Set-Cookie" = String, description = "Expires the session cookie."))),
+        (status = 500, description = "`INTERNAL`", body = ErrorBody),
+        (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
-pub(super) async fn sign_out(State(state): State<AppState>) -> Response {
-    (
-        [(header::SET_COOKIE, state.auth.sign_out_cookie())],
+pub(super) async fn sign_out(State(state): State<AppState>, caller: Caller) -> Result<Response> {
+    let cookie = session::sign_out(&state, caller).await?;
+    Ok((
+        [(header::SET_COOKIE, cookie)],
         Json(SignedOut { signed_out: true }),
     )
-        .into_response()
+        .into_response())
 }
 
 /// List drops
@@ -353,12 +360,4 @@ pub(super) async fn my_reservations(
     Ok(Json(HoldsReply {
         reservations: reservations.iter().map(Hold::from).collect(),
     }))
-}
-
-/// True when the request came over HTTPS (directly or through a proxy that says so), so the
-/// session cookie can be marked Secure.
-pub fn is_https(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }

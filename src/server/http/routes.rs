@@ -8,7 +8,7 @@
 use axum::{
     body::Bytes,
     extract::{Request, State},
-    http::{header, HeaderValue},
+    http::header,
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post, MethodRouter},
@@ -19,7 +19,7 @@ use leptos_axum::{generate_route_list_with_exclusions, LeptosRoutes};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    extract::{Admin, Caller, ClientAddr},
+    extract::{self, Admin, Caller, ClientAddr},
     idempotency, openapi,
     openapi::Rules,
     rest,
@@ -180,22 +180,20 @@ async fn rate_limited(
     request: Request,
     next: Next,
 ) -> Response {
-    match state.limits.check(ip, caller.user) {
+    match state.limits.check(ip, caller.user()) {
         Ok(()) => next.run(request).await,
-        Err(wait) => {
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let mut response = ApiError::refusal(ErrorCode::RateLimited).into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-            response
-        }
+        Err(wait) => extract::rate_limited(wait).into_response(),
     }
 }
 
 /// Ready to serve: the database answers and live events flow (the LISTEN connection is up).
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let database = state.inventory.store().ping().await.is_ok();
+    // A database that does not answer at all (a connection silently gone) is not ready either.
+    let ping = state.inventory.store().ping();
+    let database = matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), ping).await,
+        Ok(Ok(()))
+    );
     let live_events = state.bus.is_listening();
     let status = if database && live_events {
         axum::http::StatusCode::OK

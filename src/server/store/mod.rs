@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use self::{postgres::PgStore, sqlite::SqliteStore, writes::Writes};
-use super::events::EventBus;
+use super::{events::EventBus, settings::Settings};
 use crate::model::{
     DropId, ErrorCode, ProductDrop, Purchase, PurchaseId, Purchaser, Reservation, ReservationId,
     ReservationStatus, User, UserId,
@@ -110,6 +110,60 @@ pub trait Reads: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Deletes idempotency keys first used longer ago than `older_than`; answers how many.
     async fn forget_keys(&self, older_than: Duration) -> Result<u64, StoreError>;
+    /// The database's clock, in milliseconds since the epoch.
+    async fn now_ms(&self) -> Result<i64, StoreError>;
+    /// Records a session of `user` that lasts `lifetime`.
+    async fn create_session(
+        &self,
+        id: SessionId,
+        user: UserId,
+        lifetime: Duration,
+    ) -> Result<(), StoreError>;
+    /// What the database says of a session id; `None` when it never existed.
+    async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError>;
+    /// Revokes a session (signing out).
+    async fn revoke_session(&self, id: SessionId) -> Result<(), StoreError>;
+}
+
+/// A session's id: 128 random bits, written as 32 lowercase hex digits in the cookie and the
+/// database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionId(u128);
+
+impl SessionId {
+    /// A new id no one can guess.
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl std::str::FromStr for SessionId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // Exactly the 32 digits `Display` writes; `from_str_radix` alone would take a sign.
+        let digits = if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            text
+        } else {
+            "not hex"
+        };
+        u128::from_str_radix(digits, 16).map(Self)
+    }
+}
+
+/// A session as the database has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub user: UserId,
+    pub expires_at_ms: i64,
+    /// Neither revoked nor past its expiry, by the database's clock.
+    pub live: bool,
 }
 
 /// What an idempotency key says about a request.
@@ -173,18 +227,17 @@ impl KeyRow {
     }
 }
 
-/// Opens the store the URL's scheme names, runs its migrations and wires it to `bus`.
-pub async fn connect(
-    url: &str,
-    max_connections: u32,
-    bus: EventBus,
-) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite:") {
+/// Opens the store `database_url` names, runs its migrations and wires it to `bus`.
+pub async fn connect(settings: &Settings, bus: EventBus) -> Result<Arc<dyn Store>, StoreError> {
+    let url = &settings.database_url;
+    let connections = settings.database_max_connections;
+    if settings.is_postgres() {
+        let heartbeat = Duration::from_millis(settings.listen_heartbeat_timeout_ms);
         Ok(Arc::new(
-            SqliteStore::connect(url, max_connections, bus).await?,
+            PgStore::connect(url, connections, heartbeat, bus).await?,
         ))
     } else {
-        Ok(Arc::new(PgStore::connect(url, max_connections, bus).await?))
+        Ok(Arc::new(SqliteStore::connect(url, connections, bus).await?))
     }
 }
 
@@ -310,13 +363,6 @@ pub(crate) const RECENT_PURCHASERS: &str =
     "SELECT p.drop_id, u.name, p.created_at FROM purchases p \
     JOIN users u ON u.id = p.user_id WHERE p.drop_id = $1 \
     ORDER BY p.created_at DESC, p.id DESC LIMIT 3";
-
-/// The three newest purchasers of every drop, newest first per drop.
-pub(crate) const RECENT_PURCHASERS_OF_ALL: &str = "SELECT drop_id, name, created_at FROM (\
-      SELECT p.drop_id, u.name, p.created_at, ROW_NUMBER() OVER (\
-        PARTITION BY p.drop_id ORDER BY p.created_at DESC, p.id DESC) AS rn \
-      FROM purchases p JOIN users u ON u.id = p.user_id\
-    ) AS ranked WHERE rn <= 3 ORDER BY drop_id, created_at DESC";
 
 /// Attaches each drop's purchasers (rows of several drops, newest first per drop).
 pub(crate) fn with_purchasers(

@@ -33,23 +33,26 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects, runs the migrations and starts this instance's LISTEN bridge into `bus`.
+    /// Connects, runs the migrations and starts this instance's LISTEN bridge into `bus`, which
+    /// counts its connection dead when it hears no heartbeat for `heartbeat_timeout`.
     pub async fn connect(
         url: &str,
         max_connections: u32,
+        heartbeat_timeout: Duration,
         bus: EventBus,
     ) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse()?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(e.into()))?;
-        bus.listen_postgres(pool.clone()).await?;
+        bus.listen_postgres(options, pool.clone(), heartbeat_timeout)
+            .await?;
         Ok(Self { pool })
     }
 }
@@ -230,6 +233,20 @@ impl WriteTx for PgTx {
         .await
     }
 
+    async fn lock_seeding(&mut self) -> Result<(), sqlx::Error> {
+        // Held until this transaction ends: the next instance decides after it has committed.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('dropline seeding'))")
+            .execute(&mut *self.0)
+            .await?;
+        Ok(())
+    }
+
+    async fn has_drops(&mut self) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM drops)")
+            .fetch_one(&mut *self.0)
+            .await
+    }
+
     async fn commit(mut self, events: Vec<Envelope>) -> Result<(), sqlx::Error> {
         // Queued now, delivered by PostgreSQL when (and only if) the commit succeeds.
         let payloads: Vec<String> = events
@@ -262,6 +279,25 @@ async fn hold_check<'e>(
     )
     .bind(hold)
     .fetch_optional(executor)
+    .await
+}
+
+/// The three newest purchasers of each of these drops, newest first per drop: three index
+/// reads per drop, however many purchases there are.
+async fn recent_purchasers_of(
+    conn: &mut PgConnection,
+    drops: &[DropRow],
+) -> Result<Vec<PurchaserRow>, sqlx::Error> {
+    let ids: Vec<DropId> = drops.iter().map(|drop| drop.id).collect();
+    sqlx::query_as(
+        "SELECT d.id AS drop_id, feed.name, feed.created_at \
+         FROM unnest($1::bigint[]) AS d(id) CROSS JOIN LATERAL (\
+           SELECT u.name, p.created_at, p.id FROM purchases p JOIN users u ON u.id = p.user_id \
+           WHERE p.drop_id = d.id ORDER BY p.created_at DESC, p.id DESC LIMIT 3) AS feed \
+         ORDER BY d.id, feed.created_at DESC, feed.id DESC",
+    )
+    .bind(ids)
+    .fetch_all(conn)
     .await
 }
 

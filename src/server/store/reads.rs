@@ -2,7 +2,8 @@
 //!
 //! Their SQL is portable but for two phrases: how the database says "now" (its clock, in
 //! milliseconds) and how it begins a consistent read. sqlx takes `$N` parameters on SQLite too,
-//! so each store's [`Reads`](super::Reads) impl is this one body with its two phrases filled in.
+//! so each store's [`Reads`](super::Reads) impl is this one body with its two phrases filled in,
+//! plus one function of its own: `recent_purchasers_of(tx, drops)`, the feed of every drop.
 
 /// Expands to the `Reads` impl of a store type with a `pool` field. `now` is the SQL for the
 /// database clock in milliseconds (a string literal or a macro that gives one); `begin_read`
@@ -57,10 +58,7 @@ macro_rules! reads {
             ))
             .fetch_all(&mut *tx)
             .await?;
-            let purchasers: Vec<$crate::server::store::PurchaserRow> =
-                sqlx::query_as($crate::server::store::RECENT_PURCHASERS_OF_ALL)
-                    .fetch_all(&mut *tx)
-                    .await?;
+            let purchasers = recent_purchasers_of(&mut tx, &drops).await?;
             tx.commit().await?;
             Ok($crate::server::store::with_purchasers(drops, purchasers))
         }
@@ -223,6 +221,83 @@ macro_rules! reads {
             .execute(&self.pool)
             .await?;
             Ok(done.rows_affected())
+        }
+
+        async fn now_ms(&self) -> Result<i64, $crate::server::store::StoreError> {
+            Ok(sqlx::query_scalar(concat!("SELECT ", $($now)+))
+                .fetch_one(&self.pool)
+                .await?)
+        }
+
+        async fn create_session(
+            &self,
+            id: $crate::server::store::SessionId,
+            user: $crate::model::UserId,
+            lifetime: std::time::Duration,
+        ) -> Result<(), $crate::server::store::StoreError> {
+            sqlx::query(concat!(
+                "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at) \
+                 SELECT $1, $2, now, now, now + $3 FROM (SELECT ",
+                $($now)+,
+                " AS now) AS clock"
+            ))
+            .bind(id.to_string())
+            .bind(user)
+            .bind($crate::server::store::ttl_ms(lifetime))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+
+        async fn session(
+            &self,
+            id: $crate::server::store::SessionId,
+        ) -> Result<Option<$crate::server::store::SessionRecord>, $crate::server::store::StoreError>
+        {
+            let row: Option<(i64, i64, bool, bool)> = sqlx::query_as(concat!(
+                "SELECT user_id, expires_at, (revoked_at IS NULL AND expires_at > now), \
+                   last_seen_at < now - 60000 \
+                 FROM sessions, (SELECT ",
+                $($now)+,
+                " AS now) AS clock WHERE id = $1"
+            ))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some((user, expires_at_ms, live, seen_long_ago)) = row else {
+                return Ok(None);
+            };
+            // Seen again: noted at most once a minute, so reading a session is a read.
+            if live && seen_long_ago {
+                sqlx::query(concat!(
+                    "UPDATE sessions SET last_seen_at = ",
+                    $($now)+,
+                    " WHERE id = $1"
+                ))
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await?;
+            }
+            Ok(Some($crate::server::store::SessionRecord {
+                user: $crate::model::UserId(user),
+                expires_at_ms,
+                live,
+            }))
+        }
+
+        async fn revoke_session(
+            &self,
+            id: $crate::server::store::SessionId,
+        ) -> Result<(), $crate::server::store::StoreError> {
+            sqlx::query(concat!(
+                "UPDATE sessions SET revoked_at = ",
+                $($now)+,
+                " WHERE id = $1 AND revoked_at IS NULL"
+            ))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+            Ok(())
         }
         }
     };

@@ -52,7 +52,9 @@ impl SqliteStore {
     ) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // Every commit reaches the disk before it is answered: with NORMAL a power cut could
+            // lose a purchase its buyer was already told of.
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
@@ -69,6 +71,11 @@ impl SqliteStore {
             bus,
             writer: Arc::new(Mutex::new(())),
         })
+    }
+
+    /// The connection pool, for what only SQLite has to say (its pragmas).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 }
 
@@ -264,6 +271,18 @@ impl WriteTx for SqliteTx {
         .await
     }
 
+    async fn lock_seeding(&mut self) -> Result<(), sqlx::Error> {
+        // The writer's turn and `BEGIN IMMEDIATE` already shut out every other writer, also
+        // those of another process on the same file.
+        Ok(())
+    }
+
+    async fn has_drops(&mut self) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM drops)")
+            .fetch_one(&mut *self.tx)
+            .await
+    }
+
     async fn commit(self, events: Vec<Envelope>) -> Result<(), sqlx::Error> {
         self.tx.commit().await?;
         // Still the writer's turn: events reach the bus in commit order.
@@ -296,6 +315,23 @@ async fn hold_check<'e>(
     .bind(hold)
     .fetch_optional(executor)
     .await
+}
+
+/// The three newest purchasers of each of these drops, newest first per drop: one index read
+/// per drop (SQLite has no LATERAL join; in-process, a query per drop costs next to nothing).
+async fn recent_purchasers_of(
+    conn: &mut sqlx::SqliteConnection,
+    drops: &[DropRow],
+) -> Result<Vec<PurchaserRow>, sqlx::Error> {
+    let mut rows = Vec::new();
+    for drop in drops {
+        let feed: Vec<PurchaserRow> = sqlx::query_as(super::RECENT_PURCHASERS)
+            .bind(drop.id)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.extend(feed);
+    }
+    Ok(rows)
 }
 
 /// The drop's three newest purchasers, newest first.

@@ -92,6 +92,10 @@ pub(crate) trait WriteTx: Send + Sized {
     ) -> Result<Vec<ReservationRow>, sqlx::Error>;
     /// Inserts a validated drop.
     async fn insert_drop(&mut self, new: &NewDrop) -> Result<DropRow, sqlx::Error>;
+    /// Takes the lock that lets one instance at a time decide whether to seed.
+    async fn lock_seeding(&mut self) -> Result<(), sqlx::Error>;
+    /// True when any drop exists.
+    async fn has_drops(&mut self) -> Result<bool, sqlx::Error>;
     /// Commits, then makes `events` visible to every subscriber — never before the commit.
     async fn commit(self, events: Vec<Envelope>) -> Result<(), sqlx::Error>;
     /// Rolls back: nothing was written (a refusal, or nothing to do).
@@ -113,6 +117,9 @@ pub(crate) trait Dialect: Send + Sync {
 pub trait Writes: Send + Sync {
     /// Inserts a validated drop and announces it.
     async fn create_drop(&self, new: &NewDrop) -> Result<ProductDrop, StoreError>;
+    /// Inserts these validated drops if the database has none yet, deciding under a lock, so
+    /// instances starting together seed once; answers the drops inserted.
+    async fn seed(&self, drops: &[NewDrop]) -> Result<Vec<ProductDrop>, StoreError>;
     /// Takes one unit of `drop` for each of `users` until now + `ttl`, in one transaction, and
     /// answers every user's own outcome in the order given. First come, first served: when
     /// stock runs out inside the batch, the later users get `OUT_OF_STOCK`. A user named twice
@@ -149,6 +156,25 @@ impl<D: Dialect> Writes for D {
         let created = Envelope::public(LiveEvent::DropCreated { drop: drop.clone() });
         tx.commit(vec![created]).await?;
         Ok(drop)
+    }
+
+    async fn seed(&self, drops: &[NewDrop]) -> Result<Vec<ProductDrop>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        tx.lock_seeding().await?;
+        if tx.has_drops().await? {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let mut seeded = Vec::with_capacity(drops.len());
+        for new in drops {
+            seeded.push(tx.insert_drop(new).await?.into_drop(Vec::new()));
+        }
+        let events = seeded
+            .iter()
+            .map(|drop| Envelope::public(LiveEvent::DropCreated { drop: drop.clone() }))
+            .collect();
+        tx.commit(events).await?;
+        Ok(seeded)
     }
 
     async fn reserve_many(

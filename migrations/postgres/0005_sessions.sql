@@ -1,0 +1,11 @@
+-- Sessions live here, not in the cookie: the signed cookie carries only the random session id,
+-- so signing out revokes the session and it ends at its expiry, on every instance.
+CREATE TABLE sessions (
+    id           TEXT    PRIMARY KEY,  -- 128 random bits as 32 hex digits
+    user_id      BIGINT  NOT NULL REFERENCES users (id),
+    created_at   BIGINT  NOT NULL,
+    last_seen_at BIGINT  NOT NULL,
+    expires_at   BIGINT  NOT NULL,
+    revoked_at   BIGINT
+);
+CREATE INDEX sessions_user ON sessions (user_id);
