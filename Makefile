@@ -42,9 +42,9 @@ build: tools
 test: lint unit e2e fuzz
 
 lint: wasm-target
-	cargo fmt --check
+	cargo fmt --all --check
 	cargo clippy --features ssr --all-targets -- -D warnings
-	cargo clippy --features load --bin dropline-load -- -D warnings
+	cargo clippy -p dropline-load -- -D warnings
 	cargo clippy --features hydrate --lib --target wasm32-unknown-unknown -- -D warnings
 
 unit:
@@ -60,7 +60,7 @@ fuzz: build fuzz-tools
 
 ## bench: load-test the release build on SQLite, then PostgreSQL; writes BENCHMARKS.md
 bench: build
-	cargo build --release --features load --bin dropline-load
+	cargo build --release -p dropline-load
 	$(WITH_POSTGRES) bash -c '$(TARGET_DIR)/release/dropline-load \
 		--server $(TARGET_DIR)/release/dropline --postgres "$$POSTGRES_URL"'
 

@@ -330,6 +330,38 @@ async fn a_signed_out_cookie_is_revoked_everywhere(backend: Backend) {
     );
 }
 
+/// What `GET /api/v1/me/reservations` answers `cookie` on `api`.
+async fn my_reservations_status(api: &Api, cookie: &str) -> StatusCode {
+    api.call("GET", "/api/v1/me/reservations", None, Auth::Cookie(cookie))
+        .await
+        .status
+}
+
+/// A sign-out on one instance reaches another that has the session in memory, within
+/// `session_cache_seconds`.
+async fn a_sign_out_reaches_every_instance(backend: Backend) {
+    let a = Api::configured(backend, |s| s.session_cache_seconds = 1).await;
+    let b = Api::on_with(a.db.clone(), |s| s.session_cache_seconds = 1).await;
+    let ann = a.sign_in("Ann").await;
+    assert_eq!(my_reservations_status(&b, &ann).await, StatusCode::OK);
+    let out = a
+        .call("DELETE", "/api/v1/session", None, Auth::Cookie(&ann))
+        .await;
+    assert_eq!(out.status, StatusCode::OK);
+    assert_eq!(
+        my_reservations_status(&a, &ann).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while my_reservations_status(&b, &ann).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            Instant::now() < deadline,
+            "B still lets the signed-out session in"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A session ends at its expiry, on every instance.
 async fn an_expired_session_is_anonymous(backend: Backend) {
     let api = Api::new(backend).await;
@@ -474,6 +506,7 @@ on_both_databases!(
     admin_token_guesses_are_slowed_down,
     a_missing_proxy_header_still_counts_against_the_peer,
     a_signed_out_cookie_is_revoked_everywhere,
+    a_sign_out_reaches_every_instance,
     an_expired_session_is_anonymous,
     a_huge_frame_closes_the_socket_at_once,
     a_peer_that_never_answers_pings_is_let_go,

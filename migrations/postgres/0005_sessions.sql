@@ -9,3 +9,5 @@ CREATE TABLE sessions (
     revoked_at   BIGINT
 );
 CREATE INDEX sessions_user ON sessions (user_id);
+-- Every instance asks every few seconds which sessions were revoked since it last asked.
+CREATE INDEX sessions_revoked ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;

@@ -106,8 +106,12 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
     let sessions = Sessions::new(
         store.clone(),
         settings.session_lifetime(),
-        std::time::Duration::from_secs(settings.session_cache_seconds),
+        settings.session_cache_seconds > 0,
     );
+    if settings.session_cache_seconds > 0 {
+        let every = std::time::Duration::from_secs(settings.session_cache_seconds);
+        tokio::spawn(sessions.clone().forget_revoked_forever(every));
+    }
     let snapshots = Snapshots::new(store.clone(), bus.clone());
     let inventory = Inventory::new(
         store,

@@ -1,10 +1,12 @@
 //! Server-side sessions. The signed cookie carries a random session id; the session itself
 //! lives in the database (`sessions`), so signing out revokes it and it ends at its expiry.
 //!
-//! Every request that carries a session would otherwise read it: instead each instance keeps
-//! what it read for a short while (`session_cache_seconds`, default 5 s), so the hot path adds
-//! no query per reserve. A sign-out is honoured at once on the instance that served it and on
-//! every other instance within that time.
+//! Reading the session on every request would add a query to every reserve. Instead each
+//! instance remembers what it read (and the sessions it opened) and, every
+//! `session_cache_seconds`, asks the database which sessions were revoked since it last asked,
+//! forgetting those. So the hot path reads nothing for a buyer it has seen, a sign-out is
+//! honoured at once on the instance that served it, and on every other instance within
+//! `session_cache_seconds`. With `session_cache_seconds = 0` every request reads the database.
 
 use std::{sync::Arc, time::Duration};
 
@@ -21,13 +23,17 @@ pub struct Session {
     pub user: UserId,
 }
 
-/// What an instance remembers of a session id: its user while live, or nothing (unknown,
-/// revoked or expired), and until when (milliseconds since the epoch) that holds at most.
+/// What an instance remembers of a session id: its user until its expiry (milliseconds since
+/// the epoch), or that it signs in nobody (revoked, or expired).
 #[derive(Clone, Copy, Debug)]
 struct Known {
     user: Option<UserId>,
     expires_at_ms: i64,
 }
+
+/// How long an instance remembers a session it has not seen: memory follows the buyers who
+/// are active, not everyone who ever signed in.
+const FORGET_IDLE: Duration = Duration::from_secs(3600);
 
 /// Opens, reads and revokes sessions. Cheap to clone.
 #[derive(Clone)]
@@ -38,12 +44,13 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Sessions that last `lifetime`, read through a cache of `cache_for` (none when zero).
-    pub fn new(store: Arc<dyn Store>, lifetime: Duration, cache_for: Duration) -> Self {
-        let cache = (!cache_for.is_zero()).then(|| {
+    /// Sessions that last `lifetime`; remembered unless `remember` is false (then every
+    /// request reads the database).
+    pub fn new(store: Arc<dyn Store>, lifetime: Duration, remember: bool) -> Self {
+        let cache = remember.then(|| {
             Cache::builder()
                 .max_capacity(1_000_000)
-                .time_to_live(cache_for)
+                .time_to_idle(FORGET_IDLE)
                 .build()
         });
         Self {
@@ -58,10 +65,25 @@ impl Sessions {
         self.lifetime
     }
 
-    /// Opens a session for `user`.
+    /// Opens a session for `user`. This instance knows it from now on: a buyer's requests
+    /// after signing in read nothing more.
     pub async fn open(&self, user: UserId) -> Result<Session, StoreError> {
         let id = SessionId::random();
         self.store.create_session(id, user, self.lifetime).await?;
+        if let Some(cache) = &self.cache {
+            let lifetime_ms = i64::try_from(self.lifetime.as_millis()).unwrap_or(i64::MAX);
+            let expires_at_ms = chrono::Utc::now()
+                .timestamp_millis()
+                .saturating_add(lifetime_ms);
+            let user = Some(user);
+            cache.insert(
+                id,
+                Known {
+                    user,
+                    expires_at_ms,
+                },
+            );
+        }
         Ok(Session { id, user })
     }
 
@@ -69,9 +91,10 @@ impl Sessions {
     pub async fn find(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
         let now_ms = chrono::Utc::now().timestamp_millis();
         if let Some(known) = self.cache.as_ref().and_then(|cache| cache.get(&id)) {
-            if known.expires_at_ms > now_ms {
-                return Ok(known.user.map(|user| Session { id, user }));
-            }
+            return Ok(known
+                .user
+                .filter(|_| known.expires_at_ms > now_ms)
+                .map(|user| Session { id, user }));
         }
         let known = match self.store.session(id).await? {
             Some(SessionRecord {
@@ -82,7 +105,8 @@ impl Sessions {
                 user: Some(user),
                 expires_at_ms,
             },
-            // Unknown, revoked or expired: remembered as nobody, for the cache's time.
+            // Unknown (a cookie signed with this secret always names a real session, but it
+            // may be from a database since wiped), revoked or expired: nobody, for good.
             _ => Known {
                 user: None,
                 expires_at_ms: i64::MAX,
@@ -95,12 +119,50 @@ impl Sessions {
     }
 
     /// Revokes a session: it is anonymous from now on, here at once and on other instances
-    /// within their cache time.
+    /// at their next look for revocations.
     pub async fn revoke(&self, id: SessionId) -> Result<(), StoreError> {
         self.store.revoke_session(id).await?;
         if let Some(cache) = &self.cache {
             cache.invalidate(&id);
         }
         Ok(())
+    }
+
+    /// Every `every`, forgets the sessions revoked (on any instance) since the last look, so a
+    /// sign-out elsewhere is honoured here within `every`.
+    pub async fn forget_revoked_forever(self, every: Duration) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        let overlap = i64::try_from(every.as_millis() * 2).unwrap_or(i64::MAX);
+        let mut since = None;
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let looked = async {
+                let now = self.store.now_ms().await?;
+                // The looks overlap, so a revocation committed while a session was being read
+                // (and remembered) is still seen on the next look.
+                let revoked = match since {
+                    Some(since) => self.store.revoked_sessions_since(since).await?,
+                    None => Vec::new(),
+                };
+                Ok::<_, StoreError>((now, revoked))
+            };
+            match looked.await {
+                Ok((now, revoked)) => {
+                    if since.is_none() {
+                        // The first look: start from a clean slate, in case it came late.
+                        cache.invalidate_all();
+                    }
+                    for id in revoked {
+                        cache.invalidate(&id);
+                    }
+                    since = Some(now.saturating_sub(overlap));
+                }
+                Err(error) => tracing::warn!(%error, "could not look for revoked sessions"),
+            }
+        }
     }
 }

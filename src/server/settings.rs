@@ -55,8 +55,9 @@ pub struct Settings {
     pub rate_limit_admin_failures_per_minute: u32,
     /// How long a sign-in lasts (days); a session past it is anonymous.
     pub session_days: u64,
-    /// How long an instance trusts what it read about a session (seconds); a sign-out on
-    /// another instance is honoured here within this time. 0 reads the database every time.
+    /// How often an instance looks for sessions revoked on other instances (seconds): a
+    /// sign-out is honoured everywhere within this time. 0 remembers no session (every request
+    /// reads the database).
     pub session_cache_seconds: u64,
     /// Whether the session cookie is marked `Secure`: `auto` when the request came over HTTPS
     /// (directly, or a proxy's `X-Forwarded-Proto: https`), `always`, or `never`.

@@ -123,6 +123,8 @@ pub trait Reads: Send + Sync {
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError>;
     /// Revokes a session (signing out).
     async fn revoke_session(&self, id: SessionId) -> Result<(), StoreError>;
+    /// The sessions revoked at or after `since_ms` (database clock).
+    async fn revoked_sessions_since(&self, since_ms: i64) -> Result<Vec<SessionId>, StoreError>;
 }
 
 /// A session's id: 128 random bits, written as 32 lowercase hex digits in the cookie and the

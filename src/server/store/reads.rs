@@ -299,6 +299,18 @@ macro_rules! reads {
             .await?;
             Ok(())
         }
+
+        async fn revoked_sessions_since(
+            &self,
+            since_ms: i64,
+        ) -> Result<Vec<$crate::server::store::SessionId>, $crate::server::store::StoreError> {
+            let ids: Vec<String> =
+                sqlx::query_scalar("SELECT id FROM sessions WHERE revoked_at >= $1")
+                    .bind(since_ms)
+                    .fetch_all(&self.pool)
+                    .await?;
+            Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+        }
         }
     };
 }

@@ -208,7 +208,7 @@ impl Report {
         let _ = writeln!(
             out,
             "# Dropline benchmarks\n\n\
-             Written by `make bench` (`src/bin/dropline-load/`) on {} at commit `{}`; the run took \
+             Written by `make bench` (`load/`) on {} at commit `{}`; the run took \
              {:.0} s. Rerun it to refresh every table; only the notes at the end are hand-written.\n\n\
              ## Machine\n\n\
              | | |\n| --- | --- |\n\
