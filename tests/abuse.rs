@@ -8,7 +8,7 @@ mod common;
 use std::{net::SocketAddr, time::Duration};
 
 use axum::http::StatusCode;
-use common::{Api, Auth, Backend, Client, Reply, ADMIN_TOKEN};
+use common::{wait_until, Api, Auth, Backend, Client, Reply, ADMIN_TOKEN};
 use dropline::model::LiveEvent;
 use serde_json::json;
 use sqlx::Connection;
@@ -18,23 +18,8 @@ fn error_code(reply: &Reply) -> &str {
     reply.body["error"]["code"].as_str().unwrap_or_default()
 }
 
-async fn new_drop(api: &Api, stock: i64) -> i64 {
-    let reply = api
-        .create_drop(json!({ "name": "Abuse Runner", "price_cents": 100, "total_stock": stock }))
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    reply.body["drop"]["id"].as_i64().unwrap()
-}
-
 async fn hold_of(api: &Api, cookie: &str, drop: i64) -> i64 {
-    let reply = api
-        .call(
-            "POST",
-            &format!("/api/v1/drops/{drop}/reservations"),
-            None,
-            Auth::Cookie(cookie),
-        )
-        .await;
+    let reply = api.reserve(cookie, drop).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     reply.body["reservation"]["id"].as_i64().unwrap()
 }
@@ -82,7 +67,7 @@ impl LockHolder {
 /// the drop's lock that real buyers' reserves take.
 async fn someone_elses_or_a_missing_hold_is_refused_without_waiting_for_the_drop(backend: Backend) {
     let api = Api::new(backend).await;
-    let drop = new_drop(&api, 5).await;
+    let drop = api.new_drop(5).await;
     let ann = api.sign_in("Ann").await;
     let bob = api.sign_in("Bob").await;
     let hold = hold_of(&api, &ann, drop).await;
@@ -278,7 +263,7 @@ async fn a_missing_proxy_header_still_counts_against_the_peer(backend: Backend) 
 /// A signed-out cookie is worth nothing: not on the API, not on `/ws`, not on the page.
 async fn a_signed_out_cookie_is_revoked_everywhere(backend: Backend) {
     let api = Api::configured(backend, |s| s.reservation_ttl_seconds = 1).await;
-    let drop = new_drop(&api, 3).await;
+    let drop = api.new_drop(3).await;
     let ann = api.sign_in("Ann").await;
     hold_of(&api, &ann, drop).await;
     let out = api
@@ -291,14 +276,7 @@ async fn a_signed_out_cookie_is_revoked_everywhere(backend: Backend) {
         .await;
     assert_eq!(mine.status, StatusCode::UNAUTHORIZED, "{}", mine.body);
     assert_eq!(error_code(&mine), "UNAUTHENTICATED");
-    let reserve = api
-        .call(
-            "POST",
-            &format!("/api/v1/drops/{drop}/reservations"),
-            None,
-            Auth::Cookie(&ann),
-        )
-        .await;
+    let reserve = api.reserve(&ann, drop).await;
     assert_eq!(reserve.status, StatusCode::UNAUTHORIZED);
 
     // The page greets nobody.
@@ -482,22 +460,6 @@ async fn another_sites_page_cannot_open_a_buyers_socket(backend: Backend) {
     same_site.snapshot().await;
     let mut tool = Client::connect(addr, Some(&ann)).await;
     tool.snapshot().await;
-}
-
-/// Polls `check` until it holds or `limit` passes.
-async fn wait_until<F, Fut>(limit: Duration, check: F) -> bool
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 on_both_databases!(

@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use common::{Api, Auth, Backend, Client, TestDb};
 use dropline::{model::LiveEvent, server};
 use futures::future::join_all;
-use serde_json::json;
 use sqlx::{Connection, PgConnection};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -19,24 +18,6 @@ use tokio::{
     sync::watch,
     time::Instant,
 };
-
-async fn new_drop(api: &Api, stock: i64) -> i64 {
-    let reply = api
-        .create_drop(json!({ "name": "Deploy Runner", "price_cents": 100, "total_stock": stock }))
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    reply.body["drop"]["id"].as_i64().unwrap()
-}
-
-async fn reserve(api: &Api, cookie: &str, drop: i64) -> common::Reply {
-    api.call(
-        "POST",
-        &format!("/api/v1/drops/{drop}/reservations"),
-        None,
-        Auth::Cookie(cookie),
-    )
-    .await
-}
 
 /// A TCP relay in front of PostgreSQL that can be frozen: it then stops forwarding, in both
 /// directions and on every connection, without closing anything — a NAT or load balancer that
@@ -141,7 +122,7 @@ async fn readyz(addr: SocketAddr) -> Option<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_silently_dead_database_connection_is_noticed_and_recovered() {
     let a = Api::new(Backend::Postgres).await;
-    let drop = new_drop(&a, 10).await;
+    let drop = a.new_drop(10).await;
     let relay = Relay::start(postgres_addr()).await;
     let name = a.db.pg_name().unwrap().to_string();
     let through_relay = format!("postgres://postgres@{}/{name}", relay.addr);
@@ -157,7 +138,7 @@ async fn a_silently_dead_database_connection_is_noticed_and_recovered() {
 
     relay.freeze();
     let ann = a.sign_in("Ann").await;
-    assert_eq!(reserve(&a, &ann, drop).await.status, StatusCode::CREATED);
+    assert_eq!(a.reserve(&ann, drop).await.status, StatusCode::CREATED);
     let deadline = Instant::now() + Duration::from_secs(30);
     let noticed = loop {
         assert!(
@@ -190,7 +171,7 @@ async fn a_silently_dead_database_connection_is_noticed_and_recovered() {
     let mut later = Client::connect(addr_b, None).await;
     later.snapshot().await;
     let bob = a.sign_in("Bob").await;
-    assert_eq!(reserve(&a, &bob, drop).await.status, StatusCode::CREATED);
+    assert_eq!(a.reserve(&bob, drop).await.status, StatusCode::CREATED);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         assert!(Instant::now() < deadline, "events from A no longer reach B");
@@ -235,7 +216,7 @@ async fn a_crowd_of_sockets_resyncs_on_one_snapshot() {
         s.ws_max_per_ip = 1_000;
     })
     .await;
-    let drop = new_drop(&api, 200_010).await;
+    let drop = api.new_drop(200_010).await;
     seed_purchases(&api.db, drop, 200_000).await;
     let addr = api.listen().await;
     let mut sockets = join_all((0..300).map(|_| async move {
@@ -290,7 +271,7 @@ async fn the_countdown_runs_on_the_database_clock() {
              AS $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT + 10000 $$",
         )
         .await;
-    let drop = new_drop(&api, 3).await;
+    let drop = api.new_drop(3).await;
     let ann = api.sign_in("Ann").await;
     let addr = api.listen().await;
     let mut socket = Client::connect(addr, Some(&ann)).await;
@@ -298,7 +279,7 @@ async fn the_countdown_runs_on_the_database_clock() {
         LiveEvent::Snapshot { server_time, .. } => server_time,
         other => panic!("expected a snapshot, got {other:?}"),
     };
-    let held = reserve(&api, &ann, drop).await;
+    let held = api.reserve(&ann, drop).await;
     let expires_at: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(held.body["reservation"]["expires_at"].clone()).unwrap();
     let shown = (expires_at - server_time).num_milliseconds();
@@ -333,9 +314,9 @@ async fn a_pool_of_one_connection_still_serves() {
     .await
     .expect("the request waited for a connection");
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
-    let drop = new_drop(&api, 2).await;
+    let drop = api.new_drop(2).await;
     let ann = api.sign_in("Ann").await;
-    assert_eq!(reserve(&api, &ann, drop).await.status, StatusCode::CREATED);
+    assert_eq!(api.reserve(&ann, drop).await.status, StatusCode::CREATED);
 }
 
 /// A notification no instance can read (another version's format, a hand-sent one) makes the

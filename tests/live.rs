@@ -12,24 +12,9 @@ use dropline::{
     server::ws::{serve_socket, Feed},
 };
 use futures::StreamExt;
-use serde_json::json;
 
 async fn new_drop(api: &Api, stock: i64) -> DropId {
-    let reply = api
-        .create_drop(json!({ "name": "Live Runner", "price_cents": 5000, "total_stock": stock }))
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED);
-    DropId(reply.body["drop"]["id"].as_i64().unwrap())
-}
-
-async fn reserve(api: &Api, cookie: &str, drop: DropId) -> common::Reply {
-    api.call(
-        "POST",
-        &format!("/api/v1/drops/{drop}/reservations"),
-        None,
-        Auth::Cookie(cookie),
-    )
-    .await
+    DropId(api.new_drop(stock).await)
 }
 
 async fn a_reserve_moves_stock_on_every_socket_and_a_refusal_moves_nothing(backend: Backend) {
@@ -48,7 +33,7 @@ async fn a_reserve_moves_stock_on_every_socket_and_a_refusal_moves_nothing(backe
     );
 
     let ann = api.sign_in("Ann").await;
-    assert_eq!(reserve(&api, &ann, drop).await.status, StatusCode::CREATED);
+    assert_eq!(api.reserve(&ann, drop).await.status, StatusCode::CREATED);
     match watcher.next_after_echo_of(drop).await {
         LiveEvent::StockUpdated {
             drop_id,
@@ -63,7 +48,7 @@ async fn a_reserve_moves_stock_on_every_socket_and_a_refusal_moves_nothing(backe
     }
 
     let bob = api.sign_in("Bob").await;
-    assert_eq!(reserve(&api, &bob, drop).await.status, StatusCode::CONFLICT);
+    assert_eq!(api.reserve(&bob, drop).await.status, StatusCode::CONFLICT);
     // The refused reserve published nothing: the next event is the drop created after it.
     let second = new_drop(&api, 3).await;
     match watcher.next_after_echo_of(drop).await {
@@ -88,7 +73,7 @@ async fn stock_versions_rise_strictly_per_drop(backend: Backend) {
         .into_iter()
         .map(|cookie| {
             let api = api.clone();
-            tokio::spawn(async move { reserve(&api, &cookie, drop).await.status })
+            tokio::spawn(async move { api.reserve(&cookie, drop).await.status })
         })
         .collect();
     for task in tasks {
@@ -162,10 +147,7 @@ async fn a_stalled_client_catches_up_on_the_latest_stock_not_a_backlog(backend: 
     ));
 
     for cookie in &cookies {
-        assert_eq!(
-            reserve(&api, cookie, drop).await.status,
-            StatusCode::CREATED
-        );
+        assert_eq!(api.reserve(cookie, drop).await.status, StatusCode::CREATED);
     }
     let other = new_drop(&api, 1).await;
 
@@ -214,7 +196,7 @@ async fn owner_events_reach_only_the_owner(backend: Backend) {
     anns.snapshot().await;
     bobs.snapshot().await;
 
-    let hold = reserve(&api, &ann, drop).await.body["reservation"]["id"]
+    let hold = api.reserve(&ann, drop).await.body["reservation"]["id"]
         .as_i64()
         .unwrap();
     let bought = api
@@ -265,7 +247,7 @@ async fn two_postgres_instances_share_events_and_survive_a_lost_listen_connectio
     on_b.snapshot().await;
 
     let ann = a.sign_in("Ann").await;
-    assert_eq!(reserve(&a, &ann, drop).await.status, StatusCode::CREATED);
+    assert_eq!(a.reserve(&ann, drop).await.status, StatusCode::CREATED);
     let seen_on_b = loop {
         if let LiveEvent::StockUpdated {
             drop_id, available, ..
@@ -297,7 +279,7 @@ async fn two_postgres_instances_share_events_and_survive_a_lost_listen_connectio
     }
     // ...and later changes on A still reach them.
     let bob = a.sign_in("Bob").await;
-    assert_eq!(reserve(&a, &bob, drop).await.status, StatusCode::CREATED);
+    assert_eq!(a.reserve(&bob, drop).await.status, StatusCode::CREATED);
     let seen_on_b = loop {
         if let LiveEvent::StockUpdated {
             drop_id, available, ..
@@ -329,7 +311,7 @@ async fn a_garbage_message_closes_nothing(backend: Backend) {
         .unwrap();
 
     let ann = api.sign_in("Ann").await;
-    reserve(&api, &ann, drop).await;
+    api.reserve(&ann, drop).await;
     for client in [&mut rude, &mut polite] {
         assert!(matches!(
             client.next_after_echo_of(drop).await,

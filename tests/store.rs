@@ -4,7 +4,7 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use common::{Backend, TestDb};
+use common::{wait_until, Backend, TestDb};
 use dropline::{
     model::{DropId, ErrorCode, NewDrop, ReservationId, ReservationStatus, UserId},
     server::{
@@ -372,7 +372,7 @@ async fn the_worker_returns_a_unit_at_its_deadline(backend: Backend) {
     inventory.reserve(drop.id, user).await.unwrap();
     assert_eq!(inventory.drop(drop.id).await.unwrap().available_stock, 0);
 
-    let returned = wait_for(Duration::from_secs(10), || async {
+    let returned = wait_until(Duration::from_secs(10), || async {
         inventory.drop(drop.id).await.unwrap().available_stock == 1
     })
     .await;
@@ -618,22 +618,6 @@ async fn two_instances_bursting_on_one_drop_never_oversell(backend: Backend) {
     let audit = b.audit(drop.id).await.unwrap();
     assert_eq!((audit.available, audit.active_holds), (0, 50));
     assert!(audit.holds(), "{audit:?}");
-}
-
-/// Polls `check` until it holds or `limit` passes.
-async fn wait_for<F, Fut>(limit: Duration, check: F) -> bool
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
 }
 
 on_both_databases!(

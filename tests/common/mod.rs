@@ -366,10 +366,46 @@ impl Api {
         .await
     }
 
+    /// A drop of `stock` units, created through the admin API; answers its id.
+    pub async fn new_drop(&self, stock: i64) -> i64 {
+        let reply = self
+            .create_drop(json!({ "name": "Test Runner", "price_cents": 100, "total_stock": stock }))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["drop"]["id"].as_i64().unwrap()
+    }
+
+    /// `POST /api/v1/drops/{drop}/reservations` as the buyer whose session `cookie` is.
+    pub async fn reserve(&self, cookie: &str, drop: impl std::fmt::Display) -> Reply {
+        self.call(
+            "POST",
+            &format!("/api/v1/drops/{drop}/reservations"),
+            None,
+            Auth::Cookie(cookie),
+        )
+        .await
+    }
+
     pub async fn drop_count(&self) -> usize {
         let reply = self.call("GET", "/api/v1/drops", None, Auth::None).await;
         reply.body["drops"].as_array().unwrap().len()
     }
+}
+
+/// Polls `check` until it holds or `limit` passes.
+pub async fn wait_until<F, Fut>(limit: Duration, check: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 #[derive(Clone, Copy)]

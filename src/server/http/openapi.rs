@@ -141,8 +141,34 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = (Method, &mut Operati
     .filter_map(|(method, operation)| operation.as_mut().map(|op| (method, op)))
 }
 
-/// Adds what the layers in front of every route may answer for `method`.
+/// Adds what every operation of its kind may answer: what the layers in front of every route
+/// answer for `method`, a failing database, an `{id}` that does not parse, a missing session.
 fn add_edge_answers(method: &Method, operation: &mut Operation) {
+    let has_id = operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| matches!(p, RefOr::T(p) if p.name == "id"));
+    if has_id {
+        add_error(
+            operation,
+            "400",
+            "`MALFORMED_REQUEST`: the id is not an integer.",
+        );
+    }
+    // A requirement serializes as `{"<scheme>": [scopes]}`.
+    let needs_session = operation.security.iter().flatten().any(|requirement| {
+        serde_json::to_value(requirement).is_ok_and(|v| v.get("session").is_some())
+    });
+    if needs_session {
+        add_error(operation, "401", "`UNAUTHENTICATED`: no valid session.");
+    }
+    add_error(operation, "500", "`INTERNAL`");
+    add_error(
+        operation,
+        "503",
+        "`UNAVAILABLE`: the database is briefly unreachable; retry.",
+    );
     if method != Method::GET {
         add_error(
             operation,

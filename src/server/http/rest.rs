@@ -3,6 +3,8 @@
 //! Every error answers `{"error":{"code","message"}}` with the status its code maps to. Each
 //! handler carries its `#[utoipa::path]` description; [`super::routes`] registers the handlers
 //! from those descriptions, so the OpenAPI document ([`super::openapi`]) cannot miss a route.
+//! The answers every operation of a kind shares (a database that fails, an id that does not
+//! parse, a missing session) are added to the document there, not repeated here.
 
 use axum::{
     extract::{FromRequest, FromRequestParts, Path, State},
@@ -134,8 +136,6 @@ impl From<&Reservation> for Hold {
             headers(("Set-Cookie" = String, description = "The signed session cookie `dropline_session`."))),
         (status = 400, description = "`MALFORMED_REQUEST`: the body is not JSON sent as `application/json`.", body = ErrorBody),
         (status = 422, description = "`INVALID_INPUT`: the name is missing, empty, longer than 80 characters or has control characters.", body = ErrorBody),
-        (status = 500, description = "`INTERNAL`", body = ErrorBody),
-        (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
 pub(super) async fn sign_in(
@@ -163,8 +163,6 @@ pub(super) async fn sign_in(
     responses(
         (status = 200, description = "Signed out.", body = SignedOut,
             headers(("Set-Cookie" = String, description = "Expires the session cookie."))),
-        (status = 500, description = "`INTERNAL`", body = ErrorBody),
-        (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
 pub(super) async fn sign_out(State(state): State<AppState>, caller: Caller) -> Result<Response> {
@@ -185,8 +183,6 @@ pub(super) async fn sign_out(State(state): State<AppState>, caller: Caller) -> R
     tag = "drops",
     responses(
         (status = 200, description = "Every drop.", body = DropsReply),
-        (status = 500, description = "`INTERNAL`", body = ErrorBody),
-        (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
 pub(super) async fn list_drops(State(state): State<AppState>) -> Result<Json<DropsReply>> {
@@ -202,10 +198,7 @@ pub(super) async fn list_drops(State(state): State<AppState>) -> Result<Json<Dro
     params(("id" = i64, Path, description = "The drop's id.")),
     responses(
         (status = 200, description = "The drop.", body = DropReply),
-        (status = 400, description = "`MALFORMED_REQUEST`: the id is not an integer.", body = ErrorBody),
         (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
-        (status = 500, description = "`INTERNAL`", body = ErrorBody),
-        (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
 pub(super) async fn get_drop(
@@ -231,8 +224,6 @@ pub(super) async fn get_drop(
         (status = 401, description = "`UNAUTHENTICATED`: no `Authorization` header.", body = ErrorBody),
         (status = 403, description = "`FORBIDDEN`: the token is not the admin token.", body = ErrorBody),
         (status = 422, description = "`INVALID_INPUT`: a field is missing, of the wrong type or out of range; `field` names it.", body = ErrorBody),
-        (status = 500, description = "`INTERNAL`", body = ErrorBody),
-        (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
 pub(super) async fn create_drop(
@@ -255,12 +246,8 @@ pub(super) async fn create_drop(
     security(("session" = [])),
     responses(
         (status = 201, description = "Held.", body = HoldReply),
-        (status = 400, description = "`MALFORMED_REQUEST`: the id is not an integer.", body = ErrorBody),
-        (status = 401, description = "`UNAUTHENTICATED`: no valid session.", body = ErrorBody),
         (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
         (status = 409, description = "`OUT_OF_STOCK`, `ALREADY_RESERVED` (the caller holds one already), `NOT_STARTED` or `LIMIT_REACHED` (bought as many as one buyer may).", body = ErrorBody),
-        (status = 500, description = "`INTERNAL`", body = ErrorBody),
-        (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
 pub(super) async fn reserve(
@@ -289,13 +276,9 @@ pub(super) async fn reserve(
     security(("session" = [])),
     responses(
         (status = 201, description = "Bought.", body = PurchaseReply),
-        (status = 400, description = "`MALFORMED_REQUEST`: the id is not an integer.", body = ErrorBody),
-        (status = 401, description = "`UNAUTHENTICATED`: no valid session.", body = ErrorBody),
         (status = 403, description = "`NOT_YOUR_RESERVATION`", body = ErrorBody),
         (status = 404, description = "`RESERVATION_NOT_FOUND`", body = ErrorBody),
         (status = 409, description = "`RESERVATION_EXPIRED` or `RESERVATION_NOT_ACTIVE` (already bought or cancelled).", body = ErrorBody),
-        (status = 500, description = "`INTERNAL`", body = ErrorBody),
-        (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
 pub(super) async fn purchase(
@@ -318,13 +301,9 @@ pub(super) async fn purchase(
     security(("session" = [])),
     responses(
         (status = 200, description = "Cancelled.", body = HoldReply),
-        (status = 400, description = "`MALFORMED_REQUEST`: the id is not an integer.", body = ErrorBody),
-        (status = 401, description = "`UNAUTHENTICATED`: no valid session.", body = ErrorBody),
         (status = 403, description = "`NOT_YOUR_RESERVATION`", body = ErrorBody),
         (status = 404, description = "`RESERVATION_NOT_FOUND`", body = ErrorBody),
         (status = 409, description = "`RESERVATION_EXPIRED` or `RESERVATION_NOT_ACTIVE` (already bought or cancelled).", body = ErrorBody),
-        (status = 500, description = "`INTERNAL`", body = ErrorBody),
-        (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
 pub(super) async fn cancel(
@@ -347,9 +326,6 @@ pub(super) async fn cancel(
     security(("session" = [])),
     responses(
         (status = 200, description = "Every hold of the caller, newest first.", body = HoldsReply),
-        (status = 401, description = "`UNAUTHENTICATED`: no valid session.", body = ErrorBody),
-        (status = 500, description = "`INTERNAL`", body = ErrorBody),
-        (status = 503, description = "`UNAVAILABLE`: the database is briefly unreachable; retry.", body = ErrorBody),
     )
 )]
 pub(super) async fn my_reservations(
