@@ -33,9 +33,10 @@ run: build
 dev: tools
 	cargo leptos watch
 
-## build: the release server and site (WASM, JS, CSS) under target/
+## build: the release server and site (WASM, JS, CSS, with content-hashed names and brotli/gzip
+## copies beside them) under target/
 build: tools
-	cargo leptos build --release
+	cargo leptos build --release --precompress
 
 ## test: formatting, clippy (ssr and hydrate), Rust tests on SQLite and PostgreSQL, Playwright,
 ## and a schemathesis fuzz run of /api/v1 against its OpenAPI document

@@ -1,15 +1,19 @@
-//! The live feed in the browser: one WebSocket per tab feeding a reactive store of drops.
+//! The live feed in the browser: one WebSocket per tab feeding one reactive store that every
+//! island of the page reads.
 //!
-//! The store exists on both sides so components can read it while rendering; only the browser
-//! opens the socket ([`LiveStore::connect`]). Server-rendered values are the starting point, and
-//! a live value replaces one only when its `version` is newer, so late or reordered events never
-//! show stale stock.
+//! The store exists on both sides so islands can read it while rendering: on the server it is
+//! provided per request (context), in the browser there is one per tab, made in `hydrate()`
+//! before the islands wake. Islands render first from their own props (what the server
+//! rendered), so hydration always matches; the store then moves them, and a value replaces a
+//! rendered one only when it is newer (`version`), so late or reordered events never show
+//! stale stock.
 
 use std::collections::HashMap;
 
 use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
 
-use crate::model::{DropId, LiveEvent, ProductDrop, Purchaser};
+use crate::model::{DropId, LiveEvent, ProductDrop, Purchaser, Reservation, ReservationId};
 
 /// Where the socket stands, for the connection indicator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,8 +23,8 @@ pub enum Connection {
     Reconnecting,
 }
 
-/// Stock as the live feed last reported it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Stock as a card shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stock {
     pub available: i64,
     pub total: i64,
@@ -38,85 +42,138 @@ impl Stock {
     }
 }
 
-/// Live state of every drop, shared through context. `Copy`: it is a bundle of signals.
+/// The viewer's live hold on a drop, as a card needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldView {
+    pub id: ReservationId,
+    pub drop_id: DropId,
+    /// The deadline, in milliseconds since the epoch (database clock).
+    pub expires_ms: i64,
+}
+
+impl From<&Reservation> for HoldView {
+    fn from(hold: &Reservation) -> Self {
+        Self {
+            id: hold.id,
+            drop_id: hold.drop_id,
+            expires_ms: hold.expires_at.timestamp_millis(),
+        }
+    }
+}
+
+/// Live state of the page, shared by every island. `Copy`: it is a bundle of signals.
 #[derive(Clone, Copy)]
 pub struct LiveStore {
     stock: RwSignal<HashMap<DropId, Stock>>,
     activity: RwSignal<HashMap<DropId, Vec<Purchaser>>>,
-    /// Every drop the feed has shown, including those created after the page was rendered.
+    /// Every drop the feed has announced, including those created after the page was rendered.
     seen: RwSignal<Vec<ProductDrop>>,
+    /// The viewer's holds as the feed last said: `Some(None)` for a drop known to have none; a
+    /// drop missing here is as the page rendered it.
+    holds: RwSignal<HashMap<DropId, Option<HoldView>>>,
     connection: RwSignal<Connection>,
-    /// Server clock minus browser clock, in milliseconds.
+    /// Database clock minus browser clock, in milliseconds.
     clock_offset_ms: RwSignal<i64>,
-    /// Browser time corrected to the server's clock, ticking while a countdown needs it.
+    /// Browser time corrected to the database's clock, ticking every quarter second.
     now_ms: RwSignal<i64>,
-    /// Bumped on every event meant for this user alone (hold expired, purchase done).
-    private_changes: RwSignal<u64>,
     /// Bumped to make the socket reconnect (after sign-in or sign-out changes who we are).
     reconnects: RwSignal<u64>,
 }
 
 impl LiveStore {
-    /// Creates the store and provides it to every component below.
-    pub fn provide() -> Self {
-        let store = Self {
+    fn new() -> Self {
+        Self {
             stock: RwSignal::new(HashMap::new()),
             activity: RwSignal::new(HashMap::new()),
             seen: RwSignal::new(Vec::new()),
+            holds: RwSignal::new(HashMap::new()),
             connection: RwSignal::new(Connection::Connecting),
             clock_offset_ms: RwSignal::new(0),
-            now_ms: RwSignal::new(chrono::Utc::now().timestamp_millis()),
-            private_changes: RwSignal::new(0),
+            now_ms: RwSignal::new(now_here()),
             reconnects: RwSignal::new(0),
-        };
+        }
+    }
+
+    /// Creates the store of one page render and provides it to everything below (server).
+    pub fn provide() -> Self {
+        let store = Self::new();
         provide_context(store);
         store
     }
 
-    /// The store provided by [`LiveStore::provide`].
-    pub fn use_context() -> Self {
-        expect_context::<Self>()
+    /// The page's store: the tab's (browser), or the render's (server).
+    pub fn get() -> Self {
+        #[cfg(feature = "hydrate")]
+        {
+            browser::STORE.with(|store| *store.get_or_init(Self::new))
+        }
+        #[cfg(not(feature = "hydrate"))]
+        {
+            expect_context::<Self>()
+        }
     }
 
-    /// Stock to show for `drop`: the live value if it is newer than what was rendered.
-    pub fn stock(&self, drop: &ProductDrop) -> Stock {
-        let rendered = Stock::of(drop);
+    /// Stock to show for a drop: the live value if it is newer than `rendered`.
+    pub fn stock(&self, drop: DropId, rendered: Stock) -> Stock {
         self.stock
-            .with(|all| all.get(&drop.id).copied())
+            .with(|all| all.get(&drop).copied())
             .filter(|live| live.version > rendered.version)
             .unwrap_or(rendered)
     }
 
-    /// Recent buyers to show for `drop`: the live list once one has arrived.
-    pub fn activity(&self, drop: &ProductDrop) -> Vec<Purchaser> {
-        self.activity
-            .with(|all| all.get(&drop.id).cloned())
-            .unwrap_or_else(|| drop.recent_purchasers.clone())
+    /// The drop's newest buyers, once the feed has said.
+    pub fn activity(&self, drop: DropId) -> Option<Vec<Purchaser>> {
+        self.activity.with(|all| all.get(&drop).cloned())
     }
 
-    /// The rendered drops followed by any created since, without duplicates.
-    pub fn with_created(&self, rendered: &[ProductDrop]) -> Vec<ProductDrop> {
-        let mut all = rendered.to_vec();
-        for drop in self.seen.get() {
-            if !all.iter().any(|d| d.id == drop.id) {
-                all.push(drop);
+    /// The viewer's hold on a drop, once the feed has said (`Some(None)`: none).
+    pub fn hold(&self, drop: DropId) -> Option<Option<HoldView>> {
+        self.holds.with(|all| all.get(&drop).copied())
+    }
+
+    /// Records the viewer's hold on a drop (or that there is none).
+    pub fn set_hold(&self, drop: DropId, hold: Option<HoldView>) {
+        self.holds.update(|all| {
+            all.insert(drop, hold);
+        });
+    }
+
+    /// Replaces every hold with what the server now says (`active` holds; any other drop has
+    /// none).
+    pub fn replace_holds(&self, active: &[Reservation]) {
+        self.holds.update(|all| {
+            for hold in all.values_mut() {
+                *hold = None;
             }
-        }
-        all
+            for drop in self
+                .seen
+                .with_untracked(|seen| seen.iter().map(|d| d.id).collect::<Vec<_>>())
+            {
+                all.insert(drop, None);
+            }
+            for hold in active {
+                all.insert(hold.drop_id, Some(HoldView::from(hold)));
+            }
+        });
+    }
+
+    /// Drops announced since the page was rendered (not in `rendered`), oldest first.
+    pub fn created_since(&self, rendered: &[DropId]) -> Vec<ProductDrop> {
+        self.seen.with(|seen| {
+            seen.iter()
+                .filter(|drop| !rendered.contains(&drop.id))
+                .cloned()
+                .collect()
+        })
     }
 
     pub fn connection(&self) -> Connection {
         self.connection.get()
     }
 
-    /// Server time now, in milliseconds since the epoch (ticks once a quarter second).
+    /// The database's time now, in milliseconds since the epoch (ticks four times a second).
     pub fn now_ms(&self) -> i64 {
         self.now_ms.get()
-    }
-
-    /// Changes whenever an event for this user alone arrives.
-    pub fn private_changes(&self) -> u64 {
-        self.private_changes.get()
     }
 
     /// Reopens the socket, so owner-only events follow the current session.
@@ -124,11 +181,12 @@ impl LiveStore {
         self.reconnects.update(|n| *n += 1);
     }
 
-    /// Applies one event from the server.
-    pub fn apply(&self, event: LiveEvent) {
+    /// Applies one event from the server; answers true for a snapshot (the caller reloads
+    /// what only a request can tell, such as the viewer's holds).
+    pub fn apply(&self, event: LiveEvent) -> bool {
         match event {
             LiveEvent::Snapshot { drops, server_time } => {
-                let offset = server_time.timestamp_millis() - chrono::Utc::now().timestamp_millis();
+                let offset = server_time.timestamp_millis() - now_here();
                 self.clock_offset_ms.set(offset);
                 for drop in drops {
                     self.set_stock(drop.id, Stock::of(&drop));
@@ -137,8 +195,7 @@ impl LiveStore {
                     });
                     self.remember(drop);
                 }
-                // What we hold may have changed while we were away.
-                self.private_changes.update(|n| *n += 1);
+                return true;
             }
             LiveEvent::StockUpdated {
                 drop_id,
@@ -162,10 +219,14 @@ impl LiveStore {
                     all.insert(drop_id, recent);
                 });
             }
-            LiveEvent::ReservationExpired { .. } | LiveEvent::PurchaseCompleted { .. } => {
-                self.private_changes.update(|n| *n += 1);
+            LiveEvent::HoldCreated { reservation } => {
+                self.set_hold(reservation.drop_id, Some(HoldView::from(&reservation)));
             }
+            LiveEvent::HoldCancelled { drop_id, .. }
+            | LiveEvent::ReservationExpired { drop_id, .. } => self.set_hold(drop_id, None),
+            LiveEvent::PurchaseCompleted { purchase } => self.set_hold(purchase.drop_id, None),
         }
+        false
     }
 
     fn set_stock(&self, drop: DropId, stock: Stock) {
@@ -189,19 +250,39 @@ impl LiveStore {
     }
 }
 
-#[cfg(feature = "hydrate")]
-mod socket {
-    //! The browser's WebSocket: connect, feed the store, reconnect with backoff.
+/// This machine's clock, in milliseconds since the epoch.
+fn now_here() -> i64 {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys::Date::now() as i64
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
 
-    use std::{cell::RefCell, rc::Rc};
+#[cfg(feature = "hydrate")]
+pub mod browser {
+    //! The tab's store and its WebSocket: connect, feed the store, reconnect with backoff.
+
+    use std::{
+        cell::{OnceCell, RefCell},
+        rc::Rc,
+    };
 
     use gloo_timers::callback::{Interval, Timeout};
-    use leptos::prelude::*;
+    use leptos::{prelude::*, task::spawn_local};
     use wasm_bindgen::{closure::Closure, JsCast};
     use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
-    use super::{Connection, LiveStore};
-    use crate::model::LiveEvent;
+    use super::{now_here, Connection, LiveStore};
+    use crate::{api::my_reservations, model::LiveEvent};
+
+    thread_local! {
+        /// The tab's one store.
+        pub(super) static STORE: OnceCell<LiveStore> = const { OnceCell::new() };
+    }
 
     /// One open socket and the callbacks it needs alive.
     struct Open {
@@ -226,12 +307,13 @@ mod socket {
         open: Option<Open>,
         retry: Option<Timeout>,
         attempt: u32,
-        stopped: bool,
+        /// Snapshots received; the first shows what the page already rendered.
+        snapshots: u64,
     }
 
     type Shared = Rc<RefCell<Feed>>;
 
-    /// Opens the feed for this tab; it lives until the app is torn down.
+    /// Opens the tab's feed; it lives as long as the page.
     pub fn start(store: LiveStore) {
         let feed: Shared = Rc::default();
         connect(store, feed.clone());
@@ -252,24 +334,15 @@ mod socket {
             current
         });
 
-        // The clock countdowns read, corrected to the server's.
+        // The clock countdowns read, corrected to the database's.
         let tick = move || {
-            let now = chrono::Utc::now().timestamp_millis() + store.clock_offset_ms.get_untracked();
-            store.now_ms.set(now);
+            store
+                .now_ms
+                .set(now_here() + store.clock_offset_ms.get_untracked());
         };
         tick();
-        let interval = Interval::new(250, tick);
-
-        let keep = StoredValue::new_local(Some((feed, interval)));
-        on_cleanup(move || {
-            if let Some((feed, interval)) = keep.try_update_value(|v| v.take()).flatten() {
-                interval.cancel();
-                let mut feed = feed.borrow_mut();
-                feed.stopped = true;
-                feed.retry = None;
-                feed.open = None;
-            }
-        });
+        Interval::new(250, tick).forget();
+        std::mem::forget(feed);
     }
 
     fn url() -> Option<String> {
@@ -283,9 +356,6 @@ mod socket {
     }
 
     fn connect(store: LiveStore, feed: Shared) {
-        if feed.borrow().stopped {
-            return;
-        }
         // Drop any previous socket first (its handlers are detached on drop).
         feed.borrow_mut().open = None;
         let Some(ws) = url().and_then(|url| WebSocket::new(&url).ok()) else {
@@ -303,12 +373,21 @@ mod socket {
                 let Ok(event) = serde_json::from_str::<LiveEvent>(&text) else {
                     return;
                 };
-                if matches!(event, LiveEvent::Snapshot { .. }) {
-                    // Only a served snapshot proves the server healthy: reset the backoff
-                    // here, not on open, so a server that accepts and then fails backs off.
-                    feed.borrow_mut().attempt = 0;
+                if !store.apply(event) {
+                    return;
                 }
-                store.apply(event);
+                // A snapshot: only a served one proves the server healthy, so the backoff
+                // resets here, not on open. After a reconnect, what the viewer holds may have
+                // changed meanwhile: ask.
+                let reload = {
+                    let mut feed = feed.borrow_mut();
+                    feed.attempt = 0;
+                    feed.snapshots += 1;
+                    feed.snapshots > 1
+                };
+                if reload {
+                    reload_holds(store);
+                }
             })
         };
         let on_close = {
@@ -330,6 +409,19 @@ mod socket {
         });
     }
 
+    /// Asks the server for the viewer's holds and shows them.
+    pub fn reload_holds(store: LiveStore) {
+        spawn_local(async move {
+            if let Ok(holds) = my_reservations().await {
+                let active: Vec<_> = holds
+                    .into_iter()
+                    .filter(|h| h.status == crate::model::ReservationStatus::Active)
+                    .collect();
+                store.replace_holds(&active);
+            }
+        });
+    }
+
     /// Waits 0.5 s, 1 s, 2 s, ... up to 10 s (with jitter), then reconnects.
     fn retry_later(store: LiveStore, feed: Shared) {
         let attempt = {
@@ -342,15 +434,6 @@ mod socket {
         let next = feed.clone();
         let timeout = Timeout::new(base + jitter, move || connect(store, next));
         feed.borrow_mut().retry = Some(timeout);
-    }
-}
-
-impl LiveStore {
-    /// Opens this tab's WebSocket; call it once, from an effect at the app root (effects run
-    /// only in the browser, and on the server this does nothing).
-    pub fn connect(&self) {
-        #[cfg(feature = "hydrate")]
-        socket::start(*self);
     }
 }
 
@@ -389,30 +472,59 @@ mod tests {
         let owner = Owner::new();
         owner.with(|| {
             let store = LiveStore::provide();
-            let rendered = drop(5, 6);
+            let rendered = Stock::of(&drop(5, 6));
             // Older than what was rendered: ignored.
             store.apply(stock_event(4, 9));
-            assert_eq!(store.stock(&rendered).available, 6);
+            assert_eq!(store.stock(DropId(7), rendered).available, 6);
             store.apply(stock_event(7, 4));
-            assert_eq!(store.stock(&rendered).available, 4);
+            assert_eq!(store.stock(DropId(7), rendered).available, 4);
             // A late event from before: ignored.
             store.apply(stock_event(6, 5));
-            assert_eq!(store.stock(&rendered).available, 4);
+            assert_eq!(store.stock(DropId(7), rendered).available, 4);
         });
     }
 
     #[test]
-    fn created_drops_join_the_list_once() {
+    fn created_drops_are_announced_once() {
         let owner = Owner::new();
         owner.with(|| {
             let store = LiveStore::provide();
-            let rendered = vec![drop(1, 1)];
             let mut new = drop(0, 3);
             new.id = DropId(8);
             store.apply(LiveEvent::DropCreated { drop: new.clone() });
             store.apply(LiveEvent::DropCreated { drop: new });
-            let ids: Vec<_> = store.with_created(&rendered).iter().map(|d| d.id).collect();
-            assert_eq!(ids, vec![DropId(7), DropId(8)]);
+            let ids: Vec<_> = store
+                .created_since(&[DropId(7)])
+                .iter()
+                .map(|d| d.id)
+                .collect();
+            assert_eq!(ids, vec![DropId(8)]);
+        });
+    }
+
+    #[test]
+    fn every_tab_follows_the_viewers_holds() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let store = LiveStore::provide();
+            assert_eq!(store.hold(DropId(7)), None, "unknown until the feed says");
+            let hold = Reservation {
+                id: ReservationId(3),
+                drop_id: DropId(7),
+                user_id: crate::model::UserId(1),
+                status: crate::model::ReservationStatus::Active,
+                created_at: chrono::Utc::now(),
+                expires_at: chrono::Utc::now(),
+            };
+            store.apply(LiveEvent::HoldCreated {
+                reservation: hold.clone(),
+            });
+            assert_eq!(store.hold(DropId(7)), Some(Some(HoldView::from(&hold))));
+            store.apply(LiveEvent::HoldCancelled {
+                reservation_id: ReservationId(3),
+                drop_id: DropId(7),
+            });
+            assert_eq!(store.hold(DropId(7)), Some(None));
         });
     }
 }

@@ -467,6 +467,15 @@ pub enum LiveEvent {
         drop_id: DropId,
         recent: Vec<Purchaser>,
     },
+    /// Sent only to the hold's owner (every tab of theirs shows it).
+    HoldCreated {
+        reservation: Reservation,
+    },
+    /// Sent only to the hold's owner.
+    HoldCancelled {
+        reservation_id: ReservationId,
+        drop_id: DropId,
+    },
     /// Sent only to the hold's owner.
     ReservationExpired {
         reservation_id: ReservationId,

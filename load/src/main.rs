@@ -217,6 +217,11 @@ async fn run(options: Options) -> Result<()> {
     // between two scenarios.
     let binary = work.join("dropline-server");
     std::fs::copy(&options.server, &binary)?;
+    // The content hashes of the site's file names, which the server reads beside itself.
+    let hashes = options.server.with_file_name("hash.txt");
+    if hashes.exists() {
+        std::fs::copy(&hashes, work.join("hash.txt"))?;
+    }
     let options = Options {
         server: binary,
         ..options

@@ -1,16 +1,16 @@
 //! The UI: the HTML shell, the router and the pages.
 
-mod components;
+pub(crate) mod components;
 mod pages;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
     path, SsrMode,
 };
 
-use self::{components::toasts::Toasts, pages::home::HomePage};
+use self::{components::toasts::ToastQueue, pages::home::HomePage};
 use crate::live::LiveStore;
 
 /// The document around the app: head, hydration scripts, body.
@@ -23,8 +23,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="description" content="Limited-edition drops with live stock." />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <HashedStylesheet options=options.clone() id="leptos" />
                 <AutoReload options=options.clone() />
-                <HydrationScripts options />
+                // Only the islands hydrate; the rest of the page stays server-rendered HTML.
+                <HydrationScripts options islands=true />
                 <MetaTags />
             </head>
             <body>
@@ -34,21 +36,14 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The application root: metadata, toasts and routes.
+/// The application root, rendered on the server only: the page's live store and toast queue
+/// (the islands read them while rendering), metadata and routes.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    let toasts = components::toasts::provide_toasts();
-    let live = LiveStore::provide();
-    // Effects run only in the browser, once the WASM has taken over the page.
-    Effect::new(move |_| {
-        live.connect();
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
+    LiveStore::provide();
+    ToastQueue::provide();
     view! {
-        <Stylesheet id="leptos" href="/pkg/dropline.css" />
         <Title text="Dropline" />
         <Router>
             <main>
@@ -59,6 +54,5 @@ pub fn App() -> impl IntoView {
                 </Routes>
             </main>
         </Router>
-        <Toasts toasts />
     }
 }

@@ -130,6 +130,9 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         .site_root(settings.site_root.as_str())
         .site_pkg_dir("pkg")
         .site_addr(settings.addr())
+        // cargo-leptos writes the names' content hashes beside the server binary (release
+        // builds); without that file (tests, a debug run) the names carry none.
+        .hash_files(hash_file_present())
         .build();
     Ok(AppState(Arc::new(Shared {
         settings: settings.clone(),
@@ -144,6 +147,15 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         metrics,
         shutdown: CancellationToken::new(),
     })))
+}
+
+/// True when cargo-leptos left `hash.txt` (the content hashes of the `/pkg` file names) beside
+/// this binary.
+fn hash_file_present() -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("hash.txt")))
+        .is_some_and(|file| file.exists())
 }
 
 /// Starts everything and serves until SIGINT or SIGTERM.

@@ -7,7 +7,7 @@ use crate::live::LiveStore;
 /// `m:ss` left until `expires_ms` (milliseconds since the epoch, server clock).
 #[component]
 pub fn Countdown(expires_ms: i64) -> impl IntoView {
-    let live = LiveStore::use_context();
+    let live = LiveStore::get();
     let seconds_left = Memo::new(move |_| ((expires_ms - live.now_ms()).max(0) + 999) / 1000);
     view! {
         <p class="countdown" role="timer" aria-live="polite" aria-atomic="true">

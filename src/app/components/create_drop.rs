@@ -1,37 +1,49 @@
-//! The admin's create-drop panel: validation errors appear next to their fields, and the new
-//! drop reaches every open dashboard through the live feed.
+//! The admin's create-drop panel, an island: validation errors appear next to their fields,
+//! and the new drop reaches every open dashboard through the live feed.
 
 use leptos::{form::ActionForm, prelude::*};
 
-use crate::app::{
-    components::toasts::{use_toasts, ToastKind},
-    pages::home::Actions,
+use super::{
+    action_button::renewed_key,
+    toasts::{ToastKind, ToastQueue},
 };
+use crate::{api::CreateDrop, model::ApiError};
 
-/// A collapsible form for creating a drop with the admin token.
-#[component]
-pub fn CreateDropPanel() -> impl IntoView {
-    let create = expect_context::<Actions>().create;
-    let toasts = use_toasts();
-    Effect::new(move |_| match create.value().get() {
-        Some(Ok(drop)) => toasts.push(ToastKind::Success, format!("Drop created: {}.", drop.name)),
-        Some(Err(e)) if e.field.is_none() => toasts.push(ToastKind::Error, e.message),
-        _ => {}
+/// A collapsible form for creating a drop with the admin token. `key` is the form's first
+/// idempotency key (a form sent twice creates one drop); `refused` is the refusal of a form
+/// sent without JavaScript, shown next to its field.
+#[island]
+pub fn CreateDropPanel(key: String, refused: Option<ApiError>) -> impl IntoView {
+    let toasts = ToastQueue::get();
+    let create = ServerAction::<CreateDrop>::new();
+    let key = renewed_key(create, key);
+    let refusal = RwSignal::new(refused);
+    Effect::new(move |_| {
+        let Some(outcome) = create.value().get() else {
+            return;
+        };
+        match &outcome {
+            Ok(drop) => toasts.push(ToastKind::Success, format!("Drop created: {}.", drop.name)),
+            Err(e) if e.field.is_none() => toasts.push(ToastKind::Error, e.message.clone()),
+            Err(_) => {}
+        }
+        refusal.set(outcome.err());
     });
+    // Always a text node (empty when the field is fine), so server and browser render the same.
     let error_for = move |field: &'static str| {
         Signal::derive(move || {
-            create
-                .value()
-                .get()
-                .and_then(Result::err)
-                .filter(|e| e.field.as_deref() == Some(field))
-                .map(|e| e.message)
+            refusal.with(|r| {
+                r.as_ref()
+                    .filter(|e| e.field.as_deref() == Some(field))
+                    .map(|e| e.message.clone())
+            })
         })
     };
     view! {
         <details class="admin-panel">
             <summary>"Create a drop"</summary>
             <ActionForm action=create attr:class="create-form">
+                <input type="hidden" name="idempotency_key" value=move || key.get() />
                 <Field
                     name="admin_token"
                     label="Admin token"
@@ -94,7 +106,7 @@ fn Field(
                 aria-describedby=error_id.clone()
             />
             <p class="field-error" id=error_id aria-live="polite">
-                {move || error.get()}
+                {move || error.get().unwrap_or_default()}
             </p>
         </div>
     }

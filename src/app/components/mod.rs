@@ -1,8 +1,10 @@
-//! Building blocks of the pages.
+//! Building blocks of the pages. The parts that move are islands (`#[island]`): only they are
+//! hydrated in the browser; the rest of the page is server-rendered HTML.
 
+pub mod action_button;
+pub mod card;
 pub mod countdown;
 pub mod create_drop;
-pub mod drop_card;
 pub mod session;
 pub mod toasts;
 

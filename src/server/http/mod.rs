@@ -1,8 +1,10 @@
 //! The HTTP edge: every route and the rules in front of them ([`routes`]), who is asking
 //! ([`extract`]), how refusals are answered ([`error`]), the JSON API ([`rest`]) and its OpenAPI
 //! document ([`openapi`]), idempotency keys ([`idempotency`]) and the protections every request
-//! passes ([`protect`]); signing in and out ([`session`]).
+//! passes ([`protect`]); signing in and out ([`session`]); how the built site and rendered
+//! pages reach a browser ([`assets`]).
 
+pub mod assets;
 pub mod error;
 pub mod extract;
 pub mod idempotency;

@@ -19,6 +19,7 @@ use leptos_axum::{generate_route_list_with_exclusions, LeptosRoutes};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
+    assets,
     extract::{self, Admin, Caller, ClientAddr},
     idempotency, openapi,
     openapi::Rules,
@@ -42,7 +43,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .nest(REST_PREFIX, rest(state))
         .merge(rpc)
-        .route("/ws", get(ws::handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::handler))
@@ -52,7 +52,14 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             generate_route_list_with_exclusions(App, Some(rpc_paths)),
             move || shell(options.clone()),
         )
+        // The site's other files (images, favicon), precompressed, and the 404 page.
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Everything above is rendered here, so compressed here; what follows is not.
+        .layer(middleware::from_fn(assets::html_not_reused))
+        .layer(assets::compression())
+        // A socket's frames are tiny, and an upgrade has no body to compress.
+        .route("/ws", get(ws::handler))
+        .route(assets::PKG_ROUTE, assets::pkg(&state.leptos_options))
 }
 
 /// `/api/v1`, with its OpenAPI document at `/api/v1/openapi.json`.

@@ -307,6 +307,12 @@ pub(crate) struct ReservationRow {
 
 impl From<ReservationRow> for Reservation {
     fn from(row: ReservationRow) -> Self {
+        Reservation::from(&row)
+    }
+}
+
+impl From<&ReservationRow> for Reservation {
+    fn from(row: &ReservationRow) -> Self {
         Reservation {
             id: row.id,
             drop_id: row.drop_id,

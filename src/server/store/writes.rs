@@ -210,7 +210,18 @@ impl<D: Dialect> Writes for D {
         }
         let taken = i64::try_from(inserted.len()).unwrap_or(i64::MAX);
         let after = tx.add_stock(drop, -taken).await?.into_drop(Vec::new());
-        tx.commit(vec![stock_event(&after)]).await?;
+        // Every tab of each buyer learns of their new hold, not just the one that asked.
+        let mut events = Vec::with_capacity(inserted.len() + 1);
+        events.push(stock_event(&after));
+        events.extend(inserted.iter().map(|row| {
+            Envelope::private(
+                row.user_id,
+                LiveEvent::HoldCreated {
+                    reservation: Reservation::from(row),
+                },
+            )
+        }));
+        tx.commit(events).await?;
         Ok(batch_outcomes(users, plan, inserted, Some(after)))
     }
 
@@ -255,7 +266,14 @@ impl<D: Dialect> Writes for D {
             return refuse(tx, reservation, user).await;
         };
         let after = tx.add_stock(drop, 1).await?.into_drop(Vec::new());
-        tx.commit(vec![stock_event(&after)]).await?;
+        let cancelled = Envelope::private(
+            user,
+            LiveEvent::HoldCancelled {
+                reservation_id: reservation,
+                drop_id: drop,
+            },
+        );
+        tx.commit(vec![stock_event(&after), cancelled]).await?;
         Ok(Cancelled {
             reservation: hold.into(),
             drop: after,

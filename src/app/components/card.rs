@@ -1,0 +1,349 @@
+//! One drop: picture, price, live stock, the hold controls and the activity feed — an island,
+//! since nearly all of it moves. Drops created after the page was rendered appear through the
+//! `NewDrops` island, with the same card.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    action_button::{fresh_key, renewed_key, ActionButton},
+    countdown::{format_remaining, Countdown},
+    format_price,
+    toasts::ToastQueue,
+};
+use crate::{
+    api::{CancelHold, PurchaseHold, ReserveUnit},
+    live::{HoldView, LiveStore, Stock},
+    model::{ApiError, DropId, ErrorCode, ProductDrop},
+};
+
+/// Everything a card shows, as the server rendered it (an island's props: plain data, times
+/// as milliseconds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardData {
+    pub id: DropId,
+    pub name: String,
+    pub description: String,
+    /// Path of the product image, or empty.
+    pub image: String,
+    pub price_cents: i64,
+    pub stock: Stock,
+    /// When reserving opens, in milliseconds since the epoch.
+    pub starts_ms: i64,
+    /// The newest buyers' names, newest first.
+    pub recent: Vec<String>,
+    /// The viewer's live hold on the drop.
+    pub hold: Option<HoldView>,
+    /// Idempotency keys of the Reserve and Purchase forms.
+    pub reserve_key: String,
+    pub purchase_key: String,
+}
+
+impl CardData {
+    pub fn new(drop: &ProductDrop, hold: Option<HoldView>) -> Self {
+        Self {
+            id: drop.id,
+            name: drop.name.clone(),
+            description: drop.description.clone(),
+            image: drop.image.clone(),
+            price_cents: drop.price_cents,
+            stock: Stock::of(drop),
+            starts_ms: drop.starts_at.timestamp_millis(),
+            recent: drop
+                .recent_purchasers
+                .iter()
+                .map(|p| p.name.clone())
+                .collect(),
+            hold,
+            reserve_key: fresh_key(),
+            purchase_key: fresh_key(),
+        }
+    }
+}
+
+/// A drop's card, hydrated on its own.
+#[island]
+pub fn Card(data: CardData) -> impl IntoView {
+    view! { <CardView data /> }
+}
+
+/// The drops created since the page was rendered (`rendered` are the ones it shows), as cards,
+/// and "No drops yet." while there are none at all.
+#[island]
+pub fn NewDrops(rendered: Vec<DropId>) -> impl IntoView {
+    let live = LiveStore::get();
+    let created = {
+        let rendered = rendered.clone();
+        Memo::new(move |_| live.created_since(&rendered))
+    };
+    let none = move || rendered.is_empty() && created.with(Vec::is_empty);
+    view! {
+        <Show when=none>
+            <p class="empty">"No drops yet."</p>
+        </Show>
+        <For each=move || created.get() key=|drop| drop.id let:drop>
+            <CardView data=CardData::new(&drop, None) />
+        </For>
+    }
+}
+
+/// A card's markup and behaviour. It renders first from `data` (what the server rendered, so
+/// hydration matches), then follows the live store.
+#[component]
+fn CardView(data: CardData) -> impl IntoView {
+    let live = LiveStore::get();
+    let toasts = ToastQueue::get();
+    let CardData {
+        id,
+        name,
+        description,
+        image,
+        price_cents,
+        stock: rendered_stock,
+        starts_ms,
+        recent,
+        hold: rendered_hold,
+        reserve_key,
+        purchase_key,
+    } = data;
+    let stock = Memo::new(move |_| live.stock(id, rendered_stock));
+    let sold_out = Signal::derive(move || stock.get().available <= 0);
+    // The viewer's hold: as rendered, then as the feed and this card's own actions say.
+    let hold = RwSignal::new(rendered_hold);
+    Effect::new(move |_| {
+        if let Some(known) = live.hold(id) {
+            hold.set(known);
+        }
+    });
+    // Held until the countdown reaches zero; then the card turns back by itself. The clock
+    // moves it only after hydration, so both sides render the hold as the server saw it.
+    let expired = RwSignal::new(false);
+    Effect::new(move |_| {
+        let ran_out = hold.with(|h| h.is_some_and(|h| live.now_ms() >= h.expires_ms));
+        if expired.get_untracked() != ran_out {
+            expired.set(ran_out);
+        }
+    });
+    let held = Memo::new(move |_| hold.with(Option::is_some) && !expired.get());
+
+    let reserve = ServerAction::<ReserveUnit>::new();
+    let purchase = ServerAction::<PurchaseHold>::new();
+    let cancel = ServerAction::<CancelHold>::new();
+    let reserve_key = renewed_key(reserve, reserve_key);
+    let purchase_key = renewed_key(purchase, purchase_key);
+    Effect::new(move |_| {
+        let Some(outcome) = reserve.value().get() else {
+            return;
+        };
+        toasts.outcome(&outcome, |_| {
+            "Reserved. It is yours until the timer runs out.".into()
+        });
+        if let Ok(held) = &outcome {
+            live.set_hold(id, Some(HoldView::from(held)));
+        }
+    });
+    for (action, done) in [
+        (
+            FinishedHold::Purchase(purchase),
+            "Purchased. Enjoy your pair!",
+        ),
+        (
+            FinishedHold::Cancel(cancel),
+            "Hold cancelled; the unit is back on sale.",
+        ),
+    ] {
+        Effect::new(move |_| {
+            let Some(outcome) = action.outcome() else {
+                return;
+            };
+            toasts.outcome(&outcome, |_| done.into());
+            if hold_is_over(&outcome) {
+                live.set_hold(id, None);
+            }
+        });
+    }
+
+    // Seconds until the drop opens (0 once it has): the button opens by itself.
+    let opens_in = Memo::new(move |_| ((starts_ms - live.now_ms()).max(0) + 999) / 1000);
+    let reserve_label = Signal::derive(move || {
+        if sold_out.get() {
+            "Sold out".to_string()
+        } else if opens_in.get() > 0 {
+            format!("Opens in {}", format_remaining(opens_in.get()))
+        } else if reserve.pending().get() {
+            "Reserving…".to_string()
+        } else {
+            "Reserve".to_string()
+        }
+    });
+    let label = name.clone();
+    let image = if image.is_empty() {
+        "/images/placeholder.svg".to_string()
+    } else {
+        image
+    };
+
+    view! {
+        <article
+            class="card"
+            class:sold-out=move || sold_out.get()
+            class:held=move || held.get()
+            data-drop-id=id.0
+            aria-label=label
+        >
+            <img class="card-image" src=image alt="" width="480" height="360" />
+            <div class="card-body">
+                <h2 class="card-title">{name}</h2>
+                <p class="card-description">{description}</p>
+                <p class="card-price">{format_price(price_cents)}</p>
+                <StockBar stock=stock.into() />
+                <Show
+                    when=move || held.get()
+                    fallback=move || {
+                        view! {
+                            <ActionButton
+                                action=reserve
+                                fields=vec![("drop_id", id.0.to_string())]
+                                key=reserve_key
+                                class="btn btn-primary"
+                                label=reserve_label
+                                disabled=Signal::derive(move || sold_out.get() || opens_in.get() > 0)
+                            />
+                        }
+                    }
+                >
+                    {move || {
+                        hold.get()
+                            .map(|hold| {
+                                let fields = vec![("reservation_id", hold.id.0.to_string())];
+                                view! {
+                                    <div class="hold">
+                                        <Countdown expires_ms=hold.expires_ms />
+                                        <div class="hold-actions">
+                                            <ActionButton
+                                                action=purchase
+                                                fields=fields.clone()
+                                                key=purchase_key
+                                                class="btn btn-primary"
+                                                label="Purchase".to_string()
+                                            />
+                                            <ActionButton
+                                                action=cancel
+                                                fields
+                                                class="btn btn-ghost"
+                                                label="Cancel".to_string()
+                                            />
+                                        </div>
+                                    </div>
+                                }
+                            })
+                    }}
+                </Show>
+                <ActivityFeed id recent />
+            </div>
+        </article>
+    }
+    // Erase the (deep) view type: it keeps release builds within the compiler's type limits.
+    .into_any()
+}
+
+/// The two actions that end a hold, so one effect shows what became of either.
+#[derive(Clone, Copy)]
+enum FinishedHold {
+    Purchase(ServerAction<PurchaseHold>),
+    Cancel(ServerAction<CancelHold>),
+}
+
+impl FinishedHold {
+    /// The latest outcome, with the success's details dropped.
+    fn outcome(self) -> Option<Result<(), ApiError>> {
+        match self {
+            Self::Purchase(action) => action.value().get().map(|o| o.map(|_| ())),
+            Self::Cancel(action) => action.value().get().map(|o| o.map(|_| ())),
+        }
+    }
+}
+
+/// True when, after this outcome of a purchase or cancel, the viewer holds nothing.
+fn hold_is_over(outcome: &Result<(), ApiError>) -> bool {
+    match outcome {
+        Ok(()) => true,
+        Err(error) => matches!(
+            error.code,
+            ErrorCode::ReservationExpired
+                | ErrorCode::ReservationNotActive
+                | ErrorCode::ReservationNotFound
+        ),
+    }
+}
+
+/// "N of M left", and a bar.
+#[component]
+fn StockBar(stock: Signal<Stock>) -> impl IntoView {
+    view! {
+        <div class="stock">
+            <div
+                class="stock-bar"
+                role="progressbar"
+                aria-label="Stock left"
+                aria-valuemin="0"
+                aria-valuemax=move || stock.get().total
+                aria-valuenow=move || stock.get().available
+            >
+                <span style=move || {
+                    let s = stock.get();
+                    format!("width: {}%", s.available * 100 / s.total.max(1))
+                }></span>
+            </div>
+            <p class="stock-label" data-testid="stock">
+                <span class="stock-left">{move || stock.get().available}</span>
+                " of "
+                <span class="stock-total">{move || stock.get().total}</span>
+                " left"
+            </p>
+        </div>
+    }
+}
+
+/// The drop's most recent buyers, newest first: as rendered, then as the feed says.
+#[component]
+fn ActivityFeed(id: DropId, recent: Vec<String>) -> impl IntoView {
+    let live = LiveStore::get();
+    let names = RwSignal::new(recent);
+    Effect::new(move |_| {
+        if let Some(buyers) = live.activity(id) {
+            names.set(buyers.into_iter().map(|p| p.name).collect());
+        }
+    });
+    view! {
+        <section class="activity" aria-label="Recent buyers" aria-live="polite">
+            <h3>"Recent buyers"</h3>
+            <Show
+                when=move || names.with(|n| !n.is_empty())
+                fallback=|| view! { <p class="activity-empty">"No purchases yet."</p> }
+            >
+                <ol class="activity-list" data-testid="activity">
+                    {move || {
+                        names.get().into_iter().map(|name| view! { <li>{name}</li> }).collect_view()
+                    }}
+                </ol>
+            </Show>
+        </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_purchase_or_cancel_ends_the_hold_unless_it_failed_otherwise() {
+        assert!(hold_is_over(&Ok(())));
+        assert!(hold_is_over(&Err(ApiError::refusal(
+            ErrorCode::ReservationExpired
+        ))));
+        assert!(!hold_is_over(&Err(ApiError::refusal(
+            ErrorCode::Unavailable
+        ))));
+    }
+}
