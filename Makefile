@@ -59,8 +59,9 @@ e2e: build chromium
 fuzz: build fuzz-tools
 	fuzz/run.sh $(TARGET_DIR)/release/dropline $(FUZZ_VENV)/bin/st
 
-## bench: load-test the release build on SQLite, then PostgreSQL; writes BENCHMARKS.md
-bench: build
+## bench: load-test the release build on SQLite, then PostgreSQL, and measure the page a phone
+## gets (bytes as sent, a throttled load, Lighthouse); writes BENCHMARKS.md
+bench: build chromium
 	cargo build --release -p dropline-load
 	$(WITH_POSTGRES) bash -c '$(TARGET_DIR)/release/dropline-load \
 		--server $(TARGET_DIR)/release/dropline --postgres "$$POSTGRES_URL"'

@@ -11,12 +11,12 @@
 //! the same cores, and the report shows how much CPU each used.
 
 mod api;
-mod assets;
 mod audit;
 mod cpu;
 mod expiry;
 mod fanout;
 mod hot;
+mod page;
 mod report;
 mod server;
 
@@ -61,7 +61,7 @@ usage: dropline-load [options]   (run from the repository root, after `make buil
   --postgres URL        PostgreSQL admin URL; a database is created and dropped there
                         [$DROPLINE_BENCH_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres]
   --databases LIST      sqlite,postgres                   [sqlite,postgres]
-  --only LIST           hot,fanout,expiry,assets          [all]
+  --only LIST           hot,fanout,expiry,page            [all]
   --seconds N           measured seconds per hot-drop and fan-out run [5]
   --buyers N            buyers signed in first per database; more are signed in when a
                         hot-drop run needs them (one per reserve) [20000]
@@ -97,9 +97,7 @@ impl Options {
             postgres: std::env::var("DROPLINE_BENCH_POSTGRES_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
             databases: vec![Db::Sqlite, Db::Postgres],
-            scenarios: ["hot", "fanout", "expiry", "assets"]
-                .map(String::from)
-                .into(),
+            scenarios: ["hot", "fanout", "expiry", "page"].map(String::from).into(),
             seconds: 5,
             buyers: 20_000,
             concurrency: vec![16, 64, 256],
@@ -147,7 +145,7 @@ impl Options {
                     if let Some(bad) = o
                         .scenarios
                         .iter()
-                        .find(|s| !["hot", "fanout", "expiry", "assets"].contains(&s.as_str()))
+                        .find(|s| !["hot", "fanout", "expiry", "page"].contains(&s.as_str()))
                     {
                         return Err(format!("--only: unknown scenario {bad:?}"));
                     }
@@ -233,11 +231,11 @@ async fn run(options: Options) -> Result<()> {
             report.failures.push(format!("{}: {error}", db.name()));
         }
     }
-    if options.runs("assets") {
-        eprintln!("== assets");
-        if let Err(error) = measure_assets(&options, &work, &mut report).await {
-            eprintln!("assets: {error}");
-            report.failures.push(format!("assets: {error}"));
+    if options.runs("page") {
+        eprintln!("== page");
+        if let Err(error) = measure_page(&options, &work, &mut report).await {
+            eprintln!("page: {error}");
+            report.failures.push(format!("page: {error}"));
         }
     }
     report.elapsed = started.elapsed();
@@ -472,26 +470,25 @@ async fn ensure_buyers(
     Ok(all)
 }
 
-/// Sizes of the built site's files and of the dashboard as a server with demo drops renders it.
-async fn measure_assets(options: &Options, work: &Path, report: &mut report::Report) -> Result<()> {
-    let files = assets::site_files(&options.site)?;
-    let database = Database::create(Db::Sqlite, "assets", work, &options.postgres).await?;
+/// The dashboard as a phone gets it from a release server with the demo drops: bytes as
+/// sent, time to a working page on a throttled phone, Lighthouse's scores.
+async fn measure_page(options: &Options, work: &Path, report: &mut report::Report) -> Result<()> {
+    let database = Database::create(Db::Sqlite, "page", work, &options.postgres).await?;
     let server = Server::start(Launch {
         binary: &options.server,
         site: &options.site,
         database: &database,
-        label: "assets",
+        label: "page",
         work,
         ttl_seconds: 60,
         seed_demo: true,
         env: &[],
     })
     .await?;
-    let page = api::get(server.addr, "/").await;
+    let page = page::measure(server.addr, work).await;
     server.stop().await?;
     database.remove().await?;
-    let html = assets::Asset::of("dashboard HTML (GET /, 3 demo drops)", &page?.body)?;
-    report.assets = Some((files, html));
+    report.page = Some(page?);
     Ok(())
 }
 

@@ -243,8 +243,6 @@ fn CardView(data: CardData) -> impl IntoView {
             </div>
         </article>
     }
-    // Erase the (deep) view type: it keeps release builds within the compiler's type limits.
-    .into_any()
 }
 
 /// The two actions that end a hold, so one effect shows what became of either.
