@@ -2,13 +2,17 @@
 //! extractors the REST API uses), then one inventory operation, returning its typed outcome.
 //! Rate limits and idempotency keys are rules of their routes (`server::http::routes`): a
 //! write's `idempotency_key` field is read there, before the function runs.
+// A server function's arguments are its form's fields: the create-drop panel has nine.
+#![allow(clippy::too_many_arguments)]
 
 use leptos::prelude::*;
 
-use crate::model::{ApiError, DropId, ProductDrop, Purchase, Reservation, ReservationId, User};
+use crate::model::{
+    ApiError, DropId, ProductDrop, Purchase, Reservation, ReservationId, Ticket, User,
+};
 #[cfg(feature = "ssr")]
 use crate::{
-    model::{parse_price, ErrorCode, NewDrop},
+    model::{parse_price, ErrorCode, NewDrop, SaleMode},
     server::http::{
         extract::{Admin, Caller, ClientAddr, SignedIn},
         session,
@@ -168,6 +172,36 @@ pub async fn my_reservations() -> Result<Vec<Reservation>, ApiError> {
     }
 }
 
+/// Joins the caller to a queue drop's line (joining again answers the same ticket).
+#[server(prefix = "/rpc", endpoint = "join_queue")]
+pub async fn join_queue(drop_id: DropId) -> Result<Ticket, ApiError> {
+    ssr::respond(async move {
+        let SignedIn(user) = ssr::extract().await?;
+        let (ticket, _) = ssr::state().inventory.join_queue(drop_id, user).await?;
+        Ok(ticket)
+    })
+    .await
+}
+
+/// Takes the caller out of a queue drop's line.
+#[server(prefix = "/rpc", endpoint = "leave_queue")]
+pub async fn leave_queue(drop_id: DropId) -> Result<Ticket, ApiError> {
+    ssr::respond(async move {
+        let SignedIn(user) = ssr::extract().await?;
+        ssr::state().inventory.leave_queue(drop_id, user).await
+    })
+    .await
+}
+
+/// The caller's queue tickets, by drop (empty when signed out).
+#[server(prefix = "/rpc", endpoint = "my_tickets")]
+pub async fn my_tickets() -> Result<Vec<(DropId, Ticket)>, ApiError> {
+    match ssr::extract::<Caller>().await?.user() {
+        Some(user) => ssr::state().inventory.user_tickets(user).await,
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Creates a drop from the admin panel; the admin token proves the right to. A resubmission
 /// with the same `idempotency_key` gets the first outcome instead of a second drop.
 #[server(prefix = "/rpc", endpoint = "create_drop")]
@@ -177,6 +211,9 @@ pub async fn create_drop(
     price: String,
     total_stock: String,
     description: Option<String>,
+    sale_mode: Option<String>,
+    starts_in_minutes: Option<String>,
+    lobby_minutes: Option<String>,
     idempotency_key: Option<String>,
 ) -> Result<ProductDrop, ApiError> {
     let _ = idempotency_key; // Read by the route's idempotency layer.
@@ -196,6 +233,22 @@ pub async fn create_drop(
         let total_stock = total_stock.trim().parse().map_err(|_| {
             ApiError::invalid("total_stock", "total_stock must be a whole number of units")
         })?;
+        let sale_mode = match sale_mode.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(SaleMode::parse(text).ok_or_else(|| {
+                ApiError::invalid("sale_mode", "sale_mode must be first_come or queue")
+            })?),
+        };
+        let starts_in = minutes("starts_at", "Goes live in", starts_in_minutes)?;
+        let lobby = minutes("queue_opens_at", "The lobby", lobby_minutes)?;
+        let starts_at = starts_in.map(|m| chrono::Utc::now() + chrono::Duration::minutes(m));
+        let queue_opens_at = match (lobby, sale_mode) {
+            (Some(m), Some(SaleMode::Queue)) => {
+                let go_live = starts_at.unwrap_or_else(chrono::Utc::now);
+                Some(go_live - chrono::Duration::minutes(m))
+            }
+            _ => None,
+        };
         state
             .inventory
             .create_drop(NewDrop {
@@ -203,9 +256,28 @@ pub async fn create_drop(
                 description,
                 price_cents: parse_price(&price)?,
                 total_stock,
+                starts_at,
+                sale_mode,
+                queue_opens_at,
                 ..NewDrop::default()
             })
             .await
     })
     .await
+}
+
+/// A panel field of whole minutes (a week at most), empty for none; a refusal names `field`.
+#[cfg(feature = "ssr")]
+fn minutes(field: &str, label: &str, text: Option<String>) -> Result<Option<i64>, ApiError> {
+    let text = text.unwrap_or_default();
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    match text.trim().parse::<i64>() {
+        Ok(minutes) if (0..=7 * 24 * 60).contains(&minutes) => Ok(Some(minutes)),
+        _ => Err(ApiError::invalid(
+            field,
+            format!("{label} must be a whole number of minutes from 0 to 10080"),
+        )),
+    }
 }

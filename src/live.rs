@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DropId, LiveEvent, ProductDrop, Purchaser, Reservation, ReservationId};
+use crate::model::{
+    DropId, LiveEvent, ProductDrop, Purchaser, QueueLine, Reservation, ReservationId, Ticket,
+};
 
 /// Where the socket stands, for the connection indicator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +73,10 @@ pub struct LiveStore {
     /// The viewer's holds as the feed last said: `Some(None)` for a drop known to have none; a
     /// drop missing here is as the page rendered it.
     holds: RwSignal<HashMap<DropId, Option<HoldView>>>,
+    /// How far each queue's line has moved, as the feed last said.
+    lines: RwSignal<HashMap<DropId, QueueLine>>,
+    /// The viewer's queue tickets as the feed last said, like `holds`.
+    tickets: RwSignal<HashMap<DropId, Option<Ticket>>>,
     connection: RwSignal<Connection>,
     /// Database clock minus browser clock, in milliseconds.
     clock_offset_ms: RwSignal<i64>,
@@ -87,6 +93,8 @@ impl LiveStore {
             activity: RwSignal::new(HashMap::new()),
             seen: RwSignal::new(Vec::new()),
             holds: RwSignal::new(HashMap::new()),
+            lines: RwSignal::new(HashMap::new()),
+            tickets: RwSignal::new(HashMap::new()),
             connection: RwSignal::new(Connection::Connecting),
             clock_offset_ms: RwSignal::new(0),
             now_ms: RwSignal::new(now_here()),
@@ -157,6 +165,35 @@ impl LiveStore {
         });
     }
 
+    /// How far a queue's line has moved, once the feed has said.
+    pub fn line(&self, drop: DropId) -> Option<QueueLine> {
+        self.lines.with(|all| all.get(&drop).copied())
+    }
+
+    /// The viewer's ticket in a drop's queue, once the feed has said (`Some(None)`: none).
+    pub fn ticket(&self, drop: DropId) -> Option<Option<Ticket>> {
+        self.tickets.with(|all| all.get(&drop).cloned())
+    }
+
+    /// Records the viewer's ticket in a drop's queue.
+    pub fn set_ticket(&self, drop: DropId, ticket: Option<Ticket>) {
+        self.tickets.update(|all| {
+            all.insert(drop, ticket);
+        });
+    }
+
+    /// Replaces every ticket with what the server now says (any other drop has none).
+    pub fn replace_tickets(&self, tickets: Vec<(DropId, Ticket)>) {
+        self.tickets.update(|all| {
+            for ticket in all.values_mut() {
+                *ticket = None;
+            }
+            for (drop, ticket) in tickets {
+                all.insert(drop, Some(ticket));
+            }
+        });
+    }
+
     /// Drops announced since the page was rendered (not in `rendered`), oldest first.
     pub fn created_since(&self, rendered: &[DropId]) -> Vec<ProductDrop> {
         self.seen.with(|seen| {
@@ -190,6 +227,9 @@ impl LiveStore {
                 self.clock_offset_ms.set(offset);
                 for drop in drops {
                     self.set_stock(drop.id, Stock::of(&drop));
+                    if let Some(line) = drop.queue {
+                        self.move_line(drop.id, line);
+                    }
                     self.activity.update(|all| {
                         all.insert(drop.id, drop.recent_purchasers.clone());
                     });
@@ -225,8 +265,26 @@ impl LiveStore {
             LiveEvent::HoldCancelled { drop_id, .. }
             | LiveEvent::ReservationExpired { drop_id, .. } => self.set_hold(drop_id, None),
             LiveEvent::PurchaseCompleted { purchase } => self.set_hold(purchase.drop_id, None),
+            LiveEvent::QueueMoved { drop_id, line } => self.move_line(drop_id, line),
+            LiveEvent::TicketUpdated { drop_id, ticket } => self.set_ticket(drop_id, Some(ticket)),
         }
         false
+    }
+
+    /// A line only moves forward: a late or repeated event does not take it back.
+    fn move_line(&self, drop: DropId, line: QueueLine) {
+        self.lines.update(|all| {
+            let merged = match all.get(&drop) {
+                Some(old) => QueueLine {
+                    live: old.live || line.live,
+                    served_through: old.served_through.max(line.served_through),
+                    per_minute: line.per_minute,
+                    closed: old.closed || line.closed,
+                },
+                None => line,
+            };
+            all.insert(drop, merged);
+        });
     }
 
     fn set_stock(&self, drop: DropId, stock: Stock) {
@@ -277,7 +335,10 @@ pub mod browser {
     use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
     use super::{now_here, Connection, LiveStore};
-    use crate::{api::my_reservations, model::LiveEvent};
+    use crate::{
+        api::{my_reservations, my_tickets},
+        model::LiveEvent,
+    };
 
     thread_local! {
         /// The tab's one store.
@@ -386,7 +447,7 @@ pub mod browser {
                     feed.snapshots > 1
                 };
                 if reload {
-                    reload_holds(store);
+                    reload_mine(store);
                 }
             })
         };
@@ -409,8 +470,8 @@ pub mod browser {
         });
     }
 
-    /// Asks the server for the viewer's holds and shows them.
-    pub fn reload_holds(store: LiveStore) {
+    /// Asks the server for the viewer's holds and queue tickets and shows them.
+    pub fn reload_mine(store: LiveStore) {
         spawn_local(async move {
             if let Ok(holds) = my_reservations().await {
                 let active: Vec<_> = holds
@@ -418,6 +479,9 @@ pub mod browser {
                     .filter(|h| h.status == crate::model::ReservationStatus::Active)
                     .collect();
                 store.replace_holds(&active);
+            }
+            if let Ok(tickets) = my_tickets().await {
+                store.replace_tickets(tickets);
             }
         });
     }
@@ -455,6 +519,7 @@ mod tests {
             created_at: chrono::Utc::now(),
             version,
             recent_purchasers: Vec::new(),
+            ..ProductDrop::default()
         }
     }
 

@@ -49,7 +49,7 @@ row_id!(
 );
 
 /// A limited-edition product on sale: its stock and its three most recent buyers.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema), schema(as = Drop))]
 pub struct ProductDrop {
     pub id: DropId,
@@ -72,6 +72,172 @@ pub struct ProductDrop {
     /// Newest first, at most three.
     #[serde(default)]
     pub recent_purchasers: Vec<Purchaser>,
+    /// How the drop is sold.
+    #[serde(default)]
+    pub sale_mode: SaleMode,
+    /// A queue: when buyers may start joining its lobby.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_opens_at: Option<DateTime<Utc>>,
+    /// A queue: the SHA-256 (64 hex digits) of the seed that puts the lobby in order at
+    /// go-live, published when the drop is created so the seed cannot change afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_sha256: Option<String>,
+    /// The seed itself (64 lowercase hex digits), once the drop has gone live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
+    /// A queue: how far its line has moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueLine>,
+}
+
+/// How far a queue's line has moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct QueueLine {
+    /// Go-live has put the lobby in order.
+    pub live: bool,
+    /// Every place up to this one has had its turn (0: none yet).
+    pub served_through: i64,
+    /// About how many buyers are let in a minute, smoothed.
+    pub per_minute: i64,
+    /// Sold out: the queue is over.
+    pub closed: bool,
+}
+
+impl QueueLine {
+    /// How many places are ahead of `place` whose turn has not come.
+    pub fn ahead_of(&self, place: i64) -> i64 {
+        (place - self.served_through - 1).max(0)
+    }
+
+    /// About how many seconds until the turn of `place`; `None` while nobody is let in.
+    pub fn eta_seconds(&self, place: i64) -> Option<i64> {
+        (self.per_minute > 0).then(|| self.ahead_of(place) * 60 / self.per_minute)
+    }
+}
+
+/// How a drop is sold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SaleMode {
+    /// Whoever reserves first holds a unit.
+    #[default]
+    FirstCome,
+    /// A waiting room: everyone who joins before go-live is put in a random order that anyone
+    /// can check; buyers are let in at the rate the stock absorbs.
+    Queue,
+}
+
+impl SaleMode {
+    /// The spelling stored in the database and sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FirstCome => "first_come",
+            Self::Queue => "queue",
+        }
+    }
+
+    /// Reads the stored spelling back.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "first_come" => Some(Self::FirstCome),
+            "queue" => Some(Self::Queue),
+            _ => None,
+        }
+    }
+}
+
+/// A buyer's place in a drop's queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Ticket {
+    /// Random and opaque: the audit shows it, never who it belongs to.
+    pub id: String,
+    pub state: TicketState,
+    /// 1 = first in line; null until go-live puts the lobby in order.
+    pub place: Option<i64>,
+    /// Buyers still waiting ahead (while waiting, after go-live).
+    pub ahead: Option<i64>,
+    /// About how long until it is this buyer's turn (while waiting, after go-live).
+    pub eta_seconds: Option<i64>,
+    /// While admitted: reserve before this.
+    pub admitted_until: Option<DateTime<Utc>>,
+}
+
+/// Where a ticket stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TicketState {
+    /// In the lobby (before go-live) or in line.
+    Waiting,
+    /// Its turn: the buyer may reserve until `admitted_until`.
+    Admitted,
+    /// The buyer reserved with it.
+    Used,
+    /// Its turn passed unused.
+    Lapsed,
+    /// The buyer left the queue.
+    Left,
+    /// Sold out: the queue closed.
+    Closed,
+}
+
+impl TicketState {
+    /// Still in line: waiting for a turn, or having it now.
+    pub fn in_line(self) -> bool {
+        matches!(self, Self::Waiting | Self::Admitted)
+    }
+
+    /// The spelling stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Admitted => "admitted",
+            Self::Used => "used",
+            Self::Lapsed => "lapsed",
+            Self::Left => "left",
+            Self::Closed => "closed",
+        }
+    }
+
+    /// Reads the stored spelling back.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Waiting,
+            Self::Admitted,
+            Self::Used,
+            Self::Lapsed,
+            Self::Left,
+            Self::Closed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+    }
+}
+
+/// What anyone may check of a queue's order once it has gone live: the seed behind the
+/// published SHA-256, and every ticket with its place (no user ids or names).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Audit {
+    pub sale_mode: SaleMode,
+    pub seed_sha256: String,
+    pub seed: String,
+    /// Go-live: tickets that joined before it are the lobby, ordered by
+    /// `sha256_hex(seed + ":" + id)`; later ones follow in the order they joined.
+    pub starts_at: DateTime<Utc>,
+    pub tickets: Vec<AuditTicket>,
+}
+
+/// One ticket of an audit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AuditTicket {
+    pub id: String,
+    pub joined_at: DateTime<Utc>,
+    pub place: i64,
 }
 
 /// One line of a drop's activity feed.
@@ -176,10 +342,21 @@ pub struct NewDrop {
     #[serde(default)]
     #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 1_000_000))]
     pub max_per_user: Option<i64>,
-    /// When reserving opens; now when left out.
+    /// When reserving opens (a queue: go-live, when the lobby is put in order); now when left
+    /// out.
     #[serde(default)]
     pub starts_at: Option<DateTime<Utc>>,
+    /// How the drop is sold; `first_come` when left out.
+    #[serde(default)]
+    pub sale_mode: Option<SaleMode>,
+    /// A queue: when joining its lobby opens, at or before `starts_at`; 15 minutes before it
+    /// when left out.
+    #[serde(default)]
+    pub queue_opens_at: Option<DateTime<Utc>>,
 }
+
+/// How long before go-live a queue's lobby opens, unless the drop says.
+pub const QUEUE_LOBBY_MINUTES: i64 = 15;
 
 /// Longest accepted drop or user name, in characters.
 pub const MAX_NAME_CHARS: usize = 80;
@@ -268,6 +445,39 @@ impl NewDrop {
             ));
         }
         self.max_per_user = Some(max_per_user);
+        let mode = self.sale_mode.unwrap_or_default();
+        self.sale_mode = Some(mode);
+        match mode {
+            SaleMode::FirstCome if self.queue_opens_at.is_some() => {
+                return Err(ApiError::invalid(
+                    "queue_opens_at",
+                    "queue_opens_at is only for a drop sold through a queue (sale_mode queue)",
+                ))
+            }
+            SaleMode::FirstCome => {}
+            SaleMode::Queue => {
+                let starts_at = self.starts_at;
+                let opens_at = self.queue_opens_at.or_else(|| {
+                    starts_at.map(|at| at - chrono::Duration::minutes(QUEUE_LOBBY_MINUTES))
+                });
+                match (opens_at, starts_at) {
+                    (Some(opens), Some(starts)) if opens > starts => {
+                        return Err(ApiError::invalid(
+                            "queue_opens_at",
+                            "queue_opens_at must be at or before starts_at",
+                        ));
+                    }
+                    (Some(_), None) => {
+                        return Err(ApiError::invalid(
+                            "queue_opens_at",
+                            "queue_opens_at needs starts_at (the go-live it comes before)",
+                        ));
+                    }
+                    _ => {}
+                }
+                self.queue_opens_at = opens_at;
+            }
+        }
         Ok(self)
     }
 }
@@ -299,6 +509,9 @@ pub enum ErrorCode {
     OutOfStock,
     AlreadyReserved,
     NotStarted,
+    NotAdmitted,
+    QueueNotOpen,
+    NotAQueue,
     LimitReached,
     RateLimited,
     ReservationExpired,
@@ -307,6 +520,7 @@ pub enum ErrorCode {
     NotYourReservation,
     DropNotFound,
     ReservationNotFound,
+    TicketNotFound,
     InvalidInput,
     MalformedRequest,
     TooLarge,
@@ -325,6 +539,9 @@ impl ErrorCode {
             Self::OutOfStock => "OUT_OF_STOCK",
             Self::AlreadyReserved => "ALREADY_RESERVED",
             Self::NotStarted => "NOT_STARTED",
+            Self::NotAdmitted => "NOT_ADMITTED",
+            Self::QueueNotOpen => "QUEUE_NOT_OPEN",
+            Self::NotAQueue => "NOT_A_QUEUE",
             Self::LimitReached => "LIMIT_REACHED",
             Self::RateLimited => "RATE_LIMITED",
             Self::ReservationExpired => "RESERVATION_EXPIRED",
@@ -333,6 +550,7 @@ impl ErrorCode {
             Self::NotYourReservation => "NOT_YOUR_RESERVATION",
             Self::DropNotFound => "DROP_NOT_FOUND",
             Self::ReservationNotFound => "RESERVATION_NOT_FOUND",
+            Self::TicketNotFound => "TICKET_NOT_FOUND",
             Self::InvalidInput => "INVALID_INPUT",
             Self::MalformedRequest => "MALFORMED_REQUEST",
             Self::TooLarge => "TOO_LARGE",
@@ -353,11 +571,17 @@ impl ErrorCode {
             Self::TooLarge => 413,
             Self::Unauthenticated => 401,
             Self::Forbidden | Self::NotYourReservation => 403,
-            Self::DropNotFound | Self::ReservationNotFound | Self::NotFound => 404,
+            Self::DropNotFound
+            | Self::ReservationNotFound
+            | Self::TicketNotFound
+            | Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::OutOfStock
             | Self::AlreadyReserved
             | Self::NotStarted
+            | Self::NotAdmitted
+            | Self::QueueNotOpen
+            | Self::NotAQueue
             | Self::LimitReached
             | Self::ReservationExpired
             | Self::ReservationNotActive
@@ -369,9 +593,13 @@ impl ErrorCode {
     }
 }
 
-/// A refusal or failure as clients see it: a stable code and words for a person.
+/// A refusal or failure as clients see it: a stable code and words for a person. It reads
+/// back from either shape the server sends it in: bare (a server function's error) or inside
+/// `{"error": ...}` (the REST shape, which a route's rules — a rate limit, an idempotency key
+/// still in flight — answer with on `/rpc` too).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(from = "ErrorWire")]
 #[error("{message}")]
 pub struct ApiError {
     pub code: ErrorCode,
@@ -384,6 +612,32 @@ pub struct ApiError {
     /// `Retry-After` header rather than in the body.
     #[serde(skip)]
     pub retry_after: Option<u64>,
+}
+
+/// The two shapes an [`ApiError`] arrives in.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ErrorWire {
+    Wrapped { error: ErrorFields },
+    Bare(ErrorFields),
+}
+
+#[derive(Deserialize)]
+struct ErrorFields {
+    code: ErrorCode,
+    message: String,
+    #[serde(default)]
+    field: Option<String>,
+}
+
+impl From<ErrorWire> for ApiError {
+    fn from(wire: ErrorWire) -> Self {
+        let (ErrorWire::Wrapped { error: fields } | ErrorWire::Bare(fields)) = wire;
+        Self {
+            field: fields.field,
+            ..Self::new(fields.code, fields.message)
+        }
+    }
 }
 
 impl ApiError {
@@ -415,6 +669,9 @@ impl ApiError {
             ErrorCode::OutOfStock => "Sold out: every unit is taken.",
             ErrorCode::AlreadyReserved => "You already hold one of these.",
             ErrorCode::NotStarted => "This drop has not started yet.",
+            ErrorCode::NotAdmitted => "Wait for your turn in the queue before reserving.",
+            ErrorCode::QueueNotOpen => "The queue for this drop is not open yet.",
+            ErrorCode::NotAQueue => "This drop is not sold through a queue.",
             ErrorCode::LimitReached => "You have bought as many of these as one buyer may.",
             ErrorCode::ReservationExpired => "Your hold expired; the unit went back on sale.",
             ErrorCode::ReservationNotActive => "This hold is no longer active.",
@@ -422,6 +679,7 @@ impl ApiError {
             ErrorCode::NotYourReservation => "That hold belongs to someone else.",
             ErrorCode::DropNotFound => "No such drop.",
             ErrorCode::ReservationNotFound => "No such hold.",
+            ErrorCode::TicketNotFound => "You are not in this drop's queue.",
             ErrorCode::InvalidInput => "The request is not valid.",
             ErrorCode::MalformedRequest => "The request could not be read.",
             ErrorCode::TooLarge => "The request is too large.",
@@ -466,6 +724,17 @@ pub enum LiveEvent {
     ActivityUpdated {
         drop_id: DropId,
         recent: Vec<Purchaser>,
+    },
+    /// A queue's line moved (at most once a second per drop, and when it goes live or
+    /// closes): each waiting buyer works out their own place in it.
+    QueueMoved {
+        drop_id: DropId,
+        line: QueueLine,
+    },
+    /// Sent only to the ticket's owner: their place in a queue changed state.
+    TicketUpdated {
+        drop_id: DropId,
+        ticket: Ticket,
     },
     /// Sent only to the hold's owner (every tab of theirs shows it).
     HoldCreated {
@@ -622,6 +891,9 @@ mod tests {
             ErrorCode::OutOfStock,
             ErrorCode::AlreadyReserved,
             ErrorCode::NotStarted,
+            ErrorCode::NotAdmitted,
+            ErrorCode::QueueNotOpen,
+            ErrorCode::NotAQueue,
             ErrorCode::LimitReached,
             ErrorCode::RateLimited,
             ErrorCode::ReservationExpired,
@@ -630,6 +902,7 @@ mod tests {
             ErrorCode::NotYourReservation,
             ErrorCode::DropNotFound,
             ErrorCode::ReservationNotFound,
+            ErrorCode::TicketNotFound,
             ErrorCode::InvalidInput,
             ErrorCode::MalformedRequest,
             ErrorCode::TooLarge,
@@ -642,5 +915,14 @@ mod tests {
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }
+    }
+
+    #[test]
+    fn an_error_reads_back_from_either_shape() {
+        let error = ApiError::invalid("name", "name is empty");
+        let bare = serde_json::to_value(&error).unwrap();
+        let wrapped = serde_json::json!({ "error": bare });
+        assert_eq!(serde_json::from_value::<ApiError>(bare).unwrap(), error);
+        assert_eq!(serde_json::from_value::<ApiError>(wrapped).unwrap(), error);
     }
 }

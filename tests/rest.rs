@@ -571,7 +571,7 @@ async fn retries_with_an_idempotency_key_change_nothing(backend: Backend) {
 }
 
 /// The operations the README promises, as (method, path).
-const PROMISED: [(&str, &str); 9] = [
+const PROMISED: [(&str, &str); 13] = [
     ("POST", "/api/v1/session"),
     ("DELETE", "/api/v1/session"),
     ("GET", "/api/v1/drops"),
@@ -581,6 +581,10 @@ const PROMISED: [(&str, &str); 9] = [
     ("POST", "/api/v1/reservations/{id}/purchase"),
     ("DELETE", "/api/v1/reservations/{id}"),
     ("GET", "/api/v1/me/reservations"),
+    ("POST", "/api/v1/drops/{id}/queue"),
+    ("GET", "/api/v1/drops/{id}/queue/me"),
+    ("DELETE", "/api/v1/drops/{id}/queue/me"),
+    ("GET", "/api/v1/drops/{id}/audit"),
 ];
 
 /// Every `$ref` in a JSON document.

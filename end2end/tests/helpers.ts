@@ -18,6 +18,32 @@ export async function createDrop(
   return name;
 }
 
+/** A drop sold through a queue whose lobby is open now and that goes live in `goLiveMs`;
+ * answers its name and id. */
+export async function createQueueDrop(
+  request: APIRequestContext,
+  baseURL: string,
+  stock: number,
+  label: string,
+  goLiveMs: number,
+): Promise<{ name: string; id: number }> {
+  const name = `${label} ${Date.now() % 100000}-${Math.floor(Math.random() * 1000)}`;
+  const now = Date.now();
+  const response = await request.post(`${baseURL}/api/v1/drops`, {
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+    data: {
+      name,
+      price_cents: 9900,
+      total_stock: stock,
+      sale_mode: "queue",
+      starts_at: new Date(now + goLiveMs).toISOString(),
+      queue_opens_at: new Date(now - 1000).toISOString(),
+    },
+  });
+  expect(response.status()).toBe(201);
+  return { name, id: (await response.json()).drop.id };
+}
+
 /** A buyer in a browser context of its own, signed in, on a live dashboard. */
 export async function buyer(browser: Browser, baseURL: string, name: string) {
   const context: BrowserContext = await browser.newContext({ baseURL });

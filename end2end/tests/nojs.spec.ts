@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { card, createDrop, stock } from "./helpers";
+import { card, createDrop, createQueueDrop, stock } from "./helpers";
 
 // The "no-javascript" project: every step is a plain form post and a full page load.
 test("without JavaScript a buyer signs in, reserves and buys", async ({ page, request, baseURL }) => {
@@ -18,4 +18,36 @@ test("without JavaScript a buyer signs in, reserves and buys", async ({ page, re
   await card(page, drop).getByRole("button", { name: "Purchase" }).click();
   await expect(card(page, drop).getByTestId("activity")).toHaveText("Hana");
   await expect(stock(page, drop)).toHaveText("1 of 2 left");
+});
+
+test("without JavaScript a buyer joins a queue, leaves it and sees their place in line", async ({
+  page,
+  request,
+  baseURL,
+}) => {
+  test.setTimeout(60_000);
+  const drop = await createQueueDrop(request, baseURL!, 1, "No Script Queue", 8_000);
+  // Someone else waits in the lobby too (through the API).
+  const session = await request.post(`${baseURL}/api/v1/session`, { data: { name: "Ivo" } });
+  expect(session.status()).toBe(201);
+  expect((await request.post(`${baseURL}/api/v1/drops/${drop.id}/queue`)).status()).toBe(201);
+
+  await page.goto("/");
+  await page.getByLabel("Display name").fill("Jun");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByTestId("user-name")).toHaveText("Jun");
+  const mine = card(page, drop.name);
+  await mine.getByRole("button", { name: "Join the queue" }).click();
+  await expect(mine.getByTestId("queue-status")).toContainText("You're in the lobby.");
+  await mine.getByRole("button", { name: "Leave the queue" }).click();
+  await expect(mine.getByRole("button", { name: "Join the queue" })).toBeVisible();
+
+  // After go-live the other buyer has the one turn; joining now is at the back of the line.
+  await expect(async () => {
+    await page.reload();
+    await expect(mine.getByTestId("queue-status")).toContainText("The line is moving.", { timeout: 500 });
+  }).toPass({ timeout: 20_000 });
+  await mine.getByRole("button", { name: "Join the queue" }).click();
+  await expect(mine.getByTestId("queue-status")).toContainText("You're number 2 in line: you're next");
+  await expect(mine.getByRole("button", { name: "Reserve" })).toHaveCount(0);
 });

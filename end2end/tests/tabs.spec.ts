@@ -94,6 +94,8 @@ test("a double-submitted reserve holds once, and the next click acts again", asy
   await expect(card(a.page, drop).getByTestId("countdown")).toBeVisible();
   await expect(stock(a.page, drop)).toHaveText("4 of 5 left");
   await expect(a.page.getByRole("status").filter({ hasText: "already hold" })).toHaveCount(0);
+  // Messages go by themselves: none is left covering the buttons under it.
+  await expect(a.page.locator(".toast")).toHaveCount(0, { timeout: 10_000 });
 
   // The key was renewed once the reserve completed: after a cancel, Reserve holds anew.
   await card(a.page, drop).getByRole("button", { name: "Cancel" }).click();

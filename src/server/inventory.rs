@@ -10,8 +10,8 @@ use super::{
     store::{Cancelled, Reserved, StockAudit, Store, StoreError},
 };
 use crate::model::{
-    validate_name, ApiError, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Reservation,
-    ReservationId, User, UserId,
+    validate_name, ApiError, Audit, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Reservation,
+    ReservationId, Ticket, User, UserId,
 };
 
 /// Runs a write to completion even if the caller goes away: a client that disconnects
@@ -128,6 +128,36 @@ impl Inventory {
         Ok(self.store.audit(drop).await?)
     }
 
+    /// Joins the user to a queue drop's line: their ticket, and whether it is new.
+    pub async fn join_queue(&self, drop: DropId, user: UserId) -> Result<(Ticket, bool), ApiError> {
+        let store = self.store.clone();
+        detached(async move { store.join_queue(drop, user).await }).await
+    }
+
+    /// Takes the user out of a queue drop's line.
+    pub async fn leave_queue(&self, drop: DropId, user: UserId) -> Result<Ticket, ApiError> {
+        let store = self.store.clone();
+        detached(async move { store.leave_queue(drop, user).await }).await
+    }
+
+    /// The user's ticket in a queue drop's line.
+    pub async fn ticket(&self, drop: DropId, user: UserId) -> Result<Ticket, ApiError> {
+        self.store
+            .ticket(drop, user)
+            .await?
+            .ok_or_else(|| ApiError::refusal(ErrorCode::TicketNotFound))
+    }
+
+    /// Every ticket of the user, by drop.
+    pub async fn user_tickets(&self, user: UserId) -> Result<Vec<(DropId, Ticket)>, ApiError> {
+        Ok(self.store.user_tickets(user).await?)
+    }
+
+    /// The public audit of a queue's order, once it has gone live.
+    pub async fn queue_audit(&self, drop: DropId) -> Result<Audit, ApiError> {
+        Ok(self.store.queue_audit(drop).await?)
+    }
+
     /// Seeds the demo drops when the database has none (once, however many instances start
     /// together).
     pub async fn seed_demo(&self) -> Result<(), ApiError> {
@@ -153,7 +183,7 @@ fn demo_drops() -> Vec<NewDrop> {
         price_cents,
         total_stock,
         max_per_user: Some(1),
-        starts_at: None,
+        ..NewDrop::default()
     };
     vec![
         drop(

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub expiry_lateness: Histogram,
     pub reserve_batch_size: Histogram,
     pub websockets: IntGauge,
+    /// Buyers a queue let in, and admissions that lapsed unused.
+    pub queue_admissions: IntCounter,
+    pub queue_lapses: IntCounter,
     requests: HistogramVec,
 }
 
@@ -60,6 +63,11 @@ impl Default for Metrics {
         .expect("valid metric");
         let websockets =
             IntGauge::new("websockets_open", "Open live-feed WebSockets").expect("valid metric");
+        let queue_admissions = IntCounter::new("queue_admissions_total", "Buyers a queue let in")
+            .expect("valid metric");
+        let queue_lapses =
+            IntCounter::new("queue_lapses_total", "Queue admissions that ran out unused")
+                .expect("valid metric");
         let requests = HistogramVec::new(
             HistogramOpts::new("http_request_duration_seconds", "HTTP request latency"),
             &["method", "route", "status"],
@@ -71,6 +79,8 @@ impl Default for Metrics {
             Box::new(expiry_lateness.clone()),
             Box::new(reserve_batch_size.clone()),
             Box::new(websockets.clone()),
+            Box::new(queue_admissions.clone()),
+            Box::new(queue_lapses.clone()),
             Box::new(requests.clone()),
         ] {
             registry
@@ -84,6 +94,8 @@ impl Default for Metrics {
             expiry_lateness,
             reserve_batch_size,
             websockets,
+            queue_admissions,
+            queue_lapses,
             requests,
         }
     }

@@ -8,6 +8,7 @@ pub mod http;
 pub mod inventory;
 pub mod limits;
 pub mod metrics;
+pub mod queue;
 pub mod rules;
 pub mod sessions;
 pub mod settings;
@@ -102,6 +103,13 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
     tokio::spawn(http::idempotency::forget_old_keys(
         store.clone(),
         settings.idempotency_key_ttl(),
+    ));
+    tokio::spawn(queue::run(
+        store.clone(),
+        settings.admission_rule(),
+        settings.admission_window(),
+        settings.queue_tick(),
+        metrics.clone(),
     ));
     let sessions = Sessions::new(
         store.clone(),

@@ -5,21 +5,51 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::model::{DropId, ErrorCode, ReservationId, UserId};
+use sha2::{Digest, Sha256};
 
-/// The drop row a reserve batch has locked, with the database's "now".
-#[derive(Clone, Copy, Debug, sqlx::FromRow)]
-pub struct BatchDrop {
+use crate::model::{DropId, ErrorCode, QueueLine, ReservationId, SaleMode, UserId};
+
+/// A drop row as a write finds it under its lock, with the database's "now".
+#[derive(Clone, Debug, Default, sqlx::FromRow)]
+pub struct LockedDrop {
     pub available_stock: i64,
     pub max_per_user: i64,
     pub starts_at: i64,
+    pub sale_mode: String,
+    /// A queue: when joining opens.
+    pub opens_at: Option<i64>,
+    /// A queue: when the lobby was put in order (go-live done).
+    pub lined_up_at: Option<i64>,
+    /// A queue: when it closed (sold out).
+    pub closed_at: Option<i64>,
+    /// A queue: when the last admission pass ran.
+    pub admitted_at: Option<i64>,
+    /// A queue: admissions per second, smoothed, x1000.
+    pub admit_rate_milli: i64,
+    /// A queue: the highest place whose turn has come.
+    pub served_through: i64,
     pub now: i64,
 }
 
-impl BatchDrop {
+impl LockedDrop {
     /// True once the drop's sale has opened.
     pub fn started(&self) -> bool {
         self.starts_at <= self.now
+    }
+
+    /// How the drop is sold.
+    pub fn mode(&self) -> SaleMode {
+        SaleMode::parse(&self.sale_mode).unwrap_or_default()
+    }
+
+    /// How far the drop's queue has moved.
+    pub fn line(&self) -> QueueLine {
+        QueueLine {
+            live: self.lined_up_at.is_some(),
+            served_through: self.served_through,
+            per_minute: self.admit_rate_milli * 60 / 1000,
+            closed: self.closed_at.is_some(),
+        }
     }
 }
 
@@ -33,6 +63,9 @@ pub struct BuyerCheck {
     pub holds_one: bool,
     /// Units of the drop the user has bought.
     pub bought: i64,
+    /// The user's turn in the drop's queue has come and not passed (a queue drop's reserves
+    /// need it).
+    pub admitted: bool,
 }
 
 /// How a reserve batch answers its users before any row is written: a refusal for some, a
@@ -54,7 +87,7 @@ pub fn distinct_users(users: &[UserId]) -> Vec<UserId> {
 /// Decides every user's outcome in one batch: first come, first served, as if each reserve ran
 /// alone after the ones before it. `drop` is `None` when the drop does not exist; `checks` hold
 /// what was read for each distinct user.
-pub fn plan_batch(users: &[UserId], drop: Option<&BatchDrop>, checks: &[BuyerCheck]) -> BatchPlan {
+pub fn plan_batch(users: &[UserId], drop: Option<&LockedDrop>, checks: &[BuyerCheck]) -> BatchPlan {
     let whole_batch = |code| BatchPlan {
         refusals: vec![Some(code); users.len()],
         takers: Vec::new(),
@@ -65,6 +98,7 @@ pub fn plan_batch(users: &[UserId], drop: Option<&BatchDrop>, checks: &[BuyerChe
     if !drop.started() {
         return whole_batch(ErrorCode::NotStarted);
     }
+    let queued = drop.mode() == SaleMode::Queue;
     let checks: HashMap<UserId, &BuyerCheck> = checks.iter().map(|c| (c.user_id, c)).collect();
     // A user named again after getting a hold is already holding one; after a refusal, refused
     // alike.
@@ -81,6 +115,7 @@ pub fn plan_batch(users: &[UserId], drop: Option<&BatchDrop>, checks: &[BuyerChe
                     Some(ErrorCode::AlreadyReserved)
                 }
                 Some(c) if c.bought >= drop.max_per_user => Some(ErrorCode::LimitReached),
+                Some(c) if queued && !c.admitted => Some(ErrorCode::NotAdmitted),
                 Some(_) if left <= 0 => Some(ErrorCode::OutOfStock),
                 Some(_) => None,
             };
@@ -129,18 +164,118 @@ pub fn hold_refusal(check: Option<&HoldCheck>, user: UserId) -> ErrorCode {
     }
 }
 
+/// Why a buyer may not join a drop's queue now, if they may not.
+pub fn may_join(drop: &LockedDrop) -> Result<(), ErrorCode> {
+    if drop.mode() != SaleMode::Queue {
+        return Err(ErrorCode::NotAQueue);
+    }
+    if drop.opens_at.is_some_and(|opens| opens > drop.now) {
+        return Err(ErrorCode::QueueNotOpen);
+    }
+    if drop.closed_at.is_some() {
+        return Err(ErrorCode::OutOfStock);
+    }
+    Ok(())
+}
+
+/// `sha256_hex(seed + ":" + ticket)`: where a lobby ticket stands in the drawn order (the
+/// lowest first). Anyone can recompute it from an audit.
+pub fn lobby_key(seed: &str, ticket: &str) -> String {
+    let mut digest = Sha256::new();
+    digest.update(seed.as_bytes());
+    digest.update(b":");
+    digest.update(ticket.as_bytes());
+    format!("{:x}", digest.finalize())
+}
+
+/// A ticket as go-live finds it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct LineTicket {
+    pub id: i64,
+    pub public_id: String,
+    pub joined_at: i64,
+}
+
+/// Places for the tickets in line at go-live: the lobby (joined before `starts_at`) by
+/// ascending [`lobby_key`], then those who joined later in the order they joined. Answers
+/// (ticket row id, place), place 1 first.
+pub fn line_up(seed: &str, starts_at: i64, tickets: &[LineTicket]) -> Vec<(i64, i64)> {
+    let (mut lobby, mut late): (Vec<&LineTicket>, Vec<&LineTicket>) =
+        tickets.iter().partition(|t| t.joined_at < starts_at);
+    lobby.sort_by_cached_key(|t| lobby_key(seed, &t.public_id));
+    late.sort_by_key(|t| (t.joined_at, t.id));
+    lobby
+        .into_iter()
+        .chain(late)
+        .zip(1..)
+        .map(|(ticket, place)| (ticket.id, place))
+        .collect()
+}
+
+/// What one admission pass of a queue does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Let this many more buyers in (maybe none).
+    Admit(i64),
+    /// Sold out: no unit left and none held; the queue is over.
+    Close,
+}
+
+/// How a queue admits. The buyers "in the shop" — admitted but not yet reserving, plus those
+/// holding a unit — may be at most `over_admission` times the units not yet sold (available
+/// plus held): some admitted buyers never reserve, so a little more than the stock are let in.
+/// At most `per_second` are let in per second (spread over the time since the last pass, at
+/// most a second's worth at once).
+///
+/// A reserve changes neither side (an admission becomes a hold, a unit goes from available to
+/// held); cancels, expiries and lapses only shrink the left. So between passes the line can
+/// only move within the rule, and at every moment `in the shop + sold ≤ over_admission ×
+/// total`.
+#[derive(Clone, Copy, Debug)]
+pub struct AdmissionRule {
+    pub over_admission: f64,
+    pub per_second: u32,
+}
+
+impl AdmissionRule {
+    /// The most buyers in the shop `unsold` units allow.
+    pub fn room(&self, unsold: i64) -> i64 {
+        (unsold as f64 * self.over_admission).floor() as i64
+    }
+
+    /// Decides one pass: `available` units on sale, `holds` held, `unused` admissions
+    /// outstanding, `since_ms` since the last pass (`None`: none ran yet).
+    pub fn pass(
+        &self,
+        available: i64,
+        unused: i64,
+        holds: i64,
+        since_ms: Option<i64>,
+    ) -> Admission {
+        if available <= 0 && holds == 0 {
+            return Admission::Close;
+        }
+        let room = (self.room(available + holds) - unused - holds).max(0);
+        let since_ms = since_ms.unwrap_or(1000).clamp(0, 1000);
+        let allowance = i64::from(self.per_second) * since_ms / 1000;
+        Admission::Admit(room.min(allowance))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const NOW: i64 = 1_000_000;
 
-    fn drop(available_stock: i64) -> BatchDrop {
-        BatchDrop {
+    fn drop(available_stock: i64) -> LockedDrop {
+        LockedDrop {
             available_stock,
             max_per_user: 1,
             starts_at: NOW - 1,
+            sale_mode: "first_come".into(),
             now: NOW,
+            ..LockedDrop::default()
         }
     }
 
@@ -150,6 +285,7 @@ mod tests {
             known: true,
             holds_one: false,
             bought: 0,
+            admitted: false,
         }
     }
 
@@ -215,7 +351,7 @@ mod tests {
     fn a_missing_or_unopened_drop_refuses_the_whole_batch() {
         let plan = plan_batch(&users(&[1, 2]), None, &[]);
         assert_eq!(plan.refusals, vec![Some(ErrorCode::DropNotFound); 2]);
-        let later = BatchDrop {
+        let later = LockedDrop {
             starts_at: NOW + 1,
             ..drop(5)
         };
@@ -272,5 +408,111 @@ mod tests {
         );
         // Expired or bought is decided under the lock, where it cannot change underneath.
         assert_eq!(not_theirs(Some(&hold(1, "EXPIRED", NOW - 5)), me), None);
+    }
+
+    #[test]
+    fn a_queue_drop_holds_only_for_the_admitted() {
+        let queue = LockedDrop {
+            sale_mode: "queue".into(),
+            ..drop(5)
+        };
+        let admitted = BuyerCheck {
+            admitted: true,
+            ..buyer(1)
+        };
+        let plan = plan_batch(&users(&[1, 2]), Some(&queue), &[admitted, buyer(2)]);
+        assert_eq!(plan.refusals, vec![None, Some(ErrorCode::NotAdmitted)]);
+        assert_eq!(plan.takers, users(&[1]));
+    }
+
+    #[test]
+    fn joining_needs_an_open_queue() {
+        let queue = |opens_at, closed_at| LockedDrop {
+            sale_mode: "queue".into(),
+            opens_at,
+            closed_at,
+            ..drop(5)
+        };
+        assert_eq!(may_join(&drop(5)), Err(ErrorCode::NotAQueue));
+        assert_eq!(
+            may_join(&queue(Some(NOW + 1), None)),
+            Err(ErrorCode::QueueNotOpen)
+        );
+        assert_eq!(
+            may_join(&queue(Some(NOW), Some(NOW))),
+            Err(ErrorCode::OutOfStock)
+        );
+        assert_eq!(may_join(&queue(Some(NOW), None)), Ok(()));
+    }
+
+    #[test]
+    fn the_lobby_key_is_the_published_rule() {
+        // sha256("abc:t1"), as `printf 'abc:t1' | sha256sum` gives it.
+        assert_eq!(
+            lobby_key("abc", "t1"),
+            "cfee85233c8a3db72341b276b2c9e669074817be84ddc63fbe84521f4ce2822e"
+        );
+    }
+
+    #[test]
+    fn the_lobby_goes_by_key_and_later_arrivals_by_time() {
+        let ticket = |id, public: &str, joined_at| LineTicket {
+            id,
+            public_id: public.into(),
+            joined_at,
+        };
+        let tickets = [
+            ticket(1, "a", 10),
+            ticket(2, "b", 11),
+            ticket(3, "c", 12),
+            ticket(4, "late-2", 30),
+            ticket(5, "late-1", 25),
+        ];
+        let places = line_up("seed", 20, &tickets);
+        let mut lobby: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|p| (lobby_key("seed", p), *p))
+            .collect();
+        lobby.sort();
+        let by_place: Vec<i64> = places.iter().map(|(id, _)| *id).collect();
+        let expected_lobby: Vec<i64> = lobby
+            .iter()
+            .map(|(_, p)| match *p {
+                "a" => 1,
+                "b" => 2,
+                _ => 3,
+            })
+            .collect();
+        assert_eq!(by_place[..3], expected_lobby[..]);
+        assert_eq!(by_place[3..], [5, 4]);
+        assert_eq!(
+            places.iter().map(|(_, place)| *place).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+    }
+
+    #[test]
+    fn admission_keeps_the_line_within_the_stock() {
+        let rule = AdmissionRule {
+            over_admission: 1.5,
+            per_second: 100,
+        };
+        // 10 units unsold: at most 15 in the shop, and at most 20 in 200 ms.
+        assert_eq!(rule.pass(10, 0, 0, Some(200)), Admission::Admit(15));
+        // 6 on sale and 4 held are still 10 unsold: 15 - 5 unused - 4 holding.
+        assert_eq!(rule.pass(6, 5, 4, Some(200)), Admission::Admit(6));
+        assert_eq!(rule.pass(100, 0, 0, Some(200)), Admission::Admit(20));
+        // The shop is full: nobody more.
+        assert_eq!(rule.pass(2, 9, 8, Some(1000)), Admission::Admit(0));
+        // Every unit held: one more may come in for a hold that lapses (3 x 1.5 = 4).
+        assert_eq!(rule.pass(0, 0, 3, Some(1000)), Admission::Admit(1));
+        // Nothing left and nothing held: sold out.
+        assert_eq!(rule.pass(0, 4, 0, Some(1000)), Admission::Close);
+        // A reserve (an admission becomes a hold, a unit goes from sale to held) leaves the
+        // room as it was.
+        assert_eq!(
+            rule.pass(10, 5, 0, Some(1000)),
+            rule.pass(9, 4, 1, Some(1000))
+        );
     }
 }

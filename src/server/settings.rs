@@ -9,6 +9,8 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::rules::AdmissionRule;
+
 /// Every runtime setting. The field name is the key in `Leptos.toml`; the environment variable
 /// of the same name in capitals overrides it (`site_addr` also answers to `LEPTOS_SITE_ADDR`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,6 +72,16 @@ pub struct Settings {
     /// On PostgreSQL: how long an instance may go without hearing its own heartbeat on its
     /// LISTEN connection (milliseconds) before it counts the connection dead and rebuilds it.
     pub listen_heartbeat_timeout_ms: u64,
+    /// A queue lets buyers in while those admitted but not yet reserving, plus the live holds,
+    /// stay below the units left times this (some admitted buyers never reserve).
+    pub queue_over_admission: f64,
+    /// Most buyers one queue lets in per second.
+    pub queue_admit_per_second: u32,
+    /// How long an admitted buyer has to reserve before their turn lapses (seconds).
+    pub queue_admission_seconds: u64,
+    /// How often each instance moves its queues along (milliseconds): go-live, admissions,
+    /// lapses and closing happen within this time.
+    pub queue_tick_ms: u64,
 }
 
 /// When the session cookie carries `Secure`.
@@ -116,6 +128,10 @@ impl Default for Settings {
             ws_ping_interval_ms: 20_000,
             ws_max_per_ip: 64,
             listen_heartbeat_timeout_ms: 15_000,
+            queue_over_admission: 1.5,
+            queue_admit_per_second: 200,
+            queue_admission_seconds: 120,
+            queue_tick_ms: 200,
         }
     }
 }
@@ -180,6 +196,10 @@ impl Settings {
         "ws_ping_interval_ms",
         "ws_max_per_ip",
         "listen_heartbeat_timeout_ms",
+        "queue_over_admission",
+        "queue_admit_per_second",
+        "queue_admission_seconds",
+        "queue_tick_ms",
     ];
 
     fn from_figment(figment: Figment) -> Result<Self, SettingsError> {
@@ -285,7 +305,14 @@ impl Settings {
                 "expected 1 to 10000",
             ));
         }
-        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 5] = [
+        if !(1.0..=10.0).contains(&self.queue_over_admission) {
+            return Err(bad(
+                "QUEUE_OVER_ADMISSION",
+                &self.queue_over_admission,
+                "expected 1.0 to 10.0",
+            ));
+        }
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 8] = [
             ("SESSION_DAYS", self.session_days, 1..=3650),
             ("SESSION_CACHE_SECONDS", self.session_cache_seconds, 0..=300),
             (
@@ -299,6 +326,17 @@ impl Settings {
                 self.listen_heartbeat_timeout_ms,
                 300..=600_000,
             ),
+            (
+                "QUEUE_ADMIT_PER_SECOND",
+                u64::from(self.queue_admit_per_second),
+                1..=100_000,
+            ),
+            (
+                "QUEUE_ADMISSION_SECONDS",
+                self.queue_admission_seconds,
+                1..=3_600,
+            ),
+            ("QUEUE_TICK_MS", self.queue_tick_ms, 5..=10_000),
         ];
         for (key, value, range) in ranges {
             if !range.contains(&value) {
@@ -339,6 +377,24 @@ impl Settings {
     /// How long a new hold lasts.
     pub fn reservation_ttl(&self) -> Duration {
         Duration::from_secs(self.reservation_ttl_seconds)
+    }
+
+    /// How a queue lets buyers in.
+    pub fn admission_rule(&self) -> AdmissionRule {
+        AdmissionRule {
+            over_admission: self.queue_over_admission,
+            per_second: self.queue_admit_per_second,
+        }
+    }
+
+    /// How long an admitted buyer has to reserve.
+    pub fn admission_window(&self) -> Duration {
+        Duration::from_secs(self.queue_admission_seconds)
+    }
+
+    /// How often the queue worker runs.
+    pub fn queue_tick(&self) -> Duration {
+        Duration::from_millis(self.queue_tick_ms)
     }
 }
 

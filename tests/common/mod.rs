@@ -386,6 +386,28 @@ impl Api {
         .await
     }
 
+    /// `POST /api/v1/reservations/{hold}/purchase` as the buyer whose session `cookie` is.
+    pub async fn purchase(&self, cookie: &str, hold: impl std::fmt::Display) -> Reply {
+        self.call(
+            "POST",
+            &format!("/api/v1/reservations/{hold}/purchase"),
+            None,
+            Auth::Cookie(cookie),
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/reservations/{hold}` as the buyer whose session `cookie` is.
+    pub async fn cancel(&self, cookie: &str, hold: impl std::fmt::Display) -> Reply {
+        self.call(
+            "DELETE",
+            &format!("/api/v1/reservations/{hold}"),
+            None,
+            Auth::Cookie(cookie),
+        )
+        .await
+    }
+
     pub async fn drop_count(&self) -> usize {
         let reply = self.call("GET", "/api/v1/drops", None, Auth::None).await;
         reply.body["drops"].as_array().unwrap().len()

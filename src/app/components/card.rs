@@ -9,12 +9,13 @@ use super::{
     action_button::{fresh_key, renewed_key, ActionButton},
     countdown::{format_remaining, Countdown},
     format_price,
-    toasts::ToastQueue,
+    queue::{QueueData, QueuePanel, Standing},
+    toasts::{ToastKind, ToastQueue},
 };
 use crate::{
-    api::{CancelHold, PurchaseHold, ReserveUnit},
+    api::{CancelHold, JoinQueue, LeaveQueue, PurchaseHold, ReserveUnit},
     live::{HoldView, LiveStore, Stock},
-    model::{ApiError, DropId, ErrorCode, ProductDrop},
+    model::{ApiError, DropId, ErrorCode, ProductDrop, SaleMode, Ticket},
 };
 
 /// Everything a card shows, as the server rendered it (an island's props: plain data, times
@@ -37,10 +38,13 @@ pub struct CardData {
     /// Idempotency keys of the Reserve and Purchase forms.
     pub reserve_key: String,
     pub purchase_key: String,
+    /// A drop sold through a queue: the line and the viewer's place in it.
+    pub queue: Option<QueueData>,
 }
 
 impl CardData {
-    pub fn new(drop: &ProductDrop, hold: Option<HoldView>) -> Self {
+    /// A drop's card for a viewer with this hold on it and this ticket in its queue.
+    pub fn new(drop: &ProductDrop, hold: Option<HoldView>, ticket: Option<Ticket>) -> Self {
         Self {
             id: drop.id,
             name: drop.name.clone(),
@@ -57,6 +61,12 @@ impl CardData {
             hold,
             reserve_key: fresh_key(),
             purchase_key: fresh_key(),
+            queue: (drop.sale_mode == SaleMode::Queue).then(|| QueueData {
+                line: drop.queue.unwrap_or_default(),
+                ticket,
+                opens_ms: drop.queue_opens_at.map(|at| at.timestamp_millis()),
+                seed_sha256: drop.seed_sha256.clone().unwrap_or_default(),
+            }),
         }
     }
 }
@@ -82,7 +92,7 @@ pub fn NewDrops(rendered: Vec<DropId>) -> impl IntoView {
             <p class="empty">"No drops yet."</p>
         </Show>
         <For each=move || created.get() key=|drop| drop.id let:drop>
-            <CardView data=CardData::new(&drop, None) />
+            <CardView data=CardData::new(&drop, None, None) />
         </For>
     }
 }
@@ -105,6 +115,7 @@ fn CardView(data: CardData) -> impl IntoView {
         hold: rendered_hold,
         reserve_key,
         purchase_key,
+        queue,
     } = data;
     let stock = Memo::new(move |_| live.stock(id, rendered_stock));
     let sold_out = Signal::derive(move || stock.get().available <= 0);
@@ -125,6 +136,40 @@ fn CardView(data: CardData) -> impl IntoView {
         }
     });
     let held = Memo::new(move |_| hold.with(Option::is_some) && !expired.get());
+
+    // A queue drop: where the viewer stands in line, as rendered, then as the feed says.
+    let join = ServerAction::<JoinQueue>::new();
+    let leave = ServerAction::<LeaveQueue>::new();
+    let queued = queue.is_some();
+    let (line, ticket, opens_ms, seed_sha256) = match queue {
+        Some(q) => (q.line, q.ticket, q.opens_ms, Some(q.seed_sha256)),
+        None => Default::default(),
+    };
+    let ticket = RwSignal::new(ticket);
+    Effect::new(move |_| {
+        if let Some(known) = live.ticket(id) {
+            ticket.set(known);
+        }
+    });
+    let line = Memo::new(move |_| live.line(id).unwrap_or(line));
+    let standing = Memo::new(move |_| {
+        let line = line.get();
+        ticket.with(|t| Standing::of(&line, t.as_ref(), opens_ms, starts_ms, live.now_ms()))
+    });
+    for action in [QueueMove::Join(join), QueueMove::Leave(leave)] {
+        Effect::new(move |_| {
+            let Some(outcome) = action.outcome() else {
+                return;
+            };
+            match outcome {
+                Ok(now) => live.set_ticket(id, Some(now)),
+                Err(error) => toasts.push(ToastKind::Error, error.message),
+            }
+        });
+    }
+    // A queue drop takes a reserve only from a buyer whose turn it is.
+    let may_reserve =
+        Memo::new(move |_| !queued || matches!(standing.get(), Standing::Admitted { .. }));
 
     let reserve = ServerAction::<ReserveUnit>::new();
     let purchase = ServerAction::<PurchaseHold>::new();
@@ -201,14 +246,18 @@ fn CardView(data: CardData) -> impl IntoView {
                     when=move || held.get()
                     fallback=move || {
                         view! {
-                            <ActionButton
-                                action=reserve
-                                fields=vec![("drop_id", id.0.to_string())]
-                                key=reserve_key
-                                class="btn btn-primary"
-                                label=reserve_label
-                                disabled=Signal::derive(move || sold_out.get() || opens_in.get() > 0)
-                            />
+                            <Show when=move || may_reserve.get()>
+                                <ActionButton
+                                    action=reserve
+                                    fields=vec![("drop_id", id.0.to_string())]
+                                    key=reserve_key
+                                    class="btn btn-primary"
+                                    label=reserve_label
+                                    disabled=Signal::derive(move || {
+                                        sold_out.get() || opens_in.get() > 0
+                                    })
+                                />
+                            </Show>
                         }
                     }
                 >
@@ -239,6 +288,11 @@ fn CardView(data: CardData) -> impl IntoView {
                             })
                     }}
                 </Show>
+                {seed_sha256
+                    .map(|seed_sha256| {
+                        let revealed = Signal::derive(move || line.get().live);
+                        view! { <QueuePanel id standing revealed join leave seed_sha256 /> }
+                    })}
                 <ActivityFeed id recent />
             </div>
         </article>
@@ -258,6 +312,23 @@ impl FinishedHold {
         match self {
             Self::Purchase(action) => action.value().get().map(|o| o.map(|_| ())),
             Self::Cancel(action) => action.value().get().map(|o| o.map(|_| ())),
+        }
+    }
+}
+
+/// The two actions that move the viewer in or out of a queue, so one effect shows either.
+#[derive(Clone, Copy)]
+enum QueueMove {
+    Join(ServerAction<JoinQueue>),
+    Leave(ServerAction<LeaveQueue>),
+}
+
+impl QueueMove {
+    /// The latest outcome: the viewer's ticket as it now stands.
+    fn outcome(self) -> Option<Result<Ticket, ApiError>> {
+        match self {
+            Self::Join(action) => action.value().get(),
+            Self::Leave(action) => action.value().get(),
         }
     }
 }

@@ -71,6 +71,30 @@ pub fn CreateDropPanel(key: String, refused: Option<ApiError>) -> impl IntoView 
                     kind="text"
                     error=error_for("description")
                 />
+                <div class="field" class:field-invalid=move || error_for("sale_mode").with(Option::is_some)>
+                    <label for="create-sale_mode">"Sold"</label>
+                    <select id="create-sale_mode" name="sale_mode">
+                        <option value="first_come">"First come, first served"</option>
+                        <option value="queue">"Through a queue (random order at go-live)"</option>
+                    </select>
+                    <p class="field-error" aria-live="polite">
+                        {move || error_for("sale_mode").get().unwrap_or_default()}
+                    </p>
+                </div>
+                <Field
+                    name="starts_in_minutes"
+                    label="Goes live in (minutes)"
+                    kind="number"
+                    error=error_for("starts_at")
+                    placeholder="0"
+                />
+                <Field
+                    name="lobby_minutes"
+                    label="Queue lobby opens (minutes before go-live)"
+                    kind="number"
+                    error=error_for("queue_opens_at")
+                    placeholder="15"
+                />
                 <button
                     type="submit"
                     class="btn btn-primary"

@@ -86,7 +86,7 @@ pub fn SessionBar(user: Option<User>) -> impl IntoView {
 fn session_changed(live: LiveStore) {
     live.reconnect();
     #[cfg(feature = "hydrate")]
-    crate::live::browser::reload_holds(live);
+    crate::live::browser::reload_mine(live);
 }
 
 /// Whether stock on screen is live, or the feed is reconnecting.

@@ -53,10 +53,20 @@ impl ToastQueue {
         }
     }
 
-    /// Shows a message (at most four stay on screen).
+    /// Shows a message (at most four stay on screen). In the browser it goes by itself after a
+    /// few seconds (a refusal stays longer), so messages never pile up over the buttons.
     pub fn push(&self, kind: ToastKind, text: impl Into<String>) {
         let id = self.next_id.get_value();
         self.next_id.set_value(id + 1);
+        #[cfg(feature = "hydrate")]
+        {
+            let queue = *self;
+            let shown_ms = match kind {
+                ToastKind::Success => 4_000,
+                ToastKind::Error => 8_000,
+            };
+            gloo_timers::callback::Timeout::new(shown_ms, move || queue.dismiss(id)).forget();
+        }
         self.toasts.update(|list| {
             list.push(Toast {
                 id,

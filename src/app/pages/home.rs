@@ -10,7 +10,7 @@ use leptos::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    api::{current_user, list_drops, my_reservations, CreateDrop},
+    api::{current_user, list_drops, my_reservations, my_tickets, CreateDrop},
     app::components::{
         action_button::fresh_key,
         card::{Card, CardData, NewDrops},
@@ -19,7 +19,7 @@ use crate::{
         toasts::Toasts,
     },
     live::HoldView,
-    model::{ApiError, ProductDrop, Reservation, ReservationStatus, User},
+    model::{ApiError, DropId, ProductDrop, Reservation, ReservationStatus, Ticket, User},
 };
 
 /// What the page shows, read in one go.
@@ -28,6 +28,7 @@ struct Page {
     user: Option<User>,
     drops: Result<Vec<ProductDrop>, ApiError>,
     holds: Vec<Reservation>,
+    tickets: Vec<(DropId, Ticket)>,
 }
 
 /// `/`: the drop dashboard.
@@ -40,13 +41,19 @@ pub fn HomePage() -> impl IntoView {
                 user: current_user().await.ok().flatten(),
                 drops: list_drops().await,
                 holds: my_reservations().await.unwrap_or_default(),
+                tickets: my_tickets().await.unwrap_or_default(),
             }
         },
     );
     view! {
         <Suspense fallback=|| view! { <p class="empty">"Loading drops…"</p> }>
             {move || Suspend::new(async move {
-                let Page { user, drops, holds } = page.await;
+                let Page {
+                    user,
+                    drops,
+                    holds,
+                    tickets,
+                } = page.await;
                 let refused = refusal();
                 let (panel_refusal, toasts) = match refused {
                     Some((path, error)) if path == CreateDrop::PATH && error.field.is_some() => {
@@ -58,7 +65,7 @@ pub fn HomePage() -> impl IntoView {
                 view! {
                     <TopBar user />
                     <Hero />
-                    <DropGrid drops holds />
+                    <DropGrid drops holds tickets />
                     <CreateDropPanel key=fresh_key() refused=panel_refusal />
                     <Toasts initial=toasts />
                 }
@@ -101,9 +108,14 @@ fn Hero() -> impl IntoView {
     }
 }
 
-/// Every drop as a card, the viewer's live hold on each, and room for drops created later.
+/// Every drop as a card, the viewer's live hold and queue ticket on each, and room for drops
+/// created later.
 #[component]
-fn DropGrid(drops: Result<Vec<ProductDrop>, ApiError>, holds: Vec<Reservation>) -> impl IntoView {
+fn DropGrid(
+    drops: Result<Vec<ProductDrop>, ApiError>,
+    holds: Vec<Reservation>,
+    tickets: Vec<(DropId, Ticket)>,
+) -> impl IntoView {
     let drops = match drops {
         Ok(drops) => drops,
         Err(e) => return view! { <p class="empty error">{e.message}</p> }.into_any(),
@@ -114,10 +126,16 @@ fn DropGrid(drops: Result<Vec<ProductDrop>, ApiError>, holds: Vec<Reservation>) 
             .find(|h| h.drop_id == drop.id && h.status == ReservationStatus::Active)
             .map(HoldView::from)
     };
+    let ticket_on = |drop: &ProductDrop| {
+        tickets
+            .iter()
+            .find(|(id, _)| *id == drop.id)
+            .map(|(_, ticket)| ticket.clone())
+    };
     let rendered = drops.iter().map(|drop| drop.id).collect();
     let cards = drops
         .iter()
-        .map(|drop| view! { <Card data=CardData::new(drop, hold_on(drop)) /> })
+        .map(|drop| view! { <Card data=CardData::new(drop, hold_on(drop), ticket_on(drop)) /> })
         .collect_view();
     view! {
         <div class="grid">

@@ -51,8 +51,28 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(_) => ErrorCode::InvalidInput,
             _ => ErrorCode::MalformedRequest,
         };
-        ApiError::new(code, rejection.body_text())
+        let field = match &rejection {
+            JsonRejection::JsonDataError(data) => field_of(data),
+            _ => None,
+        };
+        ApiError {
+            field,
+            ..ApiError::new(code, rejection.body_text())
+        }
     }
+}
+
+/// The field (as a path: `sale_mode`, `items[2].name`) a JSON body of the wrong shape got wrong.
+fn field_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(found) = error.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
+            let path = found.path().to_string();
+            return (path != ".").then_some(path);
+        }
+        cause = error.source();
+    }
+    None
 }
 
 /// A path parameter that does not parse (`/drops/abc`).

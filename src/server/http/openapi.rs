@@ -70,6 +70,8 @@ impl Rules {
         (name = "session", description = "Sign in and out."),
         (name = "drops", description = "Drops, their stock and their newest buyers."),
         (name = "reservations", description = "Holds on one unit: reserve, purchase, cancel."),
+        (name = "queue", description = "A drop sold through a queue: join its line, see your \
+            place, and check the order it was put in."),
     ),
     components(schemas(ErrorBody))
 )]

@@ -23,8 +23,8 @@ use super::{
 };
 use crate::{
     model::{
-        ApiError, DropId, NewDrop, ProductDrop, Purchase, Reservation, ReservationId,
-        ReservationStatus, User,
+        ApiError, Audit, DropId, NewDrop, ProductDrop, Purchase, Reservation, ReservationId,
+        ReservationStatus, Ticket, User,
     },
     server::AppState,
 };
@@ -97,6 +97,18 @@ pub(super) struct PurchaseReply {
 #[derive(Serialize, ToSchema)]
 pub(super) struct HoldsReply {
     reservations: Vec<Hold>,
+}
+
+/// The caller's place in a drop's queue.
+#[derive(Serialize, ToSchema)]
+pub(super) struct TicketReply {
+    ticket: Ticket,
+}
+
+/// A queue's order, for anyone to check.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AuditReply {
+    audit: Audit,
 }
 
 /// A hold as the API shows it: the owner is the caller, so no user id.
@@ -247,7 +259,7 @@ pub(super) async fn create_drop(
     responses(
         (status = 201, description = "Held.", body = HoldReply),
         (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
-        (status = 409, description = "`OUT_OF_STOCK`, `ALREADY_RESERVED` (the caller holds one already), `NOT_STARTED` or `LIMIT_REACHED` (bought as many as one buyer may).", body = ErrorBody),
+        (status = 409, description = "`OUT_OF_STOCK`, `ALREADY_RESERVED` (the caller holds one already), `NOT_STARTED`, `LIMIT_REACHED` (bought as many as one buyer may) or `NOT_ADMITTED` (a queue drop, and it is not the caller's turn).", body = ErrorBody),
     )
 )]
 pub(super) async fn reserve(
@@ -336,4 +348,110 @@ pub(super) async fn my_reservations(
     Ok(Json(HoldsReply {
         reservations: reservations.iter().map(Hold::from).collect(),
     }))
+}
+
+/// Join a drop's queue
+///
+/// A drop sold through a queue (`sale_mode` `queue`) takes reserves only from buyers whose
+/// turn has come. Joining from `queue_opens_at` on puts the caller in its lobby; at
+/// `starts_at` the lobby is put in a random order anyone can check (see the audit), and later
+/// arrivals join at the back. Joining again answers the same ticket.
+#[utoipa::path(
+    post,
+    path = "/drops/{id}/queue",
+    tag = "queue",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    security(("session" = [])),
+    responses(
+        (status = 201, description = "In line.", body = TicketReply),
+        (status = 200, description = "Already in line: the same ticket.", body = TicketReply),
+        (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`NOT_A_QUEUE` (the drop is first come, first served), `QUEUE_NOT_OPEN` (before `queue_opens_at`) or `OUT_OF_STOCK` (sold out: the queue has closed).", body = ErrorBody),
+    )
+)]
+pub(super) async fn join_queue(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Id(drop): Id<DropId>,
+) -> Result<(StatusCode, Json<TicketReply>)> {
+    let (ticket, new) = state.inventory.join_queue(drop, user).await?;
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(TicketReply { ticket })))
+}
+
+/// The caller's place in a drop's queue
+///
+/// `place` is null until go-live puts the lobby in order; while waiting, `ahead` and
+/// `eta_seconds` say how far the turn is; once `admitted`, reserve before `admitted_until`.
+#[utoipa::path(
+    get,
+    path = "/drops/{id}/queue/me",
+    tag = "queue",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The caller's ticket.", body = TicketReply),
+        (status = 404, description = "`TICKET_NOT_FOUND`: the caller never joined this drop's queue.", body = ErrorBody),
+    )
+)]
+pub(super) async fn my_ticket(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Id(drop): Id<DropId>,
+) -> Result<Json<TicketReply>> {
+    let ticket = state.inventory.ticket(drop, user).await?;
+    Ok(Json(TicketReply { ticket }))
+}
+
+/// Leave a drop's queue
+///
+/// Gives up the caller's place (and their turn, if it had come). Joining again later is
+/// allowed, at the back of the line once the drop has gone live.
+#[utoipa::path(
+    delete,
+    path = "/drops/{id}/queue/me",
+    tag = "queue",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "Out of line (or the ticket as it already stood, if it was no longer in line).", body = TicketReply),
+        (status = 404, description = "`DROP_NOT_FOUND` or `TICKET_NOT_FOUND`", body = ErrorBody),
+    )
+)]
+pub(super) async fn leave_queue(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Id(drop): Id<DropId>,
+) -> Result<Json<TicketReply>> {
+    let ticket = state.inventory.leave_queue(drop, user).await?;
+    Ok(Json(TicketReply { ticket }))
+}
+
+/// A queue's audit
+///
+/// After go-live: the seed behind the `seed_sha256` published when the drop was created, and
+/// every ticket with its place, no user ids or names. The lobby (tickets that joined before
+/// `starts_at`) is ordered by ascending `sha256_hex(seed + ":" + id)`; later tickets follow in
+/// the order they joined. Anyone can recompute it.
+#[utoipa::path(
+    get,
+    path = "/drops/{id}/audit",
+    tag = "queue",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    responses(
+        (status = 200, description = "The queue's order.", body = AuditReply),
+        (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`NOT_STARTED` (before go-live) or `NOT_A_QUEUE`.", body = ErrorBody),
+    )
+)]
+pub(super) async fn queue_audit(
+    State(state): State<AppState>,
+    Id(drop): Id<DropId>,
+) -> Result<Json<AuditReply>> {
+    let audit = state.inventory.queue_audit(drop).await?;
+    Ok(Json(AuditReply { audit }))
 }

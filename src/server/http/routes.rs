@@ -26,7 +26,7 @@ use super::{
     rest,
 };
 use crate::{
-    api::{CancelHold, CreateDrop, PurchaseHold, ReserveUnit, SignIn},
+    api::{CancelHold, CreateDrop, JoinQueue, LeaveQueue, PurchaseHold, ReserveUnit, SignIn},
     app::{shell, App},
     model::{ApiError, ErrorCode},
     server::{metrics, ws, AppState},
@@ -70,14 +70,18 @@ fn rest(state: &AppState) -> Router<AppState> {
                 .routes(routes!(rest::list_drops))
                 .routes(routes!(rest::get_drop))
                 .routes(routes!(rest::sign_out))
-                .routes(routes!(rest::my_reservations)),
+                .routes(routes!(rest::my_reservations))
+                .routes(routes!(rest::my_ticket))
+                .routes(routes!(rest::queue_audit)),
         )
         .merge(guard(
             state,
             Rules::LIMITED,
             OpenApiRouter::default()
                 .routes(routes!(rest::sign_in))
-                .routes(routes!(rest::cancel)),
+                .routes(routes!(rest::cancel))
+                .routes(routes!(rest::join_queue))
+                .routes(routes!(rest::leave_queue)),
         ))
         .merge(guard(
             state,
@@ -120,7 +124,9 @@ fn rpc(state: &AppState) -> (Router<AppState>, Vec<String>) {
             state,
             Rules::LIMITED,
             server_fn(server_fn_route::<SignIn>(state))
-                .merge(server_fn(server_fn_route::<CancelHold>(state))),
+                .merge(server_fn(server_fn_route::<CancelHold>(state)))
+                .merge(server_fn(server_fn_route::<JoinQueue>(state)))
+                .merge(server_fn(server_fn_route::<LeaveQueue>(state))),
         ))
         .merge(guard(
             state,

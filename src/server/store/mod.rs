@@ -9,6 +9,7 @@
 //! (delivered by the database on commit, to every instance).
 
 mod postgres;
+mod queue;
 mod reads;
 mod sqlite;
 mod writes;
@@ -18,11 +19,16 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use self::{postgres::PgStore, sqlite::SqliteStore, writes::Writes};
+pub use self::{
+    postgres::PgStore,
+    queue::{AdmitPass, QueueWrites},
+    sqlite::SqliteStore,
+    writes::Writes,
+};
 use super::{events::EventBus, settings::Settings};
 use crate::model::{
-    DropId, ErrorCode, ProductDrop, Purchase, PurchaseId, Purchaser, Reservation, ReservationId,
-    ReservationStatus, User, UserId,
+    Audit, AuditTicket, DropId, ErrorCode, ProductDrop, Purchase, PurchaseId, Purchaser, QueueLine,
+    Reservation, ReservationId, ReservationStatus, SaleMode, Ticket, TicketState, User, UserId,
 };
 
 /// Why a store operation did not happen.
@@ -69,11 +75,11 @@ impl StockAudit {
     }
 }
 
-/// Everything a database offers: its own reads, and the stock-moving writes written once for
-/// all databases.
-pub trait Store: Reads + Writes + 'static {}
+/// Everything a database offers: its own reads, and the writes — stock and queues — written
+/// once for all databases.
+pub trait Store: Reads + Writes + QueueWrites + 'static {}
 
-impl<T: Reads + Writes + 'static> Store for T {}
+impl<T: Reads + Writes + QueueWrites + 'static> Store for T {}
 
 /// What each database answers in its own SQL.
 #[async_trait]
@@ -92,6 +98,16 @@ pub trait Reads: Send + Sync {
     async fn user_reservations(&self, user: UserId) -> Result<Vec<Reservation>, StoreError>;
     /// Counts where each unit of a drop is, in one consistent read.
     async fn audit(&self, drop: DropId) -> Result<StockAudit, StoreError>;
+    /// The queue drops whose go-live has come and that have not closed, each with whether its
+    /// lobby is in order yet: the queue worker's round.
+    async fn queues_due(&self) -> Result<Vec<(DropId, bool)>, StoreError>;
+    /// The user's ticket in the drop's queue, with where it stands in line.
+    async fn ticket(&self, drop: DropId, user: UserId) -> Result<Option<Ticket>, StoreError>;
+    /// Every ticket of the user, by drop.
+    async fn user_tickets(&self, user: UserId) -> Result<Vec<(DropId, Ticket)>, StoreError>;
+    /// What anyone may check of a queue's order once it has gone live; `NOT_STARTED` before,
+    /// `NOT_A_QUEUE` for a drop sold otherwise.
+    async fn queue_audit(&self, drop: DropId) -> Result<Audit, StoreError>;
     /// Claims an idempotency key for a request, or says what became of its first use.
     async fn claim_key(
         &self,
@@ -244,11 +260,17 @@ pub async fn connect(settings: &Settings, bus: EventBus) -> Result<Arc<dyn Store
 }
 
 /// Columns of `drops` in the order [`DropRow`] reads them (a macro, so `concat!` can build
-/// `'static` SQL from it).
+/// `'static` SQL from it), given the database's "now": a queue's seed shows only from go-live.
 macro_rules! drop_columns {
-    () => {
-        "id, name, description, image, price_cents, total_stock, available_stock, \
-         max_per_user, starts_at, created_at, version"
+    ($($now:tt)+) => {
+        concat!(
+            "id, name, description, image, price_cents, total_stock, available_stock, \
+             max_per_user, starts_at, created_at, version, sale_mode, opens_at, seed_sha256, \
+             lined_up_at, closed_at, admit_rate_milli, served_through, \
+             CASE WHEN starts_at <= ",
+            $($now)+,
+            " THEN seed END AS seed"
+        )
     };
 }
 pub(crate) use drop_columns;
@@ -266,10 +288,53 @@ pub(crate) struct DropRow {
     starts_at: i64,
     created_at: i64,
     version: i64,
+    sale_mode: String,
+    opens_at: Option<i64>,
+    seed_sha256: Option<String>,
+    lined_up_at: Option<i64>,
+    closed_at: Option<i64>,
+    admit_rate_milli: i64,
+    served_through: i64,
+    /// Only once revealed (see [`drop_columns`]).
+    seed: Option<String>,
 }
 
 impl DropRow {
+    /// The audit of this drop's queue, from its placed tickets; refused before go-live.
+    pub(crate) fn audit(self, tickets: Vec<AuditRow>) -> Result<Audit, StoreError> {
+        let sale_mode = SaleMode::parse(&self.sale_mode).unwrap_or_default();
+        if sale_mode == SaleMode::FirstCome {
+            return Err(StoreError::Refused(ErrorCode::NotAQueue));
+        }
+        let (Some(seed_sha256), Some(seed), Some(_)) =
+            (self.seed_sha256, self.seed, self.lined_up_at)
+        else {
+            return Err(StoreError::Refused(ErrorCode::NotStarted));
+        };
+        Ok(Audit {
+            sale_mode,
+            seed_sha256,
+            seed,
+            starts_at: from_ms(self.starts_at),
+            tickets: tickets
+                .into_iter()
+                .map(|row| AuditTicket {
+                    id: row.public_id,
+                    joined_at: from_ms(row.joined_at),
+                    place: row.place,
+                })
+                .collect(),
+        })
+    }
+
     pub(crate) fn into_drop(self, recent_purchasers: Vec<Purchaser>) -> ProductDrop {
+        let sale_mode = SaleMode::parse(&self.sale_mode).unwrap_or_default();
+        let queue = (sale_mode == SaleMode::Queue).then(|| QueueLine {
+            live: self.lined_up_at.is_some(),
+            served_through: self.served_through,
+            per_minute: self.admit_rate_milli * 60 / 1000,
+            closed: self.closed_at.is_some(),
+        });
         ProductDrop {
             id: self.id,
             name: self.name,
@@ -283,6 +348,117 @@ impl DropRow {
             created_at: from_ms(self.created_at),
             version: self.version,
             recent_purchasers,
+            sale_mode,
+            queue_opens_at: self.opens_at.map(from_ms),
+            seed_sha256: self.seed_sha256,
+            seed: self.seed,
+            queue,
+        }
+    }
+}
+
+/// Columns of `drops` in the order [`LockedDrop`](super::rules::LockedDrop) reads them
+/// (followed by the database's "now").
+macro_rules! locked_drop_columns {
+    () => {
+        "available_stock, max_per_user, starts_at, sale_mode, opens_at, lined_up_at, closed_at, \
+         admitted_at, admit_rate_milli, served_through"
+    };
+}
+pub(crate) use locked_drop_columns;
+
+/// The secret that orders a queue's lobby: 256 random bits as 64 lowercase hex digits, and its
+/// published SHA-256 (of those 64 ASCII digits, in hex).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seed {
+    pub hex: String,
+    pub sha256: String,
+}
+
+impl Seed {
+    /// A new seed no one can guess.
+    pub fn draw() -> Self {
+        use sha2::{Digest, Sha256};
+        let bytes: [u8; 32] = rand::random();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = format!("{:x}", Sha256::digest(hex.as_bytes()));
+        Self { hex, sha256 }
+    }
+}
+
+/// Columns of `tickets` in the order [`TicketRow`] reads them.
+macro_rules! ticket_columns {
+    () => {
+        "id, public_id, drop_id, user_id, place, state, admitted_until"
+    };
+}
+pub(crate) use ticket_columns;
+
+/// A ticket as stored.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct TicketRow {
+    pub(crate) id: i64,
+    pub(crate) public_id: String,
+    pub(crate) drop_id: DropId,
+    pub(crate) user_id: UserId,
+    pub(crate) place: Option<i64>,
+    pub(crate) state: String,
+    pub(crate) admitted_until: Option<i64>,
+}
+
+/// Columns of a ticket (`t`) joined with its drop (`d`), as [`TicketInLine`] reads them.
+macro_rules! ticket_in_line_columns {
+    () => {
+        "t.id, t.public_id, t.drop_id, t.user_id, t.place, t.state, t.admitted_until, \
+         d.lined_up_at, d.closed_at, d.admit_rate_milli, d.served_through"
+    };
+}
+pub(crate) use ticket_in_line_columns;
+
+/// A ticket read with how far its drop's line has moved.
+#[derive(sqlx::FromRow)]
+pub(crate) struct TicketInLine {
+    #[sqlx(flatten)]
+    pub(crate) ticket: TicketRow,
+    lined_up_at: Option<i64>,
+    closed_at: Option<i64>,
+    admit_rate_milli: i64,
+    served_through: i64,
+}
+
+impl TicketInLine {
+    pub(crate) fn ticket(&self) -> Ticket {
+        self.ticket.ticket(&QueueLine {
+            live: self.lined_up_at.is_some(),
+            served_through: self.served_through,
+            per_minute: self.admit_rate_milli * 60 / 1000,
+            closed: self.closed_at.is_some(),
+        })
+    }
+}
+
+/// One ticket of a queue's audit.
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    public_id: String,
+    joined_at: i64,
+    place: i64,
+}
+
+impl TicketRow {
+    /// The ticket as its owner sees it in a line that has moved this far.
+    pub(crate) fn ticket(&self, line: &QueueLine) -> Ticket {
+        let state = TicketState::parse(&self.state).unwrap_or(TicketState::Closed);
+        let waiting_place = self
+            .place
+            .filter(|_| state == TicketState::Waiting && line.live);
+        Ticket {
+            id: self.public_id.clone(),
+            state,
+            place: self.place,
+            ahead: waiting_place.map(|place| line.ahead_of(place)),
+            eta_seconds: waiting_place.and_then(|place| line.eta_seconds(place)),
+            admitted_until: self.admitted_until.map(from_ms),
         }
     }
 }

@@ -14,15 +14,15 @@ use sqlx::{
 };
 
 use super::{
-    drop_columns, reservation_columns, ttl_ms,
+    drop_columns, locked_drop_columns, reservation_columns, ticket_columns, ttl_ms,
     writes::{Closing, Dialect, WriteTx},
-    DropRow, PurchaseRow, PurchaserRow, ReservationRow, StoreError,
+    DropRow, PurchaseRow, PurchaserRow, ReservationRow, Seed, StoreError, TicketRow,
 };
 use crate::{
     model::{DropId, NewDrop, Purchaser, ReservationId, UserId},
     server::{
         events::{Envelope, EventBus, PG_CHANNEL},
-        rules::{BatchDrop, BuyerCheck, HoldCheck},
+        rules::{BuyerCheck, HoldCheck, LockedDrop},
     },
 };
 
@@ -75,11 +75,12 @@ impl Dialect for PgStore {
 
 #[async_trait]
 impl WriteTx for PgTx {
-    async fn lock_drop(&mut self, drop: DropId) -> Result<Option<BatchDrop>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT available_stock, max_per_user, starts_at, dropline_now_ms() AS now \
-             FROM drops WHERE id = $1 FOR UPDATE",
-        )
+    async fn lock_drop(&mut self, drop: DropId) -> Result<Option<LockedDrop>, sqlx::Error> {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            locked_drop_columns!(),
+            ", dropline_now_ms() AS now FROM drops WHERE id = $1 FOR UPDATE"
+        ))
         .bind(drop)
         .fetch_optional(&mut *self.0)
         .await
@@ -89,23 +90,28 @@ impl WriteTx for PgTx {
         &mut self,
         drop: DropId,
         users: &[UserId],
+        now: i64,
     ) -> Result<Vec<BuyerCheck>, sqlx::Error> {
         // One index probe per user and table. (As EXISTS in the select list, the planner may
         // instead hash every live hold of the drop, once per batch: a cost that grows with the
         // drop.)
         sqlx::query_as(
             "SELECT u.id AS user_id, k.id IS NOT NULL AS known, \
-               h.id IS NOT NULL AS holds_one, b.n AS bought \
+               h.id IS NOT NULL AS holds_one, b.n AS bought, a.id IS NOT NULL AS admitted \
              FROM unnest($2::bigint[]) AS u(id) \
              LEFT JOIN LATERAL (SELECT users.id FROM users \
                WHERE users.id = u.id LIMIT 1) AS k ON true \
              LEFT JOIN LATERAL (SELECT r.id FROM reservations r WHERE r.drop_id = $1 \
                AND r.user_id = u.id AND r.status = 'ACTIVE' LIMIT 1) AS h ON true \
              CROSS JOIN LATERAL (SELECT COUNT(*) AS n FROM purchases p \
-               WHERE p.drop_id = $1 AND p.user_id = u.id) AS b",
+               WHERE p.drop_id = $1 AND p.user_id = u.id) AS b \
+             LEFT JOIN LATERAL (SELECT t.id FROM tickets t WHERE t.drop_id = $1 \
+               AND t.user_id = u.id AND t.state = 'admitted' AND t.admitted_until > $3 \
+               LIMIT 1) AS a ON true",
         )
         .bind(drop)
         .bind(users)
+        .bind(now)
         .fetch_all(&mut *self.0)
         .await
     }
@@ -134,7 +140,7 @@ impl WriteTx for PgTx {
         sqlx::query_as(concat!(
             "UPDATE drops SET available_stock = available_stock + $2, version = version + 1 \
              WHERE id = $1 RETURNING ",
-            drop_columns!()
+            drop_columns!("dropline_now_ms()")
         ))
         .bind(drop)
         .bind(units)
@@ -214,13 +220,17 @@ impl WriteTx for PgTx {
         .await
     }
 
-    async fn insert_drop(&mut self, new: &NewDrop) -> Result<DropRow, sqlx::Error> {
+    async fn insert_drop(
+        &mut self,
+        new: &NewDrop,
+        seed: Option<&Seed>,
+    ) -> Result<DropRow, sqlx::Error> {
         sqlx::query_as(concat!(
             "INSERT INTO drops (name, description, image, price_cents, total_stock, \
-             available_stock, max_per_user, starts_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $5, $6, COALESCE($7, dropline_now_ms()), \
-             dropline_now_ms()) RETURNING ",
-            drop_columns!()
+             available_stock, max_per_user, starts_at, created_at, sale_mode, opens_at, seed, \
+             seed_sha256) VALUES ($1, $2, $3, $4, $5, $5, $6, COALESCE($7, dropline_now_ms()), \
+             dropline_now_ms(), $8, $9, $10, $11) RETURNING ",
+            drop_columns!("dropline_now_ms()")
         ))
         .bind(&new.name)
         .bind(new.description.as_deref().unwrap_or_default())
@@ -229,7 +239,40 @@ impl WriteTx for PgTx {
         .bind(new.total_stock)
         .bind(new.max_per_user.unwrap_or(1))
         .bind(new.starts_at.map(|t| t.timestamp_millis()))
+        .bind(new.sale_mode.unwrap_or_default().as_str())
+        .bind(new.queue_opens_at.map(|t| t.timestamp_millis()))
+        .bind(seed.map(|s| s.hex.as_str()))
+        .bind(seed.map(|s| s.sha256.as_str()))
         .fetch_one(&mut *self.0)
+        .await
+    }
+
+    async fn set_places(&mut self, places: &[(i64, i64)]) -> Result<(), sqlx::Error> {
+        let (ids, places): (Vec<i64>, Vec<i64>) = places.iter().copied().unzip();
+        sqlx::query(
+            "UPDATE tickets t SET place = p.place \
+             FROM unnest($1::bigint[], $2::bigint[]) AS p(id, place) WHERE t.id = p.id",
+        )
+        .bind(ids)
+        .bind(places)
+        .execute(&mut *self.0)
+        .await?;
+        Ok(())
+    }
+
+    async fn use_admissions(
+        &mut self,
+        drop: DropId,
+        users: &[UserId],
+    ) -> Result<Vec<TicketRow>, sqlx::Error> {
+        sqlx::query_as(concat!(
+            "UPDATE tickets SET state = 'used' WHERE drop_id = $1 AND state = 'admitted' \
+             AND user_id = ANY($2::bigint[]) RETURNING ",
+            ticket_columns!()
+        ))
+        .bind(drop)
+        .bind(users)
+        .fetch_all(&mut *self.0)
         .await
     }
 
@@ -267,6 +310,8 @@ impl WriteTx for PgTx {
 }
 
 super::reads::reads!(PgStore, now: ["dropline_now_ms()"], begin_read: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+
+super::queue::queue_steps!(PgTx, conn: 0, now: ["dropline_now_ms()"]);
 
 /// Reads a hold's owner and state, with the database's "now".
 async fn hold_check<'e>(

@@ -53,7 +53,7 @@ macro_rules! reads {
             let mut tx = self.pool.begin_with($begin_read).await?;
             let drops: Vec<$crate::server::store::DropRow> = sqlx::query_as(concat!(
                 "SELECT ",
-                $crate::server::store::drop_columns!(),
+                $crate::server::store::drop_columns!($($now)+),
                 " FROM drops ORDER BY id"
             ))
             .fetch_all(&mut *tx)
@@ -70,7 +70,7 @@ macro_rules! reads {
             let mut tx = self.pool.begin_with($begin_read).await?;
             let drop: Option<$crate::server::store::DropRow> = sqlx::query_as(concat!(
                 "SELECT ",
-                $crate::server::store::drop_columns!(),
+                $crate::server::store::drop_columns!($($now)+),
                 " FROM drops WHERE id = $1"
             ))
             .bind(id)
@@ -134,6 +134,82 @@ macro_rules! reads {
             .ok_or($crate::server::store::StoreError::Refused(
                 $crate::model::ErrorCode::DropNotFound,
             ))
+        }
+
+        async fn queues_due(
+            &self,
+        ) -> Result<Vec<($crate::model::DropId, bool)>, $crate::server::store::StoreError> {
+            Ok(sqlx::query_as(concat!(
+                "SELECT id, lined_up_at IS NOT NULL FROM drops \
+                 WHERE sale_mode = 'queue' AND closed_at IS NULL AND starts_at <= ",
+                $($now)+,
+                " ORDER BY id"
+            ))
+            .fetch_all(&self.pool)
+            .await?)
+        }
+
+        async fn ticket(
+            &self,
+            drop: $crate::model::DropId,
+            user: $crate::model::UserId,
+        ) -> Result<Option<$crate::model::Ticket>, $crate::server::store::StoreError> {
+            let row: Option<$crate::server::store::TicketInLine> = sqlx::query_as(concat!(
+                "SELECT ",
+                $crate::server::store::ticket_in_line_columns!(),
+                " FROM tickets t JOIN drops d ON d.id = t.drop_id \
+                  WHERE t.drop_id = $1 AND t.user_id = $2"
+            ))
+            .bind(drop)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.map(|row| row.ticket()))
+        }
+
+        async fn user_tickets(
+            &self,
+            user: $crate::model::UserId,
+        ) -> Result<
+            Vec<($crate::model::DropId, $crate::model::Ticket)>,
+            $crate::server::store::StoreError,
+        > {
+            let rows: Vec<$crate::server::store::TicketInLine> = sqlx::query_as(concat!(
+                "SELECT ",
+                $crate::server::store::ticket_in_line_columns!(),
+                " FROM tickets t JOIN drops d ON d.id = t.drop_id WHERE t.user_id = $1 \
+                  ORDER BY t.drop_id"
+            ))
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.into_iter().map(|row| (row.ticket.drop_id, row.ticket())).collect())
+        }
+
+        async fn queue_audit(
+            &self,
+            drop: $crate::model::DropId,
+        ) -> Result<$crate::model::Audit, $crate::server::store::StoreError> {
+            use $crate::{model::ErrorCode, server::store::StoreError};
+            let mut tx = self.pool.begin_with($begin_read).await?;
+            let row: Option<$crate::server::store::DropRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                $crate::server::store::drop_columns!($($now)+),
+                " FROM drops WHERE id = $1"
+            ))
+            .bind(drop)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let drop_row = row.ok_or(StoreError::Refused(ErrorCode::DropNotFound))?;
+            let tickets: Vec<$crate::server::store::AuditRow> = sqlx::query_as(
+                "SELECT public_id, joined_at, place FROM tickets \
+                 WHERE drop_id = $1 AND place IS NOT NULL ORDER BY place",
+            )
+            .bind(drop)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            drop_row.audit(tickets)
         }
 
         async fn claim_key(

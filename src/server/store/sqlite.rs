@@ -16,15 +16,15 @@ use sqlx::{
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
-    drop_columns, reservation_columns, ttl_ms,
+    drop_columns, locked_drop_columns, reservation_columns, ticket_columns, ttl_ms,
     writes::{Closing, Dialect, WriteTx},
-    DropRow, PurchaseRow, PurchaserRow, ReservationRow, StoreError,
+    DropRow, PurchaseRow, PurchaserRow, ReservationRow, Seed, StoreError, TicketRow,
 };
 use crate::{
     model::{DropId, NewDrop, Purchaser, ReservationId, UserId},
     server::{
         events::{Envelope, EventBus},
-        rules::{BatchDrop, BuyerCheck, HoldCheck},
+        rules::{BuyerCheck, HoldCheck, LockedDrop},
     },
 };
 
@@ -107,10 +107,12 @@ impl Dialect for SqliteStore {
 
 #[async_trait]
 impl WriteTx for SqliteTx {
-    async fn lock_drop(&mut self, drop: DropId) -> Result<Option<BatchDrop>, sqlx::Error> {
+    async fn lock_drop(&mut self, drop: DropId) -> Result<Option<LockedDrop>, sqlx::Error> {
         // The writer's turn and `BEGIN IMMEDIATE` are the lock: nothing else writes meanwhile.
         sqlx::query_as(concat!(
-            "SELECT available_stock, max_per_user, starts_at, ",
+            "SELECT ",
+            locked_drop_columns!(),
+            ", ",
             now_ms!(),
             " AS now FROM drops WHERE id = $1"
         ))
@@ -123,6 +125,7 @@ impl WriteTx for SqliteTx {
         &mut self,
         drop: DropId,
         users: &[UserId],
+        now: i64,
     ) -> Result<Vec<BuyerCheck>, sqlx::Error> {
         // SQLite has no array parameters: the users travel as one JSON array.
         sqlx::query_as(
@@ -131,11 +134,14 @@ impl WriteTx for SqliteTx {
                EXISTS (SELECT 1 FROM reservations r WHERE r.drop_id = $1 \
                  AND r.user_id = u.value AND r.status = 'ACTIVE') AS holds_one, \
                (SELECT COUNT(*) FROM purchases p \
-                 WHERE p.drop_id = $1 AND p.user_id = u.value) AS bought \
+                 WHERE p.drop_id = $1 AND p.user_id = u.value) AS bought, \
+               EXISTS (SELECT 1 FROM tickets t WHERE t.drop_id = $1 AND t.user_id = u.value \
+                 AND t.state = 'admitted' AND t.admitted_until > $3) AS admitted \
              FROM json_each($2) AS u",
         )
         .bind(drop)
         .bind(json_ids(users))
+        .bind(now)
         .fetch_all(&mut *self.tx)
         .await
     }
@@ -168,7 +174,7 @@ impl WriteTx for SqliteTx {
         sqlx::query_as(concat!(
             "UPDATE drops SET available_stock = available_stock + $2, version = version + 1 \
              WHERE id = $1 RETURNING ",
-            drop_columns!()
+            drop_columns!(now_ms!())
         ))
         .bind(drop)
         .bind(units)
@@ -249,16 +255,20 @@ impl WriteTx for SqliteTx {
         .await
     }
 
-    async fn insert_drop(&mut self, new: &NewDrop) -> Result<DropRow, sqlx::Error> {
+    async fn insert_drop(
+        &mut self,
+        new: &NewDrop,
+        seed: Option<&Seed>,
+    ) -> Result<DropRow, sqlx::Error> {
         sqlx::query_as(concat!(
             "INSERT INTO drops (name, description, image, price_cents, total_stock, \
-             available_stock, max_per_user, starts_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $5, $6, COALESCE($7, ",
+             available_stock, max_per_user, starts_at, created_at, sale_mode, opens_at, seed, \
+             seed_sha256) VALUES ($1, $2, $3, $4, $5, $5, $6, COALESCE($7, ",
             now_ms!(),
             "), ",
             now_ms!(),
-            ") RETURNING ",
-            drop_columns!()
+            ", $8, $9, $10, $11) RETURNING ",
+            drop_columns!(now_ms!())
         ))
         .bind(&new.name)
         .bind(new.description.as_deref().unwrap_or_default())
@@ -267,7 +277,40 @@ impl WriteTx for SqliteTx {
         .bind(new.total_stock)
         .bind(new.max_per_user.unwrap_or(1))
         .bind(new.starts_at.map(|t| t.timestamp_millis()))
+        .bind(new.sale_mode.unwrap_or_default().as_str())
+        .bind(new.queue_opens_at.map(|t| t.timestamp_millis()))
+        .bind(seed.map(|s| s.hex.as_str()))
+        .bind(seed.map(|s| s.sha256.as_str()))
         .fetch_one(&mut *self.tx)
+        .await
+    }
+
+    async fn set_places(&mut self, places: &[(i64, i64)]) -> Result<(), sqlx::Error> {
+        // The pairs travel as one JSON array of [id, place].
+        let pairs = serde_json::to_string(places).expect("pairs serialize");
+        sqlx::query(
+            "UPDATE tickets SET place = p.value ->> 1 FROM json_each($1) AS p \
+             WHERE tickets.id = p.value ->> 0",
+        )
+        .bind(pairs)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn use_admissions(
+        &mut self,
+        drop: DropId,
+        users: &[UserId],
+    ) -> Result<Vec<TicketRow>, sqlx::Error> {
+        sqlx::query_as(concat!(
+            "UPDATE tickets SET state = 'used' WHERE drop_id = $1 AND state = 'admitted' \
+             AND user_id IN (SELECT value FROM json_each($2)) RETURNING ",
+            ticket_columns!()
+        ))
+        .bind(drop)
+        .bind(json_ids(users))
+        .fetch_all(&mut *self.tx)
         .await
     }
 
@@ -296,6 +339,8 @@ impl WriteTx for SqliteTx {
 }
 
 super::reads::reads!(SqliteStore, now: [now_ms!()], begin_read: "BEGIN");
+
+super::queue::queue_steps!(SqliteTx, conn: tx, now: [now_ms!()]);
 
 /// User ids as a JSON array, the form `json_each` reads.
 fn json_ids(ids: &[UserId]) -> String {

@@ -14,16 +14,17 @@ use std::{
 use async_trait::async_trait;
 
 use super::{
-    Cancelled, DropRow, PurchaseRow, ReservationRow, ReserveOutcome, Reserved, StoreError,
+    queue::ticket_event, Cancelled, DropRow, PurchaseRow, ReservationRow, ReserveOutcome, Reserved,
+    Seed, StoreError, TicketRow,
 };
 use crate::{
     model::{
         DropId, ErrorCode, LiveEvent, NewDrop, ProductDrop, Purchase, Purchaser, Reservation,
-        ReservationId, UserId,
+        ReservationId, SaleMode, UserId,
     },
     server::{
         events::Envelope,
-        rules::{self, BatchDrop, BatchPlan, BuyerCheck, HoldCheck},
+        rules::{self, BatchPlan, BuyerCheck, HoldCheck, LockedDrop},
     },
 };
 
@@ -51,12 +52,13 @@ impl Closing {
 pub(crate) trait WriteTx: Send + Sized {
     /// Locks the drop row — every write's first lock — and reads what a reserve decides on,
     /// with the database's "now"; `None` when there is no such drop.
-    async fn lock_drop(&mut self, drop: DropId) -> Result<Option<BatchDrop>, sqlx::Error>;
+    async fn lock_drop(&mut self, drop: DropId) -> Result<Option<LockedDrop>, sqlx::Error>;
     /// What the reserve rules need to know about each of these (distinct) users.
     async fn buyer_checks(
         &mut self,
         drop: DropId,
         users: &[UserId],
+        now: i64,
     ) -> Result<Vec<BuyerCheck>, sqlx::Error>;
     /// Inserts a live hold for each user, until now + `ttl`, in one statement. A row the
     /// one-live-hold-per-buyer index turns away is left out of the answer.
@@ -90,8 +92,20 @@ pub(crate) trait WriteTx: Send + Sized {
         drops: &[DropId],
         limit: i64,
     ) -> Result<Vec<ReservationRow>, sqlx::Error>;
-    /// Inserts a validated drop.
-    async fn insert_drop(&mut self, new: &NewDrop) -> Result<DropRow, sqlx::Error>;
+    /// Inserts a validated drop (a queue's with its seed).
+    async fn insert_drop(
+        &mut self,
+        new: &NewDrop,
+        seed: Option<&Seed>,
+    ) -> Result<DropRow, sqlx::Error>;
+    /// Gives tickets their places in line: (ticket row id, place).
+    async fn set_places(&mut self, places: &[(i64, i64)]) -> Result<(), sqlx::Error>;
+    /// The admissions these users reserved with are used.
+    async fn use_admissions(
+        &mut self,
+        drop: DropId,
+        users: &[UserId],
+    ) -> Result<Vec<TicketRow>, sqlx::Error>;
     /// Takes the lock that lets one instance at a time decide whether to seed.
     async fn lock_seeding(&mut self) -> Result<(), sqlx::Error>;
     /// True when any drop exists.
@@ -152,7 +166,8 @@ pub trait Writes: Send + Sync {
 impl<D: Dialect> Writes for D {
     async fn create_drop(&self, new: &NewDrop) -> Result<ProductDrop, StoreError> {
         let mut tx = self.begin_write().await?;
-        let drop = tx.insert_drop(new).await?.into_drop(Vec::new());
+        let drop = tx.insert_drop(new, seed_for(new).as_ref()).await?;
+        let drop = drop.into_drop(Vec::new());
         let created = Envelope::public(LiveEvent::DropCreated { drop: drop.clone() });
         tx.commit(vec![created]).await?;
         Ok(drop)
@@ -167,7 +182,8 @@ impl<D: Dialect> Writes for D {
         }
         let mut seeded = Vec::with_capacity(drops.len());
         for new in drops {
-            seeded.push(tx.insert_drop(new).await?.into_drop(Vec::new()));
+            let drop = tx.insert_drop(new, seed_for(new).as_ref()).await?;
+            seeded.push(drop.into_drop(Vec::new()));
         }
         let events = seeded
             .iter()
@@ -192,7 +208,8 @@ impl<D: Dialect> Writes for D {
         let locked = tx.lock_drop(drop).await?;
         let checks = match &locked {
             Some(locked) if locked.started() => {
-                tx.buyer_checks(drop, &rules::distinct_users(users)).await?
+                let users = rules::distinct_users(users);
+                tx.buyer_checks(drop, &users, locked.now).await?
             }
             _ => Vec::new(),
         };
@@ -221,6 +238,13 @@ impl<D: Dialect> Writes for D {
                 },
             )
         }));
+        if let Some(queue) = locked.as_ref().filter(|d| d.mode() == SaleMode::Queue) {
+            // A queue's buyer reserves once per turn.
+            let holders: Vec<UserId> = inserted.iter().map(|row| row.user_id).collect();
+            let used = tx.use_admissions(drop, &holders).await?;
+            let line = queue.line();
+            events.extend(used.iter().map(|ticket| ticket_event(ticket, &line)));
+        }
         tx.commit(events).await?;
         Ok(batch_outcomes(users, plan, inserted, Some(after)))
     }
@@ -301,6 +325,11 @@ impl<D: Dialect> Writes for D {
         tx.commit(events).await?;
         Ok(expired.into_iter().map(Reservation::from).collect())
     }
+}
+
+/// The seed a new drop needs: a queue's orders its lobby at go-live.
+fn seed_for(new: &NewDrop) -> Option<Seed> {
+    (new.sale_mode == Some(SaleMode::Queue)).then(Seed::draw)
 }
 
 /// The drop of the caller's hold, read before any lock is taken; a missing hold or someone

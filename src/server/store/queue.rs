@@ -1,0 +1,506 @@
+//! A queue's writes — join, leave, put the lobby in order at go-live, admit — with their control
+//! flow written once, like the stock writes (`writes.rs`). Their steps are portable SQL but for
+//! the database's "now", so each database's [`QueueTx`] impl is one body (`queue_steps!`) with
+//! its "now" filled in; the two steps that pass lists differ per database (`WriteTx`).
+//!
+//! Every step runs under the drop row's lock, the first lock of every writer: joins, admissions
+//! and reserves of one drop never interleave, on any number of instances.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{
+    writes::{Dialect, WriteTx},
+    StoreError, TicketRow,
+};
+use crate::{
+    model::{DropId, ErrorCode, LiveEvent, QueueLine, SaleMode, Ticket, TicketState, UserId},
+    server::{
+        events::Envelope,
+        rules::{self, Admission, AdmissionRule, LineTicket},
+    },
+};
+
+/// The queue's steps inside one write transaction.
+#[async_trait]
+pub(crate) trait QueueTx: Send {
+    /// The user's ticket for the drop, if any.
+    async fn ticket(
+        &mut self,
+        drop: DropId,
+        user: UserId,
+    ) -> Result<Option<TicketRow>, sqlx::Error>;
+    /// A new waiting ticket.
+    async fn insert_ticket(
+        &mut self,
+        drop: DropId,
+        user: UserId,
+        public_id: &str,
+        place: Option<i64>,
+    ) -> Result<TicketRow, sqlx::Error>;
+    /// A ticket back in line (joined again after leaving).
+    async fn rejoin(&mut self, ticket: i64, place: Option<i64>) -> Result<TicketRow, sqlx::Error>;
+    /// A ticket out of line.
+    async fn leave(&mut self, ticket: i64) -> Result<TicketRow, sqlx::Error>;
+    /// The place after the last one given.
+    async fn next_place(&mut self, drop: DropId) -> Result<i64, sqlx::Error>;
+    /// The waiting tickets that have no place yet.
+    async fn unplaced(&mut self, drop: DropId) -> Result<Vec<LineTicket>, sqlx::Error>;
+    /// The drop's seed.
+    async fn seed(&mut self, drop: DropId) -> Result<Option<String>, sqlx::Error>;
+    /// Notes that the line is in order.
+    async fn mark_lined_up(&mut self, drop: DropId) -> Result<(), sqlx::Error>;
+    /// The drop's placed tickets.
+    async fn placed(&mut self, drop: DropId) -> Result<Vec<TicketRow>, sqlx::Error>;
+    /// Admissions whose time ran out become lapsed.
+    async fn lapse(&mut self, drop: DropId) -> Result<Vec<TicketRow>, sqlx::Error>;
+    /// (admitted and unused, active holds).
+    async fn counts(&mut self, drop: DropId) -> Result<(i64, i64), sqlx::Error>;
+    /// Admits the next `n` waiting tickets in order, for `ttl`.
+    async fn admit(
+        &mut self,
+        drop: DropId,
+        n: i64,
+        ttl: Duration,
+    ) -> Result<Vec<TicketRow>, sqlx::Error>;
+    /// Sold out: every waiting or admitted ticket is closed, and so is the queue.
+    async fn close(&mut self, drop: DropId) -> Result<(), sqlx::Error>;
+    /// Notes an admission pass: the smoothed admissions per second (x1000) and the highest
+    /// place whose turn has come.
+    async fn note_pass(
+        &mut self,
+        drop: DropId,
+        rate_milli: i64,
+        served_through: i64,
+    ) -> Result<(), sqlx::Error>;
+}
+
+/// Expands to the [`QueueTx`] impl of a transaction type whose connection is `self.$conn`,
+/// given the database's "now".
+macro_rules! queue_steps {
+    ($tx:ty, conn: $conn:tt, now: [$($now:tt)+]) => {
+        #[async_trait::async_trait]
+        impl $crate::server::store::queue::QueueTx for $tx {
+            async fn ticket(
+                &mut self,
+                drop: $crate::model::DropId,
+                user: $crate::model::UserId,
+            ) -> Result<Option<$crate::server::store::TicketRow>, sqlx::Error> {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    $crate::server::store::ticket_columns!(),
+                    " FROM tickets WHERE drop_id = $1 AND user_id = $2"
+                ))
+                .bind(drop)
+                .bind(user)
+                .fetch_optional(&mut *self.$conn)
+                .await
+            }
+
+            async fn insert_ticket(
+                &mut self,
+                drop: $crate::model::DropId,
+                user: $crate::model::UserId,
+                public_id: &str,
+                place: Option<i64>,
+            ) -> Result<$crate::server::store::TicketRow, sqlx::Error> {
+                sqlx::query_as(concat!(
+                    "INSERT INTO tickets (public_id, drop_id, user_id, joined_at, place, state) \
+                     VALUES ($1, $2, $3, ",
+                    $($now)+,
+                    ", $4, 'waiting') RETURNING ",
+                    $crate::server::store::ticket_columns!()
+                ))
+                .bind(public_id)
+                .bind(drop)
+                .bind(user)
+                .bind(place)
+                .fetch_one(&mut *self.$conn)
+                .await
+            }
+
+            async fn rejoin(
+                &mut self,
+                ticket: i64,
+                place: Option<i64>,
+            ) -> Result<$crate::server::store::TicketRow, sqlx::Error> {
+                sqlx::query_as(concat!(
+                    "UPDATE tickets SET state = 'waiting', admitted_until = NULL, place = $2, \
+                     joined_at = ",
+                    $($now)+,
+                    " WHERE id = $1 RETURNING ",
+                    $crate::server::store::ticket_columns!()
+                ))
+                .bind(ticket)
+                .bind(place)
+                .fetch_one(&mut *self.$conn)
+                .await
+            }
+
+            async fn leave(
+                &mut self,
+                ticket: i64,
+            ) -> Result<$crate::server::store::TicketRow, sqlx::Error> {
+                sqlx::query_as(concat!(
+                    "UPDATE tickets SET state = 'left' WHERE id = $1 RETURNING ",
+                    $crate::server::store::ticket_columns!()
+                ))
+                .bind(ticket)
+                .fetch_one(&mut *self.$conn)
+                .await
+            }
+
+            async fn next_place(&mut self, drop: $crate::model::DropId) -> Result<i64, sqlx::Error> {
+                sqlx::query_scalar(
+                    "SELECT COALESCE(MAX(place), 0) + 1 FROM tickets WHERE drop_id = $1",
+                )
+                .bind(drop)
+                .fetch_one(&mut *self.$conn)
+                .await
+            }
+
+            async fn unplaced(
+                &mut self,
+                drop: $crate::model::DropId,
+            ) -> Result<Vec<$crate::server::rules::LineTicket>, sqlx::Error> {
+                sqlx::query_as(
+                    "SELECT id, public_id, joined_at FROM tickets \
+                     WHERE drop_id = $1 AND state = 'waiting' AND place IS NULL",
+                )
+                .bind(drop)
+                .fetch_all(&mut *self.$conn)
+                .await
+            }
+
+            async fn seed(
+                &mut self,
+                drop: $crate::model::DropId,
+            ) -> Result<Option<String>, sqlx::Error> {
+                sqlx::query_scalar("SELECT seed FROM drops WHERE id = $1")
+                    .bind(drop)
+                    .fetch_one(&mut *self.$conn)
+                    .await
+            }
+
+            async fn mark_lined_up(&mut self, drop: $crate::model::DropId) -> Result<(), sqlx::Error> {
+                sqlx::query(concat!("UPDATE drops SET lined_up_at = ", $($now)+, " WHERE id = $1"))
+                    .bind(drop)
+                    .execute(&mut *self.$conn)
+                    .await?;
+                Ok(())
+            }
+
+            async fn placed(
+                &mut self,
+                drop: $crate::model::DropId,
+            ) -> Result<Vec<$crate::server::store::TicketRow>, sqlx::Error> {
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    $crate::server::store::ticket_columns!(),
+                    " FROM tickets WHERE drop_id = $1 AND place IS NOT NULL ORDER BY place"
+                ))
+                .bind(drop)
+                .fetch_all(&mut *self.$conn)
+                .await
+            }
+
+            async fn lapse(
+                &mut self,
+                drop: $crate::model::DropId,
+            ) -> Result<Vec<$crate::server::store::TicketRow>, sqlx::Error> {
+                sqlx::query_as(concat!(
+                    "UPDATE tickets SET state = 'lapsed' WHERE drop_id = $1 \
+                     AND state = 'admitted' AND admitted_until <= ",
+                    $($now)+,
+                    " RETURNING ",
+                    $crate::server::store::ticket_columns!()
+                ))
+                .bind(drop)
+                .fetch_all(&mut *self.$conn)
+                .await
+            }
+
+            async fn counts(
+                &mut self,
+                drop: $crate::model::DropId,
+            ) -> Result<(i64, i64), sqlx::Error> {
+                sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM tickets WHERE drop_id = $1 \
+                       AND state = 'admitted'), \
+                     (SELECT COUNT(*) FROM reservations WHERE drop_id = $1 AND status = 'ACTIVE')",
+                )
+                .bind(drop)
+                .fetch_one(&mut *self.$conn)
+                .await
+            }
+
+            async fn admit(
+                &mut self,
+                drop: $crate::model::DropId,
+                n: i64,
+                ttl: std::time::Duration,
+            ) -> Result<Vec<$crate::server::store::TicketRow>, sqlx::Error> {
+                sqlx::query_as(concat!(
+                    "UPDATE tickets SET state = 'admitted', admitted_until = ",
+                    $($now)+,
+                    " + $3 WHERE id IN (SELECT id FROM tickets WHERE drop_id = $1 \
+                       AND state = 'waiting' AND place IS NOT NULL ORDER BY place LIMIT $2) \
+                     RETURNING ",
+                    $crate::server::store::ticket_columns!()
+                ))
+                .bind(drop)
+                .bind(n)
+                .bind($crate::server::store::ttl_ms(ttl))
+                .fetch_all(&mut *self.$conn)
+                .await
+            }
+
+            async fn close(&mut self, drop: $crate::model::DropId) -> Result<(), sqlx::Error> {
+                sqlx::query(
+                    "UPDATE tickets SET state = 'closed' \
+                     WHERE drop_id = $1 AND state IN ('waiting', 'admitted')",
+                )
+                .bind(drop)
+                .execute(&mut *self.$conn)
+                .await?;
+                sqlx::query(concat!("UPDATE drops SET closed_at = ", $($now)+, " WHERE id = $1"))
+                    .bind(drop)
+                    .execute(&mut *self.$conn)
+                    .await?;
+                Ok(())
+            }
+
+            async fn note_pass(
+                &mut self,
+                drop: $crate::model::DropId,
+                rate_milli: i64,
+                served_through: i64,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(concat!(
+                    "UPDATE drops SET admitted_at = ",
+                    $($now)+,
+                    ", admit_rate_milli = $2, served_through = $3 WHERE id = $1"
+                ))
+                .bind(drop)
+                .bind(rate_milli)
+                .bind(served_through)
+                .execute(&mut *self.$conn)
+                .await?;
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use queue_steps;
+
+/// A ticket as its owner learns of it, in a line that has moved this far.
+pub(super) fn ticket_event(row: &TicketRow, line: &QueueLine) -> Envelope {
+    Envelope::private(
+        row.user_id,
+        LiveEvent::TicketUpdated {
+            drop_id: row.drop_id,
+            ticket: row.ticket(line),
+        },
+    )
+}
+
+/// What an admission pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AdmitPass {
+    pub admitted: usize,
+    pub lapsed: usize,
+    pub closed: bool,
+}
+
+/// A queue's writes. Every database has them, through [`Dialect`].
+#[async_trait]
+pub trait QueueWrites: Send + Sync {
+    /// Joins the user to the drop's queue: their ticket, and whether it is new. Joining again
+    /// answers the same ticket; after leaving before their turn, the buyer joins again like
+    /// anyone else (the lobby before go-live, the back of the line after). A buyer gets one
+    /// turn: after it, joining answers the ticket as it stands.
+    async fn join_queue(&self, drop: DropId, user: UserId) -> Result<(Ticket, bool), StoreError>;
+    /// Takes the user out of the drop's queue (their admission too, if their turn had come).
+    async fn leave_queue(&self, drop: DropId, user: UserId) -> Result<Ticket, StoreError>;
+    /// Go-live, once, on whichever instance comes first: puts the lobby in order by its keys
+    /// (see [`rules::line_up`]) and tells every ticket its place. Answers false when it was not
+    /// due or already done.
+    async fn line_up(&self, drop: DropId) -> Result<bool, StoreError>;
+    /// One admission pass: lapses admissions whose time ran out, lets the next buyers in as
+    /// `rule` allows for `ttl`, and closes the queue once the drop has sold out.
+    async fn admit(
+        &self,
+        drop: DropId,
+        rule: AdmissionRule,
+        ttl: Duration,
+    ) -> Result<AdmitPass, StoreError>;
+}
+
+#[async_trait]
+impl<D> QueueWrites for D
+where
+    D: Dialect,
+    D::Tx: QueueTx,
+{
+    async fn join_queue(&self, drop: DropId, user: UserId) -> Result<(Ticket, bool), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(locked) = tx.lock_drop(drop).await? else {
+            tx.rollback().await?;
+            return Err(StoreError::Refused(ErrorCode::DropNotFound));
+        };
+        let line = locked.line();
+        let existing = tx.ticket(drop, user).await?;
+        // In line already, or out after having had a turn (one turn per buyer): as it stands.
+        let settled =
+            |t: &&TicketRow| t.state != TicketState::Left.as_str() || t.admitted_until.is_some();
+        if let Some(ticket) = existing.as_ref().filter(settled) {
+            tx.rollback().await?;
+            return Ok((ticket.ticket(&line), false));
+        }
+        if let Err(refusal) = rules::may_join(&locked) {
+            tx.rollback().await?;
+            return Err(StoreError::Refused(refusal));
+        }
+        // After go-live, an arrival goes to the back of the line at once.
+        let place = match locked.lined_up_at {
+            Some(_) => Some(tx.next_place(drop).await?),
+            None => None,
+        };
+        let (ticket, new) = match existing {
+            Some(left) => (tx.rejoin(left.id, place).await?, false),
+            None => {
+                let public_id = format!("{:032x}", rand::random::<u128>());
+                (tx.insert_ticket(drop, user, &public_id, place).await?, true)
+            }
+        };
+        tx.commit(vec![ticket_event(&ticket, &line)]).await?;
+        Ok((ticket.ticket(&line), new))
+    }
+
+    async fn leave_queue(&self, drop: DropId, user: UserId) -> Result<Ticket, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(locked) = tx.lock_drop(drop).await? else {
+            tx.rollback().await?;
+            return Err(StoreError::Refused(ErrorCode::DropNotFound));
+        };
+        let line = locked.line();
+        let ticket = match tx.ticket(drop, user).await? {
+            Some(ticket) if TicketState::parse(&ticket.state).is_some_and(TicketState::in_line) => {
+                tx.leave(ticket.id).await?
+            }
+            Some(ticket) => {
+                tx.rollback().await?;
+                return Ok(ticket.ticket(&line));
+            }
+            None => {
+                tx.rollback().await?;
+                return Err(StoreError::Refused(ErrorCode::TicketNotFound));
+            }
+        };
+        tx.commit(vec![ticket_event(&ticket, &line)]).await?;
+        Ok(ticket.ticket(&line))
+    }
+
+    async fn line_up(&self, drop: DropId) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let locked = match tx.lock_drop(drop).await? {
+            Some(locked)
+                if locked.mode() == SaleMode::Queue
+                    && locked.started()
+                    && locked.lined_up_at.is_none() =>
+            {
+                locked
+            }
+            _ => {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        };
+        let seed = tx.seed(drop).await?.unwrap_or_default();
+        let places = rules::line_up(&seed, locked.starts_at, &tx.unplaced(drop).await?);
+        tx.set_places(&places).await?;
+        tx.mark_lined_up(drop).await?;
+        let line = QueueLine {
+            live: true,
+            ..locked.line()
+        };
+        let mut events: Vec<Envelope> = tx
+            .placed(drop)
+            .await?
+            .iter()
+            .map(|ticket| ticket_event(ticket, &line))
+            .collect();
+        events.push(Envelope::public(LiveEvent::QueueMoved {
+            drop_id: drop,
+            line,
+        }));
+        tx.commit(events).await?;
+        Ok(true)
+    }
+
+    async fn admit(
+        &self,
+        drop: DropId,
+        rule: AdmissionRule,
+        ttl: Duration,
+    ) -> Result<AdmitPass, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let locked = match tx.lock_drop(drop).await? {
+            Some(locked) if locked.lined_up_at.is_some() && locked.closed_at.is_none() => locked,
+            _ => {
+                tx.rollback().await?;
+                return Ok(AdmitPass::default());
+            }
+        };
+        let lapsed = tx.lapse(drop).await?;
+        let (unused, holds) = tx.counts(drop).await?;
+        let since_ms = locked.admitted_at.map(|at| locked.now - at);
+        let decision = rule.pass(locked.available_stock, unused, holds, since_ms);
+        let closed = decision == Admission::Close;
+        let admitted = match decision {
+            Admission::Close => {
+                tx.close(drop).await?;
+                Vec::new()
+            }
+            Admission::Admit(0) => Vec::new(),
+            Admission::Admit(n) => tx.admit(drop, n, ttl).await?,
+        };
+        let pass = AdmitPass {
+            admitted: admitted.len(),
+            lapsed: lapsed.len(),
+            closed,
+        };
+        // Admissions per second, smoothed so a waiting buyer's estimate does not jump about.
+        let window_ms = since_ms.unwrap_or(1000).max(1);
+        let rate_milli = admitted.len() as i64 * 1_000_000 / window_ms;
+        let smoothed = (locked.admit_rate_milli * 4 + rate_milli) / 5;
+        let line = QueueLine {
+            live: true,
+            served_through: admitted
+                .iter()
+                .filter_map(|ticket| ticket.place)
+                .fold(locked.served_through, i64::max),
+            per_minute: smoothed * 60 / 1000,
+            closed,
+        };
+        tx.note_pass(drop, smoothed, line.served_through).await?;
+        let mut events: Vec<Envelope> = lapsed
+            .iter()
+            .chain(&admitted)
+            .map(|ticket| ticket_event(ticket, &line))
+            .collect();
+        // The line's progress goes out at most once a second (and when it closes).
+        let new_second = locked
+            .admitted_at
+            .is_none_or(|at| at / 1000 != locked.now / 1000);
+        if new_second || closed {
+            events.push(Envelope::public(LiveEvent::QueueMoved {
+                drop_id: drop,
+                line,
+            }));
+        }
+        tx.commit(events).await?;
+        Ok(pass)
+    }
+}

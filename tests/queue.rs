@@ -1,0 +1,658 @@
+//! A drop sold through a queue: a lobby put in a random order at go-live that anyone can
+//! recompute, buyers let in at the rate the stock absorbs and never more, reserves only on
+//! one's turn, and a line that is told when it is over.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use common::{wait_until, Api, Auth, Backend, Client, TestDb};
+use dropline::{model::LiveEvent, server::settings::Settings};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+/// Limits that would turn a test's crowd of buyers away, lifted.
+fn crowd(settings: &mut Settings) {
+    settings.rate_limit_ip_per_second = 1_000_000;
+    settings.rate_limit_ip_burst = 1_000_000;
+    settings.rate_limit_session_per_second = 1_000;
+    settings.rate_limit_session_burst = 1_000;
+}
+
+/// A queue drop of `stock` units whose lobby is open now and whose go-live is an hour away
+/// (tests bring it forward with [`go_live`]); answers its JSON.
+async fn queue_drop(api: &Api, stock: i64) -> Value {
+    let now = Utc::now();
+    let reply = api
+        .create_drop(json!({
+            "name": "Queue Runner",
+            "price_cents": 100,
+            "total_stock": stock,
+            "sale_mode": "queue",
+            "starts_at": now + chrono::Duration::hours(1),
+            "queue_opens_at": now - chrono::Duration::seconds(1),
+        }))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply.body["drop"].clone()
+}
+
+/// Brings the drop's go-live to now, as if the hour had passed: the queue worker then puts the
+/// lobby in order.
+async fn go_live(db: &TestDb, drop: i64) {
+    // Joins answered before this have a joined_at before it (millisecond clock).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let now = match db.backend {
+        Backend::Sqlite => "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+        Backend::Postgres => "dropline_now_ms()",
+    };
+    db.execute(&format!(
+        "UPDATE drops SET starts_at = {now} WHERE id = {drop}"
+    ))
+    .await;
+}
+
+async fn join(api: &Api, cookie: &str, drop: i64) -> common::Reply {
+    api.call(
+        "POST",
+        &format!("/api/v1/drops/{drop}/queue"),
+        None,
+        Auth::Cookie(cookie),
+    )
+    .await
+}
+
+/// The buyer's ticket as `GET /queue/me` answers it.
+async fn ticket(api: &Api, cookie: &str, drop: i64) -> Value {
+    let reply = api
+        .call(
+            "GET",
+            &format!("/api/v1/drops/{drop}/queue/me"),
+            None,
+            Auth::Cookie(cookie),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body["ticket"].clone()
+}
+
+/// `GET /api/v1/drops/{drop}/audit`, as anyone.
+async fn audit(api: &Api, drop: i64) -> common::Reply {
+    api.call(
+        "GET",
+        &format!("/api/v1/drops/{drop}/audit"),
+        None,
+        Auth::None,
+    )
+    .await
+}
+
+/// Waits until the buyer's ticket is in `state`; answers it.
+async fn ticket_in(api: &Api, cookie: &str, drop: i64, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = ticket(api, cookie, drop).await;
+        if now["state"] == state {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ticket never became {state}: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Signs in `n` buyers.
+async fn buyers(api: &Api, n: usize) -> Vec<String> {
+    let mut cookies = Vec::with_capacity(n);
+    for i in 0..n {
+        cookies.push(api.sign_in(&format!("buyer {i}")).await);
+    }
+    cookies
+}
+
+fn sha256_hex(text: &str) -> String {
+    format!("{:x}", Sha256::digest(text.as_bytes()))
+}
+
+/// Spearman's rank correlation of two rankings of the same items (1-based, no ties).
+fn spearman(a: &[i64], b: &[i64]) -> f64 {
+    let n = a.len() as f64;
+    let d2: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
+}
+
+/// The audit recomputation README.md shows, run as written (the Python block after its
+/// `audit-recompute` marker) on `audit`; answers what it printed.
+fn readme_recompute(audit: &Value) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let after_marker = readme
+        .split("<!-- audit-recompute -->")
+        .nth(1)
+        .expect("README has the audit-recompute marker");
+    let script = after_marker
+        .split("```python\n")
+        .nth(1)
+        .and_then(|block| block.split("```").next())
+        .expect("a python block follows the marker");
+    let dir = tempfile::tempdir().unwrap();
+    let script_path = dir.path().join("recompute.py");
+    std::fs::write(&script_path, script).unwrap();
+    let output = std::process::Command::new("python3")
+        .arg(&script_path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(audit.to_string().as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "the README's recomputation rejected the audit: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn the_lobby_order_is_random_and_anyone_can_recompute_it(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    let drop = queue_drop(&api, 10).await;
+    let id = drop["id"].as_i64().unwrap();
+    let published = drop["seed_sha256"].as_str().unwrap().to_string();
+    assert_eq!(published.len(), 64);
+    assert!(
+        drop.get("seed").is_none(),
+        "the seed is secret before go-live"
+    );
+    // Before go-live there is nothing to audit.
+    let early = audit(&api, id).await;
+    assert_eq!(early.status, StatusCode::CONFLICT);
+    assert_eq!(early.body["error"]["code"], "NOT_STARTED");
+
+    // 1,000 buyers join one after another.
+    let cookies = buyers(&api, 1000).await;
+    let mut joined = Vec::new();
+    for cookie in &cookies {
+        let reply = join(&api, cookie, id).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        assert!(
+            reply.body["ticket"]["place"].is_null(),
+            "no place before go-live"
+        );
+        joined.push(reply.body["ticket"]["id"].as_str().unwrap().to_string());
+    }
+    // Joining again is the same ticket.
+    let again = join(&api, &cookies[0], id).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["ticket"]["id"], joined[0].as_str());
+
+    go_live(&api.db, id).await;
+    let first = ticket_in(&api, &cookies[0], id, "waiting").await;
+    let lined_up = wait_until(Duration::from_secs(10), || async {
+        !ticket(&api, &cookies[0], id).await["place"].is_null()
+    })
+    .await;
+    assert!(lined_up, "go-live put nobody in order: {first}");
+    let mut told = HashMap::new();
+    for (cookie, ticket_id) in cookies.iter().zip(&joined) {
+        let mine = ticket(&api, cookie, id).await;
+        assert_eq!(mine["id"], ticket_id.as_str());
+        told.insert(ticket_id.clone(), mine["place"].as_i64().unwrap());
+    }
+
+    // Fair: where a buyer stands has nothing to do with when they joined.
+    let join_order: Vec<i64> = (1..=1000).collect();
+    let places: Vec<i64> = joined.iter().map(|t| told[t]).collect();
+    let rho = spearman(&join_order, &places);
+    assert!(rho.abs() <= 0.1, "join order and place correlate: {rho}");
+
+    // The audit: the seed behind the published hash, and every place as the rule gives it.
+    let reply = audit(&api, id).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let audit = &reply.body["audit"];
+    let seed = audit["seed"].as_str().unwrap();
+    assert_eq!(seed.len(), 64);
+    assert_eq!(sha256_hex(seed), published);
+    assert!(!reply.body.to_string().contains("buyer "), "no names");
+    let tickets = audit["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), 1000);
+    assert!(tickets.iter().all(|t| t.get("user_id").is_none()));
+    let mut recomputed: Vec<&str> = tickets.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    recomputed.sort_by_cached_key(|t| sha256_hex(&format!("{seed}:{t}")));
+    for (place, ticket_id) in (1..).zip(recomputed) {
+        assert_eq!(told[ticket_id], place, "ticket {ticket_id}");
+    }
+    // And the recipe README gives anyone agrees.
+    let printed = readme_recompute(&reply.body);
+    assert!(printed.starts_with("ok"), "{printed}");
+    // The drop shows its seed from go-live on.
+    let shown = api
+        .call("GET", &format!("/api/v1/drops/{id}"), None, Auth::None)
+        .await;
+    assert_eq!(shown.body["drop"]["seed"], seed);
+}
+
+async fn later_arrivals_join_the_back_in_arrival_order(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    let id = queue_drop(&api, 1).await["id"].as_i64().unwrap();
+    let cookies = buyers(&api, 5).await;
+    for cookie in &cookies[..3] {
+        assert_eq!(join(&api, cookie, id).await.status, StatusCode::CREATED);
+    }
+    go_live(&api.db, id).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            !ticket(&api, &cookies[0], id).await["place"].is_null()
+        })
+        .await
+    );
+    for cookie in &cookies[3..] {
+        assert_eq!(join(&api, cookie, id).await.status, StatusCode::CREATED);
+    }
+    let late: Vec<i64> = futures::future::join_all(
+        cookies[3..]
+            .iter()
+            .map(|cookie| async { ticket(&api, cookie, id).await["place"].as_i64().unwrap() }),
+    )
+    .await;
+    assert_eq!(late, vec![4, 5]);
+    let audit = audit(&api, id).await;
+    assert!(readme_recompute(&audit.body).starts_with("ok"));
+}
+
+async fn a_reserve_needs_the_buyers_turn(backend: Backend) {
+    let api = Api::configured(backend, |s| {
+        crowd(s);
+        s.queue_admission_seconds = 1;
+    })
+    .await;
+    let id = queue_drop(&api, 1).await["id"].as_i64().unwrap();
+    let cookies = buyers(&api, 3).await;
+    let (a, b, outsider) = (&cookies[0], &cookies[1], &cookies[2]);
+    join(&api, a, id).await;
+    join(&api, b, id).await;
+    // Before go-live nobody may reserve a queue drop; after it, not without a turn.
+    go_live(&api.db, id).await;
+    let refused = api.reserve(outsider, id).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "NOT_ADMITTED");
+    // One unit: one buyer in (1 x 1.5 rounds down to 1), the other waits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (admitted, waiting) = loop {
+        let (ta, tb) = (ticket(&api, a, id).await, ticket(&api, b, id).await);
+        match (ta["state"].as_str(), tb["state"].as_str()) {
+            (Some("admitted"), _) => break (a, b),
+            (_, Some("admitted")) => break (b, a),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "nobody admitted: {ta} {tb}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let waiting_ticket = ticket(&api, waiting, id).await;
+    assert_eq!(waiting_ticket["state"], "waiting");
+    assert_eq!(waiting_ticket["place"], 2);
+    assert_eq!(waiting_ticket["ahead"], 0);
+    let not_yet = api.reserve(waiting, id).await;
+    assert_eq!(not_yet.body["error"]["code"], "NOT_ADMITTED");
+    // The server function path is held to the same rule.
+    let rpc = api
+        .call_with(
+            "POST",
+            "/rpc/reserve_unit",
+            Some(&format!("drop_id={id}")),
+            Auth::Cookie(waiting),
+            &[("content-type", "application/x-www-form-urlencoded")],
+        )
+        .await;
+    assert_eq!(rpc.status, StatusCode::CONFLICT, "{}", rpc.body);
+    assert_eq!(rpc.body["code"], "NOT_ADMITTED", "{}", rpc.body);
+    // Let the admitted buyer's turn lapse: then they are refused too, and the next one is in.
+    let lapsed = ticket_in(&api, admitted, id, "lapsed").await;
+    assert!(lapsed["admitted_until"].is_string());
+    assert_eq!(
+        api.reserve(admitted, id).await.body["error"]["code"],
+        "NOT_ADMITTED"
+    );
+    ticket_in(&api, waiting, id, "admitted").await;
+    let held = api.reserve(waiting, id).await;
+    assert_eq!(held.status, StatusCode::CREATED, "{}", held.body);
+    // A reserve uses the turn: cancelling and reserving again is refused.
+    assert_eq!(ticket(&api, waiting, id).await["state"], "used");
+    let hold = held.body["reservation"]["id"].as_i64().unwrap();
+    let cancel = api.cancel(waiting, hold).await;
+    assert_eq!(cancel.status, StatusCode::OK);
+    assert_eq!(
+        api.reserve(waiting, id).await.body["error"]["code"],
+        "NOT_ADMITTED"
+    );
+}
+
+async fn selling_the_last_unit_tells_the_line_it_is_over(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    let addr = api.listen().await;
+    let id = queue_drop(&api, 1).await["id"].as_i64().unwrap();
+    let cookies = buyers(&api, 3).await;
+    for cookie in &cookies {
+        join(&api, cookie, id).await;
+    }
+    go_live(&api.db, id).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (winner, others) = loop {
+        let mut states = Vec::new();
+        for cookie in &cookies {
+            states.push(ticket(&api, cookie, id).await["state"].clone());
+        }
+        if let Some(i) = states.iter().position(|s| s == "admitted") {
+            let others: Vec<&String> = (0..3).filter(|j| *j != i).map(|j| &cookies[j]).collect();
+            break (&cookies[i], others);
+        }
+        assert!(Instant::now() < deadline, "nobody admitted: {states:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut sockets = Vec::new();
+    for cookie in &others {
+        let mut socket = Client::connect(addr, Some(cookie)).await;
+        let drops = socket.snapshot().await;
+        let line = drops.iter().find(|d| d.id.0 == id).unwrap().queue.unwrap();
+        assert!(line.live && !line.closed);
+        sockets.push(socket);
+    }
+    let held = api.reserve(winner, id).await;
+    let hold = held.body["reservation"]["id"].as_i64().unwrap();
+    let bought = api.purchase(winner, hold).await;
+    assert_eq!(bought.status, StatusCode::CREATED, "{}", bought.body);
+    let sold = Instant::now();
+    for socket in &mut sockets {
+        let told = loop {
+            let wait = Duration::from_secs(2).saturating_sub(sold.elapsed());
+            match socket.next_within(wait).await {
+                Some(LiveEvent::QueueMoved { drop_id, line }) if drop_id.0 == id && line.closed => {
+                    break true
+                }
+                Some(_) => {}
+                None => break false,
+            }
+        };
+        assert!(told, "a waiting buyer was not told 'sold out' within 2 s");
+    }
+    for cookie in &others {
+        assert_eq!(ticket(&api, cookie, id).await["state"], "closed");
+    }
+    let late = api.sign_in("late").await;
+    let refused = join(&api, &late, id).await;
+    assert_eq!(refused.body["error"]["code"], "OUT_OF_STOCK");
+}
+
+async fn a_queue_drop_is_checked_field_by_field(backend: Backend) {
+    let api = Api::new(backend).await;
+    let now = Utc::now();
+    for (body, field) in [
+        (
+            json!({"name": "Q", "price_cents": 1, "total_stock": 1, "sale_mode": "raffle"}),
+            "sale_mode",
+        ),
+        (
+            json!({"name": "Q", "price_cents": 1, "total_stock": 1, "sale_mode": "queue",
+                "starts_at": now, "queue_opens_at": now + chrono::Duration::minutes(1)}),
+            "queue_opens_at",
+        ),
+        (
+            json!({"name": "Q", "price_cents": 1, "total_stock": 1,
+                "queue_opens_at": now}),
+            "queue_opens_at",
+        ),
+    ] {
+        let reply = api.create_drop(body.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(reply.body["error"]["field"], field, "{}", reply.body);
+    }
+    // Left out, the lobby opens 15 minutes before go-live.
+    let starts: DateTime<Utc> = now + chrono::Duration::hours(2);
+    let reply = api
+        .create_drop(json!({"name": "Q", "price_cents": 1, "total_stock": 1,
+            "sale_mode": "queue", "starts_at": starts}))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let opens: DateTime<Utc> = serde_json::from_value(reply.body["drop"]["queue_opens_at"].clone())
+        .expect("queue_opens_at");
+    assert_eq!(
+        (starts - opens).num_seconds(),
+        15 * 60,
+        "{}",
+        reply.body["drop"]
+    );
+    // Joining before the lobby opens is refused, and a first-come drop has no queue.
+    let buyer = api.sign_in("early").await;
+    let id = reply.body["drop"]["id"].as_i64().unwrap();
+    assert_eq!(
+        join(&api, &buyer, id).await.body["error"]["code"],
+        "QUEUE_NOT_OPEN"
+    );
+    let plain = api.new_drop(3).await;
+    assert_eq!(
+        join(&api, &buyer, plain).await.body["error"]["code"],
+        "NOT_A_QUEUE"
+    );
+}
+
+/// What the test's sampler reads of a drop, in one consistent moment.
+#[derive(sqlx::FromRow, Debug)]
+struct Moment {
+    unused: i64,
+    holds: i64,
+    sold: i64,
+    total: i64,
+}
+
+const MOMENT: &str = "SELECT \
+    (SELECT COUNT(*) FROM tickets WHERE drop_id = $1 AND state = 'admitted') AS unused, \
+    (SELECT COUNT(*) FROM reservations WHERE drop_id = $1 AND status = 'ACTIVE') AS holds, \
+    (SELECT COUNT(*) FROM purchases WHERE drop_id = $1) AS sold, \
+    (SELECT total_stock FROM drops WHERE id = $1) AS total";
+
+/// Reads one moment of the drop (a consistent snapshot on either database).
+async fn moment(db: &TestDb, drop: i64) -> Moment {
+    fetch_one(db, sqlx::AssertSqlSafe(MOMENT.to_string()), drop).await
+}
+
+/// One row of `sql` (with `$1` bound to `bind`) on the test database, outside any server.
+async fn fetch_one<T>(db: &TestDb, sql: sqlx::AssertSqlSafe<String>, bind: i64) -> T
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    use sqlx::Connection;
+    match db.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::query_as(sql)
+                .bind(bind)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query_as(sql)
+                .bind(bind)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
+    }
+}
+
+/// Buyers join, go-live, and then every admitted buyer does one of: buy, cancel, let the hold
+/// expire, let the turn lapse, or leave — all at once, on `instances` servers sharing the
+/// database — while a sampler checks the rule at every moment it looks.
+async fn never_over_admitted(backend: Backend, instances: usize) {
+    let db = Arc::new(TestDb::new(backend).await);
+    let fast = |s: &mut Settings| {
+        crowd(s);
+        s.queue_admission_seconds = 1;
+        s.reservation_ttl_seconds = 1;
+        s.expiry_sweep_ms = 100;
+        s.queue_admit_per_second = 1_000;
+        // Passes back to back on every instance, so they contend for the drop all the time.
+        s.queue_tick_ms = 5;
+    };
+    let mut servers = Vec::new();
+    for _ in 0..instances {
+        servers.push(Arc::new(Api::on_with(db.clone(), fast).await));
+    }
+    let stock = 20;
+    let id = queue_drop(&servers[0], stock).await["id"].as_i64().unwrap();
+    let cookies = buyers(&servers[0], 120).await;
+    for (i, cookie) in cookies.iter().enumerate() {
+        let api = &servers[i % instances];
+        assert_eq!(join(api, cookie, id).await.status, StatusCode::CREATED);
+    }
+
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (db, done) = (db.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut worst = 0;
+            let mut samples = 0;
+            while !done.load(Ordering::Acquire) {
+                let m = moment(&db, id).await;
+                // In the shop (admitted-unused plus holding) plus sold never passes 1.5 x the
+                // stock: the rule at each admission, carried through every reserve and sale.
+                let in_shop = m.unused + m.holds + m.sold;
+                assert!(
+                    in_shop <= m.total * 3 / 2,
+                    "over-admitted at a moment: {m:?}"
+                );
+                worst = worst.max(in_shop);
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (worst, samples)
+        })
+    };
+    go_live(&db, id).await;
+
+    let shoppers = cookies.iter().enumerate().map(|(i, cookie)| {
+        let api = servers[i % instances].clone();
+        let cookie = cookie.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(40);
+            loop {
+                let mine = ticket(&api, &cookie, id).await;
+                match mine["state"].as_str().unwrap() {
+                    "admitted" => break,
+                    "waiting" if i % 9 == 8 && !mine["place"].is_null() => {
+                        let left = api
+                            .call(
+                                "DELETE",
+                                &format!("/api/v1/drops/{id}/queue/me"),
+                                None,
+                                Auth::Cookie(&cookie),
+                            )
+                            .await;
+                        assert_eq!(left.status, StatusCode::OK);
+                        return;
+                    }
+                    "waiting" => {}
+                    _ => return,
+                }
+                if Instant::now() > deadline {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            if i % 4 == 3 {
+                return; // The turn lapses.
+            }
+            let held = api.reserve(&cookie, id).await;
+            if held.status != StatusCode::CREATED {
+                return;
+            }
+            let hold = held.body["reservation"]["id"].as_i64().unwrap();
+            match i % 4 {
+                0 => {
+                    api.purchase(&cookie, hold).await;
+                }
+                1 => {
+                    api.cancel(&cookie, hold).await;
+                }
+                _ => {} // The hold expires.
+            }
+        }
+    });
+    futures::future::join_all(shoppers).await;
+    // Let the last holds and turns run out, then stop looking.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    done.store(true, Ordering::Release);
+    let (worst, samples) = sampler.await.expect("no moment broke the rule");
+    assert!(samples > 20, "the sampler looked only {samples} times");
+    assert!(worst > stock, "the line never filled the shop ({worst})");
+
+    // No ticket was let in twice: the admissions counted by every instance are the tickets
+    // that ever had a turn.
+    let admissions: u64 = servers
+        .iter()
+        .map(|api| api.state.metrics.queue_admissions.get())
+        .sum();
+    let (had_turn,): (i64,) = fetch_one(
+        &db,
+        sqlx::AssertSqlSafe(
+            "SELECT COUNT(*) FROM tickets WHERE drop_id = $1 AND admitted_until IS NOT NULL"
+                .to_string(),
+        ),
+        id,
+    )
+    .await;
+    assert_eq!(admissions, had_turn as u64);
+    assert!(
+        had_turn > stock,
+        "over-admission let in more than the stock"
+    );
+    let audit = servers[0]
+        .state
+        .inventory
+        .audit(dropline::model::DropId(id))
+        .await
+        .unwrap();
+    assert!(audit.holds(), "stock invariant: {audit:?}");
+}
+
+async fn a_crowd_never_over_admits(backend: Backend) {
+    never_over_admitted(backend, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_never_over_admit() {
+    never_over_admitted(Backend::Postgres, 2).await;
+}
+
+on_both_databases!(
+    the_lobby_order_is_random_and_anyone_can_recompute_it,
+    later_arrivals_join_the_back_in_arrival_order,
+    a_reserve_needs_the_buyers_turn,
+    selling_the_last_unit_tells_the_line_it_is_over,
+    a_queue_drop_is_checked_field_by_field,
+    a_crowd_never_over_admits,
+);
