@@ -265,8 +265,10 @@ impl LiveStore {
             LiveEvent::HoldCancelled { drop_id, .. }
             | LiveEvent::ReservationExpired { drop_id, .. } => self.set_hold(drop_id, None),
             LiveEvent::PurchaseCompleted { purchase } => self.set_hold(purchase.drop_id, None),
-            LiveEvent::QueueMoved { drop_id, line } => self.move_line(drop_id, line),
-            LiveEvent::TicketUpdated { drop_id, ticket } => self.set_ticket(drop_id, Some(ticket)),
+            LiveEvent::QueueMoved { drop_id, line, .. } => self.move_line(drop_id, line),
+            LiveEvent::TicketUpdated {
+                drop_id, ticket, ..
+            } => self.set_ticket(drop_id, Some(ticket)),
         }
         false
     }

@@ -726,15 +726,19 @@ pub enum LiveEvent {
         recent: Vec<Purchaser>,
     },
     /// A queue's line moved (at most once a second per drop, and when it goes live or
-    /// closes): each waiting buyer works out their own place in it.
+    /// closes): each waiting buyer works out their own place in it. `at` is when, by the
+    /// database's clock.
     QueueMoved {
         drop_id: DropId,
         line: QueueLine,
+        at: DateTime<Utc>,
     },
-    /// Sent only to the ticket's owner: their place in a queue changed state.
+    /// Sent only to the ticket's owner: their place in a queue changed state (at `at`, by the
+    /// database's clock).
     TicketUpdated {
         drop_id: DropId,
         ticket: Ticket,
+        at: DateTime<Utc>,
     },
     /// Sent only to the hold's owner (every tab of theirs shows it).
     HoldCreated {

@@ -280,6 +280,47 @@ async fn later_arrivals_join_the_back_in_arrival_order(backend: Backend) {
     assert!(readme_recompute(&audit.body).starts_with("ok"));
 }
 
+async fn joins_at_once_give_each_buyer_one_ticket_and_one_place(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    let id = queue_drop(&api, 5).await["id"].as_i64().unwrap();
+    let cookies = buyers(&api, 60).await;
+    // Every buyer joins twice at the same moment: they share batches.
+    let replies = futures::future::join_all(
+        cookies[..40]
+            .iter()
+            .flat_map(|cookie| [cookie, cookie])
+            .map(|cookie| join(&api, cookie, id)),
+    )
+    .await;
+    let mut tickets = std::collections::HashSet::new();
+    for pair in replies.chunks(2) {
+        let mut statuses = [pair[0].status, pair[1].status];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::CREATED]);
+        assert_eq!(pair[0].body["ticket"]["id"], pair[1].body["ticket"]["id"]);
+        assert!(tickets.insert(pair[0].body["ticket"]["id"].to_string()));
+    }
+    go_live(&api.db, id).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            !ticket(&api, &cookies[0], id).await["place"].is_null()
+        })
+        .await
+    );
+    // Latecomers at once: the back of the line, one place each.
+    let late =
+        futures::future::join_all(cookies[40..].iter().map(|cookie| join(&api, cookie, id))).await;
+    let mut places: Vec<i64> = late
+        .iter()
+        .map(|reply| {
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+            reply.body["ticket"]["place"].as_i64().unwrap()
+        })
+        .collect();
+    places.sort_unstable();
+    assert_eq!(places, (41..=60).collect::<Vec<_>>());
+}
+
 async fn a_reserve_needs_the_buyers_turn(backend: Backend) {
     let api = Api::configured(backend, |s| {
         crowd(s);
@@ -386,7 +427,9 @@ async fn selling_the_last_unit_tells_the_line_it_is_over(backend: Backend) {
         let told = loop {
             let wait = Duration::from_secs(2).saturating_sub(sold.elapsed());
             match socket.next_within(wait).await {
-                Some(LiveEvent::QueueMoved { drop_id, line }) if drop_id.0 == id && line.closed => {
+                Some(LiveEvent::QueueMoved { drop_id, line, .. })
+                    if drop_id.0 == id && line.closed =>
+                {
                     break true
                 }
                 Some(_) => {}
@@ -651,6 +694,7 @@ async fn two_instances_never_over_admit() {
 on_both_databases!(
     the_lobby_order_is_random_and_anyone_can_recompute_it,
     later_arrivals_join_the_back_in_arrival_order,
+    joins_at_once_give_each_buyer_one_ticket_and_one_place,
     a_reserve_needs_the_buyers_turn,
     selling_the_last_unit_tells_the_line_it_is_over,
     a_queue_drop_is_checked_field_by_field,

@@ -15,6 +15,7 @@ mod audit;
 mod cpu;
 mod expiry;
 mod fanout;
+mod golive;
 mod hot;
 mod page;
 mod report;
@@ -61,7 +62,7 @@ usage: dropline-load [options]   (run from the repository root, after `make buil
   --postgres URL        PostgreSQL admin URL; a database is created and dropped there
                         [$DROPLINE_BENCH_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres]
   --databases LIST      sqlite,postgres                   [sqlite,postgres]
-  --only LIST           hot,fanout,expiry,page            [all]
+  --only LIST           hot,fanout,expiry,golive,page     [all]
   --seconds N           measured seconds per hot-drop and fan-out run [5]
   --buyers N            buyers signed in first per database; more are signed in when a
                         hot-drop run needs them (one per reserve) [20000]
@@ -69,7 +70,12 @@ usage: dropline-load [options]   (run from the repository root, after `make buil
   --clients LIST        WebSocket clients per fan-out run  [1000,5000]
   --rate N              reserves per second during fan-out [100]
   --holds N             holds in the expiry run            [10000]
-  --ttl N               hold time in the expiry run, seconds [15]";
+  --ttl N               hold time in the expiry run, seconds [15]
+  --units N             units of the go-live queue drop (every buyer joins its lobby) [500]
+  --lobby N             seconds the go-live lobby is open before go-live [15]";
+
+/// Every scenario, in the order they run.
+const SCENARIOS: [&str; 5] = ["hot", "fanout", "expiry", "golive", "page"];
 
 /// What to run, from the command line.
 pub struct Options {
@@ -86,6 +92,8 @@ pub struct Options {
     pub rate: u32,
     pub holds: usize,
     pub ttl: u64,
+    pub units: u64,
+    pub lobby: u64,
 }
 
 impl Options {
@@ -97,7 +105,7 @@ impl Options {
             postgres: std::env::var("DROPLINE_BENCH_POSTGRES_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
             databases: vec![Db::Sqlite, Db::Postgres],
-            scenarios: ["hot", "fanout", "expiry", "page"].map(String::from).into(),
+            scenarios: SCENARIOS.map(String::from).into(),
             seconds: 5,
             buyers: 20_000,
             concurrency: vec![16, 64, 256],
@@ -105,6 +113,8 @@ impl Options {
             rate: 100,
             holds: 10_000,
             ttl: 15,
+            units: 500,
+            lobby: 15,
         };
         let mut args = args.peekable();
         while let Some(flag) = args.next() {
@@ -145,7 +155,7 @@ impl Options {
                     if let Some(bad) = o
                         .scenarios
                         .iter()
-                        .find(|s| !["hot", "fanout", "expiry", "page"].contains(&s.as_str()))
+                        .find(|s| !SCENARIOS.contains(&s.as_str()))
                     {
                         return Err(format!("--only: unknown scenario {bad:?}"));
                     }
@@ -157,6 +167,8 @@ impl Options {
                 "--rate" => o.rate = u32::try_from(number(&value)?).map_err(|e| e.to_string())?,
                 "--holds" => o.holds = number(&value)? as usize,
                 "--ttl" => o.ttl = number(&value)?,
+                "--units" => o.units = number(&value)?,
+                "--lobby" => o.lobby = number(&value)?,
                 other => return Err(format!("unknown option {other}\n{USAGE}")),
             }
         }
@@ -433,6 +445,46 @@ async fn run_scenarios(
             result.seen.value_at_quantile(0.99) as f64 / 1000.0
         );
         report.expiry.push(report::ExpiryRow { db, result });
+        server.stop().await?;
+    }
+
+    if options.runs("golive") {
+        let server = Server::start(Launch {
+            binary: &options.server,
+            site: &options.site,
+            database,
+            label: &format!("{key}-golive"),
+            work,
+            ttl_seconds: 60,
+            seed_demo: false,
+            env: &[],
+        })
+        .await?;
+        let pool = ensure_buyers(&mut buyers, &server, options.buyers, db, report).await?;
+        let pool = Arc::new(pool[..options.buyers.min(pool.len())].to_vec());
+        let result = golive::run(golive::Setup {
+            db,
+            db_url: &database.url,
+            addr: server.addr,
+            parties: database.parties(&server),
+            buyers: pool,
+            units: options.units as i64,
+            lobby: Duration::from_secs(options.lobby),
+        })
+        .await?;
+        eprintln!(
+            "go-live {}: {:.0} joins/s, every unit held after {}, place updates p99 {:.1} ms, \
+             over-admitted {}",
+            db.name(),
+            result.joins_per_second,
+            result.all_held_after.map_or_else(
+                || "never".to_string(),
+                |d| format!("{:.2} s", d.as_secs_f64())
+            ),
+            result.place_latency.value_at_quantile(0.99) as f64 / 1000.0,
+            result.over_admitted,
+        );
+        report.golive.push(report::GoLiveRow { db, result });
         server.stop().await?;
     }
     Ok(())

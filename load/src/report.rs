@@ -6,7 +6,8 @@ use std::{fmt::Write as _, path::Path, time::Duration};
 use chrono::{DateTime, Utc};
 
 use crate::{
-    expiry::Expiry, fanout::Fanout, hot::Cell, page::PageReport, server::Db, Options, Result,
+    expiry::Expiry, fanout::Fanout, golive::GoLive, hot::Cell, page::PageReport, server::Db,
+    Options, Result,
 };
 
 const NOTES_BEGIN: &str = "<!-- notes:begin (kept by make bench) -->";
@@ -22,6 +23,12 @@ const TARGET_RESERVE_P99_MS: f64 = 50.0;
 const TARGET_FANOUT_P99_MS: f64 = 200.0;
 /// p99 expiry lateness, milliseconds.
 const TARGET_EXPIRY_P99_MS: f64 = 50.0;
+/// Joins per second into a queue's lobby.
+const TARGET_JOINS_PER_SECOND: f64 = 10_000.0;
+/// From go-live to every unit held, seconds.
+const TARGET_ALL_HELD_S: f64 = 5.0;
+/// p99 place-update delivery to the waiting sockets, milliseconds.
+const TARGET_PLACE_P99_MS: f64 = 1_000.0;
 /// WASM + JS + CSS, gzipped, bytes (150 KB, with KB = 1,000 bytes).
 const TARGET_CODE_SENT: u64 = 100_000;
 /// The dashboard's HTML, as sent.
@@ -48,6 +55,12 @@ pub struct FanoutRow {
 pub struct ExpiryRow {
     pub db: Db,
     pub result: Expiry,
+}
+
+/// One go-live row.
+pub struct GoLiveRow {
+    pub db: Db,
+    pub result: GoLive,
 }
 
 /// The box the numbers come from.
@@ -150,6 +163,7 @@ pub struct Report {
     pub hot: Vec<HotRow>,
     pub fanout: Vec<FanoutRow>,
     pub expiry: Vec<ExpiryRow>,
+    pub golive: Vec<GoLiveRow>,
     pub page: Option<PageReport>,
     /// (database, buyers, sign-ins per second).
     pub sign_in: Vec<(Db, usize, f64)>,
@@ -187,6 +201,7 @@ impl Report {
             hot: Vec::new(),
             fanout: Vec::new(),
             expiry: Vec::new(),
+            golive: Vec::new(),
             page: None,
             sign_in: Vec::new(),
             failures: Vec::new(),
@@ -253,6 +268,7 @@ impl Report {
         self.render_hot(&mut out);
         self.render_fanout(&mut out);
         self.render_expiry(&mut out);
+        self.render_golive(&mut out);
         self.render_page(&mut out);
         if !self.failures.is_empty() {
             let _ = writeln!(out, "## Runs that failed\n");
@@ -343,6 +359,48 @@ impl Report {
             ),
             None => "not measured".into(),
         });
+        let golive = |db: Db| self.golive.iter().find(|r| r.db == db).map(|r| &r.result);
+        row(out, "go-live: ≥ 10,000 joins/s into the lobby", &|db| {
+            golive(db).map_or_else(
+                || "not measured".into(),
+                |g| at_least(g.joins_per_second, TARGET_JOINS_PER_SECOND, "/s"),
+            )
+        });
+        row(
+            out,
+            "go-live: every unit held ≤ 5 s after go-live",
+            &|db| match golive(db) {
+                Some(g) => match g.all_held_after {
+                    Some(after) => at_most(after.as_secs_f64(), TARGET_ALL_HELD_S, " s"),
+                    None => format!("**MISSED**: {} of {} held", g.held, g.units),
+                },
+                None => "not measured".into(),
+            },
+        );
+        row(out, "go-live: place updates p99 ≤ 1 s", &|db| {
+            golive(db).map_or_else(
+                || "not measured".into(),
+                |g| {
+                    let p99 = g.place_latency.value_at_quantile(0.99) as f64 / 1000.0;
+                    let verdict = at_most(p99, TARGET_PLACE_P99_MS, " ms");
+                    match g.never_placed {
+                        0 => verdict,
+                        n => format!("**MISSED**: {n} waiting sockets never heard their place"),
+                    }
+                },
+            )
+        });
+        row(
+            out,
+            "go-live: never over-admitted",
+            &|db| match golive(db) {
+                Some(g) if g.over_admitted == 0 => {
+                    format!("met ({} samples)", thousands(g.samples as f64))
+                }
+                Some(g) => format!("**MISSED**: {} over the rule", g.over_admitted),
+                None => "not measured".into(),
+            },
+        );
         let page = |measure: &dyn Fn(&PageReport) -> String| match &self.page {
             Some(page) => measure(page),
             None => "not measured".into(),
@@ -514,6 +572,76 @@ impl Report {
                 r.kib_per_connection,
                 r.connect_time.as_secs_f64(),
                 cpu(&r.cpu)
+            );
+        }
+        out.push('\n');
+    }
+
+    fn render_golive(&self, out: &mut String) {
+        if self.golive.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "## Go-live: a queue drop\n\n\
+             Every buyer of the pool joins the lobby of a queue drop over 256 connections; the \
+             drop goes live when its lobby time is up. The buyers with the dashboard open (one \
+             `/ws` each, with their session: as many as the open-files limit lets the generator \
+             and the server both hold) reserve, over 64 shared connections, the moment their \
+             socket says it is their turn; the others walked away after joining, so their turns \
+             lapse unused (the case over-admission is for). *Every unit held* runs from `starts_at` \
+             to the 201 of the last unit's hold. *Admissions/s* counts the turns the sockets \
+             heard of, from the first to the last. *Place updates* run from the `at` the server \
+             stamps a `TICKET_UPDATED` (with a place) or `QUEUE_MOVED` with (database clock) to \
+             the moment a waiting socket has read it (the same machine's clock). *In the shop* is \
+             sampled from the database every 10 ms from go-live on: admitted-unused + holds + \
+             sold, which the admission rule keeps at or under 1.5 × the units. Settings as \
+             shipped (`queue_admit_per_second` 200, `queue_over_admission` 1.5, \
+             `queue_tick_ms` 200) but for the rate limits and `ws_max_per_ip`, lifted for a crowd \
+             that comes from one address.\n\n\
+             | database | buyers (screens open) | units | joins/s | join p99 ms | screens opened in | lobby in order after | every unit held after | admitted | admissions/s | place updates p50 / p99 / max ms | never placed | most in the shop (limit) | oversell | CPU srv/pg/gen/other |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+        );
+        for row in &self.golive {
+            let g = &row.result;
+            let buyers = format!(
+                "{} ({})",
+                thousands(g.buyers as f64),
+                thousands(g.screens as f64)
+            );
+            let limit = (g.units as f64 * 1.5).floor();
+            let oversell = if g.audit.oversold() == 0 && g.audit.balanced() {
+                "0 ✓".to_string()
+            } else {
+                format!("**{} oversold**", g.audit.oversold())
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.1} | {:.1} s | {:.2} s | {} | {} | {:.0} | {:.1} / {:.1} / {:.1} | {} | {} ({}) | {} | {} |",
+                row.db.name(),
+                buyers,
+                g.units,
+                match g.joins_refused {
+                    0 => thousands(g.joins_per_second),
+                    n => format!("{} (**{n} not 201**)", thousands(g.joins_per_second)),
+                },
+                g.join_latency.value_at_quantile(0.99) as f64 / 1000.0,
+                g.connect_time.as_secs_f64(),
+                g.lined_up_after.as_secs_f64(),
+                g.all_held_after.map_or_else(
+                    || format!("never ({} held)", g.held),
+                    |d| format!("{:.2} s", d.as_secs_f64())
+                ),
+                thousands(g.admitted as f64),
+                g.admissions_per_second(),
+                g.place_latency.value_at_quantile(0.5) as f64 / 1000.0,
+                g.place_latency.value_at_quantile(0.99) as f64 / 1000.0,
+                g.place_latency.max() as f64 / 1000.0,
+                g.never_placed,
+                g.worst_in_shop,
+                limit,
+                oversell,
+                cpu(&g.cpu)
             );
         }
         out.push('\n');

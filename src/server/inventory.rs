@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use super::{
-    batch::ReserveBatcher,
+    batch::{Batcher, Joins, Reserves},
     expiry::ExpiryClock,
     metrics::Metrics,
     store::{Cancelled, Reserved, StockAudit, Store, StoreError},
@@ -33,7 +33,8 @@ async fn detached<T: Send + 'static>(
 pub struct Inventory {
     store: Arc<dyn Store>,
     expiry: Arc<ExpiryClock>,
-    reserves: Arc<ReserveBatcher>,
+    reserves: Arc<Batcher<Reserves>>,
+    joins: Arc<Batcher<Joins>>,
     metrics: Metrics,
 }
 
@@ -48,7 +49,13 @@ impl Inventory {
         metrics: Metrics,
     ) -> Self {
         Self {
-            reserves: ReserveBatcher::new(store.clone(), ttl, reserve_batch_max, metrics.clone()),
+            reserves: Batcher::new(
+                store.clone(),
+                Reserves { ttl },
+                reserve_batch_max,
+                metrics.clone(),
+            ),
+            joins: Batcher::new(store.clone(), Joins, reserve_batch_max, metrics.clone()),
             store,
             expiry,
             metrics,
@@ -91,7 +98,7 @@ impl Inventory {
     /// Takes one unit of a drop for the user, for the configured hold time (in a batch with
     /// the other reserves of the drop that arrive while one is being written).
     pub async fn reserve(&self, drop: DropId, user: UserId) -> Result<Reserved, ApiError> {
-        let outcome = self.reserves.reserve(drop, user).await;
+        let outcome = self.reserves.submit(drop, user).await;
         let label = match &outcome {
             Ok(_) => "HELD",
             Err(e) => e.code.as_str(),
@@ -128,10 +135,10 @@ impl Inventory {
         Ok(self.store.audit(drop).await?)
     }
 
-    /// Joins the user to a queue drop's line: their ticket, and whether it is new.
+    /// Joins the user to a queue drop's line: their ticket, and whether it is new (in a batch
+    /// with the other joins of the drop that arrive while one is being written).
     pub async fn join_queue(&self, drop: DropId, user: UserId) -> Result<(Ticket, bool), ApiError> {
-        let store = self.store.clone();
-        detached(async move { store.join_queue(drop, user).await }).await
+        self.joins.submit(drop, user).await
     }
 
     /// Takes the user out of a queue drop's line.

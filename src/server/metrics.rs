@@ -25,7 +25,8 @@ pub struct Metrics {
     pub expiries: IntCounter,
     /// Seconds between a hold's deadline and its unit being back in stock.
     pub expiry_lateness: Histogram,
-    pub reserve_batch_size: Histogram,
+    /// Requests per group-commit transaction, by write (`reserve`, `join`).
+    pub batch_size: HistogramVec,
     pub websockets: IntGauge,
     /// Buyers a queue let in, and admissions that lapsed unused.
     pub queue_admissions: IntCounter,
@@ -53,12 +54,13 @@ impl Default for Metrics {
             ]),
         )
         .expect("valid metric");
-        let reserve_batch_size = Histogram::with_opts(
+        let batch_size = HistogramVec::new(
             HistogramOpts::new(
-                "reserve_batch_size",
-                "Reserves of one drop taken together in one transaction",
+                "write_batch_size",
+                "Requests of one drop written together in one transaction, by write",
             )
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            &["write"],
         )
         .expect("valid metric");
         let websockets =
@@ -77,7 +79,7 @@ impl Default for Metrics {
             Box::new(reserves.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(expiries.clone()),
             Box::new(expiry_lateness.clone()),
-            Box::new(reserve_batch_size.clone()),
+            Box::new(batch_size.clone()),
             Box::new(websockets.clone()),
             Box::new(queue_admissions.clone()),
             Box::new(queue_lapses.clone()),
@@ -92,7 +94,7 @@ impl Default for Metrics {
             reserves,
             expiries,
             expiry_lateness,
-            reserve_batch_size,
+            batch_size,
             websockets,
             queue_admissions,
             queue_lapses,

@@ -35,7 +35,8 @@ pub struct Settings {
     pub expiry_sweep_ms: u64,
     /// Most connections in the database pool.
     pub database_max_connections: u32,
-    /// Most reserves of one drop that share one transaction (1 turns batching off).
+    /// Most reserves (or queue joins) of one drop that share one transaction (1 turns batching
+    /// off).
     pub reserve_batch_max: usize,
     /// Sign-in, reserve and purchase requests one session may make per second, sustained...
     pub rate_limit_session_per_second: u32,

@@ -15,7 +15,7 @@ use sqlx::{
 
 use super::{
     drop_columns, locked_drop_columns, reservation_columns, ticket_columns, ttl_ms,
-    writes::{Closing, Dialect, WriteTx},
+    writes::{Closing, Dialect, NewTicket, WriteTx},
     DropRow, PurchaseRow, PurchaserRow, ReservationRow, Seed, StoreError, TicketRow,
 };
 use crate::{
@@ -244,6 +244,45 @@ impl WriteTx for PgTx {
         .bind(seed.map(|s| s.hex.as_str()))
         .bind(seed.map(|s| s.sha256.as_str()))
         .fetch_one(&mut *self.0)
+        .await
+    }
+
+    async fn tickets_of(
+        &mut self,
+        drop: DropId,
+        users: &[UserId],
+    ) -> Result<Vec<TicketRow>, sqlx::Error> {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM tickets WHERE drop_id = $1 AND user_id = ANY($2::bigint[])"
+        ))
+        .bind(drop)
+        .bind(users)
+        .fetch_all(&mut *self.0)
+        .await
+    }
+
+    async fn insert_tickets(
+        &mut self,
+        drop: DropId,
+        tickets: &[NewTicket],
+    ) -> Result<Vec<TicketRow>, sqlx::Error> {
+        let users: Vec<UserId> = tickets.iter().map(|t| t.user_id).collect();
+        let ids: Vec<&str> = tickets.iter().map(|t| t.public_id.as_str()).collect();
+        let places: Vec<Option<i64>> = tickets.iter().map(|t| t.place).collect();
+        sqlx::query_as(concat!(
+            "INSERT INTO tickets (public_id, drop_id, user_id, joined_at, place, state) \
+             SELECT t.public_id, $1, t.user_id, dropline_now_ms(), t.place, 'waiting' \
+             FROM unnest($2::text[], $3::bigint[], $4::bigint[]) \
+               WITH ORDINALITY AS t(public_id, user_id, place, n) ORDER BY t.n RETURNING ",
+            ticket_columns!()
+        ))
+        .bind(drop)
+        .bind(ids)
+        .bind(users)
+        .bind(places)
+        .fetch_all(&mut *self.0)
         .await
     }
 

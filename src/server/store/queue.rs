@@ -6,12 +6,16 @@
 //! Every step runs under the drop row's lock, the first lock of every writer: joins, admissions
 //! and reserves of one drop never interleave, on any number of instances.
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 
 use super::{
-    writes::{Dialect, WriteTx},
+    from_ms,
+    writes::{Dialect, NewTicket, WriteTx},
     StoreError, TicketRow,
 };
 use crate::{
@@ -31,14 +35,6 @@ pub(crate) trait QueueTx: Send {
         drop: DropId,
         user: UserId,
     ) -> Result<Option<TicketRow>, sqlx::Error>;
-    /// A new waiting ticket.
-    async fn insert_ticket(
-        &mut self,
-        drop: DropId,
-        user: UserId,
-        public_id: &str,
-        place: Option<i64>,
-    ) -> Result<TicketRow, sqlx::Error>;
     /// A ticket back in line (joined again after leaving).
     async fn rejoin(&mut self, ticket: i64, place: Option<i64>) -> Result<TicketRow, sqlx::Error>;
     /// A ticket out of line.
@@ -95,28 +91,6 @@ macro_rules! queue_steps {
                 .bind(drop)
                 .bind(user)
                 .fetch_optional(&mut *self.$conn)
-                .await
-            }
-
-            async fn insert_ticket(
-                &mut self,
-                drop: $crate::model::DropId,
-                user: $crate::model::UserId,
-                public_id: &str,
-                place: Option<i64>,
-            ) -> Result<$crate::server::store::TicketRow, sqlx::Error> {
-                sqlx::query_as(concat!(
-                    "INSERT INTO tickets (public_id, drop_id, user_id, joined_at, place, state) \
-                     VALUES ($1, $2, $3, ",
-                    $($now)+,
-                    ", $4, 'waiting') RETURNING ",
-                    $crate::server::store::ticket_columns!()
-                ))
-                .bind(public_id)
-                .bind(drop)
-                .bind(user)
-                .bind(place)
-                .fetch_one(&mut *self.$conn)
                 .await
             }
 
@@ -295,14 +269,50 @@ macro_rules! queue_steps {
 pub(crate) use queue_steps;
 
 /// A ticket as its owner learns of it, in a line that has moved this far.
-pub(super) fn ticket_event(row: &TicketRow, line: &QueueLine) -> Envelope {
+pub(super) fn ticket_event(row: &TicketRow, line: &QueueLine, now_ms: i64) -> Envelope {
     Envelope::private(
         row.user_id,
         LiveEvent::TicketUpdated {
             drop_id: row.drop_id,
             ticket: row.ticket(line),
+            at: from_ms(now_ms),
         },
     )
+}
+
+/// A line's progress for every screen.
+fn line_event(drop_id: DropId, line: QueueLine, now_ms: i64) -> Envelope {
+    Envelope::public(LiveEvent::QueueMoved {
+        drop_id,
+        line,
+        at: from_ms(now_ms),
+    })
+}
+
+/// Every user's answer to a batch of joins, in the order given: the refusal for those who were
+/// to join when the queue refused them, else their ticket — new (`true`) for the first mention
+/// of a user whose ticket the batch inserted, as it stands otherwise.
+fn answer_joins(
+    users: &[UserId],
+    joining: &[UserId],
+    refusal: Option<ErrorCode>,
+    tickets: &HashMap<UserId, TicketRow>,
+    fresh: &HashSet<UserId>,
+    line: &QueueLine,
+) -> Vec<Result<(Ticket, bool), ErrorCode>> {
+    let mut answered = HashSet::new();
+    users
+        .iter()
+        .map(|user| match (refusal, tickets.get(user)) {
+            (Some(code), _) if joining.contains(user) => Err(code),
+            (_, Some(ticket)) => {
+                let new = fresh.contains(user) && answered.insert(*user);
+                Ok((ticket.ticket(line), new))
+            }
+            // Not in the rows read or written: cannot happen once the batch committed.
+            (_, None) => Err(ErrorCode::Internal),
+        })
+        .collect()
 }
 
 /// What an admission pass did.
@@ -316,11 +326,16 @@ pub struct AdmitPass {
 /// A queue's writes. Every database has them, through [`Dialect`].
 #[async_trait]
 pub trait QueueWrites: Send + Sync {
-    /// Joins the user to the drop's queue: their ticket, and whether it is new. Joining again
-    /// answers the same ticket; after leaving before their turn, the buyer joins again like
-    /// anyone else (the lobby before go-live, the back of the line after). A buyer gets one
+    /// Joins each user to the drop's queue in one transaction (see `batch.rs`), answering
+    /// each in the order given: their ticket, and whether it is new. Joining again answers the
+    /// same ticket; after leaving before their turn, the buyer joins again like anyone else (the
+    /// lobby before go-live, the back of the line after, in the order given). A buyer gets one
     /// turn: after it, joining answers the ticket as it stands.
-    async fn join_queue(&self, drop: DropId, user: UserId) -> Result<(Ticket, bool), StoreError>;
+    async fn join_many(
+        &self,
+        drop: DropId,
+        users: &[UserId],
+    ) -> Result<Vec<Result<(Ticket, bool), ErrorCode>>, StoreError>;
     /// Takes the user out of the drop's queue (their admission too, if their turn had come).
     async fn leave_queue(&self, drop: DropId, user: UserId) -> Result<Ticket, StoreError>;
     /// Go-live, once, on whichever instance comes first: puts the lobby in order by its keys
@@ -343,39 +358,82 @@ where
     D: Dialect,
     D::Tx: QueueTx,
 {
-    async fn join_queue(&self, drop: DropId, user: UserId) -> Result<(Ticket, bool), StoreError> {
+    async fn join_many(
+        &self,
+        drop: DropId,
+        users: &[UserId],
+    ) -> Result<Vec<Result<(Ticket, bool), ErrorCode>>, StoreError> {
         let mut tx = self.begin_write().await?;
         let Some(locked) = tx.lock_drop(drop).await? else {
             tx.rollback().await?;
-            return Err(StoreError::Refused(ErrorCode::DropNotFound));
+            return Ok(vec![Err(ErrorCode::DropNotFound); users.len()]);
         };
         let line = locked.line();
-        let existing = tx.ticket(drop, user).await?;
+        let distinct = rules::distinct_users(users);
+        let mut tickets: HashMap<UserId, TicketRow> = tx
+            .tickets_of(drop, &distinct)
+            .await?
+            .into_iter()
+            .map(|ticket| (ticket.user_id, ticket))
+            .collect();
         // In line already, or out after having had a turn (one turn per buyer): as it stands.
         let settled =
-            |t: &&TicketRow| t.state != TicketState::Left.as_str() || t.admitted_until.is_some();
-        if let Some(ticket) = existing.as_ref().filter(settled) {
+            |t: &TicketRow| t.state != TicketState::Left.as_str() || t.admitted_until.is_some();
+        let joining: Vec<UserId> = distinct
+            .iter()
+            .copied()
+            .filter(|user| !tickets.get(user).is_some_and(settled))
+            .collect();
+        let refusal = rules::may_join(&locked).err();
+        if refusal.is_some() || joining.is_empty() {
             tx.rollback().await?;
-            return Ok((ticket.ticket(&line), false));
+            return Ok(answer_joins(
+                users,
+                &joining,
+                refusal,
+                &tickets,
+                &HashSet::new(),
+                &line,
+            ));
         }
-        if let Err(refusal) = rules::may_join(&locked) {
-            tx.rollback().await?;
-            return Err(StoreError::Refused(refusal));
-        }
-        // After go-live, an arrival goes to the back of the line at once.
-        let place = match locked.lined_up_at {
+        // After go-live, arrivals go to the back of the line at once, in arrival order.
+        let mut next = match locked.lined_up_at {
             Some(_) => Some(tx.next_place(drop).await?),
             None => None,
         };
-        let (ticket, new) = match existing {
-            Some(left) => (tx.rejoin(left.id, place).await?, false),
-            None => {
-                let public_id = format!("{:032x}", rand::random::<u128>());
-                (tx.insert_ticket(drop, user, &public_id, place).await?, true)
-            }
+        let mut place = || {
+            let this = next;
+            next = next.map(|n| n + 1);
+            this
         };
-        tx.commit(vec![ticket_event(&ticket, &line)]).await?;
-        Ok((ticket.ticket(&line), new))
+        let mut new = Vec::new();
+        for user in &joining {
+            match tickets.get(user) {
+                Some(left) => {
+                    let back = tx.rejoin(left.id, place()).await?;
+                    tickets.insert(*user, back);
+                }
+                None => new.push(NewTicket {
+                    user_id: *user,
+                    public_id: format!("{:032x}", rand::random::<u128>()),
+                    place: place(),
+                }),
+            }
+        }
+        let mut fresh = HashSet::new();
+        if !new.is_empty() {
+            for ticket in tx.insert_tickets(drop, &new).await? {
+                fresh.insert(ticket.user_id);
+                tickets.insert(ticket.user_id, ticket);
+            }
+        }
+        let events = joining
+            .iter()
+            .filter_map(|user| tickets.get(user))
+            .map(|ticket| ticket_event(ticket, &line, locked.now))
+            .collect();
+        tx.commit(events).await?;
+        Ok(answer_joins(users, &joining, None, &tickets, &fresh, &line))
     }
 
     async fn leave_queue(&self, drop: DropId, user: UserId) -> Result<Ticket, StoreError> {
@@ -398,7 +456,8 @@ where
                 return Err(StoreError::Refused(ErrorCode::TicketNotFound));
             }
         };
-        tx.commit(vec![ticket_event(&ticket, &line)]).await?;
+        tx.commit(vec![ticket_event(&ticket, &line, locked.now)])
+            .await?;
         Ok(ticket.ticket(&line))
     }
 
@@ -429,12 +488,9 @@ where
             .placed(drop)
             .await?
             .iter()
-            .map(|ticket| ticket_event(ticket, &line))
+            .map(|ticket| ticket_event(ticket, &line, locked.now))
             .collect();
-        events.push(Envelope::public(LiveEvent::QueueMoved {
-            drop_id: drop,
-            line,
-        }));
+        events.push(line_event(drop, line, locked.now));
         tx.commit(events).await?;
         Ok(true)
     }
@@ -488,17 +544,14 @@ where
         let mut events: Vec<Envelope> = lapsed
             .iter()
             .chain(&admitted)
-            .map(|ticket| ticket_event(ticket, &line))
+            .map(|ticket| ticket_event(ticket, &line, locked.now))
             .collect();
         // The line's progress goes out at most once a second (and when it closes).
         let new_second = locked
             .admitted_at
             .is_none_or(|at| at / 1000 != locked.now / 1000);
         if new_second || closed {
-            events.push(Envelope::public(LiveEvent::QueueMoved {
-                drop_id: drop,
-                line,
-            }));
+            events.push(line_event(drop, line, locked.now));
         }
         tx.commit(events).await?;
         Ok(pass)

@@ -17,7 +17,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
     drop_columns, locked_drop_columns, reservation_columns, ticket_columns, ttl_ms,
-    writes::{Closing, Dialect, WriteTx},
+    writes::{Closing, Dialect, NewTicket, WriteTx},
     DropRow, PurchaseRow, PurchaserRow, ReservationRow, Seed, StoreError, TicketRow,
 };
 use crate::{
@@ -282,6 +282,42 @@ impl WriteTx for SqliteTx {
         .bind(seed.map(|s| s.hex.as_str()))
         .bind(seed.map(|s| s.sha256.as_str()))
         .fetch_one(&mut *self.tx)
+        .await
+    }
+
+    async fn tickets_of(
+        &mut self,
+        drop: DropId,
+        users: &[UserId],
+    ) -> Result<Vec<TicketRow>, sqlx::Error> {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM tickets WHERE drop_id = $1 AND user_id IN (SELECT value FROM json_each($2))"
+        ))
+        .bind(drop)
+        .bind(json_ids(users))
+        .fetch_all(&mut *self.tx)
+        .await
+    }
+
+    async fn insert_tickets(
+        &mut self,
+        drop: DropId,
+        tickets: &[NewTicket],
+    ) -> Result<Vec<TicketRow>, sqlx::Error> {
+        // The rows travel as one JSON array of objects.
+        let rows = serde_json::to_string(tickets).expect("tickets serialize");
+        sqlx::query_as(concat!(
+            "INSERT INTO tickets (public_id, drop_id, user_id, joined_at, place, state) \
+             SELECT t.value ->> 'public_id', $1, t.value ->> 'user_id', ",
+            now_ms!(),
+            ", t.value ->> 'place', 'waiting' FROM json_each($2) AS t ORDER BY t.key RETURNING ",
+            ticket_columns!()
+        ))
+        .bind(drop)
+        .bind(rows)
+        .fetch_all(&mut *self.tx)
         .await
     }
 

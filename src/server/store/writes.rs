@@ -28,6 +28,15 @@ use crate::{
     },
 };
 
+/// A ticket about to be inserted.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct NewTicket {
+    pub user_id: UserId,
+    pub public_id: String,
+    /// After go-live: the back of the line.
+    pub place: Option<i64>,
+}
+
 /// Where a purchase or cancel takes a live hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Closing {
@@ -98,6 +107,18 @@ pub(crate) trait WriteTx: Send + Sized {
         new: &NewDrop,
         seed: Option<&Seed>,
     ) -> Result<DropRow, sqlx::Error>;
+    /// The tickets these users hold in the drop's queue.
+    async fn tickets_of(
+        &mut self,
+        drop: DropId,
+        users: &[UserId],
+    ) -> Result<Vec<TicketRow>, sqlx::Error>;
+    /// New waiting tickets of the drop, in one statement.
+    async fn insert_tickets(
+        &mut self,
+        drop: DropId,
+        tickets: &[NewTicket],
+    ) -> Result<Vec<TicketRow>, sqlx::Error>;
     /// Gives tickets their places in line: (ticket row id, place).
     async fn set_places(&mut self, places: &[(i64, i64)]) -> Result<(), sqlx::Error>;
     /// The admissions these users reserved with are used.
@@ -243,7 +264,10 @@ impl<D: Dialect> Writes for D {
             let holders: Vec<UserId> = inserted.iter().map(|row| row.user_id).collect();
             let used = tx.use_admissions(drop, &holders).await?;
             let line = queue.line();
-            events.extend(used.iter().map(|ticket| ticket_event(ticket, &line)));
+            events.extend(
+                used.iter()
+                    .map(|ticket| ticket_event(ticket, &line, queue.now)),
+            );
         }
         tx.commit(events).await?;
         Ok(batch_outcomes(users, plan, inserted, Some(after)))
