@@ -50,6 +50,7 @@ lint: wasm-target
 
 unit:
 	$(WITH_POSTGRES) bash -c 'DROPLINE_TEST_POSTGRES_URL="$$POSTGRES_URL" cargo test --features ssr'
+	cargo test -p dropline-load
 
 e2e: build chromium
 	cd end2end && playwright test

@@ -72,7 +72,8 @@ impl Conn {
         })
     }
 
-    /// Sends one request and reads the whole response.
+    /// Sends one request and reads the whole response; a body is JSON unless `headers` name
+    /// its type.
     pub async fn call(
         &mut self,
         method: Method,
@@ -90,7 +91,9 @@ impl Conn {
         }
         let body = match body {
             Some(body) => {
-                request = request.header(CONTENT_TYPE, "application/json");
+                if !headers.iter().any(|(name, _)| name == CONTENT_TYPE) {
+                    request = request.header(CONTENT_TYPE, "application/json");
+                }
                 Full::new(Bytes::from(body))
             }
             None => Full::new(Bytes::new()),
@@ -107,9 +110,72 @@ impl Conn {
 
     /// `POST /api/v1/drops/{drop}/reservations` as the buyer whose session `cookie` is.
     pub async fn reserve(&mut self, drop: i64, cookie: &str) -> Result<Reply> {
-        let path = format!("/api/v1/drops/{drop}/reservations");
-        self.call(Method::POST, &path, &[(COOKIE, cookie)], None)
-            .await
+        self.reserve_via(Route::Rest, drop, cookie, "").await
+    }
+
+    /// A reserve as the buyer whose session `cookie` is, by `route`; `key` is the
+    /// idempotency key of the routes that send one.
+    pub async fn reserve_via(
+        &mut self,
+        route: Route,
+        drop: i64,
+        cookie: &str,
+        key: &str,
+    ) -> Result<Reply> {
+        match route {
+            Route::Rest => {
+                let path = format!("/api/v1/drops/{drop}/reservations");
+                self.call(Method::POST, &path, &[(COOKIE, cookie)], None)
+                    .await
+            }
+            Route::RestIdempotent => {
+                let path = format!("/api/v1/drops/{drop}/reservations");
+                let headers = [(COOKIE, cookie), (IDEMPOTENCY_KEY.clone(), key)];
+                self.call(Method::POST, &path, &headers, None).await
+            }
+            Route::Rpc => {
+                let form = format!("drop_id={drop}&idempotency_key={key}");
+                let headers = [
+                    (COOKIE, cookie),
+                    (CONTENT_TYPE, "application/x-www-form-urlencoded"),
+                ];
+                self.call(Method::POST, "/rpc/reserve_unit", &headers, Some(form))
+                    .await
+            }
+        }
+    }
+}
+
+/// The `Idempotency-Key` request header.
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// The ways a buyer can reserve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /api/v1/drops/{id}/reservations`, as a script would.
+    Rest,
+    /// The same with an `Idempotency-Key` on every request, as a careful client would.
+    RestIdempotent,
+    /// `POST /rpc/reserve_unit` with a form and an `idempotency_key`, as the web app does.
+    Rpc,
+}
+
+impl Route {
+    /// How the report names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Rest => "REST",
+            Self::RestIdempotent => "REST + Idempotency-Key",
+            Self::Rpc => "/rpc/reserve_unit (the web app's form)",
+        }
+    }
+
+    /// The status of a successful reserve.
+    pub fn held(self) -> StatusCode {
+        match self {
+            Self::Rpc => StatusCode::OK,
+            _ => StatusCode::CREATED,
+        }
     }
 }
 

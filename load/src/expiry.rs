@@ -5,7 +5,8 @@
 //! the k-th unit to come back is matched with the k-th earliest deadline (the worker returns
 //! holds in deadline order), and the time it was seen minus that deadline is one sample. As the
 //! server sees it: its `dropline_expiry_lateness_seconds` histogram from `/metrics` (deadline to
-//! the commit that returned the unit), read as Prometheus' `histogram_quantile` would.
+//! the commit that returned the unit): the bucket a quantile falls in, as a range, since
+//! anything finer would be made up.
 
 use std::{
     net::SocketAddr,
@@ -27,7 +28,7 @@ use tokio_tungstenite::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{api, api::Conn, fanout::now_micros, hot::new_histogram, BenchError, Result};
+use crate::{api, api::Conn, fanout::now_micros, BenchError, Result};
 
 /// Connections placing the holds.
 const RESERVERS: usize = 64;
@@ -40,11 +41,15 @@ pub struct Expiry {
     pub placing: Duration,
     /// Every hold was placed before the first deadline (otherwise the matching is unsound).
     pub placed_before_first_deadline: bool,
-    /// Deadline → unit seen back in stock by a watching client, in microseconds.
+    /// Deadline → unit seen back in stock by a watching client, in microseconds (0 for a unit
+    /// seen back before its matched deadline).
     pub seen: Histogram<u64>,
-    /// The server's own histogram, p50 and p99 in milliseconds (`None`: past its last bucket).
-    pub server_p50_ms: Option<f64>,
-    pub server_p99_ms: Option<f64>,
+    /// Units seen back before their matched deadline: none if the worker never returns a unit
+    /// early and the clocks agree.
+    pub early: usize,
+    /// The server's own histogram: the bucket p50 and p99 fall in, in milliseconds.
+    pub server_p50_ms: Bucket,
+    pub server_p99_ms: Bucket,
 }
 
 /// What the expiry run needs.
@@ -108,9 +113,11 @@ pub async fn run(setup: Setup) -> Result<Expiry> {
         }
         level = level.max(available);
     }
-    let mut seen = new_histogram();
+    let mut seen = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let mut early = 0;
     for (deadline, back) in deadlines.iter().zip(&returns) {
-        seen.saturating_record((back - deadline).max(1) as u64);
+        early += usize::from(back < deadline);
+        seen.saturating_record((back - deadline).max(0) as u64);
     }
 
     let metrics = api::get(setup.addr, "/metrics").await?;
@@ -124,8 +131,9 @@ pub async fn run(setup: Setup) -> Result<Expiry> {
         placing: Duration::from_micros((placed - started).max(0) as u64),
         placed_before_first_deadline: placed < first_deadline,
         seen,
-        server_p50_ms: bucket_quantile(&buckets, 0.5).map(|s| s * 1000.0),
-        server_p99_ms: bucket_quantile(&buckets, 0.99).map(|s| s * 1000.0),
+        early,
+        server_p50_ms: bucket_of(&buckets, 0.5),
+        server_p99_ms: bucket_of(&buckets, 0.99),
     })
 }
 
@@ -220,28 +228,62 @@ fn histogram_buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
     buckets
 }
 
-/// `histogram_quantile`: linear interpolation inside the bucket holding the rank; `None` when
-/// the rank falls in the open-ended last bucket or there is no data.
-fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
-    let total = buckets.last()?.1;
+/// Where a quantile of a Prometheus histogram lies: between two bucket bounds, milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bucket {
+    /// No data.
+    Empty,
+    /// Above the first bound and at most the second.
+    Within(f64, f64),
+    /// Past the last finite bound.
+    Above(f64),
+}
+
+impl std::fmt::Display for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Empty => write!(f, "no data"),
+            Self::Within(low, high) => write!(f, "{low}–{high}"),
+            Self::Above(low) => write!(f, "> {low}"),
+        }
+    }
+}
+
+/// The bucket holding the rank of quantile `q`.
+fn bucket_of(buckets: &[(f64, f64)], q: f64) -> Bucket {
+    let Some(&(_, total)) = buckets.last() else {
+        return Bucket::Empty;
+    };
     if total <= 0.0 {
-        return None;
+        return Bucket::Empty;
     }
     let rank = q * total;
-    let mut lower = (0.0, 0.0);
+    let mut lower = 0.0;
     for &(le, count) in buckets {
         if count >= rank {
-            if le.is_infinite() {
-                return None;
-            }
-            let share = if count > lower.1 {
-                (rank - lower.1) / (count - lower.1)
+            return if le.is_infinite() {
+                Bucket::Above(lower * 1000.0)
             } else {
-                0.0
+                Bucket::Within(lower * 1000.0, le * 1000.0)
             };
-            return Some(lower.0 + (le - lower.0) * share);
         }
-        lower = (le, count);
+        lower = le;
     }
-    None
+    Bucket::Empty
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quantile_is_the_bucket_it_falls_in() {
+        let text = "x_bucket{le=\"0.005\"} 10\nx_bucket{le=\"0.01\"} 90\n\
+                    x_bucket{le=\"0.025\"} 99\nx_bucket{le=\"+Inf\"} 100\nx_count 100\n";
+        let buckets = histogram_buckets(text, "x_bucket");
+        assert_eq!(bucket_of(&buckets, 0.5), Bucket::Within(5.0, 10.0));
+        assert_eq!(bucket_of(&buckets, 0.99), Bucket::Within(10.0, 25.0));
+        assert_eq!(bucket_of(&buckets, 0.999), Bucket::Above(25.0));
+        assert_eq!(bucket_of(&[], 0.5), Bucket::Empty);
+    }
 }

@@ -1,12 +1,12 @@
 //! WebSocket fan-out: N clients watch `/ws` while reserves commit on one drop at a fixed rate.
 //!
-//! What is measured, for every (commit, client) pair: the time from the commit to the moment
-//! that client has received a stock event of that version or newer — what its screen would
-//! show. Coalescing may skip versions; a skipped version counts until the newer one arrives.
-//! The commit's time is the hold's `created_at`, which the database's clock gives inside the
-//! reserving transaction just before it commits, so the figure errs on the long side by the
-//! commit itself and by up to a millisecond of rounding. The receive time is read from the same
-//! machine's clock (the server, the database and the generator share it).
+//! What is measured, for every (click, client) pair: click to screen — from the moment the
+//! reserve was sent to the moment that client has received a stock event of the version the
+//! reserve answered, or newer: what its screen would show. Both ends are read from the
+//! generator's own clock. Coalescing may skip versions; a skipped version counts until the
+//! newer one arrives. A client that never hears of a click counts it as infinitely late (the
+//! histogram's ceiling, 60 s), so misses show in the percentiles rather than vanish from them.
+//! The reserving side notes how late the generator itself woke for each scheduled click.
 
 use std::{
     net::SocketAddr,
@@ -17,7 +17,6 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use serde::Deserialize;
@@ -39,10 +38,13 @@ pub struct Fanout {
     pub commits_per_second: f64,
     /// Stock frames all clients received per second.
     pub frames_per_second: f64,
-    /// Commit → client has that version or newer, in microseconds.
+    /// Click (reserve sent) → client has that version or newer, in microseconds; a miss is
+    /// recorded at the ceiling.
     pub latency: Histogram<u64>,
-    /// (commit, client) pairs whose version never reached the client.
+    /// (click, client) pairs whose version never reached the client.
     pub missed: u64,
+    /// How late the generator woke for its scheduled clicks, in microseconds.
+    pub wake_lag: Histogram<u64>,
     /// Server memory growth per connected client, in KiB.
     pub kib_per_connection: f64,
     pub connect_time: Duration,
@@ -113,7 +115,7 @@ pub async fn run(setup: Setup) -> Result<Fanout> {
     let rss_after = cpu::rss_kib(setup.parties.server_pid)?;
 
     let first = cpu::Sample::take(&setup.parties);
-    let (commits, reserve_latency) = reserve_at_rate(&setup).await?;
+    let (commits, reserve_latency, wake_lag) = reserve_at_rate(&setup).await?;
     let cpu = first.share_until(&cpu::Sample::take(&setup.parties));
     // Let the last events arrive, then hang up.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -126,16 +128,19 @@ pub async fn run(setup: Setup) -> Result<Fanout> {
         let seen = client.await?;
         frames += seen.len() as u64;
         let mut next = 0;
-        for &(version, committed_at) in &commits {
+        for &(version, clicked_at) in &commits {
             while next < seen.len() && seen[next].0 < version {
                 next += 1;
             }
             match seen.get(next) {
                 Some(&(_, received_at)) => {
-                    let micros = (received_at - committed_at).max(1) as u64;
+                    let micros = (received_at - clicked_at).max(0) as u64;
                     latency.saturating_record(micros);
                 }
-                None => missed += 1,
+                None => {
+                    missed += 1;
+                    latency.saturating_record(u64::MAX);
+                }
             }
         }
     }
@@ -146,6 +151,7 @@ pub async fn run(setup: Setup) -> Result<Fanout> {
         frames_per_second: frames as f64 / seconds,
         latency,
         missed,
+        wake_lag,
         kib_per_connection: rss_after.saturating_sub(rss_before) as f64
             / setup.clients.max(1) as f64,
         connect_time,
@@ -154,9 +160,11 @@ pub async fn run(setup: Setup) -> Result<Fanout> {
     })
 }
 
-/// Reserves at the fixed rate for the duration; answers (version, commit time in µs) of every
-/// hold, in version order, and the reserves' latency.
-async fn reserve_at_rate(setup: &Setup) -> Result<(Vec<(i64, i64)>, Histogram<u64>)> {
+/// Reserves at the fixed rate for the duration; answers (version, send time in µs) of every
+/// hold, in version order, the reserves' latency and the generator's wake-up lag.
+async fn reserve_at_rate(
+    setup: &Setup,
+) -> Result<(Vec<(i64, i64)>, Histogram<u64>, Histogram<u64>)> {
     let next = Arc::new(AtomicUsize::new(0));
     let every = Duration::from_secs_f64(RESERVERS as f64 / f64::from(setup.rate.max(1)));
     let start = tokio::time::Instant::now();
@@ -171,43 +179,41 @@ async fn reserve_at_rate(setup: &Setup) -> Result<(Vec<(i64, i64)>, Histogram<u6
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut commits = Vec::new();
             let mut latency = new_histogram();
+            let mut wake_lag = new_histogram();
             loop {
-                if ticker.tick().await >= end {
-                    return Ok::<_, BenchError>((commits, latency));
+                let due = ticker.tick().await;
+                if due >= end {
+                    return Ok::<_, BenchError>((commits, latency, wake_lag));
                 }
+                wake_lag.saturating_record(due.elapsed().as_micros() as u64);
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let cookie = buyers
                     .get(i)
                     .ok_or_else(|| BenchError::Unexpected("fan-out ran out of buyers".into()))?;
                 let sent = Instant::now();
+                let clicked_at = now_micros();
                 let reply = conn.reserve(drop, cookie).await?;
                 latency.saturating_record(sent.elapsed().as_micros().max(1) as u64);
                 let reply = reply.expect(hyper::StatusCode::CREATED, "fan-out reserve")?;
                 let body = reply.json()?;
-                let version = body["drop"]["version"].as_i64();
-                let created = body["reservation"]["created_at"]
-                    .as_str()
-                    .and_then(|t| t.parse::<DateTime<Utc>>().ok());
-                match (version, created) {
-                    (Some(v), Some(at)) => commits.push((v, at.timestamp_micros())),
-                    _ => {
-                        return Err(BenchError::Unexpected(
-                            "a reserve answered no version or created_at".into(),
-                        ))
-                    }
-                }
+                let version = body["drop"]["version"].as_i64().ok_or_else(|| {
+                    BenchError::Unexpected("a reserve answered no version".into())
+                })?;
+                commits.push((version, clicked_at));
             }
         }));
     }
     let mut commits = Vec::new();
     let mut latency = new_histogram();
+    let mut wake_lag = new_histogram();
     for task in tasks {
-        let (mine, their_latency) = task.await??;
+        let (mine, their_latency, their_lag) = task.await??;
         commits.extend(mine);
         latency.add(&their_latency).ok();
+        wake_lag.add(&their_lag).ok();
     }
     commits.sort_unstable();
-    Ok((commits, latency))
+    Ok((commits, latency, wake_lag))
 }
 
 /// One watching client: connects, reads the snapshot, then notes (version, receive time) of

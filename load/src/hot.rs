@@ -1,7 +1,9 @@
 //! Hot drop: C buyers, each on its own keep-alive connection, reserve one drop as fast as the
 //! server answers, every request as another signed-in buyer. Closed loop: a buyer sends its
 //! next request when the previous one is answered, so latency is what one buyer waits and
-//! throughput is what the server sustains with C requests in flight.
+//! throughput is what the server sustains with C requests in flight. A cell reserves by one
+//! [`Route`]: plain REST (a script), REST with an `Idempotency-Key` on every request, or the
+//! web app's form post to `/rpc/reserve_unit`.
 
 use std::{
     collections::BTreeMap,
@@ -14,10 +16,9 @@ use std::{
 };
 
 use hdrhistogram::Histogram;
-use hyper::StatusCode;
 
 use crate::{
-    api::Conn,
+    api::{Conn, Route},
     audit::{self, Audit},
     cpu,
     server::Db,
@@ -27,6 +28,7 @@ use crate::{
 /// One measured cell of the hot-drop table.
 pub struct Cell {
     pub concurrency: usize,
+    pub route: Route,
     /// Requests answered inside the measured window.
     pub requests: u64,
     /// 201 answers (a unit held) inside the window.
@@ -81,6 +83,7 @@ pub struct Setup<'a> {
     /// Session cookies of signed-in buyers; each request takes the next unused one.
     pub buyers: Arc<Vec<String>>,
     pub concurrency: usize,
+    pub route: Route,
     pub warmup: Duration,
     pub duration: Duration,
 }
@@ -102,22 +105,20 @@ pub async fn run(setup: Setup<'_>) -> Result<Cell> {
     for _ in 0..setup.concurrency {
         conns.push(Conn::open(setup.addr).await?);
     }
-    let next = Arc::new(AtomicUsize::new(0));
     let measured_from = Instant::now() + setup.warmup;
     let end = measured_from + setup.duration;
+    let shared = Arc::new(Shared {
+        addr: setup.addr,
+        drop: setup.drop,
+        route: setup.route,
+        buyers: setup.buyers.clone(),
+        next: AtomicUsize::new(0),
+        measured_from,
+        end,
+    });
     let tasks: Vec<_> = conns
         .into_iter()
-        .map(|conn| {
-            tokio::spawn(buyer(
-                conn,
-                setup.addr,
-                setup.drop,
-                setup.buyers.clone(),
-                next.clone(),
-                measured_from,
-                end,
-            ))
-        })
+        .map(|conn| tokio::spawn(buyer(conn, shared.clone())))
         .collect();
     let parties = setup.parties.clone();
     let cpu = tokio::spawn(async move {
@@ -128,6 +129,7 @@ pub async fn run(setup: Setup<'_>) -> Result<Cell> {
     });
     let mut cell = Cell {
         concurrency: setup.concurrency,
+        route: setup.route,
         requests: 0,
         holds: 0,
         refused: BTreeMap::new(),
@@ -166,15 +168,28 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
-async fn buyer(
-    mut conn: Conn,
+/// What every buyer of a cell shares.
+struct Shared {
     addr: SocketAddr,
     drop: i64,
+    route: Route,
+    /// Session cookies; each request takes the next unused one.
     buyers: Arc<Vec<String>>,
-    next: Arc<AtomicUsize>,
+    next: AtomicUsize,
     measured_from: Instant,
     end: Instant,
-) -> Result<BuyerResult> {
+}
+
+async fn buyer(mut conn: Conn, shared: Arc<Shared>) -> Result<BuyerResult> {
+    let Shared {
+        addr,
+        drop,
+        route,
+        ref buyers,
+        ref next,
+        measured_from,
+        end,
+    } = *shared;
     let mut result = BuyerResult {
         holds: 0,
         holds_total: 0,
@@ -191,13 +206,14 @@ async fn buyer(
             result.out_of_buyers = true;
             break;
         };
+        let key = format!("hot-{drop}-{i}");
         let sent = Instant::now();
-        let reply = conn.reserve(drop, cookie).await;
+        let reply = conn.reserve_via(route, drop, cookie, &key).await;
         let answered = Instant::now();
         let measured = sent >= measured_from;
         match reply {
             Ok(reply) => {
-                let held = reply.status == StatusCode::CREATED;
+                let held = reply.status == route.held();
                 result.holds_total += u64::from(held);
                 if measured {
                     result.requests += 1;

@@ -17,8 +17,10 @@ mod expiry;
 mod fanout;
 mod golive;
 mod hot;
+mod openloop;
 mod page;
 mod report;
+mod sellout;
 mod server;
 
 use std::{
@@ -28,6 +30,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use api::Route;
 use server::{Database, Db, Launch, Server, ADMIN_TOKEN};
 
 /// Why a measurement could not be made.
@@ -67,6 +70,7 @@ usage: dropline-load [options]   (run from the repository root, after `make buil
   --buyers N            buyers signed in first per database; more are signed in when a
                         hot-drop run needs them (one per reserve) [20000]
   --concurrency LIST    concurrent buyers per hot-drop run [16,64,256]
+  --rates LIST          offered reserves per second of the open-loop runs [5000,10000,15000,20000]
   --clients LIST        WebSocket clients per fan-out run  [1000,5000]
   --rate N              reserves per second during fan-out [100]
   --holds N             holds in the expiry run            [10000]
@@ -88,6 +92,7 @@ pub struct Options {
     pub seconds: u64,
     pub buyers: usize,
     pub concurrency: Vec<usize>,
+    pub rates: Vec<usize>,
     pub clients: Vec<usize>,
     pub rate: u32,
     pub holds: usize,
@@ -109,6 +114,7 @@ impl Options {
             seconds: 5,
             buyers: 20_000,
             concurrency: vec![16, 64, 256],
+            rates: vec![5_000, 10_000, 15_000, 20_000],
             clients: vec![1_000, 5_000],
             rate: 100,
             holds: 10_000,
@@ -163,6 +169,7 @@ impl Options {
                 "--seconds" => o.seconds = number(&value)?,
                 "--buyers" => o.buyers = number(&value)? as usize,
                 "--concurrency" => o.concurrency = list(&value)?,
+                "--rates" => o.rates = list(&value)?,
                 "--clients" => o.clients = list(&value)?,
                 "--rate" => o.rate = u32::try_from(number(&value)?).map_err(|e| e.to_string())?,
                 "--holds" => o.holds = number(&value)? as usize,
@@ -312,7 +319,19 @@ async fn run_scenarios(
             .await?;
             ensure_buyers(&mut buyers, &server, needed, db, report).await?;
             let warmup = Duration::from_millis(500);
-            for &concurrency in &options.concurrency {
+            // Every number of buyers by REST; with the default batching, the largest also by
+            // the other routes.
+            let mut cells: Vec<(usize, Route)> = options
+                .concurrency
+                .iter()
+                .map(|&c| (c, Route::Rest))
+                .collect();
+            if i == 0 {
+                let most = options.concurrency.iter().copied().max().unwrap_or(256);
+                cells.push((most, Route::RestIdempotent));
+                cells.push((most, Route::Rpc));
+            }
+            for (concurrency, route) in cells {
                 // A cell must not run out of distinct buyers: size the pool by the best rate
                 // seen so far, and if a cell still runs out, top up and run it again.
                 let mut attempt = 0;
@@ -323,7 +342,7 @@ async fn run_scenarios(
                     let drop = api::create_drop(
                         server.addr,
                         ADMIN_TOKEN,
-                        &format!("Hot drop ({concurrency} buyers)"),
+                        &format!("Hot drop ({concurrency} buyers, {})", route.label()),
                         pool.len() as i64,
                     )
                     .await?;
@@ -335,6 +354,7 @@ async fn run_scenarios(
                         drop,
                         buyers: pool,
                         concurrency,
+                        route,
                         warmup,
                         duration,
                     })
@@ -346,9 +366,10 @@ async fn run_scenarios(
                     eprintln!("ran out of buyers at {concurrency}; signing in more and rerunning");
                 };
                 eprintln!(
-                    "hot {} {} c={concurrency}: {:.0} holds/s, p50 {:.1} ms, p99 {:.1} ms, oversell {}",
+                    "hot {} {} {} c={concurrency}: {:.0} holds/s, p50 {:.1} ms, p99 {:.1} ms, oversell {}",
                     db.name(),
                     variant.label,
+                    route.label(),
                     cell.holds_per_second(),
                     cell.latency_ms(0.5),
                     cell.latency_ms(0.99),
@@ -359,6 +380,10 @@ async fn run_scenarios(
                     batching: variant.label.clone(),
                     cell,
                 });
+            }
+            if i == 0 {
+                sell_out(db, database, &server, &mut buyers, options, report).await?;
+                open_loop(db, &server, &mut buyers, options, report).await?;
             }
             server.stop().await?;
         }
@@ -486,6 +511,99 @@ async fn run_scenarios(
         );
         report.golive.push(report::GoLiveRow { db, result });
         server.stop().await?;
+    }
+    Ok(())
+}
+
+/// Buyers in a sell-out cell, each sending one reserve; the drop has stock for 5 % of them.
+const SELL_OUT_BUYERS: usize = 10_000;
+
+/// The sell-out cells on a running server: reserves only, then reserves with purchases and
+/// cancels, at the largest number of concurrent buyers.
+async fn sell_out(
+    db: Db,
+    database: &Database,
+    server: &Server,
+    buyers: &mut Option<Arc<Vec<String>>>,
+    options: &Options,
+    report: &mut report::Report,
+) -> Result<()> {
+    let pool = ensure_buyers(buyers, server, SELL_OUT_BUYERS, db, report).await?;
+    let concurrency = options.concurrency.iter().copied().max().unwrap_or(256);
+    let stock = (SELL_OUT_BUYERS / 20) as i64;
+    for churn in [false, true] {
+        let drop = api::create_drop(
+            server.addr,
+            ADMIN_TOKEN,
+            &format!(
+                "Sell-out ({concurrency} buyers{})",
+                if churn { ", churn" } else { "" }
+            ),
+            stock,
+        )
+        .await?;
+        let cell = sellout::run(sellout::Setup {
+            db,
+            db_url: &database.url,
+            addr: server.addr,
+            parties: database.parties(server),
+            drop,
+            stock,
+            buyers: sellout::buyers(&pool, SELL_OUT_BUYERS)?,
+            concurrency,
+            churn,
+        })
+        .await?;
+        eprintln!(
+            "sell-out {} c={concurrency} churn={churn}: {:.0} 201/s, {:.0} 409/s, p99 {:.1} ms, faults {:?}",
+            db.name(),
+            cell.held_per_second(),
+            cell.sold_out_per_second(),
+            cell.latency_ms(0.99),
+            cell.faults(),
+        );
+        report.sell_out.push(report::SellOutRow { db, cell });
+    }
+    Ok(())
+}
+
+/// The open-loop cells on a running server, one per offered rate.
+async fn open_loop(
+    db: Db,
+    server: &Server,
+    buyers: &mut Option<Arc<Vec<String>>>,
+    options: &Options,
+    report: &mut report::Report,
+) -> Result<()> {
+    let duration = Duration::from_secs(options.seconds);
+    for &rate in &options.rates {
+        let rate = u32::try_from(rate).unwrap_or(u32::MAX);
+        let requests = openloop::requests(rate, duration);
+        let pool = ensure_buyers(buyers, server, requests, db, report).await?;
+        let drop = api::create_drop(
+            server.addr,
+            ADMIN_TOKEN,
+            &format!("Open loop ({rate}/s)"),
+            requests as i64,
+        )
+        .await?;
+        let cell = openloop::run(openloop::Setup {
+            addr: server.addr,
+            drop,
+            buyers: pool,
+            rate,
+            duration,
+        })
+        .await?;
+        eprintln!(
+            "open loop {} {rate}/s: {:.0} answered/s, p50 {:.1} ms, p99 {:.1} ms, {} refused",
+            db.name(),
+            cell.answered_per_second(),
+            cell.latency_ms(0.5),
+            cell.latency_ms(0.99),
+            cell.refused,
+        );
+        report.open_loop.push(report::OpenLoopRow { db, cell });
     }
     Ok(())
 }

@@ -6,7 +6,15 @@ use std::{fmt::Write as _, path::Path, time::Duration};
 use chrono::{DateTime, Utc};
 
 use crate::{
-    expiry::Expiry, fanout::Fanout, golive::GoLive, hot::Cell, page::PageReport, server::Db,
+    api::Route,
+    expiry::Expiry,
+    fanout::Fanout,
+    golive::GoLive,
+    hot::Cell,
+    openloop,
+    page::PageReport,
+    sellout,
+    server::{Db, SETTINGS},
     Options, Result,
 };
 
@@ -29,7 +37,7 @@ const TARGET_JOINS_PER_SECOND: f64 = 10_000.0;
 const TARGET_ALL_HELD_S: f64 = 5.0;
 /// p99 place-update delivery to the waiting sockets, milliseconds.
 const TARGET_PLACE_P99_MS: f64 = 1_000.0;
-/// WASM + JS + CSS, gzipped, bytes (150 KB, with KB = 1,000 bytes).
+/// WASM + JS + CSS as sent, bytes (100 KB, with KB = 1,000 bytes).
 const TARGET_CODE_SENT: u64 = 100_000;
 /// The dashboard's HTML, as sent.
 const TARGET_HTML_SENT: u64 = 10_000;
@@ -43,6 +51,18 @@ pub struct HotRow {
     pub db: Db,
     pub batching: String,
     pub cell: Cell,
+}
+
+/// One sell-out row.
+pub struct SellOutRow {
+    pub db: Db,
+    pub cell: sellout::Cell,
+}
+
+/// One open-loop row.
+pub struct OpenLoopRow {
+    pub db: Db,
+    pub cell: openloop::Cell,
 }
 
 /// One fan-out row.
@@ -161,6 +181,8 @@ pub struct Report {
     pub seconds: u64,
     pub rate: u32,
     pub hot: Vec<HotRow>,
+    pub sell_out: Vec<SellOutRow>,
+    pub open_loop: Vec<OpenLoopRow>,
     pub fanout: Vec<FanoutRow>,
     pub expiry: Vec<ExpiryRow>,
     pub golive: Vec<GoLiveRow>,
@@ -199,6 +221,8 @@ impl Report {
             seconds: options.seconds,
             rate: options.rate,
             hot: Vec::new(),
+            sell_out: Vec::new(),
+            open_loop: Vec::new(),
             fanout: Vec::new(),
             expiry: Vec::new(),
             golive: Vec::new(),
@@ -239,7 +263,10 @@ impl Report {
              One box runs everything: the release server, PostgreSQL and the load generator, which \
              competes with them for the same cores. The CPU column (cores busy on average: server / \
              PostgreSQL / generator / anything else on the box) shows who used what; 2.0 in all is \
-             the whole machine.\n",
+             the whole machine.\n\n\
+             Every server the generator starts gets these settings beyond its address, database \
+             and secrets (a run that changes one more says so): {}. The rate limits are lifted \
+             because every simulated buyer is a script on this one machine's address.\n",
             self.date.format("%Y-%m-%d %H:%M UTC"),
             self.commit,
             self.elapsed.as_secs_f64(),
@@ -249,6 +276,11 @@ impl Report {
             m.kernel,
             m.rustc,
             m.postgres,
+            SETTINGS
+                .iter()
+                .map(|(key, value)| format!("`{key}={value}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         let busiest = self
             .hot
@@ -266,6 +298,8 @@ impl Report {
         }
         self.render_targets(&mut out);
         self.render_hot(&mut out);
+        self.render_sell_out(&mut out);
+        self.render_open_loop(&mut out);
         self.render_fanout(&mut out);
         self.render_expiry(&mut out);
         self.render_golive(&mut out);
@@ -301,7 +335,9 @@ impl Report {
             let first_label = self.hot.iter().find(|r| r.db == db).map(|r| &r.batching);
             self.hot
                 .iter()
-                .filter(|r| r.db == db && Some(&r.batching) == first_label)
+                .filter(|r| {
+                    r.db == db && Some(&r.batching) == first_label && r.cell.route == Route::Rest
+                })
                 .max_by_key(|r| r.cell.concurrency)
         };
         row(
@@ -321,18 +357,25 @@ impl Report {
             },
         );
         row(out, "no oversell (every run)", &|db| {
-            let rows: Vec<_> = self.hot.iter().filter(|r| r.db == db).collect();
-            if rows.is_empty() {
+            let hot: Vec<_> = self.hot.iter().filter(|r| r.db == db).collect();
+            let sell_out: Vec<_> = self.sell_out.iter().filter(|r| r.db == db).collect();
+            if hot.is_empty() && sell_out.is_empty() {
                 "not measured".into()
-            } else if rows.iter().all(|r| r.cell.no_oversell()) {
-                format!("met ({} runs audited)", rows.len())
+            } else if hot.iter().all(|r| r.cell.no_oversell())
+                && sell_out.iter().all(|r| r.cell.faults().is_empty())
+            {
+                format!(
+                    "met ({} runs audited, {} of them selling out)",
+                    hot.len() + sell_out.len(),
+                    sell_out.len()
+                )
             } else {
-                "**MISSED**: see the hot-drop table".into()
+                "**MISSED**: see the hot-drop and sell-out tables".into()
             }
         });
         row(
             out,
-            "fan-out p99 ≤ 200 ms at 5,000 clients",
+            "fan-out p99 ≤ 200 ms at 5,000 clients (click to screen)",
             &|db| match self
                 .fanout
                 .iter()
@@ -459,7 +502,10 @@ impl Report {
              0.5 s of warm-up, then {} s measured. Holds/s counts 201 answers; latency is from \
              sending a request to reading its whole answer. After each run the drop is audited in \
              the database: available + active holds + purchases = total, no more units held than \
-             exist, and every 201 is one active hold.\n",
+             exist, nobody holds two, and every 201 is one active hold. The route is REST \
+             (as a script reserves) unless it says otherwise: with the default batching, 256 \
+             buyers also reserve with an `Idempotency-Key` on every request, and through \
+             `/rpc/reserve_unit` as the web app's form does (a success there is 200).\n",
             self.seconds
         );
         for db in &self.databases {
@@ -480,8 +526,8 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\n| database | reserve batching | buyers | holds/s | requests/s | p50 ms | p99 ms | max ms | not 201 | CPU srv/pg/gen/other | oversell |\n\
-             | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"
+            "\n| database | reserve batching | route | buyers | holds/s | requests/s | p50 ms | p99 ms | max ms | refused | CPU srv/pg/gen/other | oversell |\n\
+             | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"
         );
         for row in &self.hot {
             let c = &row.cell;
@@ -515,9 +561,10 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {}{} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+                "| {} | {} | {} | {}{} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
                 row.db.name(),
                 row.batching,
+                c.route.label(),
                 c.concurrency,
                 if c.out_of_buyers {
                     format!(" (buyers ran out after {:.1} s)", c.window.as_secs_f64())
@@ -537,30 +584,151 @@ impl Report {
         out.push('\n');
     }
 
+    fn render_sell_out(&self, out: &mut String) {
+        if self.sell_out.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "## Sell-out: twenty buyers for every unit\n\n\
+             A new drop with stock for 5 % of the buyers; each buyer sends one reserve, C at a \
+             time on their own connections, until every buyer has had an answer. A buyer must \
+             get 201 or 409 `OUT_OF_STOCK`, nothing else; exactly `stock` get a 201; nobody holds \
+             two (distinct owners of holds and purchases, counted in the database); every unit \
+             is available, held or bought. With churn, a buyer with a hold then buys it (half), \
+             cancels it (a quarter) or keeps it, so units come back while the drop sells out; \
+             the holds left must be the ones kept and the purchases the ones bought. 201/s runs \
+             to the last 201, 409/s over the whole cell.\n\n\
+             | database | cell | buyers / units | 201 | 409 sold out | 201/s | 409/s | p50 ms | p99 ms | bought / cancelled / kept | CPU srv/pg/gen/other | audit |\n\
+             | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"
+        );
+        for row in &self.sell_out {
+            let c = &row.cell;
+            let faults = c.faults();
+            let audit = if faults.is_empty() {
+                format!(
+                    "✓ available {} + held {} + bought {} = {}, {} owners",
+                    c.audit.available,
+                    c.audit.active_holds,
+                    c.audit.purchases,
+                    c.audit.total,
+                    c.audit.owners
+                )
+            } else {
+                format!("**{}**", faults.join("; "))
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} buyers{} | {} / {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} | {} |",
+                row.db.name(),
+                c.concurrency,
+                if c.churn { ", churn" } else { "" },
+                thousands(c.buyers as f64),
+                c.stock,
+                c.held,
+                c.sold_out,
+                thousands(c.held_per_second()),
+                thousands(c.sold_out_per_second()),
+                c.latency_ms(0.5),
+                c.latency_ms(0.99),
+                if c.churn {
+                    format!("{} / {} / {}", c.purchased, c.cancelled, c.kept)
+                } else {
+                    "—".into()
+                },
+                cpu(&c.cpu),
+                audit
+            );
+        }
+        out.push('\n');
+    }
+
+    fn render_open_loop(&self, out: &mut String) {
+        if self.open_loop.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "## Open loop: reserves at a fixed offered rate\n\n\
+             The hot drop above is closed-loop: a buyer waiting for an answer sends nothing, so \
+             a stall shows up as fewer requests rather than as latency. Here reserves are due at \
+             a fixed rate (request i at start + i / rate, each by another buyer, over {} \
+             keep-alive connections, for {} s) and latency runs from each request's due time, \
+             as wrk2 measures: a request held back by a stall is charged for the wait. The \
+             generator's own wake-up lag (due time to awake, for requests it was waiting to \
+             send) is shown beside it: it is included in the latency.\n",
+            openloop::CONNECTIONS,
+            self.seconds,
+        );
+        for db in &self.databases {
+            let rows: Vec<_> = self.open_loop.iter().filter(|r| r.db == *db).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let held = rows
+                .iter()
+                .filter(|r| r.cell.refused == 0 && r.cell.latency_ms(0.99) <= TARGET_RESERVE_P99_MS)
+                .map(|r| r.cell.rate)
+                .max();
+            let _ = writeln!(
+                out,
+                "{}: the highest offered rate answered with p99 ≤ {TARGET_RESERVE_P99_MS} ms and \
+                 nothing refused: **{}**.\n",
+                db.name(),
+                held.map_or_else(
+                    || "none of those tried".into(),
+                    |r| format!("{} /s", thousands(f64::from(r)))
+                ),
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| database | offered /s | sent | answered /s | p50 ms | p99 ms | max ms | refused | generator lag p99 ms |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+        for row in &self.open_loop {
+            let c = &row.cell;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.1} |",
+                row.db.name(),
+                thousands(f64::from(c.rate)),
+                thousands(c.sent as f64),
+                thousands(c.answered_per_second()),
+                c.latency_ms(0.5),
+                c.latency_ms(0.99),
+                c.latency.max() as f64 / 1000.0,
+                c.refused,
+                c.send_lag.value_at_quantile(0.99) as f64 / 1000.0,
+            );
+        }
+        out.push('\n');
+    }
+
     fn render_fanout(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "## WebSocket fan-out\n\n\
              N clients hold `/ws` open (each has read its snapshot) while 32 connections reserve \
-             one drop at {} reserves/s for {} s. Latency is measured for every (commit, client) \
-             pair: from the commit to the moment that client has received a stock event of that \
-             version or newer, i.e. what its screen shows. The commit time is the hold's \
-             `created_at`, read from the database clock inside the reserving transaction just \
-             before it commits (so the figure errs long by the commit itself and by up to 1 ms of \
-             rounding); the receive time comes from the same machine's clock. Stock events are \
-             coalesced per drop (latest version wins), so a client receives fewer frames than \
-             there are commits; a commit counts until a frame at least that new arrives. \
-             Memory per connection is the server's resident memory (VmRSS) after connecting \
+             one drop at {} reserves/s for {} s. Latency is click to screen, for every (click, \
+             client) pair: from sending the reserve to the moment that client has received a \
+             stock event of the version the reserve answered, or newer, i.e. what its screen \
+             shows; both ends on the generator's clock. Stock events are coalesced per drop \
+             (latest version wins), so a client receives fewer frames than there are clicks; a \
+             click counts until a frame at least that new arrives. A click a client never hears \
+             of counts as infinitely late (60 s, the histogram's ceiling) and is also counted \
+             under *never seen*. *Wake lag* is how late the generator woke for its scheduled \
+             clicks (p99): its own share of the figures. Memory per connection is the server's resident memory (VmRSS) after connecting \
              minus before, over N.\n\n\
-             | database | clients | reserves/s | stock frames/s (all clients) | p50 ms | p99 ms | max ms | never seen | KiB/connection | connect time | CPU srv/pg/gen/other |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+             | database | clients | reserves/s | stock frames/s (all clients) | p50 ms | p99 ms | max ms | never seen | wake lag p99 ms | KiB/connection | connect time | CPU srv/pg/gen/other |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
             self.rate, self.seconds
         );
         for row in &self.fanout {
             let r = &row.result;
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} s | {} |",
+                "| {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {:.1} s | {} |",
                 row.db.name(),
                 thousands(r.clients as f64),
                 r.commits_per_second,
@@ -569,6 +737,7 @@ impl Report {
                 r.latency.value_at_quantile(0.99) as f64 / 1000.0,
                 r.latency.max() as f64 / 1000.0,
                 r.missed,
+                r.wake_lag.value_at_quantile(0.99) as f64 / 1000.0,
                 r.kib_per_connection,
                 r.connect_time.as_secs_f64(),
                 cpu(&r.cpu)
@@ -657,18 +826,18 @@ impl Report {
              k-th earliest deadline (the worker returns holds in deadline order) and takes the \
              receive time minus the deadline: unit back in stock, as a buyer's screen shows it. \
              *Server* is the server's own `dropline_expiry_lateness_seconds` histogram (deadline \
-             to the commit that returned the unit), read like Prometheus' `histogram_quantile` \
-             (linear inside a bucket; its buckets are 5, 10, 25, 50, 100 ms, ...).\n\n\
-             | database | holds | hold time | placed in | seen p50 ms | seen p99 ms | seen max ms | server p50 ms | server p99 ms | valid |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+             to the commit that returned the unit), given as the bucket each quantile falls in \
+             (its buckets are 5, 10, 25, 50, 100 ms, ...): anything finer would be interpolated, \
+             not measured. *Early* counts units seen back before their matched deadline (they \
+             count as 0 ms late); it should be 0.\n\n\
+             | database | holds | hold time | placed in | seen p50 ms | seen p99 ms | seen max ms | early | server p50 ms | server p99 ms | valid |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
         );
         for row in &self.expiry {
             let r = &row.result;
-            let quantile =
-                |v: Option<f64>| v.map_or_else(|| "> 10,000".into(), |v| format!("{v:.1}"));
             let _ = writeln!(
                 out,
-                "| {} | {} | {} s | {:.1} s | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+                "| {} | {} | {} s | {:.1} s | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
                 row.db.name(),
                 thousands(r.holds as f64),
                 r.ttl.as_secs(),
@@ -676,8 +845,9 @@ impl Report {
                 r.seen.value_at_quantile(0.5) as f64 / 1000.0,
                 r.seen.value_at_quantile(0.99) as f64 / 1000.0,
                 r.seen.max() as f64 / 1000.0,
-                quantile(r.server_p50_ms),
-                quantile(r.server_p99_ms),
+                r.early,
+                r.server_p50_ms,
+                r.server_p99_ms,
                 if r.placed_before_first_deadline {
                     "yes"
                 } else {

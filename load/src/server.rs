@@ -20,6 +20,18 @@ const SESSION_SECRET: &str = "bench-session-secret-bench-session-secret";
 /// High enough that the rate limits never answer 429 to the generator (every buyer shares one IP).
 const NO_LIMIT: &str = "1000000000";
 
+/// Every setting the generator gives the server beyond its addresses, database and secrets
+/// (each run may add its own): the report prints them.
+pub const SETTINGS: [(&str, &str); 6] = [
+    // Every simulated buyer comes from this one machine's address, and each is a script.
+    ("RATE_LIMIT_SESSION_PER_SECOND", NO_LIMIT),
+    ("RATE_LIMIT_SESSION_BURST", NO_LIMIT),
+    ("RATE_LIMIT_IP_PER_SECOND", NO_LIMIT),
+    ("RATE_LIMIT_IP_BURST", NO_LIMIT),
+    ("WS_MAX_PER_IP", "1000000"),
+    ("RUST_LOG", "warn"),
+];
+
 /// Which database a server runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Db {
@@ -152,13 +164,7 @@ impl Server {
             .env("SESSION_SECRET", SESSION_SECRET)
             .env("SEED_DEMO", launch.seed_demo.to_string())
             .env("RESERVATION_TTL_SECONDS", launch.ttl_seconds.to_string())
-            .env("RATE_LIMIT_SESSION_PER_SECOND", NO_LIMIT)
-            .env("RATE_LIMIT_SESSION_BURST", NO_LIMIT)
-            .env("RATE_LIMIT_IP_PER_SECOND", NO_LIMIT)
-            .env("RATE_LIMIT_IP_BURST", NO_LIMIT)
-            // Every simulated screen comes from this one machine's address.
-            .env("WS_MAX_PER_IP", "1000000")
-            .env("RUST_LOG", "warn")
+            .envs(SETTINGS)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -30,6 +30,35 @@ pub const PG_CHANNEL: &str = "dropline_events";
 /// LISTEN connection.
 pub const PG_HEARTBEAT: &str = "dropline_heartbeat";
 
+/// The most bytes of events one notification carries: PostgreSQL takes payloads under 8,000
+/// bytes.
+pub const NOTIFY_PAYLOAD_BYTES: usize = 7_900;
+
+/// A transaction's events as the payloads of as few notifications as fit: each a JSON array of
+/// envelopes, in order, under [`NOTIFY_PAYLOAD_BYTES`] (an envelope too big to share one goes
+/// alone). One write then costs one notification to send, and one for each instance to read,
+/// instead of one per event.
+pub fn notify_payloads(events: &[Envelope]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut current = String::from("[");
+    for event in events {
+        let json = serde_json::to_string(event).expect("events always serialize");
+        if current.len() > 1 && current.len() + json.len() + 2 > NOTIFY_PAYLOAD_BYTES {
+            current.push(']');
+            payloads.push(std::mem::replace(&mut current, String::from("[")));
+        }
+        if current.len() > 1 {
+            current.push(',');
+        }
+        current.push_str(&json);
+    }
+    if current.len() > 1 {
+        current.push(']');
+        payloads.push(current);
+    }
+    payloads
+}
+
 /// One event and who may see it: everyone, or only the user it belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -292,8 +321,8 @@ impl EventBus {
                     }
                 }
                 Ok(Some(notification)) => {
-                    match serde_json::from_str::<Envelope>(notification.payload()) {
-                        Ok(envelope) => self.publish([envelope]),
+                    match serde_json::from_str::<Vec<Envelope>>(notification.payload()) {
+                        Ok(envelopes) => self.publish(envelopes),
                         // Whatever it carried would be missed: every client reloads instead.
                         Err(error) => {
                             tracing::warn!(%error, "unreadable notification; resyncing clients");
@@ -420,6 +449,22 @@ mod tests {
                 drop_id: DropId(1),
             },
         )
+    }
+
+    #[test]
+    fn a_transactions_events_share_as_few_notifications_as_fit() {
+        let events: Vec<Envelope> = (0..500).map(|i| expired(i, i)).collect();
+        let payloads = notify_payloads(&events);
+        let one = serde_json::to_string(&events[0]).unwrap().len();
+        // Each envelope is ~100 bytes: dozens share a payload, none passes the limit.
+        assert!(payloads.len() <= events.len() * (one + 1) / NOTIFY_PAYLOAD_BYTES + 1);
+        assert!(payloads.iter().all(|p| p.len() <= NOTIFY_PAYLOAD_BYTES));
+        let back: Vec<Envelope> = payloads
+            .iter()
+            .flat_map(|p| serde_json::from_str::<Vec<Envelope>>(p).unwrap())
+            .collect();
+        assert_eq!(back, events);
+        assert!(notify_payloads(&[]).is_empty());
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     model::{DropId, NewDrop, Purchaser, ReservationId, UserId},
     server::{
-        events::{Envelope, EventBus, PG_CHANNEL},
+        events::{notify_payloads, Envelope, EventBus, PG_CHANNEL},
         rules::{BuyerCheck, HoldCheck, LockedDrop},
     },
 };
@@ -331,10 +331,7 @@ impl WriteTx for PgTx {
 
     async fn commit(mut self, events: Vec<Envelope>) -> Result<(), sqlx::Error> {
         // Queued now, delivered by PostgreSQL when (and only if) the commit succeeds.
-        let payloads: Vec<String> = events
-            .iter()
-            .map(|e| serde_json::to_string(e).expect("events always serialize"))
-            .collect();
+        let payloads = notify_payloads(&events);
         sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
             .bind(PG_CHANNEL)
             .bind(payloads)
