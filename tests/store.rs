@@ -10,7 +10,7 @@ use dropline::{
     server::{
         self,
         events::EventBus,
-        store::{KeyClaim, Reserved, Store, StoreError, StoredResponse},
+        store::{KeyClaim, KeyRequest, Reserved, Settlement, Store, StoreError, StoredResponse},
     },
 };
 
@@ -402,41 +402,110 @@ async fn a_restart_returns_holds_that_fell_due_while_down(backend: Backend) {
     assert_eq!((audit.available, audit.active_holds), (4, 0));
 }
 
+fn key(scope: &str, key: &str, fingerprint: &str) -> KeyRequest {
+    KeyRequest {
+        scope: scope.into(),
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+    }
+}
+
+async fn claim(store: &dyn Store, request: KeyRequest) -> KeyClaim {
+    store.claim_keys(&[request]).await.unwrap().remove(0)
+}
+
+fn created() -> Option<StoredResponse> {
+    Some(StoredResponse {
+        status: 201,
+        content_type: None,
+        location: None,
+        body: "{}".into(),
+    })
+}
+
 /// Idempotency keys are kept for retries while they can come, then forgotten.
 async fn old_idempotency_keys_are_forgotten(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store(EventBus::default()).await;
-    let KeyClaim::Claimed { token } = store.claim_key("user:1", "k", "fp").await.unwrap() else {
+    let KeyClaim::Claimed { token } = claim(store.as_ref(), key("user:1", "k", "fp")).await else {
         panic!("a new key is claimed");
     };
-    store
-        .settle_key(
-            "user:1",
-            "k",
-            token,
-            Some(&StoredResponse {
-                status: 201,
-                content_type: None,
-                location: None,
-                body: "{}".into(),
-            }),
-        )
-        .await
-        .unwrap();
+    let settled = Settlement {
+        scope: "user:1".into(),
+        key: "k".into(),
+        token,
+        answer: created(),
+    };
+    store.settle_keys(&[settled]).await.unwrap();
     assert_eq!(
         store.forget_keys(Duration::from_secs(3600)).await.unwrap(),
         0
     );
     assert!(matches!(
-        store.claim_key("user:1", "k", "fp").await.unwrap(),
+        claim(store.as_ref(), key("user:1", "k", "fp")).await,
         KeyClaim::Replay(StoredResponse { status: 201, .. })
     ));
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(store.forget_keys(Duration::ZERO).await.unwrap(), 1);
     assert!(matches!(
-        store.claim_key("user:1", "k", "fp").await.unwrap(),
+        claim(store.as_ref(), key("user:1", "k", "fp")).await,
         KeyClaim::Claimed { .. }
     ));
+}
+
+/// Claims written together answer each request as if it came alone, in order: a key named
+/// twice is claimed once and in flight for the second mention, a key reused for another request
+/// is a mismatch, and settling them together records each answer.
+async fn keys_claimed_together_answer_each_request(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store(EventBus::default()).await;
+    let KeyClaim::Claimed { token: used } = claim(store.as_ref(), key("user:2", "a", "fp")).await
+    else {
+        panic!("a new key is claimed");
+    };
+    let claims = store
+        .claim_keys(&[
+            key("user:9", "b", "fp"),
+            key("user:1", "b", "fp"),
+            key("user:9", "b", "fp"),
+            key("user:2", "a", "other"),
+            key("user:2", "a", "fp"),
+        ])
+        .await
+        .unwrap();
+    let tokens: Vec<i64> = claims
+        .iter()
+        .filter_map(|c| match c {
+            KeyClaim::Claimed { token } => Some(*token),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(claims[0], KeyClaim::Claimed { .. }), "{claims:?}");
+    assert!(matches!(claims[1], KeyClaim::Claimed { .. }), "{claims:?}");
+    assert_eq!(
+        claims[2..],
+        [KeyClaim::InFlight, KeyClaim::Mismatch, KeyClaim::InFlight]
+    );
+    let settle = |scope: &str, name: &str, token| Settlement {
+        scope: scope.into(),
+        key: name.into(),
+        token,
+        answer: created(),
+    };
+    store
+        .settle_keys(&[
+            settle("user:9", "b", tokens[0]),
+            settle("user:1", "b", tokens[1]),
+            settle("user:2", "a", used),
+        ])
+        .await
+        .unwrap();
+    for (scope, name) in [("user:9", "b"), ("user:1", "b"), ("user:2", "a")] {
+        assert!(matches!(
+            claim(store.as_ref(), key(scope, name, "fp")).await,
+            KeyClaim::Replay(StoredResponse { status: 201, .. })
+        ));
+    }
 }
 
 async fn one_batch_answers_each_buyer_in_order(backend: Backend) {
@@ -632,6 +701,7 @@ on_both_databases!(
     the_worker_returns_a_unit_at_its_deadline,
     a_restart_returns_holds_that_fell_due_while_down,
     old_idempotency_keys_are_forgotten,
+    keys_claimed_together_answer_each_request,
     one_batch_answers_each_buyer_in_order,
     a_burst_gives_each_buyer_their_own_answer,
     a_burst_gives_the_same_answers_with_batching_off,

@@ -1,5 +1,5 @@
 //! Group commit: concurrent writes of one kind on one drop (reserves; joins of its queue) share
-//! one transaction.
+//! one transaction; so do the idempotency keys' claims and settlements, site-wide.
 //!
 //! A hot drop is one row every such write must lock, so they run one after another no matter
 //! how many connections there are. Instead of queueing on the row lock, a write joins its
@@ -17,6 +17,8 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    fmt::Debug,
+    hash::Hash,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
@@ -26,24 +28,29 @@ use tokio::sync::oneshot;
 
 use super::{
     metrics::Metrics,
-    store::{ReserveOutcome, Store, StoreError},
+    store::{KeyClaim, KeyRequest, ReserveOutcome, Settlement, Store, StoreError},
 };
 use crate::model::{ApiError, DropId, ErrorCode, Ticket, UserId};
 
-/// A write that many users' requests on one drop can share: one transaction answers each user
-/// in the order given.
+/// A write that many requests can share: one transaction answers each request in the order
+/// given. Requests are grouped by a key (a drop), and one group's batches run one at a time.
 #[async_trait]
 pub trait GroupWrite: Send + Sync + 'static {
     /// The write's name in the batch-size metric.
     const NAME: &'static str;
-    /// One user's answer.
+    /// What requests are grouped by.
+    type Group: Copy + Eq + Hash + Debug + Send + Sync + 'static;
+    /// One request.
+    type Request: Send + Sync + 'static;
+    /// One request's answer.
     type Answer: Send + 'static;
-    /// Runs the write for `users` (in arrival order, maybe with repeats) in one transaction.
+    /// Runs the write for `requests` (in arrival order, maybe with repeats) in one
+    /// transaction.
     async fn write(
         &self,
         store: &dyn Store,
-        drop: DropId,
-        users: &[UserId],
+        group: Self::Group,
+        requests: &[Self::Request],
     ) -> Result<Vec<Result<Self::Answer, ErrorCode>>, StoreError>;
 }
 
@@ -55,6 +62,8 @@ pub struct Reserves {
 #[async_trait]
 impl GroupWrite for Reserves {
     const NAME: &'static str = "reserve";
+    type Group = DropId;
+    type Request = UserId;
     type Answer = crate::server::store::Reserved;
 
     async fn write(
@@ -73,6 +82,8 @@ pub struct Joins;
 #[async_trait]
 impl GroupWrite for Joins {
     const NAME: &'static str = "join";
+    type Group = DropId;
+    type Request = UserId;
     type Answer = (Ticket, bool);
 
     async fn write(
@@ -85,24 +96,71 @@ impl GroupWrite for Joins {
     }
 }
 
-/// One request waiting for its batch.
-struct Waiter<A> {
-    user: UserId,
-    reply: oneshot::Sender<Result<A, ApiError>>,
+/// Idempotency keys claimed before their requests run, whatever they are for.
+pub struct KeyClaims;
+
+#[async_trait]
+impl GroupWrite for KeyClaims {
+    const NAME: &'static str = "key_claim";
+    type Group = ();
+    type Request = KeyRequest;
+    type Answer = KeyClaim;
+
+    async fn write(
+        &self,
+        store: &dyn Store,
+        (): (),
+        requests: &[KeyRequest],
+    ) -> Result<Vec<Result<KeyClaim, ErrorCode>>, StoreError> {
+        Ok(store
+            .claim_keys(requests)
+            .await?
+            .into_iter()
+            .map(Ok)
+            .collect())
+    }
 }
 
-/// Queued requests of one drop.
-type Queue<A> = VecDeque<Waiter<A>>;
+/// The answers of keyed requests, recorded for their retries.
+pub struct Settlements;
 
-/// Writes of one kind grouped per drop. Shared by every request of one server instance.
+#[async_trait]
+impl GroupWrite for Settlements {
+    const NAME: &'static str = "key_settle";
+    type Group = ();
+    type Request = Settlement;
+    type Answer = ();
+
+    async fn write(
+        &self,
+        store: &dyn Store,
+        (): (),
+        settlements: &[Settlement],
+    ) -> Result<Vec<Result<(), ErrorCode>>, StoreError> {
+        store.settle_keys(settlements).await?;
+        Ok(vec![Ok(()); settlements.len()])
+    }
+}
+
+/// One request waiting for its batch.
+struct Waiter<W: GroupWrite> {
+    request: W::Request,
+    reply: oneshot::Sender<Result<W::Answer, ApiError>>,
+}
+
+/// Queued requests of one group.
+type Queue<W> = VecDeque<Waiter<W>>;
+
+/// Writes of one kind grouped per drop (or other group). Shared by every request of one server
+/// instance.
 pub struct Batcher<W: GroupWrite> {
     store: Arc<dyn Store>,
     write: W,
     max: usize,
     metrics: Metrics,
-    /// The waiting requests of every drop that has a batch leader running. A drop is a key
+    /// The waiting requests of every group that has a batch leader running. A group is a key
     /// exactly while its leader runs, so an arrival can tell whether it must start one.
-    queues: Mutex<HashMap<DropId, Queue<W::Answer>>>,
+    queues: Mutex<HashMap<W::Group, Queue<W>>>,
 }
 
 impl<W: GroupWrite> Batcher<W> {
@@ -118,69 +176,69 @@ impl<W: GroupWrite> Batcher<W> {
         })
     }
 
-    /// Runs the write for `user` on `drop`, in whichever batch gets to it first.
+    /// Runs the write for `request` in `group`, in whichever batch gets to it first.
     pub async fn submit(
         self: &Arc<Self>,
-        drop: DropId,
-        user: UserId,
+        group: W::Group,
+        request: W::Request,
     ) -> Result<W::Answer, ApiError> {
         let (reply, answer) = oneshot::channel();
-        let waiter = Waiter { user, reply };
+        let waiter = Waiter { request, reply };
         if self.max == 1 {
             // Batching off: every request is its own transaction, all of them at once.
             let batcher = self.clone();
-            tokio::spawn(async move { batcher.run(drop, vec![waiter]).await });
-        } else if self.enqueue(drop, waiter) {
-            tokio::spawn(self.clone().lead(drop));
+            tokio::spawn(async move { batcher.run(group, vec![waiter]).await });
+        } else if self.enqueue(group, waiter) {
+            tokio::spawn(self.clone().lead(group));
         }
         answer.await.unwrap_or_else(|_| {
-            tracing::error!(%drop, "a batch ended without an answer");
+            tracing::error!(?group, write = W::NAME, "a batch ended without an answer");
             Err(ApiError::refusal(ErrorCode::Internal))
         })
     }
 
-    fn queues(&self) -> MutexGuard<'_, HashMap<DropId, Queue<W::Answer>>> {
+    fn queues(&self) -> MutexGuard<'_, HashMap<W::Group, Queue<W>>> {
         // Nothing panics while holding the lock, and the map is consistent between calls.
         self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues a request; true when no leader runs for the drop and the caller must start one.
-    fn enqueue(&self, drop: DropId, waiter: Waiter<W::Answer>) -> bool {
+    /// Queues a request; true when no leader runs for the group and the caller must start one.
+    fn enqueue(&self, group: W::Group, waiter: Waiter<W>) -> bool {
         let mut queues = self.queues();
-        match queues.get_mut(&drop) {
+        match queues.get_mut(&group) {
             Some(queue) => {
                 queue.push_back(waiter);
                 false
             }
             None => {
-                queues.insert(drop, VecDeque::from([waiter]));
+                queues.insert(group, VecDeque::from([waiter]));
                 true
             }
         }
     }
 
-    /// The next batch of a drop, oldest first; `None` (and the leader's turn ends) when the
+    /// The next batch of a group, oldest first; `None` (and the leader's turn ends) when the
     /// queue is empty.
-    fn next_batch(&self, drop: DropId) -> Option<Vec<Waiter<W::Answer>>> {
+    fn next_batch(&self, group: W::Group) -> Option<Vec<Waiter<W>>> {
         let mut queues = self.queues();
-        let queue = queues.get_mut(&drop)?;
+        let queue = queues.get_mut(&group)?;
         if queue.is_empty() {
-            queues.remove(&drop);
+            queues.remove(&group);
             return None;
         }
         let size = queue.len().min(self.max);
         Some(queue.drain(..size).collect())
     }
 
-    /// Runs batches of a drop until its queue is empty.
-    async fn lead(self: Arc<Self>, drop: DropId) {
+    /// Runs batches of a group until its queue is empty.
+    async fn lead(self: Arc<Self>, group: W::Group) {
         let mut turn = Turn {
             batcher: &self,
-            drop,
+            group,
             over: false,
         };
-        while let Some(batch) = self.next_batch(drop) {
-            self.run(drop, batch).await;
+        while let Some(batch) = self.next_batch(group) {
+            self.run(group, batch).await;
             // Let the callers just answered run before the next batch is cut: whatever they
             // send next joins it, instead of the first of them making a batch of its own.
             tokio::task::yield_now().await;
@@ -189,7 +247,7 @@ impl<W: GroupWrite> Batcher<W> {
     }
 
     /// One transaction for a batch, then every waiter's own answer.
-    async fn run(&self, drop: DropId, mut batch: Vec<Waiter<W::Answer>>) {
+    async fn run(&self, group: W::Group, mut batch: Vec<Waiter<W>>) {
         // A caller that already went away gets nothing: a reserve's unit stays on sale.
         batch.retain(|waiter| !waiter.reply.is_closed());
         if batch.is_empty() {
@@ -199,39 +257,46 @@ impl<W: GroupWrite> Batcher<W> {
             .batch_size
             .with_label_values(&[W::NAME])
             .observe(batch.len() as f64);
-        let users: Vec<UserId> = batch.iter().map(|waiter| waiter.user).collect();
-        match self.write.write(self.store.as_ref(), drop, &users).await {
+        let (requests, replies): (Vec<W::Request>, Vec<_>) = batch
+            .into_iter()
+            .map(|waiter| (waiter.request, waiter.reply))
+            .unzip();
+        match self
+            .write
+            .write(self.store.as_ref(), group, &requests)
+            .await
+        {
             Ok(outcomes) => {
-                // One outcome per user, in order; a waiter left without one hears an error.
-                for (waiter, outcome) in batch.into_iter().zip(outcomes) {
+                // One outcome per request, in order; a waiter left without one hears an error.
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // A caller gone by now keeps what it got, as with any write it started.
-                    let _ = waiter.reply.send(outcome.map_err(ApiError::refusal));
+                    let _ = reply.send(outcome.map_err(ApiError::refusal));
                 }
             }
             Err(error) => {
                 // Rolled back: nothing of the batch happened, and everyone in it hears why.
                 let error = ApiError::from(error);
-                for waiter in batch {
-                    let _ = waiter.reply.send(Err(error.clone()));
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
                 }
             }
         }
     }
 }
 
-/// A leader's hold on its drop's queue. If the leader dies before the queue is empty, the queue
-/// goes with it: its waiters' answers are dropped, which they see as an error, and the next
-/// arrival starts a fresh leader.
+/// A leader's hold on its group's queue. If the leader dies before the queue is empty, the
+/// queue goes with it: its waiters' answers are dropped, which they see as an error, and the
+/// next arrival starts a fresh leader.
 struct Turn<'a, W: GroupWrite> {
     batcher: &'a Batcher<W>,
-    drop: DropId,
+    group: W::Group,
     over: bool,
 }
 
 impl<W: GroupWrite> Drop for Turn<'_, W> {
     fn drop(&mut self) {
         if !self.over {
-            self.batcher.queues().remove(&self.drop);
+            self.batcher.queues().remove(&self.group);
         }
     }
 }

@@ -4,10 +4,10 @@
 use std::{sync::Arc, time::Duration};
 
 use super::{
-    batch::{Batcher, Joins, Reserves},
+    batch::{Batcher, Joins, KeyClaims, Reserves, Settlements},
     expiry::ExpiryClock,
     metrics::Metrics,
-    store::{Cancelled, Reserved, StockAudit, Store, StoreError},
+    store::{Cancelled, KeyClaim, KeyRequest, Reserved, Settlement, StockAudit, Store, StoreError},
 };
 use crate::model::{
     validate_name, ApiError, Audit, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Reservation,
@@ -35,12 +35,15 @@ pub struct Inventory {
     expiry: Arc<ExpiryClock>,
     reserves: Arc<Batcher<Reserves>>,
     joins: Arc<Batcher<Joins>>,
+    key_claims: Arc<Batcher<KeyClaims>>,
+    settlements: Arc<Batcher<Settlements>>,
     metrics: Metrics,
 }
 
 impl Inventory {
     /// Wraps a store; holds last `ttl`; concurrent reserves of one drop share a transaction,
-    /// up to `reserve_batch_max` of them (1: every reserve has its own).
+    /// up to `reserve_batch_max` of them (1: every reserve has its own), and so do concurrent
+    /// joins of one queue and the claims and settlements of idempotency keys.
     pub fn new(
         store: Arc<dyn Store>,
         expiry: Arc<ExpiryClock>,
@@ -56,6 +59,13 @@ impl Inventory {
                 metrics.clone(),
             ),
             joins: Batcher::new(store.clone(), Joins, reserve_batch_max, metrics.clone()),
+            key_claims: Batcher::new(store.clone(), KeyClaims, reserve_batch_max, metrics.clone()),
+            settlements: Batcher::new(
+                store.clone(),
+                Settlements,
+                reserve_batch_max,
+                metrics.clone(),
+            ),
             store,
             expiry,
             metrics,
@@ -163,6 +173,17 @@ impl Inventory {
     /// The public audit of a queue's order, once it has gone live.
     pub async fn queue_audit(&self, drop: DropId) -> Result<Audit, ApiError> {
         Ok(self.store.queue_audit(drop).await?)
+    }
+
+    /// Claims a request's idempotency key (in a batch with the other claims that arrive while
+    /// one is being written).
+    pub async fn claim_key(&self, request: KeyRequest) -> Result<KeyClaim, ApiError> {
+        self.key_claims.submit((), request).await
+    }
+
+    /// Records the answer to a claimed key, or releases it (in a batch like the claims).
+    pub async fn settle_key(&self, settlement: Settlement) -> Result<(), ApiError> {
+        self.settlements.submit((), settlement).await
     }
 
     /// Seeds the demo drops when the database has none (once, however many instances start

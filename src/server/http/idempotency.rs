@@ -28,7 +28,8 @@ use super::{
 use crate::{
     model::{ApiError, ErrorCode},
     server::{
-        store::{KeyClaim, Store, StoredResponse},
+        inventory::Inventory,
+        store::{KeyClaim, KeyRequest, Settlement, Store, StoredResponse},
         AppState,
     },
 };
@@ -105,7 +106,7 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
     if let Err(error) = valid_key(&key) {
         return error.into_response();
     }
-    let keyed = Keyed {
+    let keyed = KeyRequest {
         scope,
         key,
         fingerprint: fingerprint(parts.method.as_str(), parts.uri.path(), &bytes),
@@ -120,7 +121,7 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
             .unwrap_or_default();
         (parts, bytes)
     };
-    match once(state.inventory.store().clone(), keyed, run).await {
+    match once(state.inventory.clone(), keyed, run).await {
         Ok(Outcome::Fresh((parts, bytes))) => Response::from_parts(parts, Body::from(bytes)),
         Ok(Outcome::Replay(stored)) => replay(stored),
         Err(error) => error.into_response(),
@@ -135,14 +136,6 @@ fn form_key(body: &[u8]) -> Option<String> {
         .filter(|value| !value.is_empty())
 }
 
-/// Who sent a keyed request, what it is, and its key.
-struct Keyed {
-    /// Whose keys these are (a session's user, or the admin).
-    scope: String,
-    key: String,
-    fingerprint: String,
-}
-
 /// What [`once`] gives back.
 enum Outcome<T> {
     /// The request ran now (first use of its key).
@@ -155,16 +148,11 @@ enum Outcome<T> {
 /// that runs again). The request runs and its answer is stored in a detached task, so a client
 /// that hangs up mid-request cannot leave its key unsettled.
 async fn once(
-    store: Arc<dyn Store>,
-    keyed: Keyed,
+    inventory: Inventory,
+    request: KeyRequest,
     run: impl Future<Output = (ResponseParts, Bytes)> + Send + 'static,
 ) -> Result<Outcome<(ResponseParts, Bytes)>, ApiError> {
-    let Keyed {
-        scope,
-        key,
-        fingerprint,
-    } = keyed;
-    let token = match store.claim_key(&scope, &key, &fingerprint).await? {
+    let token = match inventory.claim_key(request.clone()).await? {
         KeyClaim::Claimed { token } => token,
         KeyClaim::Replay(stored) => return Ok(Outcome::Replay(stored)),
         KeyClaim::Mismatch => {
@@ -182,9 +170,14 @@ async fn once(
     };
     let settled = tokio::spawn(async move {
         let (parts, bytes) = run.await;
-        let stored = stored_form(&parts, &bytes);
-        if let Err(error) = store.settle_key(&scope, &key, token, stored.as_ref()).await {
-            tracing::warn!(%error, "could not record an idempotent answer");
+        let settlement = Settlement {
+            scope: request.scope,
+            key: request.key,
+            token,
+            answer: stored_form(&parts, &bytes),
+        };
+        if let Err(error) = inventory.settle_key(settlement).await {
+            tracing::warn!(error = %error.message, "could not record an idempotent answer");
         }
         (parts, bytes)
     });

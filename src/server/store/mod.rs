@@ -8,6 +8,7 @@
 //! from the committing task, PostgreSQL sends them with `pg_notify` inside the transaction
 //! (delivered by the database on commit, to every instance).
 
+mod keys;
 mod postgres;
 mod queue;
 mod reads;
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use self::{
+    keys::{KeyClaim, KeyRequest, KeyWrites, Settlement, StoredResponse},
     postgres::PgStore,
     queue::{AdmitPass, QueueWrites},
     sqlite::SqliteStore,
@@ -75,11 +77,11 @@ impl StockAudit {
     }
 }
 
-/// Everything a database offers: its own reads, and the writes — stock and queues — written
-/// once for all databases.
-pub trait Store: Reads + Writes + QueueWrites + 'static {}
+/// Everything a database offers: its own reads, and the writes — stock, queues, idempotency
+/// keys — written once for all databases.
+pub trait Store: Reads + Writes + QueueWrites + KeyWrites + 'static {}
 
-impl<T: Reads + Writes + QueueWrites + 'static> Store for T {}
+impl<T: Reads + Writes + QueueWrites + KeyWrites + 'static> Store for T {}
 
 /// What each database answers in its own SQL.
 #[async_trait]
@@ -108,22 +110,6 @@ pub trait Reads: Send + Sync {
     /// What anyone may check of a queue's order once it has gone live; `NOT_STARTED` before,
     /// `NOT_A_QUEUE` for a drop sold otherwise.
     async fn queue_audit(&self, drop: DropId) -> Result<Audit, StoreError>;
-    /// Claims an idempotency key for a request, or says what became of its first use.
-    async fn claim_key(
-        &self,
-        scope: &str,
-        key: &str,
-        fingerprint: &str,
-    ) -> Result<KeyClaim, StoreError>;
-    /// Records the answer to a claimed key (`None` releases it, so a retry runs again). Only
-    /// the holder of `token` may settle, so a claim taken over after a timeout is not clobbered.
-    async fn settle_key(
-        &self,
-        scope: &str,
-        key: &str,
-        token: i64,
-        answer: Option<&StoredResponse>,
-    ) -> Result<(), StoreError>;
     /// Deletes idempotency keys first used longer ago than `older_than`; answers how many.
     async fn forget_keys(&self, older_than: Duration) -> Result<u64, StoreError>;
     /// The database's clock, in milliseconds since the epoch.
@@ -182,67 +168,6 @@ pub struct SessionRecord {
     pub expires_at_ms: i64,
     /// Neither revoked nor past its expiry, by the database's clock.
     pub live: bool,
-}
-
-/// What an idempotency key says about a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeyClaim {
-    /// First use (or a stale claim taken over): run the request, then settle the key with
-    /// this token.
-    Claimed { token: i64 },
-    /// Already answered: send this again.
-    Replay(StoredResponse),
-    /// The key was used for a different request.
-    Mismatch,
-    /// The first request with this key is still running.
-    InFlight,
-}
-
-/// The first answer to an idempotent request, as a retry gets it again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredResponse {
-    pub status: u16,
-    pub content_type: Option<String>,
-    /// Where a form post was sent back to (a server function answering a plain form).
-    pub location: Option<String>,
-    pub body: String,
-}
-
-/// How long an unsettled claim blocks retries before a retry may take it over (a server that
-/// died mid-request never settles its claim).
-pub const KEY_CLAIM_TIMEOUT_MS: i64 = 30_000;
-
-/// The stored row of a key that could not be claimed.
-#[derive(sqlx::FromRow)]
-pub(crate) struct KeyRow {
-    fingerprint: String,
-    status: Option<i32>,
-    response: Option<String>,
-    content_type: Option<String>,
-    location: Option<String>,
-}
-
-impl KeyRow {
-    pub(crate) fn claim(row: Option<KeyRow>, fingerprint: &str) -> KeyClaim {
-        match row {
-            // Released between our insert and this read: let the client retry.
-            None => KeyClaim::InFlight,
-            Some(row) if row.fingerprint != fingerprint => KeyClaim::Mismatch,
-            Some(KeyRow {
-                status: Some(status),
-                response,
-                content_type,
-                location,
-                ..
-            }) => KeyClaim::Replay(StoredResponse {
-                status: u16::try_from(status).unwrap_or(500),
-                content_type,
-                location,
-                body: response.unwrap_or_default(),
-            }),
-            Some(_) => KeyClaim::InFlight,
-        }
-    }
 }
 
 /// Opens the store `database_url` names, runs its migrations and wires it to `bus`.

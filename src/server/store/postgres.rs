@@ -349,6 +349,8 @@ super::reads::reads!(PgStore, now: ["dropline_now_ms()"], begin_read: "BEGIN ISO
 
 super::queue::queue_steps!(PgTx, conn: 0, now: ["dropline_now_ms()"]);
 
+super::keys::key_steps!(PgTx, conn: 0, now: ["dropline_now_ms()"]);
+
 /// Reads a hold's owner and state, with the database's "now".
 async fn hold_check<'e>(
     executor: impl PgExecutor<'e>,
