@@ -25,6 +25,8 @@ const BUSY_BOX: f64 = 0.25;
 
 /// Reserves per second one hot drop should sustain, on either database.
 const TARGET_HOLDS_PER_SECOND: f64 = 20_000.0;
+/// PostgreSQL's reserves per second at 256 buyers, as a share of SQLite's in the same run.
+const TARGET_POSTGRES_SHARE_PERCENT: f64 = 90.0;
 /// p99 reserve latency at 256 buyers, milliseconds.
 const TARGET_RESERVE_P99_MS: f64 = 50.0;
 /// p99 fan-out latency at 5,000 clients, milliseconds.
@@ -354,6 +356,19 @@ impl Report {
             &|db| match main_cell(db) {
                 Some(r) => at_most(r.cell.latency_ms(0.99), TARGET_RESERVE_P99_MS, " ms"),
                 None => "not measured".into(),
+            },
+        );
+        row(
+            out,
+            "PostgreSQL ≥ 90 % of SQLite's reserves/s at 256 buyers (this run)",
+            &|db| match (db, main_cell(Db::Sqlite), main_cell(Db::Postgres)) {
+                (Db::Sqlite, ..) => "(the reference)".into(),
+                (Db::Postgres, Some(sqlite), Some(postgres)) => at_least(
+                    100.0 * postgres.cell.holds_per_second() / sqlite.cell.holds_per_second(),
+                    TARGET_POSTGRES_SHARE_PERCENT,
+                    " %",
+                ),
+                _ => "not measured".into(),
             },
         );
         row(out, "no oversell (every run)", &|db| {
