@@ -10,7 +10,10 @@ use dropline::{
     server::{
         self,
         events::EventBus,
-        store::{KeyClaim, KeyRequest, Reserved, Settlement, Store, StoreError, StoredResponse},
+        store::{
+            KeyClaim, KeyRequest, NewAccount, Reserved, SessionId, Settlement, Store, StoreError,
+            StoredResponse,
+        },
     },
 };
 
@@ -55,12 +58,34 @@ async fn assert_invariant(store: &dyn Store, drop: DropId) {
     );
 }
 
-async fn users(store: &Arc<dyn Store>, n: usize) -> Vec<UserId> {
-    let mut ids = Vec::with_capacity(n);
-    for i in 0..n {
-        ids.push(store.create_user(&format!("buyer {i}")).await.unwrap().id);
+fn account(name: &str) -> NewAccount {
+    NewAccount {
+        name: name.into(),
+        session: SessionId::random(),
+        lifetime: Duration::from_secs(3600),
     }
-    ids
+}
+
+async fn users(store: &Arc<dyn Store>, n: usize) -> Vec<UserId> {
+    let accounts: Vec<NewAccount> = (0..n).map(|i| account(&format!("buyer {i}"))).collect();
+    let users = store.sign_up_many(&accounts).await.unwrap();
+    users.into_iter().map(|user| user.id).collect()
+}
+
+/// Buyers signed up together each get their own user and a live session of their own.
+async fn sign_ups_together_give_each_buyer_a_user_and_a_session(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store(EventBus::default()).await;
+    let accounts = [account("Ann"), account("Bob"), account("Ann")];
+    let users = store.sign_up_many(&accounts).await.unwrap();
+    let names: Vec<&str> = users.iter().map(|user| user.name.as_str()).collect();
+    assert_eq!(names, ["Ann", "Bob", "Ann"]);
+    assert_ne!(users[0].id, users[2].id, "a name is not an identity");
+    for (account, user) in accounts.iter().zip(&users) {
+        let session = store.session(account.session).await.unwrap().unwrap();
+        assert_eq!((session.user, session.live), (user.id, true));
+        assert_eq!(store.user(user.id).await.unwrap().as_ref(), Some(user));
+    }
 }
 
 async fn five_hundred_buyers_for_twenty_units(backend: Backend) {
@@ -276,7 +301,11 @@ async fn the_feed_shows_the_three_newest_buyers(backend: Backend) {
     let store = db.store(EventBus::default()).await;
     let drop = store.create_drop(&new_drop(10)).await.unwrap();
     for i in 0..5 {
-        let user = store.create_user(&format!("buyer {i}")).await.unwrap().id;
+        let user = store
+            .sign_up_many(&[account(&format!("buyer {i}"))])
+            .await
+            .unwrap()[0]
+            .id;
         let hold = reserve(&*store, drop.id, user, HOLD)
             .await
             .unwrap()
@@ -368,7 +397,7 @@ async fn the_worker_returns_a_unit_at_its_deadline(backend: Backend) {
     let state = server::start(&settings).await.unwrap();
     let inventory = state.inventory.clone();
     let drop = inventory.create_drop(new_drop(1)).await.unwrap();
-    let user = inventory.sign_up("Sam").await.unwrap().id;
+    let user = state.sessions.sign_up("Sam").await.unwrap().0.id;
     inventory.reserve(drop.id, user).await.unwrap();
     assert_eq!(inventory.drop(drop.id).await.unwrap().available_stock, 0);
 
@@ -583,10 +612,11 @@ async fn server_with_batches(db: &TestDb, batch_max: usize) -> server::AppState 
 /// limit, and forty buyers who click once. Batched or not, each gets the same answers.
 async fn burst_on_one_drop(backend: Backend, batch_max: usize) {
     let db = TestDb::new(backend).await;
-    let inventory = server_with_batches(&db, batch_max).await.inventory.clone();
+    let state = server_with_batches(&db, batch_max).await;
+    let inventory = state.inventory.clone();
     let drop = inventory.create_drop(new_drop(100)).await.unwrap();
-    let eager = inventory.sign_up("Eager").await.unwrap().id;
-    let capped = inventory.sign_up("Capped").await.unwrap().id;
+    let eager = state.sessions.sign_up("Eager").await.unwrap().0.id;
+    let capped = state.sessions.sign_up("Capped").await.unwrap().0.id;
     let hold = inventory.reserve(drop.id, capped).await.unwrap();
     inventory
         .purchase(hold.reservation.id, capped)
@@ -594,7 +624,15 @@ async fn burst_on_one_drop(backend: Backend, batch_max: usize) {
         .unwrap();
     let mut others = Vec::new();
     for i in 0..40 {
-        others.push(inventory.sign_up(&format!("buyer {i}")).await.unwrap().id);
+        others.push(
+            state
+                .sessions
+                .sign_up(&format!("buyer {i}"))
+                .await
+                .unwrap()
+                .0
+                .id,
+        );
     }
 
     let mut clicks = Vec::new();
@@ -662,10 +700,7 @@ async fn two_instances_bursting_on_one_drop_never_oversell(backend: Backend) {
     let a = server_with_batches(&db, 256).await.inventory.clone();
     let b = server_with_batches(&db, 256).await.inventory.clone();
     let drop = a.create_drop(new_drop(50)).await.unwrap();
-    let mut buyers = Vec::new();
-    for i in 0..400 {
-        buyers.push(a.sign_up(&format!("buyer {i}")).await.unwrap().id);
-    }
+    let buyers = users(a.store(), 400).await;
 
     let tasks: Vec<_> = buyers
         .iter()
@@ -702,6 +737,7 @@ on_both_databases!(
     a_restart_returns_holds_that_fell_due_while_down,
     old_idempotency_keys_are_forgotten,
     keys_claimed_together_answer_each_request,
+    sign_ups_together_give_each_buyer_a_user_and_a_session,
     one_batch_answers_each_buyer_in_order,
     a_burst_gives_each_buyer_their_own_answer,
     a_burst_gives_the_same_answers_with_batching_off,

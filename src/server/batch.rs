@@ -1,5 +1,6 @@
 //! Group commit: concurrent writes of one kind on one drop (reserves; joins of its queue) share
-//! one transaction; so do the idempotency keys' claims and settlements, site-wide.
+//! one transaction; so do the idempotency keys' claims and settlements, and sign-ups,
+//! site-wide.
 //!
 //! A hot drop is one row every such write must lock, so they run one after another no matter
 //! how many connections there are. Instead of queueing on the row lock, a write joins its
@@ -28,9 +29,9 @@ use tokio::sync::oneshot;
 
 use super::{
     metrics::Metrics,
-    store::{KeyClaim, KeyRequest, ReserveOutcome, Settlement, Store, StoreError},
+    store::{KeyClaim, KeyRequest, NewAccount, ReserveOutcome, Settlement, Store, StoreError},
 };
-use crate::model::{ApiError, DropId, ErrorCode, Ticket, UserId};
+use crate::model::{ApiError, DropId, ErrorCode, Ticket, User, UserId};
 
 /// A write that many requests can share: one transaction answers each request in the order
 /// given. Requests are grouped by a key (a drop), and one group's batches run one at a time.
@@ -139,6 +140,31 @@ impl GroupWrite for Settlements {
     ) -> Result<Vec<Result<(), ErrorCode>>, StoreError> {
         store.settle_keys(settlements).await?;
         Ok(vec![Ok(()); settlements.len()])
+    }
+}
+
+/// New buyers, each with the session they are signed in by.
+pub struct SignUps;
+
+#[async_trait]
+impl GroupWrite for SignUps {
+    const NAME: &'static str = "sign_up";
+    type Group = ();
+    type Request = NewAccount;
+    type Answer = User;
+
+    async fn write(
+        &self,
+        store: &dyn Store,
+        (): (),
+        accounts: &[NewAccount],
+    ) -> Result<Vec<Result<User, ErrorCode>>, StoreError> {
+        Ok(store
+            .sign_up_many(accounts)
+            .await?
+            .into_iter()
+            .map(Ok)
+            .collect())
     }
 }
 

@@ -10,8 +10,8 @@ use super::{
     store::{Cancelled, KeyClaim, KeyRequest, Reserved, Settlement, StockAudit, Store, StoreError},
 };
 use crate::model::{
-    validate_name, ApiError, Audit, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Reservation,
-    ReservationId, Ticket, User, UserId,
+    ApiError, Audit, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Reservation, ReservationId,
+    Ticket, User, UserId,
 };
 
 /// Runs a write to completion even if the caller goes away: a client that disconnects
@@ -75,12 +75,6 @@ impl Inventory {
     /// The underlying store (for workers and health checks).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
-    }
-
-    /// Creates a buyer with a display name.
-    pub async fn sign_up(&self, name: &str) -> Result<User, ApiError> {
-        let name = validate_name("name", name)?;
-        Ok(self.store.create_user(&name).await?)
     }
 
     pub async fn user(&self, id: UserId) -> Result<Option<User>, ApiError> {

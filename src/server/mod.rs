@@ -115,6 +115,8 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         store.clone(),
         settings.session_lifetime(),
         settings.session_cache_seconds > 0,
+        settings.reserve_batch_max,
+        metrics.clone(),
     );
     if settings.session_cache_seconds > 0 {
         let every = std::time::Duration::from_secs(settings.session_cache_seconds);

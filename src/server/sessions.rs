@@ -13,8 +13,12 @@ use std::{sync::Arc, time::Duration};
 use moka::sync::Cache;
 
 pub use super::store::SessionId;
-use super::store::{SessionRecord, Store, StoreError};
-use crate::model::UserId;
+use super::{
+    batch::{Batcher, SignUps},
+    metrics::Metrics,
+    store::{NewAccount, SessionRecord, Store, StoreError},
+};
+use crate::model::{validate_name, ApiError, User, UserId};
 
 /// A live session: who it signs in, and which session it is (sign-out revokes it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,18 +39,26 @@ struct Known {
 /// are active, not everyone who ever signed in.
 const FORGET_IDLE: Duration = Duration::from_secs(3600);
 
-/// Opens, reads and revokes sessions. Cheap to clone.
+/// Signs buyers up, and reads and revokes their sessions. Cheap to clone.
 #[derive(Clone)]
 pub struct Sessions {
     store: Arc<dyn Store>,
     lifetime: Duration,
     cache: Option<Cache<SessionId, Known>>,
+    sign_ups: Arc<Batcher<SignUps>>,
 }
 
 impl Sessions {
     /// Sessions that last `lifetime`; remembered unless `remember` is false (then every
-    /// request reads the database).
-    pub fn new(store: Arc<dyn Store>, lifetime: Duration, remember: bool) -> Self {
+    /// request reads the database). Concurrent sign-ups share a transaction, up to
+    /// `batch_max` of them.
+    pub fn new(
+        store: Arc<dyn Store>,
+        lifetime: Duration,
+        remember: bool,
+        batch_max: usize,
+        metrics: Metrics,
+    ) -> Self {
         let cache = remember.then(|| {
             Cache::builder()
                 .max_capacity(1_000_000)
@@ -54,6 +66,7 @@ impl Sessions {
                 .build()
         });
         Self {
+            sign_ups: Batcher::new(store.clone(), SignUps, batch_max, metrics),
             store,
             lifetime,
             cache,
@@ -65,26 +78,32 @@ impl Sessions {
         self.lifetime
     }
 
-    /// Opens a session for `user`. This instance knows it from now on: a buyer's requests
-    /// after signing in read nothing more.
-    pub async fn open(&self, user: UserId) -> Result<Session, StoreError> {
+    /// Signs up a buyer by display name and opens their session, in a batch with the other
+    /// sign-ups that arrive while one is being written. This instance knows the session from
+    /// now on: a buyer's requests after signing in read nothing more.
+    pub async fn sign_up(&self, name: &str) -> Result<(User, Session), ApiError> {
         let id = SessionId::random();
-        self.store.create_session(id, user, self.lifetime).await?;
+        let account = NewAccount {
+            name: validate_name("name", name)?,
+            session: id,
+            lifetime: self.lifetime,
+        };
+        let user = self.sign_ups.submit((), account).await?;
+        let session = Session { id, user: user.id };
         if let Some(cache) = &self.cache {
             let lifetime_ms = i64::try_from(self.lifetime.as_millis()).unwrap_or(i64::MAX);
             let expires_at_ms = chrono::Utc::now()
                 .timestamp_millis()
                 .saturating_add(lifetime_ms);
-            let user = Some(user);
             cache.insert(
                 id,
                 Known {
-                    user,
+                    user: Some(user.id),
                     expires_at_ms,
                 },
             );
         }
-        Ok(Session { id, user })
+        Ok((user, session))
     }
 
     /// The live session with this id, if it is one.

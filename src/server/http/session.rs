@@ -16,8 +16,7 @@ pub async fn sign_in(
     name: &str,
     headers: &HeaderMap,
 ) -> Result<(User, HeaderValue), ApiError> {
-    let user = state.inventory.sign_up(name).await?;
-    let session = state.sessions.open(user.id).await?;
+    let (user, session) = state.sessions.sign_up(name).await?;
     let secure = cookie_is_secure(state.settings.cookie_secure, headers);
     let cookie = state
         .auth

@@ -8,6 +8,7 @@
 //! from the committing task, PostgreSQL sends them with `pg_notify` inside the transaction
 //! (delivered by the database on commit, to every instance).
 
+mod accounts;
 mod keys;
 mod postgres;
 mod queue;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use self::{
+    accounts::{AccountWrites, NewAccount},
     keys::{KeyClaim, KeyRequest, KeyWrites, Settlement, StoredResponse},
     postgres::PgStore,
     queue::{AdmitPass, QueueWrites},
@@ -78,17 +80,16 @@ impl StockAudit {
 }
 
 /// Everything a database offers: its own reads, and the writes — stock, queues, idempotency
-/// keys — written once for all databases.
-pub trait Store: Reads + Writes + QueueWrites + KeyWrites + 'static {}
+/// keys, sign-ups — written once for all databases.
+pub trait Store: Reads + Writes + QueueWrites + KeyWrites + AccountWrites + 'static {}
 
-impl<T: Reads + Writes + QueueWrites + KeyWrites + 'static> Store for T {}
+impl<T: Reads + Writes + QueueWrites + KeyWrites + AccountWrites + 'static> Store for T {}
 
 /// What each database answers in its own SQL.
 #[async_trait]
 pub trait Reads: Send + Sync {
     /// Confirms the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
-    async fn create_user(&self, name: &str) -> Result<User, StoreError>;
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
     /// Every drop, oldest first, each with its three newest purchasers.
     async fn list_drops(&self) -> Result<Vec<ProductDrop>, StoreError>;
@@ -114,13 +115,6 @@ pub trait Reads: Send + Sync {
     async fn forget_keys(&self, older_than: Duration) -> Result<u64, StoreError>;
     /// The database's clock, in milliseconds since the epoch.
     async fn now_ms(&self) -> Result<i64, StoreError>;
-    /// Records a session of `user` that lasts `lifetime`.
-    async fn create_session(
-        &self,
-        id: SessionId,
-        user: UserId,
-        lifetime: Duration,
-    ) -> Result<(), StoreError>;
     /// What the database says of a session id; `None` when it never existed.
     async fn session(&self, id: SessionId) -> Result<Option<SessionRecord>, StoreError>;
     /// Revokes a session (signing out).

@@ -351,6 +351,8 @@ super::queue::queue_steps!(PgTx, conn: 0, now: ["dropline_now_ms()"]);
 
 super::keys::key_steps!(PgTx, conn: 0, now: ["dropline_now_ms()"]);
 
+super::accounts::account_steps!(PgTx, conn: 0, now: ["dropline_now_ms()"]);
+
 /// Reads a hold's owner and state, with the database's "now".
 async fn hold_check<'e>(
     executor: impl PgExecutor<'e>,

@@ -17,24 +17,6 @@ macro_rules! reads {
             Ok(())
         }
 
-        async fn create_user(
-            &self,
-            name: &str,
-        ) -> Result<$crate::model::User, $crate::server::store::StoreError> {
-            let id: $crate::model::UserId = sqlx::query_scalar(concat!(
-                "INSERT INTO users (name, created_at) VALUES ($1, ",
-                $($now)+,
-                ") RETURNING id"
-            ))
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?;
-            Ok($crate::model::User {
-                id,
-                name: name.to_string(),
-            })
-        }
-
         async fn user(
             &self,
             id: $crate::model::UserId,
@@ -232,26 +214,6 @@ macro_rules! reads {
             Ok(sqlx::query_scalar(concat!("SELECT ", $($now)+))
                 .fetch_one(&self.pool)
                 .await?)
-        }
-
-        async fn create_session(
-            &self,
-            id: $crate::server::store::SessionId,
-            user: $crate::model::UserId,
-            lifetime: std::time::Duration,
-        ) -> Result<(), $crate::server::store::StoreError> {
-            sqlx::query(concat!(
-                "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at) \
-                 SELECT $1, $2, now, now, now + $3 FROM (SELECT ",
-                $($now)+,
-                " AS now) AS clock"
-            ))
-            .bind(id.to_string())
-            .bind(user)
-            .bind($crate::server::store::ttl_ms(lifetime))
-            .execute(&self.pool)
-            .await?;
-            Ok(())
         }
 
         async fn session(

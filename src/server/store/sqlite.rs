@@ -380,6 +380,8 @@ super::queue::queue_steps!(SqliteTx, conn: tx, now: [now_ms!()]);
 
 super::keys::key_steps!(SqliteTx, conn: tx, now: [now_ms!()]);
 
+super::accounts::account_steps!(SqliteTx, conn: tx, now: [now_ms!()]);
+
 /// User ids as a JSON array, the form `json_each` reads.
 fn json_ids(ids: &[UserId]) -> String {
     serde_json::to_string(ids).expect("ids serialize")

@@ -1,0 +1,114 @@
+//! Sign-ups: a buyer and their first session, written together, many to a transaction like the
+//! stock writes (`writes.rs`). On SQLite every commit is synced to disk and writers take turns,
+//! so a sign-up written as two statements of its own paid two syncs and, meeting the other
+//! writers in SQLite's busy handler, waited by sleeping. Their SQL is portable but for the
+//! database's "now", so each database's [`AccountTx`] impl is one body (`account_steps!`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{
+    writes::{Dialect, WriteTx},
+    SessionId, StoreError,
+};
+use crate::model::{User, UserId};
+
+/// A buyer to sign up, with the session they are signed in by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAccount {
+    /// A checked display name.
+    pub name: String,
+    pub session: SessionId,
+    /// How long the session lasts.
+    pub lifetime: Duration,
+}
+
+/// The sign-up steps inside one write transaction.
+#[async_trait]
+pub(crate) trait AccountTx: Send {
+    /// A new user; answers their id.
+    async fn insert_user(&mut self, name: &str) -> Result<UserId, sqlx::Error>;
+    /// A new session of `user` that lasts `lifetime`.
+    async fn insert_session(
+        &mut self,
+        id: SessionId,
+        user: UserId,
+        lifetime: Duration,
+    ) -> Result<(), sqlx::Error>;
+}
+
+/// Expands to the [`AccountTx`] impl of a transaction type whose connection is `self.$conn`,
+/// given the database's "now".
+macro_rules! account_steps {
+    ($tx:ty, conn: $conn:tt, now: [$($now:tt)+]) => {
+        #[async_trait::async_trait]
+        impl $crate::server::store::accounts::AccountTx for $tx {
+            async fn insert_user(
+                &mut self,
+                name: &str,
+            ) -> Result<$crate::model::UserId, sqlx::Error> {
+                sqlx::query_scalar(concat!(
+                    "INSERT INTO users (name, created_at) VALUES ($1, ",
+                    $($now)+,
+                    ") RETURNING id"
+                ))
+                .bind(name)
+                .fetch_one(&mut *self.$conn)
+                .await
+            }
+
+            async fn insert_session(
+                &mut self,
+                id: $crate::server::store::SessionId,
+                user: $crate::model::UserId,
+                lifetime: std::time::Duration,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(concat!(
+                    "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at) \
+                     SELECT $1, $2, now, now, now + $3 FROM (SELECT ",
+                    $($now)+,
+                    " AS now) AS clock"
+                ))
+                .bind(id.to_string())
+                .bind(user)
+                .bind($crate::server::store::ttl_ms(lifetime))
+                .execute(&mut *self.$conn)
+                .await?;
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use account_steps;
+
+/// Sign-ups, many to a transaction. Every database has them, through [`Dialect`].
+#[async_trait]
+pub trait AccountWrites: Send + Sync {
+    /// Signs up each buyer with their session, in one transaction; answers the users in the
+    /// order given.
+    async fn sign_up_many(&self, accounts: &[NewAccount]) -> Result<Vec<User>, StoreError>;
+}
+
+#[async_trait]
+impl<D> AccountWrites for D
+where
+    D: Dialect,
+    D::Tx: AccountTx,
+{
+    async fn sign_up_many(&self, accounts: &[NewAccount]) -> Result<Vec<User>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut users = Vec::with_capacity(accounts.len());
+        for account in accounts {
+            let id = tx.insert_user(&account.name).await?;
+            tx.insert_session(account.session, id, account.lifetime)
+                .await?;
+            users.push(User {
+                id,
+                name: account.name.clone(),
+            });
+        }
+        tx.commit(Vec::new()).await?;
+        Ok(users)
+    }
+}
