@@ -70,6 +70,7 @@ usage: dropline-load [options]   (run from the repository root, after `make buil
   --buyers N            buyers signed in first per database; more are signed in when a
                         hot-drop run needs them (one per reserve) [20000]
   --concurrency LIST    concurrent buyers per hot-drop run [16,64,256]
+  --runs N              runs of each hot-drop cell (the report shows the median) [3]
   --rates LIST          offered reserves per second of the open-loop runs [5000,10000,15000,20000]
   --clients LIST        WebSocket clients per fan-out run  [1000,5000]
   --rate N              reserves per second during fan-out [100]
@@ -92,6 +93,7 @@ pub struct Options {
     pub seconds: u64,
     pub buyers: usize,
     pub concurrency: Vec<usize>,
+    pub runs: usize,
     pub rates: Vec<usize>,
     pub clients: Vec<usize>,
     pub rate: u32,
@@ -114,6 +116,7 @@ impl Options {
             seconds: 5,
             buyers: 20_000,
             concurrency: vec![16, 64, 256],
+            runs: 3,
             rates: vec![5_000, 10_000, 15_000, 20_000],
             clients: vec![1_000, 5_000],
             rate: 100,
@@ -169,6 +172,7 @@ impl Options {
                 "--seconds" => o.seconds = number(&value)?,
                 "--buyers" => o.buyers = number(&value)? as usize,
                 "--concurrency" => o.concurrency = list(&value)?,
+                "--runs" => o.runs = number(&value)? as usize,
                 "--rates" => o.rates = list(&value)?,
                 "--clients" => o.clients = list(&value)?,
                 "--rate" => o.rate = u32::try_from(number(&value)?).map_err(|e| e.to_string())?,
@@ -332,40 +336,44 @@ async fn run_scenarios(
                 cells.push((most, Route::Rpc));
             }
             for (concurrency, route) in cells {
-                // A cell must not run out of distinct buyers: size the pool by the best rate
-                // seen so far, and if a cell still runs out, top up and run it again.
-                let mut attempt = 0;
-                let cell = loop {
-                    attempt += 1;
-                    let enough = (best_rate * (warmup + duration).as_secs_f64() * 1.3) as usize;
-                    let pool = ensure_buyers(&mut buyers, &server, enough, db, report).await?;
-                    let drop = api::create_drop(
-                        server.addr,
-                        ADMIN_TOKEN,
-                        &format!("Hot drop ({concurrency} buyers, {})", route.label()),
-                        pool.len() as i64,
-                    )
-                    .await?;
-                    let cell = hot::run(hot::Setup {
-                        db,
-                        db_url: &database.url,
-                        addr: server.addr,
-                        parties: database.parties(&server),
-                        drop,
-                        buyers: pool,
-                        concurrency,
-                        route,
-                        warmup,
-                        duration,
-                    })
-                    .await?;
-                    best_rate = best_rate.max(cell.requests_per_second());
-                    if !cell.out_of_buyers || attempt == 2 {
-                        break cell;
-                    }
-                    eprintln!("ran out of buyers at {concurrency}; signing in more and rerunning");
-                };
-                eprintln!(
+                let mut runs = Vec::with_capacity(options.runs);
+                for _ in 0..options.runs {
+                    // A cell must not run out of distinct buyers: size the pool by the best rate
+                    // seen so far, and if a cell still runs out, top up and run it again.
+                    let mut attempt = 0;
+                    let cell = loop {
+                        attempt += 1;
+                        let enough = (best_rate * (warmup + duration).as_secs_f64() * 1.3) as usize;
+                        let pool = ensure_buyers(&mut buyers, &server, enough, db, report).await?;
+                        let drop = api::create_drop(
+                            server.addr,
+                            ADMIN_TOKEN,
+                            &format!("Hot drop ({concurrency} buyers, {})", route.label()),
+                            pool.len() as i64,
+                        )
+                        .await?;
+                        let cell = hot::run(hot::Setup {
+                            db,
+                            db_url: &database.url,
+                            addr: server.addr,
+                            parties: database.parties(&server),
+                            drop,
+                            buyers: pool,
+                            concurrency,
+                            route,
+                            warmup,
+                            duration,
+                        })
+                        .await?;
+                        best_rate = best_rate.max(cell.requests_per_second());
+                        if !cell.out_of_buyers || attempt == 2 {
+                            break cell;
+                        }
+                        eprintln!(
+                            "ran out of buyers at {concurrency}; signing in more and rerunning"
+                        );
+                    };
+                    eprintln!(
                     "hot {} {} {} c={concurrency}: {:.0} holds/s, p50 {:.1} ms, p99 {:.1} ms, oversell {}",
                     db.name(),
                     variant.label,
@@ -375,11 +383,11 @@ async fn run_scenarios(
                     cell.latency_ms(0.99),
                     cell.audit.oversold()
                 );
-                report.hot.push(report::HotRow {
-                    db,
-                    batching: variant.label.clone(),
-                    cell,
-                });
+                    runs.push(cell);
+                }
+                report
+                    .hot
+                    .push(report::HotRow::new(db, variant.label.clone(), runs));
             }
             if i == 0 {
                 sell_out(db, database, &server, &mut buyers, options, report).await?;
