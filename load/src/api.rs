@@ -232,9 +232,15 @@ pub async fn create_drop(
     name: &str,
     stock: i64,
 ) -> Result<i64> {
+    let drop = json!({ "name": name, "price_cents": 18_000, "total_stock": stock });
+    post_drop(addr, admin_token, &drop).await
+}
+
+/// `POST /api/v1/drops` with `drop` as its body, expecting 201; answers the new drop's id.
+pub async fn post_drop(addr: SocketAddr, admin_token: &str, drop: &Value) -> Result<i64> {
     let mut conn = Conn::open(addr).await?;
     let bearer = format!("Bearer {admin_token}");
-    let body = json!({ "name": name, "price_cents": 18_000, "total_stock": stock }).to_string();
+    let body = drop.to_string();
     let reply = conn
         .call(
             Method::POST,

@@ -28,7 +28,7 @@ use tokio_tungstenite::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{api, api::Conn, fanout::now_micros, BenchError, Result};
+use crate::{api, api::Conn, fanout::now_micros, hot::new_histogram, BenchError, Result};
 
 /// Connections placing the holds.
 const RESERVERS: usize = 64;
@@ -113,7 +113,7 @@ pub async fn run(setup: Setup) -> Result<Expiry> {
         }
         level = level.max(available);
     }
-    let mut seen = Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let mut seen = new_histogram();
     let mut early = 0;
     for (deadline, back) in deadlines.iter().zip(&returns) {
         early += usize::from(back < deadline);

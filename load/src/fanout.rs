@@ -216,6 +216,25 @@ async fn reserve_at_rate(
     Ok((commits, latency, wake_lag))
 }
 
+/// Reads a new socket's first frame, the snapshot; fails if the socket closes first.
+pub async fn snapshot_read<S>(ws: &mut S) -> Result<()>
+where
+    S: futures::Stream<Item = std::result::Result<Message, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+{
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(_))) => return Ok(()),
+            Some(Ok(_)) => {}
+            _ => {
+                return Err(BenchError::Unexpected(
+                    "socket closed before its snapshot".into(),
+                ))
+            }
+        }
+    }
+}
+
 /// One watching client: connects, reads the snapshot, then notes (version, receive time) of
 /// every stock event of `drop_id` until told to stop.
 async fn watch(
@@ -234,20 +253,9 @@ async fn watch(
             return seen;
         }
     };
-    // The snapshot comes first.
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(_))) => break,
-            Some(Ok(_)) => {}
-            _ => {
-                let _ = ready
-                    .send(Err(BenchError::Unexpected(
-                        "socket closed before its snapshot".into(),
-                    )))
-                    .await;
-                return seen;
-            }
-        }
+    if let Err(error) = snapshot_read(&mut ws).await {
+        let _ = ready.send(Err(error)).await;
+        return seen;
     }
     drop(permit);
     let _ = ready.send(Ok(())).await;

@@ -25,10 +25,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use hyper::{
-    header::{AUTHORIZATION, COOKIE},
-    Method, StatusCode,
-};
+use hyper::{header::COOKIE, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::{postgres::PgPoolOptions, sqlite::SqliteConnectOptions, ConnectOptions, Connection};
@@ -40,9 +37,9 @@ use tokio_tungstenite::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::Conn,
+    api::{self, Conn},
     audit, cpu,
-    fanout::now_micros,
+    fanout::{self, now_micros},
     hot::new_histogram,
     server::{Db, ADMIN_TOKEN},
     BenchError, Result,
@@ -317,19 +314,9 @@ async fn screen(
             return seen;
         }
     };
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(_))) => break,
-            Some(Ok(_)) => {}
-            _ => {
-                let _ = ready
-                    .send(Err(BenchError::Unexpected(
-                        "socket closed before its snapshot".into(),
-                    )))
-                    .await;
-                return seen;
-            }
-        }
+    if let Err(error) = fanout::snapshot_read(&mut ws).await {
+        let _ = ready.send(Err(error)).await;
+        return seen;
     }
     drop(permit);
     let _ = ready.send(Ok(())).await;
@@ -377,29 +364,15 @@ async fn screen(
 
 /// A queue drop whose lobby is open now and that goes live at `starts_at`.
 async fn create_queue_drop(addr: SocketAddr, units: i64, starts_at: DateTime<Utc>) -> Result<i64> {
-    let mut conn = Conn::open(addr).await?;
-    let bearer = format!("Bearer {ADMIN_TOKEN}");
-    let body = json!({
+    let drop = json!({
         "name": format!("Go-live ({units} units)"),
         "price_cents": 18_000,
         "total_stock": units,
         "sale_mode": "queue",
         "starts_at": starts_at,
         "queue_opens_at": Utc::now() - chrono::Duration::seconds(1),
-    })
-    .to_string();
-    let reply = conn
-        .call(
-            Method::POST,
-            "/api/v1/drops",
-            &[(AUTHORIZATION, &bearer)],
-            Some(body),
-        )
-        .await?
-        .expect(StatusCode::CREATED, "create queue drop")?;
-    reply.json()?["drop"]["id"]
-        .as_i64()
-        .ok_or_else(|| BenchError::Unexpected("create drop answered no id".into()))
+    });
+    api::post_drop(addr, ADMIN_TOKEN, &drop).await
 }
 
 /// Every buyer joins the lobby, over [`JOINERS`] connections; answers joins/s, their latency

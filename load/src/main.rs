@@ -186,6 +186,11 @@ impl Options {
         Ok(o)
     }
 
+    /// The largest number of concurrent buyers of the hot-drop runs.
+    fn most_buyers(&self) -> usize {
+        self.concurrency.iter().copied().max().unwrap_or(256)
+    }
+
     fn runs(&self, scenario: &str) -> bool {
         self.scenarios.iter().any(|s| s == scenario)
     }
@@ -331,7 +336,7 @@ async fn run_scenarios(
                 .map(|&c| (c, Route::Rest))
                 .collect();
             if i == 0 {
-                let most = options.concurrency.iter().copied().max().unwrap_or(256);
+                let most = options.most_buyers();
                 cells.push((most, Route::RestIdempotent));
                 cells.push((most, Route::Rpc));
             }
@@ -537,7 +542,7 @@ async fn sell_out(
     report: &mut report::Report,
 ) -> Result<()> {
     let pool = ensure_buyers(buyers, server, SELL_OUT_BUYERS, db, report).await?;
-    let concurrency = options.concurrency.iter().copied().max().unwrap_or(256);
+    let concurrency = options.most_buyers();
     let stock = (SELL_OUT_BUYERS / 20) as i64;
     for churn in [false, true] {
         let drop = api::create_drop(
