@@ -8,11 +8,11 @@
 use leptos::prelude::*;
 
 use crate::model::{
-    ApiError, DropId, ProductDrop, Purchase, Reservation, ReservationId, Ticket, User,
+    ApiError, DropId, ProductDrop, Purchase, Reservation, ReservationId, SaleMode, Ticket, User,
 };
 #[cfg(feature = "ssr")]
 use crate::{
-    model::{parse_price, ErrorCode, NewDrop, SaleMode},
+    model::{parse_price, ErrorCode, NewDrop},
     server::http::{
         extract::{Admin, Caller, ClientAddr, SignedIn},
         session,
@@ -172,23 +172,25 @@ pub async fn my_reservations() -> Result<Vec<Reservation>, ApiError> {
     }
 }
 
-/// Joins the caller to a queue drop's line (joining again answers the same ticket).
+/// Joins the caller to a queue drop's line (`mode` queue) or enters them in its draw (`mode`
+/// draw); joining again answers the same ticket.
 #[server(prefix = "/rpc", endpoint = "join_queue")]
-pub async fn join_queue(drop_id: DropId) -> Result<Ticket, ApiError> {
+pub async fn join_queue(drop_id: DropId, mode: SaleMode) -> Result<Ticket, ApiError> {
     ssr::respond(async move {
         let SignedIn(user) = ssr::extract().await?;
-        let (ticket, _) = ssr::state().inventory.join_queue(drop_id, user).await?;
+        let (ticket, _) = ssr::state().inventory.join(drop_id, mode, user).await?;
         Ok(ticket)
     })
     .await
 }
 
-/// Takes the caller out of a queue drop's line.
+/// Takes the caller out of a queue drop's line (`mode` queue) or withdraws their entry in its
+/// draw (`mode` draw).
 #[server(prefix = "/rpc", endpoint = "leave_queue")]
-pub async fn leave_queue(drop_id: DropId) -> Result<Ticket, ApiError> {
+pub async fn leave_queue(drop_id: DropId, mode: SaleMode) -> Result<Ticket, ApiError> {
     ssr::respond(async move {
         let SignedIn(user) = ssr::extract().await?;
-        ssr::state().inventory.leave_queue(drop_id, user).await
+        ssr::state().inventory.leave(drop_id, mode, user).await
     })
     .await
 }
@@ -236,18 +238,19 @@ pub async fn create_drop(
         let sale_mode = match sale_mode.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => Some(SaleMode::parse(text).ok_or_else(|| {
-                ApiError::invalid("sale_mode", "sale_mode must be first_come or queue")
+                ApiError::invalid("sale_mode", "sale_mode must be first_come, queue or draw")
             })?),
         };
         let starts_in = minutes("starts_at", "Goes live in", starts_in_minutes)?;
         let lobby = minutes("queue_opens_at", "The lobby", lobby_minutes)?;
         let starts_at = starts_in.map(|m| chrono::Utc::now() + chrono::Duration::minutes(m));
-        let queue_opens_at = match (lobby, sale_mode) {
-            (Some(m), Some(SaleMode::Queue)) => {
-                let go_live = starts_at.unwrap_or_else(chrono::Utc::now);
-                Some(go_live - chrono::Duration::minutes(m))
-            }
-            _ => None,
+        // The lobby's minutes open a queue's lobby, or a draw's entries, before go-live.
+        let opens_at = lobby
+            .map(|m| starts_at.unwrap_or_else(chrono::Utc::now) - chrono::Duration::minutes(m));
+        let (queue_opens_at, entries_open_at) = match sale_mode {
+            Some(SaleMode::Queue) => (opens_at, None),
+            Some(SaleMode::Draw) => (None, opens_at),
+            _ => (None, None),
         };
         state
             .inventory
@@ -259,6 +262,7 @@ pub async fn create_drop(
                 starts_at,
                 sale_mode,
                 queue_opens_at,
+                entries_open_at,
                 ..NewDrop::default()
             })
             .await

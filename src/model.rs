@@ -78,14 +78,19 @@ pub struct ProductDrop {
     /// A queue: when buyers may start joining its lobby.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_opens_at: Option<DateTime<Utc>>,
-    /// A queue: the SHA-256 (64 hex digits) of the seed that puts the lobby in order at
+    /// A draw: when entries open (they close at `starts_at`, the draw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries_open_at: Option<DateTime<Utc>>,
+    /// A queue or a draw: the SHA-256 (64 hex digits) of the seed that puts the lobby in order at
     /// go-live, published when the drop is created so the seed cannot change afterwards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed_sha256: Option<String>,
     /// The seed itself (64 lowercase hex digits), once the drop has gone live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<String>,
-    /// A queue: how far its line has moved.
+    /// A queue: how far its line has moved. A draw: `live` once drawn, `served_through` the
+    /// last place in the drawn order that has been given a unit, `closed` once no unit can
+    /// pass on any more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueLine>,
 }
@@ -127,6 +132,10 @@ pub enum SaleMode {
     /// A waiting room: everyone who joins before go-live is put in a random order that anyone
     /// can check; buyers are let in at the rate the stock absorbs.
     Queue,
+    /// A raffle: buyers enter between `entries_open_at` and `starts_at`; at `starts_at` the
+    /// entries are put in a random order anyone can check, the first `total_stock` win a hold,
+    /// and the rest wait in that order for a unit a winner leaves unused.
+    Draw,
 }
 
 impl SaleMode {
@@ -135,6 +144,7 @@ impl SaleMode {
         match self {
             Self::FirstCome => "first_come",
             Self::Queue => "queue",
+            Self::Draw => "draw",
         }
     }
 
@@ -143,6 +153,7 @@ impl SaleMode {
         match text {
             "first_come" => Some(Self::FirstCome),
             "queue" => Some(Self::Queue),
+            "draw" => Some(Self::Draw),
             _ => None,
         }
     }
@@ -182,12 +193,30 @@ pub enum TicketState {
     Left,
     /// Sold out: the queue closed.
     Closed,
+    /// A draw's entry, before the draw.
+    Entered,
+    /// Drawn a unit: the buyer holds it (a hold like any other) until its deadline.
+    Won,
+    /// Drawn after the winners: waiting, in the drawn order, for a unit a winner leaves unused.
+    Waitlisted,
+    /// The buyer took the entry back.
+    Withdrawn,
+    /// The draw is over and no unit came to this entry.
+    Lost,
 }
 
 impl TicketState {
-    /// Still in line: waiting for a turn, or having it now.
+    /// Still in line: waiting for a turn or a unit, or having a turn now.
     pub fn in_line(self) -> bool {
-        matches!(self, Self::Waiting | Self::Admitted)
+        matches!(
+            self,
+            Self::Waiting | Self::Admitted | Self::Entered | Self::Waitlisted
+        )
+    }
+
+    /// Waiting for a place to come up: in a queue's line, or on a draw's waitlist.
+    pub fn waiting(self) -> bool {
+        matches!(self, Self::Waiting | Self::Waitlisted)
     }
 
     /// The spelling stored in the database.
@@ -199,6 +228,11 @@ impl TicketState {
             Self::Lapsed => "lapsed",
             Self::Left => "left",
             Self::Closed => "closed",
+            Self::Entered => "entered",
+            Self::Won => "won",
+            Self::Waitlisted => "waitlisted",
+            Self::Withdrawn => "withdrawn",
+            Self::Lost => "lost",
         }
     }
 
@@ -211,6 +245,11 @@ impl TicketState {
             Self::Lapsed,
             Self::Left,
             Self::Closed,
+            Self::Entered,
+            Self::Won,
+            Self::Waitlisted,
+            Self::Withdrawn,
+            Self::Lost,
         ]
         .into_iter()
         .find(|state| state.as_str() == text)
@@ -229,6 +268,24 @@ pub struct Audit {
     /// `sha256_hex(seed + ":" + id)`; later ones follow in the order they joined.
     pub starts_at: DateTime<Utc>,
     pub tickets: Vec<AuditTicket>,
+    /// A draw: the entries that won at the draw, in the drawn order (the first `total_stock`
+    /// places, or every entry when there were fewer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winners: Option<Vec<String>>,
+    /// A draw: the units a winner left unused, each given to the next entry on the waitlist, in
+    /// the order they were given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waitlist_moves: Option<Vec<WaitlistMove>>,
+}
+
+/// A unit a draw's winner left unused, given to the next entry on the waitlist.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct WaitlistMove {
+    /// The entry that got the unit.
+    pub id: String,
+    pub place: i64,
+    pub at: DateTime<Utc>,
 }
 
 /// One ticket of an audit.
@@ -353,6 +410,10 @@ pub struct NewDrop {
     /// when left out.
     #[serde(default)]
     pub queue_opens_at: Option<DateTime<Utc>>,
+    /// A draw: when entries open, before `starts_at` (the draw, which a draw must give);
+    /// at once when left out.
+    #[serde(default)]
+    pub entries_open_at: Option<DateTime<Utc>>,
 }
 
 /// How long before go-live a queue's lobby opens, unless the drop says.
@@ -392,6 +453,11 @@ pub fn validate_name(field: &str, raw: &str) -> Result<String, ApiError> {
 }
 
 impl NewDrop {
+    /// When joining (a queue) or entering (a draw) opens.
+    pub fn opens_at(&self) -> Option<DateTime<Utc>> {
+        self.queue_opens_at.or(self.entries_open_at)
+    }
+
     /// Checks every field and fills the defaults; the error names the first bad field.
     pub fn validate(mut self) -> Result<NewDrop, ApiError> {
         self.name = validate_name("name", &self.name)?;
@@ -448,13 +514,34 @@ impl NewDrop {
         let mode = self.sale_mode.unwrap_or_default();
         self.sale_mode = Some(mode);
         match mode {
-            SaleMode::FirstCome if self.queue_opens_at.is_some() => {
+            _ if mode != SaleMode::Queue && self.queue_opens_at.is_some() => {
                 return Err(ApiError::invalid(
                     "queue_opens_at",
                     "queue_opens_at is only for a drop sold through a queue (sale_mode queue)",
                 ))
             }
+            _ if mode != SaleMode::Draw && self.entries_open_at.is_some() => {
+                return Err(ApiError::invalid(
+                    "entries_open_at",
+                    "entries_open_at is only for a drop sold by draw (sale_mode draw)",
+                ))
+            }
             SaleMode::FirstCome => {}
+            SaleMode::Draw => match (self.entries_open_at, self.starts_at) {
+                (_, None) => {
+                    return Err(ApiError::invalid(
+                        "starts_at",
+                        "starts_at (the draw) is required for a drop sold by draw",
+                    ))
+                }
+                (Some(opens), Some(draw)) if opens >= draw => {
+                    return Err(ApiError::invalid(
+                        "entries_open_at",
+                        "entries_open_at must be before starts_at (the draw)",
+                    ))
+                }
+                _ => {}
+            },
             SaleMode::Queue => {
                 let starts_at = self.starts_at;
                 let opens_at = self.queue_opens_at.or_else(|| {
@@ -512,6 +599,10 @@ pub enum ErrorCode {
     NotAdmitted,
     QueueNotOpen,
     NotAQueue,
+    NotADraw,
+    EntriesNotOpen,
+    EntriesClosed,
+    SoldByDraw,
     LimitReached,
     RateLimited,
     ReservationExpired,
@@ -542,6 +633,10 @@ impl ErrorCode {
             Self::NotAdmitted => "NOT_ADMITTED",
             Self::QueueNotOpen => "QUEUE_NOT_OPEN",
             Self::NotAQueue => "NOT_A_QUEUE",
+            Self::NotADraw => "NOT_A_DRAW",
+            Self::EntriesNotOpen => "ENTRIES_NOT_OPEN",
+            Self::EntriesClosed => "ENTRIES_CLOSED",
+            Self::SoldByDraw => "SOLD_BY_DRAW",
             Self::LimitReached => "LIMIT_REACHED",
             Self::RateLimited => "RATE_LIMITED",
             Self::ReservationExpired => "RESERVATION_EXPIRED",
@@ -582,6 +677,10 @@ impl ErrorCode {
             | Self::NotAdmitted
             | Self::QueueNotOpen
             | Self::NotAQueue
+            | Self::NotADraw
+            | Self::EntriesNotOpen
+            | Self::EntriesClosed
+            | Self::SoldByDraw
             | Self::LimitReached
             | Self::ReservationExpired
             | Self::ReservationNotActive
@@ -672,6 +771,12 @@ impl ApiError {
             ErrorCode::NotAdmitted => "Wait for your turn in the queue before reserving.",
             ErrorCode::QueueNotOpen => "The queue for this drop is not open yet.",
             ErrorCode::NotAQueue => "This drop is not sold through a queue.",
+            ErrorCode::NotADraw => "This drop is not sold by draw.",
+            ErrorCode::EntriesNotOpen => "Entries for this draw are not open yet.",
+            ErrorCode::EntriesClosed => "The draw has been made: entries are closed.",
+            ErrorCode::SoldByDraw => {
+                "This drop is sold by draw: only the entries drawn get a unit."
+            }
             ErrorCode::LimitReached => "You have bought as many of these as one buyer may.",
             ErrorCode::ReservationExpired => "Your hold expired; the unit went back on sale.",
             ErrorCode::ReservationNotActive => "This hold is no longer active.",
@@ -679,7 +784,7 @@ impl ApiError {
             ErrorCode::NotYourReservation => "That hold belongs to someone else.",
             ErrorCode::DropNotFound => "No such drop.",
             ErrorCode::ReservationNotFound => "No such hold.",
-            ErrorCode::TicketNotFound => "You are not in this drop's queue.",
+            ErrorCode::TicketNotFound => "You are not in this drop's queue or draw.",
             ErrorCode::InvalidInput => "The request is not valid.",
             ErrorCode::MalformedRequest => "The request could not be read.",
             ErrorCode::TooLarge => "The request is too large.",
@@ -898,6 +1003,10 @@ mod tests {
             ErrorCode::NotAdmitted,
             ErrorCode::QueueNotOpen,
             ErrorCode::NotAQueue,
+            ErrorCode::NotADraw,
+            ErrorCode::EntriesNotOpen,
+            ErrorCode::EntriesClosed,
+            ErrorCode::SoldByDraw,
             ErrorCode::LimitReached,
             ErrorCode::RateLimited,
             ErrorCode::ReservationExpired,

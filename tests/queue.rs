@@ -1,6 +1,8 @@
 //! A drop sold through a queue: a lobby put in a random order at go-live that anyone can
 //! recompute, buyers let in at the rate the stock absorbs and never more, reserves only on
-//! one's turn, and a line that is told when it is over.
+//! one's turn, and a line that is told when it is over. A drop sold by draw: entries drawn
+//! once, in an order anyone can recompute, each winner holding a unit from the draw itself and
+//! an unused one passing down the waitlist, never back on sale.
 
 mod common;
 
@@ -464,6 +466,21 @@ async fn a_queue_drop_is_checked_field_by_field(backend: Backend) {
                 "queue_opens_at": now}),
             "queue_opens_at",
         ),
+        // A draw needs its time, and its entries open before it.
+        (
+            json!({"name": "D", "price_cents": 1, "total_stock": 1, "sale_mode": "draw"}),
+            "starts_at",
+        ),
+        (
+            json!({"name": "D", "price_cents": 1, "total_stock": 1, "sale_mode": "draw",
+                "starts_at": now, "entries_open_at": now}),
+            "entries_open_at",
+        ),
+        (
+            json!({"name": "Q", "price_cents": 1, "total_stock": 1, "sale_mode": "queue",
+                "starts_at": now, "entries_open_at": now}),
+            "entries_open_at",
+        ),
     ] {
         let reply = api.create_drop(body.clone()).await;
         assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -691,7 +708,327 @@ async fn two_instances_never_over_admit() {
     never_over_admitted(Backend::Postgres, 2).await;
 }
 
+/// A draw drop of `stock` units whose entries are open now and whose draw is an hour away
+/// (tests bring it forward with [`go_live`]); answers its JSON.
+async fn draw_drop(api: &Api, stock: i64) -> Value {
+    let now = Utc::now();
+    let reply = api
+        .create_drop(json!({
+            "name": "Draw Runner",
+            "price_cents": 100,
+            "total_stock": stock,
+            "sale_mode": "draw",
+            "starts_at": now + chrono::Duration::hours(1),
+        }))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply.body["drop"].clone()
+}
+
+async fn entry_call(api: &Api, method: &str, cookie: &str, drop: i64) -> common::Reply {
+    api.call(
+        method,
+        &format!("/api/v1/drops/{drop}/entry"),
+        None,
+        Auth::Cookie(cookie),
+    )
+    .await
+}
+
+/// The buyer's entry as `GET /entry` answers it.
+async fn entry(api: &Api, cookie: &str, drop: i64) -> Value {
+    let reply = entry_call(api, "GET", cookie, drop).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body["entry"].clone()
+}
+
+/// Waits until the buyer's entry is in `state`; answers it.
+async fn entry_in(api: &Api, cookie: &str, drop: i64, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = entry(api, cookie, drop).await;
+        if now["state"] == state {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "entry never became {state}: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The buyer's live holds on the drop.
+async fn live_holds(api: &Api, cookie: &str, drop: i64) -> Vec<Value> {
+    let reply = api
+        .call("GET", "/api/v1/me/reservations", None, Auth::Cookie(cookie))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body["reservations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["drop_id"] == drop && r["status"] == "ACTIVE")
+        .cloned()
+        .collect()
+}
+
+/// Available + held + sold = total, and answers the drop's counts.
+async fn invariant(api: &Api, drop: i64) -> dropline::server::store::StockAudit {
+    let audit = api
+        .state
+        .inventory
+        .audit(dropline::model::DropId(drop))
+        .await
+        .unwrap();
+    assert!(audit.holds(), "stock invariant: {audit:?}");
+    audit
+}
+
+async fn a_draw_is_reproducible_and_each_winner_holds_one_unit(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    let drop = draw_drop(&api, 3).await;
+    let id = drop["id"].as_i64().unwrap();
+    assert_eq!(drop["sale_mode"], "draw");
+    let published = drop["seed_sha256"].as_str().unwrap().to_string();
+    assert!(
+        drop.get("seed").is_none(),
+        "the seed is secret before the draw"
+    );
+    let cookies = buyers(&api, 12).await;
+    let mut entered = Vec::new();
+    for cookie in &cookies {
+        let reply = entry_call(&api, "POST", cookie, id).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        assert_eq!(reply.body["entry"]["state"], "entered");
+        assert!(
+            reply.body["entry"]["place"].is_null(),
+            "no place before the draw"
+        );
+        entered.push(reply.body["entry"]["id"].as_str().unwrap().to_string());
+    }
+    let again = entry_call(&api, "POST", &cookies[0], id).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["entry"]["id"], entered[0].as_str());
+    // The last buyer withdraws; another withdraws and enters again.
+    let withdrawn = entry_call(&api, "DELETE", &cookies[11], id).await;
+    assert_eq!(
+        withdrawn.body["entry"]["state"], "withdrawn",
+        "{}",
+        withdrawn.body
+    );
+    entry_call(&api, "DELETE", &cookies[10], id).await;
+    let back = entry_call(&api, "POST", &cookies[10], id).await;
+    assert_eq!(back.body["entry"]["state"], "entered", "{}", back.body);
+    // A draw takes no reserve, and its door is not a queue's.
+    let refused = api.reserve(&cookies[0], id).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "SOLD_BY_DRAW");
+    assert_eq!(
+        join(&api, &cookies[0], id).await.body["error"]["code"],
+        "NOT_A_QUEUE"
+    );
+    assert_eq!(audit(&api, id).await.body["error"]["code"], "NOT_STARTED");
+
+    go_live(&api.db, id).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            entry(&api, &cookies[0], id).await["state"] != "entered"
+        })
+        .await,
+        "the draw was never made"
+    );
+    let late = entry_call(&api, "POST", &cookies[11], id).await;
+    assert_eq!(
+        late.body["error"]["code"], "ENTRIES_CLOSED",
+        "{}",
+        late.body
+    );
+
+    // The audit: the seed behind the published hash; the order, the winners, recomputed.
+    let reply = audit(&api, id).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let audit = &reply.body["audit"];
+    let seed = audit["seed"].as_str().unwrap();
+    assert_eq!(sha256_hex(seed), published);
+    let mut order: Vec<&str> = audit["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(order.len(), 11, "the withdrawn entry takes no part");
+    assert!(!order.contains(&entered[11].as_str()));
+    order.sort_by_cached_key(|t| sha256_hex(&format!("{seed}:{t}")));
+    let winners: Vec<&str> = audit["winners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(winners, order[..3], "the winners are the first three drawn");
+    assert!(readme_recompute(&reply.body).starts_with("ok: 11 entries, 3 won, 0 passed"));
+
+    // Every entrant is told where they stand; each winner holds exactly one unit.
+    for (cookie, entry_id) in cookies[..11].iter().zip(&entered) {
+        let mine = entry(&api, cookie, id).await;
+        let place = order.iter().position(|t| t == entry_id).unwrap() as i64 + 1;
+        assert_eq!(mine["place"], place, "{mine}");
+        let holds = live_holds(&api, cookie, id).await;
+        if place <= 3 {
+            assert_eq!(mine["state"], "won");
+            assert_eq!(holds.len(), 1, "a winner holds one unit");
+        } else {
+            assert_eq!(mine["state"], "waitlisted");
+            assert_eq!(mine["ahead"], place - 4, "{mine}");
+            assert!(holds.is_empty());
+        }
+    }
+    let gone = entry(&api, &cookies[11], id).await;
+    assert_eq!(gone["state"], "withdrawn");
+    assert!(gone["place"].is_null());
+    let counts = invariant(&api, id).await;
+    assert_eq!((counts.available, counts.active_holds), (0, 3));
+}
+
+async fn an_unused_win_passes_down_the_waitlist_and_never_back_on_sale(backend: Backend) {
+    let api = Api::configured(backend, |s| {
+        crowd(s);
+        s.draw_claim_seconds = 1;
+        s.expiry_sweep_ms = 100;
+        s.queue_tick_ms = 50;
+    })
+    .await;
+    let id = draw_drop(&api, 1).await["id"].as_i64().unwrap();
+    let cookies = buyers(&api, 3).await;
+    for cookie in &cookies {
+        entry_call(&api, "POST", cookie, id).await;
+    }
+    go_live(&api.db, id).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            entry(&api, &cookies[0], id).await["state"] != "entered"
+        })
+        .await
+    );
+    let mut by_place = Vec::new();
+    for cookie in &cookies {
+        let place = entry(&api, cookie, id).await["place"].as_i64().unwrap();
+        by_place.push((place, cookie.clone()));
+    }
+    by_place.sort();
+    let [first, second, third] = [&by_place[0].1, &by_place[1].1, &by_place[2].1];
+    assert_eq!(entry(&api, first, id).await["state"], "won");
+    assert_eq!(entry(&api, second, id).await["ahead"], 0);
+    invariant(&api, id).await;
+
+    // The winner cancels: the pair goes to the first on the waitlist, not back on sale.
+    let hold = live_holds(&api, first, id).await[0]["id"].as_i64().unwrap();
+    assert_eq!(api.cancel(first, hold).await.status, StatusCode::OK);
+    invariant(&api, id).await;
+    assert_eq!(
+        api.reserve(&api.sign_in("fast finger").await, id)
+            .await
+            .body["error"]["code"],
+        "SOLD_BY_DRAW"
+    );
+    entry_in(&api, second, id, "won").await;
+    assert_eq!(live_holds(&api, second, id).await.len(), 1);
+    assert_eq!(entry(&api, third, id).await["ahead"], 0);
+    let counts = invariant(&api, id).await;
+    assert_eq!((counts.available, counts.active_holds), (0, 1));
+
+    // The next winner lets the claim run out: the last on the waitlist gets it.
+    entry_in(&api, third, id, "won").await;
+    assert_eq!(live_holds(&api, second, id).await.len(), 0);
+    let counts = invariant(&api, id).await;
+    assert_eq!((counts.available, counts.active_holds), (0, 1));
+
+    // And cancels: nobody is left to give it to, so it stays unsold and the draw is over.
+    let hold = live_holds(&api, third, id).await[0]["id"].as_i64().unwrap();
+    assert_eq!(api.cancel(third, hold).await.status, StatusCode::OK);
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            let shown = api
+                .call("GET", &format!("/api/v1/drops/{id}"), None, Auth::None)
+                .await;
+            shown.body["drop"]["queue"]["closed"] == true
+        })
+        .await,
+        "the draw never closed"
+    );
+    let counts = invariant(&api, id).await;
+    assert_eq!(
+        (counts.available, counts.active_holds, counts.purchases),
+        (1, 0, 0)
+    );
+    let reply = audit(&api, id).await;
+    let moves: Vec<i64> = reply.body["audit"]["waitlist_moves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["place"].as_i64().unwrap())
+        .collect();
+    assert_eq!(moves, [2, 3]);
+    assert!(readme_recompute(&reply.body).starts_with("ok: 3 entries, 1 won, 2 passed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_make_one_draw() {
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let fast = |s: &mut Settings| {
+        crowd(s);
+        s.queue_tick_ms = 5;
+    };
+    let servers = [
+        Api::on_with(db.clone(), fast).await,
+        Api::on_with(db.clone(), fast).await,
+    ];
+    let id = draw_drop(&servers[0], 7).await["id"].as_i64().unwrap();
+    let cookies = buyers(&servers[0], 40).await;
+    futures::future::join_all(
+        cookies
+            .iter()
+            .enumerate()
+            .map(|(i, cookie)| entry_call(&servers[i % 2], "POST", cookie, id)),
+    )
+    .await;
+    go_live(&db, id).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            entry(&servers[1], &cookies[0], id).await["state"] != "entered"
+        })
+        .await
+    );
+    // Let both workers run many more passes over it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (holds, won, places, top): (i64, i64, i64, i64) = fetch_one(
+        &db,
+        sqlx::AssertSqlSafe(
+            "SELECT (SELECT COUNT(*) FROM reservations WHERE drop_id = $1), \
+             (SELECT COUNT(*) FROM tickets WHERE drop_id = $1 AND state = 'won'), \
+             (SELECT COUNT(DISTINCT place) FROM tickets WHERE drop_id = $1), \
+             (SELECT MAX(place) FROM tickets WHERE drop_id = $1)"
+                .to_string(),
+        ),
+        id,
+    )
+    .await;
+    assert_eq!((holds, won, places, top), (7, 7, 40, 40));
+    let counts = invariant(&servers[1], id).await;
+    assert_eq!((counts.available, counts.active_holds), (0, 7));
+    // Both instances answer the same result.
+    for cookie in &cookies[..5] {
+        assert_eq!(
+            entry(&servers[0], cookie, id).await,
+            entry(&servers[1], cookie, id).await
+        );
+    }
+}
+
 on_both_databases!(
+    a_draw_is_reproducible_and_each_winner_holds_one_unit,
+    an_unused_win_passes_down_the_waitlist_and_never_back_on_sale,
     the_lobby_order_is_random_and_anyone_can_recompute_it,
     later_arrivals_join_the_back_in_arrival_order,
     joins_at_once_give_each_buyer_one_ticket_and_one_place,

@@ -571,7 +571,7 @@ async fn retries_with_an_idempotency_key_change_nothing(backend: Backend) {
 }
 
 /// The operations the README promises, as (method, path).
-const PROMISED: [(&str, &str); 13] = [
+const PROMISED: [(&str, &str); 16] = [
     ("POST", "/api/v1/session"),
     ("DELETE", "/api/v1/session"),
     ("GET", "/api/v1/drops"),
@@ -584,6 +584,9 @@ const PROMISED: [(&str, &str); 13] = [
     ("POST", "/api/v1/drops/{id}/queue"),
     ("GET", "/api/v1/drops/{id}/queue/me"),
     ("DELETE", "/api/v1/drops/{id}/queue/me"),
+    ("POST", "/api/v1/drops/{id}/entry"),
+    ("GET", "/api/v1/drops/{id}/entry"),
+    ("DELETE", "/api/v1/drops/{id}/entry"),
     ("GET", "/api/v1/drops/{id}/audit"),
 ];
 

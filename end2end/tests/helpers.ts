@@ -18,14 +18,15 @@ export async function createDrop(
   return name;
 }
 
-/** A drop sold through a queue whose lobby is open now and that goes live in `goLiveMs`;
- * answers its name and id. */
+/** A drop sold through a queue whose lobby is open now (or by draw, whose entries are) and
+ * that goes live (is drawn) in `goLiveMs`; answers its name and id. */
 export async function createQueueDrop(
   request: APIRequestContext,
   baseURL: string,
   stock: number,
   label: string,
   goLiveMs: number,
+  mode: "queue" | "draw" = "queue",
 ): Promise<{ name: string; id: number }> {
   const name = `${label} ${Date.now() % 100000}-${Math.floor(Math.random() * 1000)}`;
   const now = Date.now();
@@ -35,9 +36,9 @@ export async function createQueueDrop(
       name,
       price_cents: 9900,
       total_stock: stock,
-      sale_mode: "queue",
+      sale_mode: mode,
       starts_at: new Date(now + goLiveMs).toISOString(),
-      queue_opens_at: new Date(now - 1000).toISOString(),
+      ...(mode === "queue" ? { queue_opens_at: new Date(now - 1000).toISOString() } : {}),
     },
   });
   expect(response.status()).toBe(201);

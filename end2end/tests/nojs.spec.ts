@@ -51,3 +51,31 @@ test("without JavaScript a buyer joins a queue, leaves it and sees their place i
   await expect(mine.getByTestId("queue-status")).toContainText("You're number 2 in line: you're next");
   await expect(mine.getByRole("button", { name: "Reserve" })).toHaveCount(0);
 });
+
+test("without JavaScript a buyer enters a draw and the page says whether they won", async ({
+  page,
+  request,
+  baseURL,
+}) => {
+  test.setTimeout(60_000);
+  const drop = await createQueueDrop(request, baseURL!, 1, "No Script Draw", 8_000, "draw");
+  await page.goto("/");
+  await page.getByLabel("Display name").fill("Kai");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByTestId("user-name")).toHaveText("Kai");
+  const mine = card(page, drop.name);
+  await expect(mine.getByRole("button", { name: "Reserve" })).toHaveCount(0);
+  await mine.getByRole("button", { name: "Enter the draw" }).click();
+  await expect(mine.getByTestId("queue-status")).toContainText("Entered — draw in");
+  await mine.getByRole("button", { name: "Withdraw" }).click();
+  await mine.getByRole("button", { name: "Enter the draw" }).click();
+  await expect(mine.getByTestId("queue-status")).toContainText("Entered — draw in");
+
+  // The only entrant of a one-pair draw wins it: a reload after the draw shows the hold.
+  await expect(async () => {
+    await page.reload();
+    await expect(mine.getByTestId("queue-status")).toContainText("You won — buy within", { timeout: 500 });
+  }).toPass({ timeout: 20_000 });
+  await mine.getByRole("button", { name: "Purchase" }).click();
+  await expect(mine.getByTestId("activity")).toHaveText("Kai");
+});

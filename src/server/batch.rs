@@ -31,7 +31,7 @@ use super::{
     metrics::Metrics,
     store::{KeyClaim, KeyRequest, NewAccount, ReserveOutcome, Settlement, Store, StoreError},
 };
-use crate::model::{ApiError, DropId, ErrorCode, Ticket, User, UserId};
+use crate::model::{ApiError, DropId, ErrorCode, SaleMode, Ticket, User, UserId};
 
 /// A write that many requests can share: one transaction answers each request in the order
 /// given. Requests are grouped by a key (a drop), and one group's batches run one at a time.
@@ -77,23 +77,24 @@ impl GroupWrite for Reserves {
     }
 }
 
-/// Joins of one drop's queue: each user's ticket, and whether it is new.
+/// Joins of one drop's queue, or entries in its draw (the mode the caller asked for): each
+/// user's ticket, and whether it is new.
 pub struct Joins;
 
 #[async_trait]
 impl GroupWrite for Joins {
     const NAME: &'static str = "join";
-    type Group = DropId;
+    type Group = (DropId, SaleMode);
     type Request = UserId;
     type Answer = (Ticket, bool);
 
     async fn write(
         &self,
         store: &dyn Store,
-        drop: DropId,
+        (drop, mode): (DropId, SaleMode),
         users: &[UserId],
     ) -> Result<Vec<Result<(Ticket, bool), ErrorCode>>, StoreError> {
-        store.join_many(drop, users).await
+        store.join_many(drop, mode, users).await
     }
 }
 

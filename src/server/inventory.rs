@@ -11,7 +11,7 @@ use super::{
 };
 use crate::model::{
     ApiError, Audit, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Reservation, ReservationId,
-    Ticket, User, UserId,
+    SaleMode, Ticket, User, UserId,
 };
 
 /// Runs a write to completion even if the caller goes away: a client that disconnects
@@ -139,19 +139,30 @@ impl Inventory {
         Ok(self.store.audit(drop).await?)
     }
 
-    /// Joins the user to a queue drop's line: their ticket, and whether it is new (in a batch
-    /// with the other joins of the drop that arrive while one is being written).
-    pub async fn join_queue(&self, drop: DropId, user: UserId) -> Result<(Ticket, bool), ApiError> {
-        self.joins.submit(drop, user).await
+    /// Joins the user to a queue drop's line (`mode` queue) or enters them in a draw (`mode`
+    /// draw): their ticket, and whether it is new (in a batch with the other joins of the drop
+    /// that arrive while one is being written).
+    pub async fn join(
+        &self,
+        drop: DropId,
+        mode: SaleMode,
+        user: UserId,
+    ) -> Result<(Ticket, bool), ApiError> {
+        self.joins.submit((drop, mode), user).await
     }
 
-    /// Takes the user out of a queue drop's line.
-    pub async fn leave_queue(&self, drop: DropId, user: UserId) -> Result<Ticket, ApiError> {
+    /// Takes the user out of a queue drop's line, or withdraws their entry in a draw.
+    pub async fn leave(
+        &self,
+        drop: DropId,
+        mode: SaleMode,
+        user: UserId,
+    ) -> Result<Ticket, ApiError> {
         let store = self.store.clone();
-        detached(async move { store.leave_queue(drop, user).await }).await
+        detached(async move { store.leave_queue(drop, mode, user).await }).await
     }
 
-    /// The user's ticket in a queue drop's line.
+    /// The user's ticket in a queue drop's line, or their entry in a draw.
     pub async fn ticket(&self, drop: DropId, user: UserId) -> Result<Ticket, ApiError> {
         self.store
             .ticket(drop, user)
@@ -164,7 +175,7 @@ impl Inventory {
         Ok(self.store.user_tickets(user).await?)
     }
 
-    /// The public audit of a queue's order, once it has gone live.
+    /// The public audit of a queue's order or a draw's, once it has gone live.
     pub async fn queue_audit(&self, drop: DropId) -> Result<Audit, ApiError> {
         Ok(self.store.queue_audit(drop).await?)
     }

@@ -106,8 +106,7 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
     ));
     tokio::spawn(queue::run(
         store.clone(),
-        settings.admission_rule(),
-        settings.admission_window(),
+        settings.queue_pace(),
         settings.queue_tick(),
         metrics.clone(),
     ));

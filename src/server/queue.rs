@@ -1,5 +1,6 @@
-//! The queue worker: puts each queue's lobby in order at go-live and lets buyers in, a few
-//! times a second, on every instance. Every step decides under the drop's row lock in the
+//! The queue worker: puts each queue's lobby in order at go-live and lets buyers in, and makes
+//! each draw at its time and passes unused units down its waitlist, a few times a second, on
+//! every instance. Every step decides under the drop's row lock in the
 //! database, so instances running it side by side never line up twice or admit past the rule.
 
 use std::{sync::Arc, time::Duration};
@@ -9,37 +10,50 @@ use super::{
     rules::AdmissionRule,
     store::{Store, StoreError},
 };
+use crate::model::SaleMode;
+
+/// What the worker needs to know of the settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    /// How a queue lets buyers in.
+    pub rule: AdmissionRule,
+    /// How long an admitted buyer has to reserve.
+    pub window: Duration,
+    /// How long a draw's winner has to buy.
+    pub claim: Duration,
+}
 
 /// Runs forever: one pass every `every`.
-pub async fn run(
-    store: Arc<dyn Store>,
-    rule: AdmissionRule,
-    window: Duration,
-    every: Duration,
-    metrics: Metrics,
-) {
+pub async fn run(store: Arc<dyn Store>, pace: Pace, every: Duration, metrics: Metrics) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = pass(store.as_ref(), rule, window, &metrics).await {
+        if let Err(error) = pass(store.as_ref(), pace, &metrics).await {
             tracing::warn!(%error, "queue pass failed; retrying");
         }
     }
 }
 
-/// One pass over every queue whose go-live has come and that is still open.
-pub async fn pass(
-    store: &dyn Store,
-    rule: AdmissionRule,
-    window: Duration,
-    metrics: &Metrics,
-) -> Result<(), StoreError> {
-    for (drop, lined_up) in store.queues_due().await? {
+/// One pass over every queue whose go-live has come and every draw whose draw has, that is
+/// still open.
+pub async fn pass(store: &dyn Store, pace: Pace, metrics: &Metrics) -> Result<(), StoreError> {
+    for (drop, mode, lined_up) in store.queues_due().await? {
+        if mode == SaleMode::Draw {
+            if !lined_up && store.draw(drop, pace.claim).await? {
+                tracing::info!(drop = %drop, "draw made: winners hold their units");
+            }
+            let pass = store.hand_on(drop, pace.claim).await?;
+            metrics.queue_admissions.inc_by(pass.handed_on as u64);
+            if pass.closed {
+                tracing::info!(drop = %drop, "draw closed: nothing left to pass on");
+            }
+            continue;
+        }
         if !lined_up && store.line_up(drop).await? {
             tracing::info!(drop = %drop, "queue went live: lobby put in order");
         }
-        let pass = store.admit(drop, rule, window).await?;
+        let pass = store.admit(drop, pace.rule, pace.window).await?;
         metrics.queue_admissions.inc_by(pass.admitted as u64);
         metrics.queue_lapses.inc_by(pass.lapsed as u64);
         if pass.closed {

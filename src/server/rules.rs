@@ -95,6 +95,9 @@ pub fn plan_batch(users: &[UserId], drop: Option<&LockedDrop>, checks: &[BuyerCh
     let Some(drop) = drop else {
         return whole_batch(ErrorCode::DropNotFound);
     };
+    if drop.mode() == SaleMode::Draw {
+        return whole_batch(ErrorCode::SoldByDraw);
+    }
     if !drop.started() {
         return whole_batch(ErrorCode::NotStarted);
     }
@@ -164,18 +167,30 @@ pub fn hold_refusal(check: Option<&HoldCheck>, user: UserId) -> ErrorCode {
     }
 }
 
-/// Why a buyer may not join a drop's queue now, if they may not.
-pub fn may_join(drop: &LockedDrop) -> Result<(), ErrorCode> {
-    if drop.mode() != SaleMode::Queue {
-        return Err(ErrorCode::NotAQueue);
+/// Why a buyer may not join a drop's queue (`mode` queue) or enter its draw (`mode` draw) now,
+/// if they may not. A queue takes buyers from its opening until it closes, a draw takes
+/// entries from its opening until the draw.
+pub fn may_join(drop: &LockedDrop, mode: SaleMode) -> Result<(), ErrorCode> {
+    let not_open = drop.opens_at.is_some_and(|opens| opens > drop.now);
+    match (drop.mode(), mode) {
+        (SaleMode::Queue, SaleMode::Queue) if not_open => Err(ErrorCode::QueueNotOpen),
+        (SaleMode::Queue, SaleMode::Queue) if drop.closed_at.is_some() => {
+            Err(ErrorCode::OutOfStock)
+        }
+        (SaleMode::Draw, SaleMode::Draw) if not_open => Err(ErrorCode::EntriesNotOpen),
+        (SaleMode::Draw, SaleMode::Draw) if drop.started() => Err(ErrorCode::EntriesClosed),
+        (actual, wanted) if actual == wanted => Ok(()),
+        (_, wanted) => Err(not_sold_by(wanted)),
     }
-    if drop.opens_at.is_some_and(|opens| opens > drop.now) {
-        return Err(ErrorCode::QueueNotOpen);
+}
+
+/// The refusal of a queue's step (`mode` queue) or a draw's (`mode` draw) on a drop sold
+/// otherwise.
+pub fn not_sold_by(mode: SaleMode) -> ErrorCode {
+    match mode {
+        SaleMode::Draw => ErrorCode::NotADraw,
+        _ => ErrorCode::NotAQueue,
     }
-    if drop.closed_at.is_some() {
-        return Err(ErrorCode::OutOfStock);
-    }
-    Ok(())
 }
 
 /// `sha256_hex(seed + ":" + ticket)`: where a lobby ticket stands in the drawn order (the
@@ -210,6 +225,32 @@ pub fn line_up(seed: &str, starts_at: i64, tickets: &[LineTicket]) -> Vec<(i64, 
         .zip(1..)
         .map(|(ticket, place)| (ticket.id, place))
         .collect()
+}
+
+/// Places for a draw's entries: every entry by ascending [`lobby_key`] (a draw's lobby is all
+/// of it). Answers (ticket row id, place), place 1 first.
+pub fn draw_order(seed: &str, entries: &[LineTicket]) -> Vec<(i64, i64)> {
+    line_up(seed, i64::MAX, entries)
+}
+
+/// What one pass over a drawn draw does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandOn {
+    /// Give this many units that came back to the next entries on the waitlist (maybe none).
+    Give(i64),
+    /// Nothing can pass on any more: every unit is sold, or nobody is left on the waitlist.
+    /// Whoever is still waiting has lost, and a unit still unsold stays unsold.
+    Close,
+}
+
+/// Decides a pass over a drawn draw from its `available` units (left unused by a winner, or
+/// never drawn), its live `holds` and the entries still `waitlisted`.
+pub fn hand_on(available: i64, holds: i64, waitlisted: i64) -> HandOn {
+    if waitlisted == 0 || (available <= 0 && holds == 0) {
+        HandOn::Close
+    } else {
+        HandOn::Give(available.clamp(0, waitlisted))
+    }
 }
 
 /// What one admission pass of a queue does.
@@ -433,16 +474,84 @@ mod tests {
             closed_at,
             ..drop(5)
         };
-        assert_eq!(may_join(&drop(5)), Err(ErrorCode::NotAQueue));
+        let join = |drop: &LockedDrop| may_join(drop, SaleMode::Queue);
+        assert_eq!(join(&drop(5)), Err(ErrorCode::NotAQueue));
         assert_eq!(
-            may_join(&queue(Some(NOW + 1), None)),
+            join(&queue(Some(NOW + 1), None)),
             Err(ErrorCode::QueueNotOpen)
         );
         assert_eq!(
-            may_join(&queue(Some(NOW), Some(NOW))),
+            join(&queue(Some(NOW), Some(NOW))),
             Err(ErrorCode::OutOfStock)
         );
-        assert_eq!(may_join(&queue(Some(NOW), None)), Ok(()));
+        assert_eq!(join(&queue(Some(NOW), None)), Ok(()));
+    }
+
+    #[test]
+    fn entries_open_until_the_draw_and_a_draw_takes_no_reserve() {
+        let draw = |opens_at, starts_at| LockedDrop {
+            sale_mode: "draw".into(),
+            opens_at,
+            starts_at,
+            ..drop(5)
+        };
+        let enter = |drop: &LockedDrop| may_join(drop, SaleMode::Draw);
+        assert_eq!(enter(&draw(Some(NOW), NOW + 1)), Ok(()));
+        assert_eq!(
+            enter(&draw(Some(NOW + 1), NOW + 2)),
+            Err(ErrorCode::EntriesNotOpen)
+        );
+        assert_eq!(enter(&draw(None, NOW)), Err(ErrorCode::EntriesClosed));
+        // The other kind's door is not this one.
+        assert_eq!(enter(&drop(5)), Err(ErrorCode::NotADraw));
+        assert_eq!(
+            may_join(&draw(None, NOW + 1), SaleMode::Queue),
+            Err(ErrorCode::NotAQueue)
+        );
+        // Before or after the draw, a reserve is refused: only the drawn get a unit.
+        for starts_at in [NOW - 1, NOW + 1] {
+            let plan = plan_batch(&users(&[1]), Some(&draw(None, starts_at)), &[buyer(1)]);
+            assert_eq!(plan.refusals, vec![Some(ErrorCode::SoldByDraw)]);
+        }
+    }
+
+    #[test]
+    fn a_draw_orders_every_entry_by_its_key() {
+        let entry = |id, public: &str, joined_at| LineTicket {
+            id,
+            public_id: public.into(),
+            joined_at,
+        };
+        let entries = [entry(1, "x", 50), entry(2, "y", 10), entry(3, "z", 99)];
+        let mut by_key = [
+            (lobby_key("s", "x"), 1),
+            (lobby_key("s", "y"), 2),
+            (lobby_key("s", "z"), 3),
+        ];
+        by_key.sort();
+        let places = draw_order("s", &entries);
+        assert_eq!(
+            places,
+            by_key
+                .iter()
+                .zip(1..)
+                .map(|((_, id), place)| (*id, place))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn units_pass_down_the_waitlist_until_nobody_waits() {
+        // Two came back, five wait: the next two get them.
+        assert_eq!(hand_on(2, 3, 5), HandOn::Give(2));
+        // More came back than wait: as many as wait.
+        assert_eq!(hand_on(4, 0, 3), HandOn::Give(3));
+        // Winners still deciding: wait for them.
+        assert_eq!(hand_on(0, 3, 5), HandOn::Give(0));
+        // Every unit sold: the waitlist has lost.
+        assert_eq!(hand_on(0, 0, 5), HandOn::Close);
+        // Nobody left to give to: what is left stays unsold.
+        assert_eq!(hand_on(2, 1, 0), HandOn::Close);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::rules::AdmissionRule;
+use super::{queue::Pace, rules::AdmissionRule};
 
 /// Every runtime setting. The field name is the key in `Leptos.toml`; the environment variable
 /// of the same name in capitals overrides it (`site_addr` also answers to `LEPTOS_SITE_ADDR`).
@@ -83,6 +83,9 @@ pub struct Settings {
     /// How often each instance moves its queues along (milliseconds): go-live, admissions,
     /// lapses and closing happen within this time.
     pub queue_tick_ms: u64,
+    /// How long a draw's winner has to buy (seconds): the deadline of the hold drawn for them,
+    /// and of one passed on from the waitlist.
+    pub draw_claim_seconds: u64,
 }
 
 /// When the session cookie carries `Secure`.
@@ -133,6 +136,7 @@ impl Default for Settings {
             queue_admit_per_second: 200,
             queue_admission_seconds: 120,
             queue_tick_ms: 200,
+            draw_claim_seconds: 600,
         }
     }
 }
@@ -201,6 +205,7 @@ impl Settings {
         "queue_admit_per_second",
         "queue_admission_seconds",
         "queue_tick_ms",
+        "draw_claim_seconds",
     ];
 
     fn from_figment(figment: Figment) -> Result<Self, SettingsError> {
@@ -313,7 +318,7 @@ impl Settings {
                 "expected 1.0 to 10.0",
             ));
         }
-        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 8] = [
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 9] = [
             ("SESSION_DAYS", self.session_days, 1..=3650),
             ("SESSION_CACHE_SECONDS", self.session_cache_seconds, 0..=300),
             (
@@ -338,6 +343,7 @@ impl Settings {
                 1..=3_600,
             ),
             ("QUEUE_TICK_MS", self.queue_tick_ms, 5..=10_000),
+            ("DRAW_CLAIM_SECONDS", self.draw_claim_seconds, 1..=86_400),
         ];
         for (key, value, range) in ranges {
             if !range.contains(&value) {
@@ -380,17 +386,16 @@ impl Settings {
         Duration::from_secs(self.reservation_ttl_seconds)
     }
 
-    /// How a queue lets buyers in.
-    pub fn admission_rule(&self) -> AdmissionRule {
-        AdmissionRule {
-            over_admission: self.queue_over_admission,
-            per_second: self.queue_admit_per_second,
+    /// How the queue worker moves queues and draws along.
+    pub fn queue_pace(&self) -> Pace {
+        Pace {
+            rule: AdmissionRule {
+                over_admission: self.queue_over_admission,
+                per_second: self.queue_admit_per_second,
+            },
+            window: Duration::from_secs(self.queue_admission_seconds),
+            claim: Duration::from_secs(self.draw_claim_seconds),
         }
-    }
-
-    /// How long an admitted buyer has to reserve.
-    pub fn admission_window(&self) -> Duration {
-        Duration::from_secs(self.queue_admission_seconds)
     }
 
     /// How often the queue worker runs.

@@ -38,7 +38,7 @@ pub struct CardData {
     /// Idempotency keys of the Reserve and Purchase forms.
     pub reserve_key: String,
     pub purchase_key: String,
-    /// A drop sold through a queue: the line and the viewer's place in it.
+    /// A drop sold through a queue or by draw: the line and the viewer's place in it.
     pub queue: Option<QueueData>,
 }
 
@@ -61,11 +61,15 @@ impl CardData {
             hold,
             reserve_key: fresh_key(),
             purchase_key: fresh_key(),
-            queue: (drop.sale_mode == SaleMode::Queue).then(|| QueueData {
+            queue: (drop.sale_mode != SaleMode::FirstCome).then(|| QueueData {
                 line: drop.queue.unwrap_or_default(),
                 ticket,
-                opens_ms: drop.queue_opens_at.map(|at| at.timestamp_millis()),
+                opens_ms: drop
+                    .queue_opens_at
+                    .or(drop.entries_open_at)
+                    .map(|at| at.timestamp_millis()),
                 seed_sha256: drop.seed_sha256.clone().unwrap_or_default(),
+                draw: drop.sale_mode == SaleMode::Draw,
             }),
         }
     }
@@ -137,12 +141,12 @@ fn CardView(data: CardData) -> impl IntoView {
     });
     let held = Memo::new(move |_| hold.with(Option::is_some) && !expired.get());
 
-    // A queue drop: where the viewer stands in line, as rendered, then as the feed says.
+    // A queue or draw drop: where the viewer stands, as rendered, then as the feed says.
     let join = ServerAction::<JoinQueue>::new();
     let leave = ServerAction::<LeaveQueue>::new();
     let queued = queue.is_some();
-    let (line, ticket, opens_ms, seed_sha256) = match queue {
-        Some(q) => (q.line, q.ticket, q.opens_ms, Some(q.seed_sha256)),
+    let (line, ticket, opens_ms, seed_sha256, draw) = match queue {
+        Some(q) => (q.line, q.ticket, q.opens_ms, Some(q.seed_sha256), q.draw),
         None => Default::default(),
     };
     let ticket = RwSignal::new(ticket);
@@ -152,9 +156,17 @@ fn CardView(data: CardData) -> impl IntoView {
         }
     });
     let line = Memo::new(move |_| live.line(id).unwrap_or(line));
+    let total = rendered_stock.total;
     let standing = Memo::new(move |_| {
         let line = line.get();
-        ticket.with(|t| Standing::of(&line, t.as_ref(), opens_ms, starts_ms, live.now_ms()))
+        let now = live.now_ms();
+        ticket.with(|t| match draw {
+            true => {
+                let hold_ms = hold.with(|h| h.as_ref().map(|h| h.expires_ms));
+                Standing::of_draw(&line, t.as_ref(), opens_ms, starts_ms, now, total, hold_ms)
+            }
+            false => Standing::of(&line, t.as_ref(), opens_ms, starts_ms, now),
+        })
     });
     for action in [QueueMove::Join(join), QueueMove::Leave(leave)] {
         Effect::new(move |_| {
@@ -167,7 +179,7 @@ fn CardView(data: CardData) -> impl IntoView {
             }
         });
     }
-    // A queue drop takes a reserve only from a buyer whose turn it is.
+    // A queue drop takes a reserve only from a buyer whose turn it is; a draw takes none.
     let may_reserve =
         Memo::new(move |_| !queued || matches!(standing.get(), Standing::Admitted { .. }));
 
@@ -194,7 +206,7 @@ fn CardView(data: CardData) -> impl IntoView {
         ),
         (
             FinishedHold::Cancel(cancel),
-            "Hold cancelled; the unit is back on sale.",
+            "Hold cancelled; the unit is given back.",
         ),
     ] {
         Effect::new(move |_| {
@@ -291,7 +303,7 @@ fn CardView(data: CardData) -> impl IntoView {
                 {seed_sha256
                     .map(|seed_sha256| {
                         let revealed = Signal::derive(move || line.get().live);
-                        view! { <QueuePanel id standing revealed join leave seed_sha256 /> }
+                        view! { <QueuePanel id standing revealed join leave seed_sha256 draw /> }
                     })}
                 <ActivityFeed id recent />
             </div>

@@ -76,6 +76,7 @@ pub fn CreateDropPanel(key: String, refused: Option<ApiError>) -> impl IntoView 
                     <select id="create-sale_mode" name="sale_mode">
                         <option value="first_come">"First come, first served"</option>
                         <option value="queue">"Through a queue (random order at go-live)"</option>
+                        <option value="draw">"By draw (winners drawn at go-live)"</option>
                     </select>
                     <p class="field-error" aria-live="polite">
                         {move || error_for("sale_mode").get().unwrap_or_default()}
@@ -90,7 +91,7 @@ pub fn CreateDropPanel(key: String, refused: Option<ApiError>) -> impl IntoView 
                 />
                 <Field
                     name="lobby_minutes"
-                    label="Queue lobby opens (minutes before go-live)"
+                    label="Lobby or entries open (minutes before go-live)"
                     kind="number"
                     error=error_for("queue_opens_at")
                     placeholder="15"

@@ -1,5 +1,6 @@
-//! A queue drop's part of its card: where the viewer stands in line, in plain words, with the
-//! buttons to join or leave, and what anyone can check of the order.
+//! A queue or draw drop's part of its card: where the viewer stands in line or in the draw, in
+//! plain words, with the buttons to join or leave (enter or withdraw), and what anyone can
+//! check of the order.
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{action_button::ActionButton, countdown::format_remaining};
 use crate::{
     api::{JoinQueue, LeaveQueue},
-    model::{DropId, QueueLine, Ticket, TicketState},
+    model::{DropId, QueueLine, SaleMode, Ticket, TicketState},
 };
 
 /// What a queue drop's card shows of its queue, as the server rendered it.
@@ -19,6 +20,8 @@ pub struct QueueData {
     /// When joining opens, in milliseconds since the epoch.
     pub opens_ms: Option<i64>,
     pub seed_sha256: String,
+    /// Sold by draw rather than through a queue.
+    pub draw: bool,
 }
 
 /// Where the viewer stands, decided from the line, their ticket and the clock.
@@ -44,6 +47,21 @@ pub enum Standing {
     Lapsed,
     /// Sold out: the queue is over.
     Closed,
+    /// A draw takes entries; it is drawn in this many seconds.
+    MayEnter { draw_in: i64 },
+    /// Entered; drawn in this many seconds (0: any moment now).
+    Entered { draw_in: i64 },
+    /// Won a unit: `left` seconds to buy while the hold lasts; `came_back` when it came from
+    /// the waitlist.
+    Won { left: Option<i64>, came_back: bool },
+    /// On the waitlist, this far down it.
+    Waitlisted { position: i64 },
+    /// No unit came to this entry (or, drawn without one, it is over).
+    NotThisTime,
+    /// The entry was taken back after the draw.
+    Withdrawn,
+    /// Drawn already; the viewer has no entry.
+    Drawn,
 }
 
 impl Standing {
@@ -91,6 +109,43 @@ impl Standing {
         }
     }
 
+    /// Decides where the viewer stands in a draw at `now_ms`: `total` units were on sale and
+    /// `hold_ms` is the deadline of the viewer's live hold, if any.
+    pub fn of_draw(
+        line: &QueueLine,
+        ticket: Option<&Ticket>,
+        opens_ms: Option<i64>,
+        starts_ms: i64,
+        now_ms: i64,
+        total: i64,
+        hold_ms: Option<i64>,
+    ) -> Self {
+        let seconds_until = |at: i64| ((at - now_ms).max(0) + 999) / 1000;
+        let drawn = line.live;
+        match ticket.map(|t| (t.state, t)) {
+            Some((TicketState::Won, ticket)) => Self::Won {
+                left: hold_ms.map(seconds_until).filter(|left| *left > 0),
+                came_back: ticket.place.is_some_and(|place| place > total),
+            },
+            Some((TicketState::Lost, _)) => Self::NotThisTime,
+            Some((TicketState::Waitlisted, _)) if line.closed => Self::NotThisTime,
+            Some((TicketState::Waitlisted, ticket)) => Self::Waitlisted {
+                position: ticket.place.map_or(0, |place| line.ahead_of(place)) + 1,
+            },
+            Some((TicketState::Entered, _)) => Self::Entered {
+                draw_in: seconds_until(starts_ms),
+            },
+            Some((TicketState::Withdrawn, _)) if drawn => Self::Withdrawn,
+            _ if drawn => Self::Drawn,
+            _ => match opens_ms.map(seconds_until) {
+                Some(opens_in) if opens_in > 0 => Self::NotOpen { opens_in },
+                _ => Self::MayEnter {
+                    draw_in: seconds_until(starts_ms),
+                },
+            },
+        }
+    }
+
     /// What the card says.
     pub fn message(&self) -> String {
         match self {
@@ -130,21 +185,67 @@ impl Standing {
             Self::Used => "You've had your turn.".into(),
             Self::Lapsed => "Your turn passed without a reserve.".into(),
             Self::Closed => "Sold out — the queue has closed.".into(),
+            Self::MayEnter { draw_in: 0 } => "Drawing the winners…".into(),
+            Self::MayEnter { draw_in } => format!(
+                "Enter the draw: winners are picked at random in {}. Speed makes no difference.",
+                format_remaining(*draw_in)
+            ),
+            Self::Entered { draw_in: 0 } => "Entered — drawing the winners…".into(),
+            Self::Entered { draw_in } => {
+                format!("Entered — draw in {}", format_remaining(*draw_in))
+            }
+            Self::Won {
+                left: Some(left),
+                came_back: true,
+            } => format!(
+                "A pair came back: it is yours for {}",
+                format_remaining(*left)
+            ),
+            Self::Won {
+                left: Some(left), ..
+            } => {
+                format!("You won — buy within {}", format_remaining(*left))
+            }
+            Self::Won { left: None, .. } => "You won this draw.".into(),
+            Self::Waitlisted { position } => format!(
+                "Not this time — you are {} on the waitlist",
+                ordinal(*position)
+            ),
+            Self::NotThisTime => "Not this time — the draw is over.".into(),
+            Self::Withdrawn => "You withdrew from this draw.".into(),
+            Self::Drawn => "The winners have been drawn.".into(),
         }
     }
 
-    /// True when the viewer may join now.
+    /// True when the viewer may join (enter) now.
     pub fn can_join(&self) -> bool {
         matches!(self, Self::Outside { .. })
+            || matches!(self, Self::MayEnter { draw_in } if *draw_in > 0)
     }
 
-    /// True when the viewer is in line and may leave it.
+    /// True when the viewer is in line (in the draw) and may leave it (withdraw).
     pub fn can_leave(&self) -> bool {
         matches!(
             self,
-            Self::Lobby { .. } | Self::Waiting { .. } | Self::Admitted { .. }
+            Self::Lobby { .. }
+                | Self::Waiting { .. }
+                | Self::Admitted { .. }
+                | Self::Entered { .. }
+                | Self::Waitlisted { .. }
         )
     }
+}
+
+/// 1st, 2nd, 3rd, 4th, 11th, 21st, ...
+pub fn ordinal(n: i64) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// An estimate of a wait, in words that do not pretend to precision.
@@ -166,8 +267,24 @@ pub fn QueuePanel(
     join: ServerAction<JoinQueue>,
     leave: ServerAction<LeaveQueue>,
     seed_sha256: String,
+    draw: bool,
 ) -> impl IntoView {
-    let fields = move || vec![("drop_id", id.0.to_string())];
+    let mode = if draw {
+        SaleMode::Draw
+    } else {
+        SaleMode::Queue
+    };
+    let fields = move || {
+        vec![
+            ("drop_id", id.0.to_string()),
+            ("mode", mode.as_str().to_string()),
+        ]
+    };
+    let (join_label, leave_label) = if draw {
+        ("Enter the draw", "Withdraw")
+    } else {
+        ("Join the queue", "Leave the queue")
+    };
     let hash = short(&seed_sha256);
     view! {
         <div class="queue">
@@ -179,7 +296,7 @@ pub fn QueuePanel(
                     action=join
                     fields=fields()
                     class="btn btn-primary"
-                    label="Join the queue".to_string()
+                    label=join_label.to_string()
                 />
             </Show>
             <Show when=move || standing.with(Standing::can_leave)>
@@ -187,7 +304,7 @@ pub fn QueuePanel(
                     action=leave
                     fields=fields()
                     class="btn btn-ghost"
-                    label="Leave the queue".to_string()
+                    label=leave_label.to_string()
                 />
             </Show>
             <p class="queue-proof">

@@ -72,6 +72,8 @@ impl Rules {
         (name = "reservations", description = "Holds on one unit: reserve, purchase, cancel."),
         (name = "queue", description = "A drop sold through a queue: join its line, see your \
             place, and check the order it was put in."),
+        (name = "draw", description = "A drop sold by draw: enter before the draw, see whether \
+            you won or where you stand on the waitlist."),
     ),
     components(schemas(ErrorBody))
 )]

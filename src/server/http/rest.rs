@@ -24,7 +24,7 @@ use super::{
 use crate::{
     model::{
         ApiError, Audit, DropId, NewDrop, ProductDrop, Purchase, Reservation, ReservationId,
-        ReservationStatus, Ticket, User,
+        ReservationStatus, SaleMode, Ticket, User,
     },
     server::AppState,
 };
@@ -103,6 +103,12 @@ pub(super) struct HoldsReply {
 #[derive(Serialize, ToSchema)]
 pub(super) struct TicketReply {
     ticket: Ticket,
+}
+
+/// The caller's entry in a drop's draw.
+#[derive(Serialize, ToSchema)]
+pub(super) struct EntryReply {
+    entry: Ticket,
 }
 
 /// A queue's order, for anyone to check.
@@ -374,7 +380,7 @@ pub(super) async fn join_queue(
     SignedIn(user): SignedIn,
     Id(drop): Id<DropId>,
 ) -> Result<(StatusCode, Json<TicketReply>)> {
-    let (ticket, new) = state.inventory.join_queue(drop, user).await?;
+    let (ticket, new) = state.inventory.join(drop, SaleMode::Queue, user).await?;
     let status = if new {
         StatusCode::CREATED
     } else {
@@ -420,6 +426,7 @@ pub(super) async fn my_ticket(
     responses(
         (status = 200, description = "Out of line (or the ticket as it already stood, if it was no longer in line).", body = TicketReply),
         (status = 404, description = "`DROP_NOT_FOUND` or `TICKET_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`NOT_A_QUEUE`", body = ErrorBody),
     )
 )]
 pub(super) async fn leave_queue(
@@ -427,16 +434,103 @@ pub(super) async fn leave_queue(
     SignedIn(user): SignedIn,
     Id(drop): Id<DropId>,
 ) -> Result<Json<TicketReply>> {
-    let ticket = state.inventory.leave_queue(drop, user).await?;
+    let ticket = state.inventory.leave(drop, SaleMode::Queue, user).await?;
     Ok(Json(TicketReply { ticket }))
 }
 
-/// A queue's audit
+/// Enter a drop's draw
+///
+/// A drop sold by draw (`sale_mode` `draw`) takes entries from `entries_open_at` until
+/// `starts_at`, one per buyer. At `starts_at` the entries are put in the order of ascending
+/// `sha256_hex(seed + ":" + id)` (see the audit): the first `total_stock` each get a hold (they
+/// have `draw_claim_seconds` to buy), the rest wait in that order for a unit a winner leaves
+/// unused. Entering again answers the same entry.
+#[utoipa::path(
+    post,
+    path = "/drops/{id}/entry",
+    tag = "draw",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    security(("session" = [])),
+    responses(
+        (status = 201, description = "Entered.", body = EntryReply),
+        (status = 200, description = "Already entered: the same entry.", body = EntryReply),
+        (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`NOT_A_DRAW`, `ENTRIES_NOT_OPEN` (before `entries_open_at`) or `ENTRIES_CLOSED` (the draw has been made).", body = ErrorBody),
+    )
+)]
+pub(super) async fn enter_draw(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Id(drop): Id<DropId>,
+) -> Result<(StatusCode, Json<EntryReply>)> {
+    let (entry, new) = state.inventory.join(drop, SaleMode::Draw, user).await?;
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(EntryReply { entry })))
+}
+
+/// The caller's entry in a drop's draw
+///
+/// `state` is `entered` before the draw; after it `won` (the caller holds a unit: see their
+/// reservations), `waitlisted` (`ahead` entries are before theirs on the waitlist), `lost` or
+/// `withdrawn`. `place` is the entry's place in the drawn order, null before the draw.
+#[utoipa::path(
+    get,
+    path = "/drops/{id}/entry",
+    tag = "draw",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The caller's entry.", body = EntryReply),
+        (status = 404, description = "`TICKET_NOT_FOUND`: the caller never entered this draw.", body = ErrorBody),
+    )
+)]
+pub(super) async fn my_entry(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Id(drop): Id<DropId>,
+) -> Result<Json<EntryReply>> {
+    let entry = state.inventory.ticket(drop, user).await?;
+    Ok(Json(EntryReply { entry }))
+}
+
+/// Withdraw from a drop's draw
+///
+/// Takes the caller's entry back: before the draw it takes no part; after it, it leaves the
+/// waitlist. Entering again is allowed until the draw.
+#[utoipa::path(
+    delete,
+    path = "/drops/{id}/entry",
+    tag = "draw",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "Withdrawn (or the entry as it already stood, if it had won, lost or was withdrawn).", body = EntryReply),
+        (status = 404, description = "`DROP_NOT_FOUND` or `TICKET_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`NOT_A_DRAW`", body = ErrorBody),
+    )
+)]
+pub(super) async fn withdraw_entry(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Id(drop): Id<DropId>,
+) -> Result<Json<EntryReply>> {
+    let entry = state.inventory.leave(drop, SaleMode::Draw, user).await?;
+    Ok(Json(EntryReply { entry }))
+}
+
+/// A queue's or a draw's audit
 ///
 /// After go-live: the seed behind the `seed_sha256` published when the drop was created, and
 /// every ticket with its place, no user ids or names. The lobby (tickets that joined before
 /// `starts_at`) is ordered by ascending `sha256_hex(seed + ":" + id)`; later tickets follow in
-/// the order they joined. Anyone can recompute it.
+/// the order they joined. Anyone can recompute it. A draw's tickets are its entries, all
+/// ordered by that key; `winners` are the entries that won at the draw (the first
+/// `total_stock` places), and `waitlist_moves` each unit a winner left unused, with the entry
+/// it passed to.
 #[utoipa::path(
     get,
     path = "/drops/{id}/audit",

@@ -72,6 +72,7 @@ fn rest(state: &AppState) -> Router<AppState> {
                 .routes(routes!(rest::sign_out))
                 .routes(routes!(rest::my_reservations))
                 .routes(routes!(rest::my_ticket))
+                .routes(routes!(rest::my_entry))
                 .routes(routes!(rest::queue_audit)),
         )
         .merge(guard(
@@ -81,7 +82,9 @@ fn rest(state: &AppState) -> Router<AppState> {
                 .routes(routes!(rest::sign_in))
                 .routes(routes!(rest::cancel))
                 .routes(routes!(rest::join_queue))
-                .routes(routes!(rest::leave_queue)),
+                .routes(routes!(rest::leave_queue))
+                .routes(routes!(rest::enter_draw))
+                .routes(routes!(rest::withdraw_entry)),
         ))
         .merge(guard(
             state,

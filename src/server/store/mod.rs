@@ -25,7 +25,7 @@ pub use self::{
     accounts::{AccountWrites, NewAccount},
     keys::{KeyClaim, KeyRequest, KeyWrites, Settlement, StoredResponse},
     postgres::PgStore,
-    queue::{AdmitPass, QueueWrites},
+    queue::{AdmitPass, HandOnPass, QueueWrites},
     sqlite::SqliteStore,
     writes::Writes,
 };
@@ -33,6 +33,7 @@ use super::{events::EventBus, settings::Settings};
 use crate::model::{
     Audit, AuditTicket, DropId, ErrorCode, ProductDrop, Purchase, PurchaseId, Purchaser, QueueLine,
     Reservation, ReservationId, ReservationStatus, SaleMode, Ticket, TicketState, User, UserId,
+    WaitlistMove,
 };
 
 /// Why a store operation did not happen.
@@ -101,9 +102,10 @@ pub trait Reads: Send + Sync {
     async fn user_reservations(&self, user: UserId) -> Result<Vec<Reservation>, StoreError>;
     /// Counts where each unit of a drop is, in one consistent read.
     async fn audit(&self, drop: DropId) -> Result<StockAudit, StoreError>;
-    /// The queue drops whose go-live has come and that have not closed, each with whether its
-    /// lobby is in order yet: the queue worker's round.
-    async fn queues_due(&self) -> Result<Vec<(DropId, bool)>, StoreError>;
+    /// The queue and draw drops whose go-live (a draw: its draw) has come and that have not
+    /// closed, each with how it is sold and whether its lobby is in order (drawn) yet: the
+    /// queue worker's round.
+    async fn queues_due(&self) -> Result<Vec<(DropId, SaleMode, bool)>, StoreError>;
     /// The user's ticket in the drop's queue, with where it stands in line.
     async fn ticket(&self, drop: DropId, user: UserId) -> Result<Option<Ticket>, StoreError>;
     /// Every ticket of the user, by drop.
@@ -185,7 +187,7 @@ macro_rules! drop_columns {
         concat!(
             "id, name, description, image, price_cents, total_stock, available_stock, \
              max_per_user, starts_at, created_at, version, sale_mode, opens_at, seed_sha256, \
-             lined_up_at, closed_at, admit_rate_milli, served_through, \
+             lined_up_at, closed_at, admit_rate_milli, served_through, winners_drawn, \
              CASE WHEN starts_at <= ",
             $($now)+,
             " THEN seed END AS seed"
@@ -214,6 +216,7 @@ pub(crate) struct DropRow {
     closed_at: Option<i64>,
     admit_rate_milli: i64,
     served_through: i64,
+    winners_drawn: i64,
     /// Only once revealed (see [`drop_columns`]).
     seed: Option<String>,
 }
@@ -230,6 +233,30 @@ impl DropRow {
         else {
             return Err(StoreError::Refused(ErrorCode::NotStarted));
         };
+        let (winners, waitlist_moves) = match sale_mode {
+            SaleMode::Draw => {
+                let winners = tickets
+                    .iter()
+                    .take_while(|row| row.place <= self.winners_drawn)
+                    .map(|row| row.public_id.clone())
+                    .collect();
+                let mut moves: Vec<&AuditRow> = tickets
+                    .iter()
+                    .filter(|row| row.place > self.winners_drawn && row.won_at.is_some())
+                    .collect();
+                moves.sort_by_key(|row| (row.won_at, row.place));
+                let moves = moves
+                    .into_iter()
+                    .map(|row| WaitlistMove {
+                        id: row.public_id.clone(),
+                        place: row.place,
+                        at: from_ms(row.won_at.unwrap_or_default()),
+                    })
+                    .collect();
+                (Some(winners), Some(moves))
+            }
+            _ => (None, None),
+        };
         Ok(Audit {
             sale_mode,
             seed_sha256,
@@ -243,12 +270,14 @@ impl DropRow {
                     place: row.place,
                 })
                 .collect(),
+            winners,
+            waitlist_moves,
         })
     }
 
     pub(crate) fn into_drop(self, recent_purchasers: Vec<Purchaser>) -> ProductDrop {
         let sale_mode = SaleMode::parse(&self.sale_mode).unwrap_or_default();
-        let queue = (sale_mode == SaleMode::Queue).then(|| QueueLine {
+        let queue = (sale_mode != SaleMode::FirstCome).then(|| QueueLine {
             live: self.lined_up_at.is_some(),
             served_through: self.served_through,
             per_minute: self.admit_rate_milli * 60 / 1000,
@@ -268,7 +297,14 @@ impl DropRow {
             version: self.version,
             recent_purchasers,
             sale_mode,
-            queue_opens_at: self.opens_at.map(from_ms),
+            queue_opens_at: self
+                .opens_at
+                .filter(|_| sale_mode == SaleMode::Queue)
+                .map(from_ms),
+            entries_open_at: self
+                .opens_at
+                .filter(|_| sale_mode == SaleMode::Draw)
+                .map(from_ms),
             seed_sha256: self.seed_sha256,
             seed: self.seed,
             queue,
@@ -362,15 +398,14 @@ pub(crate) struct AuditRow {
     public_id: String,
     joined_at: i64,
     place: i64,
+    won_at: Option<i64>,
 }
 
 impl TicketRow {
     /// The ticket as its owner sees it in a line that has moved this far.
     pub(crate) fn ticket(&self, line: &QueueLine) -> Ticket {
         let state = TicketState::parse(&self.state).unwrap_or(TicketState::Closed);
-        let waiting_place = self
-            .place
-            .filter(|_| state == TicketState::Waiting && line.live);
+        let waiting_place = self.place.filter(|_| state.waiting() && line.live);
         Ticket {
             id: self.public_id.clone(),
             state,

@@ -19,7 +19,7 @@ use super::{
     DropRow, PurchaseRow, PurchaserRow, ReservationRow, Seed, StoreError, TicketRow,
 };
 use crate::{
-    model::{DropId, NewDrop, Purchaser, ReservationId, UserId},
+    model::{DropId, NewDrop, Purchaser, ReservationId, TicketState, UserId},
     server::{
         events::{notify_payloads, Envelope, EventBus, PG_CHANNEL},
         rules::{BuyerCheck, HoldCheck, LockedDrop},
@@ -240,7 +240,7 @@ impl WriteTx for PgTx {
         .bind(new.max_per_user.unwrap_or(1))
         .bind(new.starts_at.map(|t| t.timestamp_millis()))
         .bind(new.sale_mode.unwrap_or_default().as_str())
-        .bind(new.queue_opens_at.map(|t| t.timestamp_millis()))
+        .bind(new.opens_at().map(|t| t.timestamp_millis()))
         .bind(seed.map(|s| s.hex.as_str()))
         .bind(seed.map(|s| s.sha256.as_str()))
         .fetch_one(&mut *self.0)
@@ -267,13 +267,14 @@ impl WriteTx for PgTx {
         &mut self,
         drop: DropId,
         tickets: &[NewTicket],
+        state: TicketState,
     ) -> Result<Vec<TicketRow>, sqlx::Error> {
         let users: Vec<UserId> = tickets.iter().map(|t| t.user_id).collect();
         let ids: Vec<&str> = tickets.iter().map(|t| t.public_id.as_str()).collect();
         let places: Vec<Option<i64>> = tickets.iter().map(|t| t.place).collect();
         sqlx::query_as(concat!(
             "INSERT INTO tickets (public_id, drop_id, user_id, joined_at, place, state) \
-             SELECT t.public_id, $1, t.user_id, dropline_now_ms(), t.place, 'waiting' \
+             SELECT t.public_id, $1, t.user_id, dropline_now_ms(), t.place, $5 \
              FROM unnest($2::text[], $3::bigint[], $4::bigint[]) \
                WITH ORDINALITY AS t(public_id, user_id, place, n) ORDER BY t.n RETURNING ",
             ticket_columns!()
@@ -282,6 +283,7 @@ impl WriteTx for PgTx {
         .bind(ids)
         .bind(users)
         .bind(places)
+        .bind(state.as_str())
         .fetch_all(&mut *self.0)
         .await
     }

@@ -15,14 +15,14 @@ use async_trait::async_trait;
 
 use super::{
     from_ms,
-    writes::{Dialect, NewTicket, WriteTx},
+    writes::{hold_event, stock_event, Dialect, NewTicket, WriteTx},
     StoreError, TicketRow,
 };
 use crate::{
     model::{DropId, ErrorCode, LiveEvent, QueueLine, SaleMode, Ticket, TicketState, UserId},
     server::{
         events::Envelope,
-        rules::{self, Admission, AdmissionRule, LineTicket},
+        rules::{self, Admission, AdmissionRule, HandOn, LineTicket, LockedDrop},
     },
 };
 
@@ -35,13 +35,18 @@ pub(crate) trait QueueTx: Send {
         drop: DropId,
         user: UserId,
     ) -> Result<Option<TicketRow>, sqlx::Error>;
-    /// A ticket back in line (joined again after leaving).
-    async fn rejoin(&mut self, ticket: i64, place: Option<i64>) -> Result<TicketRow, sqlx::Error>;
-    /// A ticket out of line.
-    async fn leave(&mut self, ticket: i64) -> Result<TicketRow, sqlx::Error>;
+    /// A ticket back in line as `state` (joined again after leaving).
+    async fn rejoin(
+        &mut self,
+        ticket: i64,
+        place: Option<i64>,
+        state: TicketState,
+    ) -> Result<TicketRow, sqlx::Error>;
+    /// A ticket out of line, as `state` (left, or withdrawn).
+    async fn leave(&mut self, ticket: i64, state: TicketState) -> Result<TicketRow, sqlx::Error>;
     /// The place after the last one given.
     async fn next_place(&mut self, drop: DropId) -> Result<i64, sqlx::Error>;
-    /// The waiting tickets that have no place yet.
+    /// The waiting tickets (a draw's: entries) that have no place yet.
     async fn unplaced(&mut self, drop: DropId) -> Result<Vec<LineTicket>, sqlx::Error>;
     /// The drop's seed.
     async fn seed(&mut self, drop: DropId) -> Result<Option<String>, sqlx::Error>;
@@ -51,8 +56,8 @@ pub(crate) trait QueueTx: Send {
     async fn placed(&mut self, drop: DropId) -> Result<Vec<TicketRow>, sqlx::Error>;
     /// Admissions whose time ran out become lapsed.
     async fn lapse(&mut self, drop: DropId) -> Result<Vec<TicketRow>, sqlx::Error>;
-    /// (admitted and unused, active holds).
-    async fn counts(&mut self, drop: DropId) -> Result<(i64, i64), sqlx::Error>;
+    /// (admitted and unused, active holds, waitlisted).
+    async fn counts(&mut self, drop: DropId) -> Result<(i64, i64, i64), sqlx::Error>;
     /// Admits the next `n` waiting tickets in order, for `ttl`.
     async fn admit(
         &mut self,
@@ -60,8 +65,23 @@ pub(crate) trait QueueTx: Send {
         n: i64,
         ttl: Duration,
     ) -> Result<Vec<TicketRow>, sqlx::Error>;
-    /// Sold out: every waiting or admitted ticket is closed, and so is the queue.
-    async fn close(&mut self, drop: DropId) -> Result<(), sqlx::Error>;
+    /// A draw's next `n` entries in `from`, in the drawn order, win now.
+    async fn win(
+        &mut self,
+        drop: DropId,
+        from: TicketState,
+        n: i64,
+    ) -> Result<Vec<TicketRow>, sqlx::Error>;
+    /// The draw's entries not among the winners go on its waitlist; notes how many won.
+    async fn waitlist(&mut self, drop: DropId, winners: i64) -> Result<(), sqlx::Error>;
+    /// Over: every ticket still in one of `open` states takes state `to`, and the drop is
+    /// closed.
+    async fn close(
+        &mut self,
+        drop: DropId,
+        open: [TicketState; 2],
+        to: TicketState,
+    ) -> Result<(), sqlx::Error>;
     /// Notes an admission pass: the smoothed admissions per second (x1000) and the highest
     /// place whose turn has come.
     async fn note_pass(
@@ -98,9 +118,10 @@ macro_rules! queue_steps {
                 &mut self,
                 ticket: i64,
                 place: Option<i64>,
+                state: $crate::model::TicketState,
             ) -> Result<$crate::server::store::TicketRow, sqlx::Error> {
                 sqlx::query_as(concat!(
-                    "UPDATE tickets SET state = 'waiting', admitted_until = NULL, place = $2, \
+                    "UPDATE tickets SET state = $3, admitted_until = NULL, place = $2, \
                      joined_at = ",
                     $($now)+,
                     " WHERE id = $1 RETURNING ",
@@ -108,6 +129,7 @@ macro_rules! queue_steps {
                 ))
                 .bind(ticket)
                 .bind(place)
+                .bind(state.as_str())
                 .fetch_one(&mut *self.$conn)
                 .await
             }
@@ -115,12 +137,14 @@ macro_rules! queue_steps {
             async fn leave(
                 &mut self,
                 ticket: i64,
+                state: $crate::model::TicketState,
             ) -> Result<$crate::server::store::TicketRow, sqlx::Error> {
                 sqlx::query_as(concat!(
-                    "UPDATE tickets SET state = 'left' WHERE id = $1 RETURNING ",
+                    "UPDATE tickets SET state = $2 WHERE id = $1 RETURNING ",
                     $crate::server::store::ticket_columns!()
                 ))
                 .bind(ticket)
+                .bind(state.as_str())
                 .fetch_one(&mut *self.$conn)
                 .await
             }
@@ -140,7 +164,7 @@ macro_rules! queue_steps {
             ) -> Result<Vec<$crate::server::rules::LineTicket>, sqlx::Error> {
                 sqlx::query_as(
                     "SELECT id, public_id, joined_at FROM tickets \
-                     WHERE drop_id = $1 AND state = 'waiting' AND place IS NULL",
+                     WHERE drop_id = $1 AND state IN ('waiting', 'entered') AND place IS NULL",
                 )
                 .bind(drop)
                 .fetch_all(&mut *self.$conn)
@@ -198,11 +222,12 @@ macro_rules! queue_steps {
             async fn counts(
                 &mut self,
                 drop: $crate::model::DropId,
-            ) -> Result<(i64, i64), sqlx::Error> {
+            ) -> Result<(i64, i64, i64), sqlx::Error> {
                 sqlx::query_as(
                     "SELECT (SELECT COUNT(*) FROM tickets WHERE drop_id = $1 \
                        AND state = 'admitted'), \
-                     (SELECT COUNT(*) FROM reservations WHERE drop_id = $1 AND status = 'ACTIVE')",
+                     (SELECT COUNT(*) FROM reservations WHERE drop_id = $1 AND status = 'ACTIVE'), \
+                     (SELECT COUNT(*) FROM tickets WHERE drop_id = $1 AND state = 'waitlisted')",
                 )
                 .bind(drop)
                 .fetch_one(&mut *self.$conn)
@@ -230,12 +255,60 @@ macro_rules! queue_steps {
                 .await
             }
 
-            async fn close(&mut self, drop: $crate::model::DropId) -> Result<(), sqlx::Error> {
+            async fn win(
+                &mut self,
+                drop: $crate::model::DropId,
+                from: $crate::model::TicketState,
+                n: i64,
+            ) -> Result<Vec<$crate::server::store::TicketRow>, sqlx::Error> {
+                sqlx::query_as(concat!(
+                    "UPDATE tickets SET state = 'won', won_at = ",
+                    $($now)+,
+                    " WHERE id IN (SELECT id FROM tickets WHERE drop_id = $1 \
+                       AND state = $2 AND place IS NOT NULL ORDER BY place LIMIT $3) \
+                     RETURNING ",
+                    $crate::server::store::ticket_columns!()
+                ))
+                .bind(drop)
+                .bind(from.as_str())
+                .bind(n)
+                .fetch_all(&mut *self.$conn)
+                .await
+            }
+
+            async fn waitlist(
+                &mut self,
+                drop: $crate::model::DropId,
+                winners: i64,
+            ) -> Result<(), sqlx::Error> {
                 sqlx::query(
-                    "UPDATE tickets SET state = 'closed' \
-                     WHERE drop_id = $1 AND state IN ('waiting', 'admitted')",
+                    "UPDATE tickets SET state = 'waitlisted' \
+                     WHERE drop_id = $1 AND state = 'entered' AND place IS NOT NULL",
                 )
                 .bind(drop)
+                .execute(&mut *self.$conn)
+                .await?;
+                sqlx::query("UPDATE drops SET winners_drawn = $2 WHERE id = $1")
+                    .bind(drop)
+                    .bind(winners)
+                    .execute(&mut *self.$conn)
+                    .await?;
+                Ok(())
+            }
+
+            async fn close(
+                &mut self,
+                drop: $crate::model::DropId,
+                open: [$crate::model::TicketState; 2],
+                to: $crate::model::TicketState,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(
+                    "UPDATE tickets SET state = $4 WHERE drop_id = $1 AND state IN ($2, $3)",
+                )
+                .bind(drop)
+                .bind(open[0].as_str())
+                .bind(open[1].as_str())
+                .bind(to.as_str())
                 .execute(&mut *self.$conn)
                 .await?;
                 sqlx::query(concat!("UPDATE drops SET closed_at = ", $($now)+, " WHERE id = $1"))
@@ -323,21 +396,45 @@ pub struct AdmitPass {
     pub closed: bool,
 }
 
+/// What a pass over a drawn draw did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandOnPass {
+    /// Units given to entries from the waitlist.
+    pub handed_on: usize,
+    pub closed: bool,
+}
+
+/// The state a new or returning ticket takes in a drop sold this way.
+fn joined_state(mode: SaleMode) -> TicketState {
+    match mode {
+        SaleMode::Draw => TicketState::Entered,
+        _ => TicketState::Waiting,
+    }
+}
+
 /// A queue's writes. Every database has them, through [`Dialect`].
 #[async_trait]
 pub trait QueueWrites: Send + Sync {
-    /// Joins each user to the drop's queue in one transaction (see `batch.rs`), answering
-    /// each in the order given: their ticket, and whether it is new. Joining again answers the
-    /// same ticket; after leaving before their turn, the buyer joins again like anyone else (the
-    /// lobby before go-live, the back of the line after, in the order given). A buyer gets one
-    /// turn: after it, joining answers the ticket as it stands.
+    /// Joins each user to the drop's queue (`mode` queue) or enters them in its draw (`mode`
+    /// draw) in one transaction (see `batch.rs`), answering each in the order given: their
+    /// ticket, and whether it is new. Joining again answers the same ticket; after leaving
+    /// before their turn (or withdrawing before the draw), the buyer joins again like anyone
+    /// else (the lobby before go-live, the back of the line after, in the order given). A
+    /// buyer gets one turn: after it, joining answers the ticket as it stands.
     async fn join_many(
         &self,
         drop: DropId,
+        mode: SaleMode,
         users: &[UserId],
     ) -> Result<Vec<Result<(Ticket, bool), ErrorCode>>, StoreError>;
-    /// Takes the user out of the drop's queue (their admission too, if their turn had come).
-    async fn leave_queue(&self, drop: DropId, user: UserId) -> Result<Ticket, StoreError>;
+    /// Takes the user out of the drop's queue (their admission too, if their turn had come), or
+    /// withdraws their entry in its draw (their place on the waitlist too, after the draw).
+    async fn leave_queue(
+        &self,
+        drop: DropId,
+        mode: SaleMode,
+        user: UserId,
+    ) -> Result<Ticket, StoreError>;
     /// Go-live, once, on whichever instance comes first: puts the lobby in order by its keys
     /// (see [`rules::line_up`]) and tells every ticket its place. Answers false when it was not
     /// due or already done.
@@ -350,6 +447,15 @@ pub trait QueueWrites: Send + Sync {
         rule: AdmissionRule,
         ttl: Duration,
     ) -> Result<AdmitPass, StoreError>;
+    /// The draw, once, on whichever instance comes first: reveals the order of the entries
+    /// (see [`rules::draw_order`]), and in the same transaction gives each of the first
+    /// `total_stock` a hold until now + `claim` and puts the rest on the waitlist. Answers
+    /// false when it was not due or already done.
+    async fn draw(&self, drop: DropId, claim: Duration) -> Result<bool, StoreError>;
+    /// One pass over a drawn draw: gives each unit a winner left unused (cancelled or let
+    /// lapse) to the next entry on the waitlist, as a new hold until now + `claim`, and closes
+    /// the draw once nothing can pass on (see [`rules::hand_on`]).
+    async fn hand_on(&self, drop: DropId, claim: Duration) -> Result<HandOnPass, StoreError>;
 }
 
 #[async_trait]
@@ -361,6 +467,7 @@ where
     async fn join_many(
         &self,
         drop: DropId,
+        mode: SaleMode,
         users: &[UserId],
     ) -> Result<Vec<Result<(Ticket, bool), ErrorCode>>, StoreError> {
         let mut tx = self.begin_write().await?;
@@ -368,6 +475,10 @@ where
             tx.rollback().await?;
             return Ok(vec![Err(ErrorCode::DropNotFound); users.len()]);
         };
+        if locked.mode() != mode {
+            tx.rollback().await?;
+            return Ok(vec![Err(rules::not_sold_by(mode)); users.len()]);
+        }
         let line = locked.line();
         let distinct = rules::distinct_users(users);
         let mut tickets: HashMap<UserId, TicketRow> = tx
@@ -377,14 +488,18 @@ where
             .map(|ticket| (ticket.user_id, ticket))
             .collect();
         // In line already, or out after having had a turn (one turn per buyer): as it stands.
-        let settled =
-            |t: &TicketRow| t.state != TicketState::Left.as_str() || t.admitted_until.is_some();
+        // A withdrawn entry may enter again until the draw.
+        let settled = |t: &TicketRow| match TicketState::parse(&t.state) {
+            Some(TicketState::Left) => t.admitted_until.is_some(),
+            Some(TicketState::Withdrawn) => false,
+            _ => true,
+        };
         let joining: Vec<UserId> = distinct
             .iter()
             .copied()
             .filter(|user| !tickets.get(user).is_some_and(settled))
             .collect();
-        let refusal = rules::may_join(&locked).err();
+        let refusal = rules::may_join(&locked, mode).err();
         if refusal.is_some() || joining.is_empty() {
             tx.rollback().await?;
             return Ok(answer_joins(
@@ -410,7 +525,7 @@ where
         for user in &joining {
             match tickets.get(user) {
                 Some(left) => {
-                    let back = tx.rejoin(left.id, place()).await?;
+                    let back = tx.rejoin(left.id, place(), joined_state(mode)).await?;
                     tickets.insert(*user, back);
                 }
                 None => new.push(NewTicket {
@@ -422,7 +537,7 @@ where
         }
         let mut fresh = HashSet::new();
         if !new.is_empty() {
-            for ticket in tx.insert_tickets(drop, &new).await? {
+            for ticket in tx.insert_tickets(drop, &new, joined_state(mode)).await? {
                 fresh.insert(ticket.user_id);
                 tickets.insert(ticket.user_id, ticket);
             }
@@ -436,16 +551,29 @@ where
         Ok(answer_joins(users, &joining, None, &tickets, &fresh, &line))
     }
 
-    async fn leave_queue(&self, drop: DropId, user: UserId) -> Result<Ticket, StoreError> {
+    async fn leave_queue(
+        &self,
+        drop: DropId,
+        mode: SaleMode,
+        user: UserId,
+    ) -> Result<Ticket, StoreError> {
         let mut tx = self.begin_write().await?;
         let Some(locked) = tx.lock_drop(drop).await? else {
             tx.rollback().await?;
             return Err(StoreError::Refused(ErrorCode::DropNotFound));
         };
+        if locked.mode() != mode {
+            tx.rollback().await?;
+            return Err(StoreError::Refused(rules::not_sold_by(mode)));
+        }
+        let out = match mode {
+            SaleMode::Draw => TicketState::Withdrawn,
+            _ => TicketState::Left,
+        };
         let line = locked.line();
         let ticket = match tx.ticket(drop, user).await? {
             Some(ticket) if TicketState::parse(&ticket.state).is_some_and(TicketState::in_line) => {
-                tx.leave(ticket.id).await?
+                tx.leave(ticket.id, out).await?
             }
             Some(ticket) => {
                 tx.rollback().await?;
@@ -463,23 +591,10 @@ where
 
     async fn line_up(&self, drop: DropId) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let locked = match tx.lock_drop(drop).await? {
-            Some(locked)
-                if locked.mode() == SaleMode::Queue
-                    && locked.started()
-                    && locked.lined_up_at.is_none() =>
-            {
-                locked
-            }
-            _ => {
-                tx.rollback().await?;
-                return Ok(false);
-            }
+        let Some(locked) = put_in_order(&mut tx, drop, SaleMode::Queue).await? else {
+            tx.rollback().await?;
+            return Ok(false);
         };
-        let seed = tx.seed(drop).await?.unwrap_or_default();
-        let places = rules::line_up(&seed, locked.starts_at, &tx.unplaced(drop).await?);
-        tx.set_places(&places).await?;
-        tx.mark_lined_up(drop).await?;
         let line = QueueLine {
             live: true,
             ..locked.line()
@@ -510,13 +625,14 @@ where
             }
         };
         let lapsed = tx.lapse(drop).await?;
-        let (unused, holds) = tx.counts(drop).await?;
+        let (unused, holds, _) = tx.counts(drop).await?;
         let since_ms = locked.admitted_at.map(|at| locked.now - at);
         let decision = rule.pass(locked.available_stock, unused, holds, since_ms);
         let closed = decision == Admission::Close;
         let admitted = match decision {
             Admission::Close => {
-                tx.close(drop).await?;
+                let open = [TicketState::Waiting, TicketState::Admitted];
+                tx.close(drop, open, TicketState::Closed).await?;
                 Vec::new()
             }
             Admission::Admit(0) => Vec::new(),
@@ -556,4 +672,132 @@ where
         tx.commit(events).await?;
         Ok(pass)
     }
+
+    async fn draw(&self, drop: DropId, claim: Duration) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(locked) = put_in_order(&mut tx, drop, SaleMode::Draw).await? else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let winners = tx
+            .win(drop, TicketState::Entered, locked.available_stock)
+            .await?;
+        let won = i64::try_from(winners.len()).unwrap_or(i64::MAX);
+        tx.waitlist(drop, won).await?;
+        let mut events = give_units(&mut tx, drop, &winners, claim).await?;
+        let line = QueueLine {
+            live: true,
+            served_through: won,
+            ..locked.line()
+        };
+        tx.note_pass(drop, 0, won).await?;
+        events.extend(
+            tx.placed(drop)
+                .await?
+                .iter()
+                .map(|ticket| ticket_event(ticket, &line, locked.now)),
+        );
+        events.push(line_event(drop, line, locked.now));
+        tx.commit(events).await?;
+        Ok(true)
+    }
+
+    async fn hand_on(&self, drop: DropId, claim: Duration) -> Result<HandOnPass, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let locked = match tx.lock_drop(drop).await? {
+            Some(locked)
+                if locked.mode() == SaleMode::Draw
+                    && locked.lined_up_at.is_some()
+                    && locked.closed_at.is_none() =>
+            {
+                locked
+            }
+            _ => {
+                tx.rollback().await?;
+                return Ok(HandOnPass::default());
+            }
+        };
+        let (_, holds, waitlisted) = tx.counts(drop).await?;
+        let (handed, closed) = match rules::hand_on(locked.available_stock, holds, waitlisted) {
+            HandOn::Give(0) => {
+                tx.rollback().await?;
+                return Ok(HandOnPass::default());
+            }
+            HandOn::Give(n) => (tx.win(drop, TicketState::Waitlisted, n).await?, false),
+            HandOn::Close => {
+                let open = [TicketState::Entered, TicketState::Waitlisted];
+                tx.close(drop, open, TicketState::Lost).await?;
+                (Vec::new(), true)
+            }
+        };
+        let mut events = give_units(&mut tx, drop, &handed, claim).await?;
+        let line = QueueLine {
+            served_through: handed
+                .iter()
+                .filter_map(|ticket| ticket.place)
+                .fold(locked.served_through, i64::max),
+            closed,
+            ..locked.line()
+        };
+        tx.note_pass(drop, 0, line.served_through).await?;
+        events.extend(
+            handed
+                .iter()
+                .map(|ticket| ticket_event(ticket, &line, locked.now)),
+        );
+        events.push(line_event(drop, line, locked.now));
+        tx.commit(events).await?;
+        Ok(HandOnPass {
+            handed_on: handed.len(),
+            closed,
+        })
+    }
+}
+
+/// Go-live's first steps, done once: under the drop's lock, when a drop sold as `mode` has
+/// started and is not in order yet, gives every unplaced ticket its place (a queue's lobby by
+/// [`rules::line_up`], a draw's entries by [`rules::draw_order`]) and notes that it is in
+/// order. Answers the drop as the lock found it, or `None` when it was not due.
+async fn put_in_order<T: WriteTx + QueueTx>(
+    tx: &mut T,
+    drop: DropId,
+    mode: SaleMode,
+) -> Result<Option<LockedDrop>, sqlx::Error> {
+    let locked = match tx.lock_drop(drop).await? {
+        Some(locked)
+            if locked.mode() == mode && locked.started() && locked.lined_up_at.is_none() =>
+        {
+            locked
+        }
+        _ => return Ok(None),
+    };
+    let seed = tx.seed(drop).await?.unwrap_or_default();
+    let unplaced = tx.unplaced(drop).await?;
+    let places = match mode {
+        SaleMode::Draw => rules::draw_order(&seed, &unplaced),
+        _ => rules::line_up(&seed, locked.starts_at, &unplaced),
+    };
+    tx.set_places(&places).await?;
+    tx.mark_lined_up(drop).await?;
+    Ok(Some(locked))
+}
+
+/// Gives each of a draw's new winners a hold until now + `claim`, taking its unit from stock
+/// in the same transaction; answers the events that say so (each winner's hold, the stock).
+async fn give_units<T: WriteTx>(
+    tx: &mut T,
+    drop: DropId,
+    winners: &[TicketRow],
+    claim: Duration,
+) -> Result<Vec<Envelope>, sqlx::Error> {
+    if winners.is_empty() {
+        return Ok(Vec::new());
+    }
+    let users: Vec<UserId> = winners.iter().map(|ticket| ticket.user_id).collect();
+    let holds = tx.insert_holds(drop, &users, claim).await?;
+    let taken = i64::try_from(holds.len()).unwrap_or(i64::MAX);
+    let after = tx.add_stock(drop, -taken).await?.into_drop(Vec::new());
+    let mut events = vec![stock_event(&after)];
+    events.extend(holds.iter().map(hold_event));
+    Ok(events)
 }

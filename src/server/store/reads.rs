@@ -120,15 +120,24 @@ macro_rules! reads {
 
         async fn queues_due(
             &self,
-        ) -> Result<Vec<($crate::model::DropId, bool)>, $crate::server::store::StoreError> {
-            Ok(sqlx::query_as(concat!(
-                "SELECT id, lined_up_at IS NOT NULL FROM drops \
-                 WHERE sale_mode = 'queue' AND closed_at IS NULL AND starts_at <= ",
+        ) -> Result<
+            Vec<($crate::model::DropId, $crate::model::SaleMode, bool)>,
+            $crate::server::store::StoreError,
+        > {
+            let rows: Vec<($crate::model::DropId, String, bool)> = sqlx::query_as(concat!(
+                "SELECT id, sale_mode, lined_up_at IS NOT NULL FROM drops \
+                 WHERE sale_mode IN ('queue', 'draw') AND closed_at IS NULL AND starts_at <= ",
                 $($now)+,
                 " ORDER BY id"
             ))
             .fetch_all(&self.pool)
-            .await?)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, mode, lined_up)| {
+                    (id, $crate::model::SaleMode::parse(&mode).unwrap_or_default(), lined_up)
+                })
+                .collect())
         }
 
         async fn ticket(
@@ -184,7 +193,7 @@ macro_rules! reads {
             .await?;
             let drop_row = row.ok_or(StoreError::Refused(ErrorCode::DropNotFound))?;
             let tickets: Vec<$crate::server::store::AuditRow> = sqlx::query_as(
-                "SELECT public_id, joined_at, place FROM tickets \
+                "SELECT public_id, joined_at, place, won_at FROM tickets \
                  WHERE drop_id = $1 AND place IS NOT NULL ORDER BY place",
             )
             .bind(drop)

@@ -21,7 +21,7 @@ use super::{
     DropRow, PurchaseRow, PurchaserRow, ReservationRow, Seed, StoreError, TicketRow,
 };
 use crate::{
-    model::{DropId, NewDrop, Purchaser, ReservationId, UserId},
+    model::{DropId, NewDrop, Purchaser, ReservationId, TicketState, UserId},
     server::{
         events::{Envelope, EventBus},
         rules::{BuyerCheck, HoldCheck, LockedDrop},
@@ -278,7 +278,7 @@ impl WriteTx for SqliteTx {
         .bind(new.max_per_user.unwrap_or(1))
         .bind(new.starts_at.map(|t| t.timestamp_millis()))
         .bind(new.sale_mode.unwrap_or_default().as_str())
-        .bind(new.queue_opens_at.map(|t| t.timestamp_millis()))
+        .bind(new.opens_at().map(|t| t.timestamp_millis()))
         .bind(seed.map(|s| s.hex.as_str()))
         .bind(seed.map(|s| s.sha256.as_str()))
         .fetch_one(&mut *self.tx)
@@ -305,6 +305,7 @@ impl WriteTx for SqliteTx {
         &mut self,
         drop: DropId,
         tickets: &[NewTicket],
+        state: TicketState,
     ) -> Result<Vec<TicketRow>, sqlx::Error> {
         // The rows travel as one JSON array of objects.
         let rows = serde_json::to_string(tickets).expect("tickets serialize");
@@ -312,11 +313,12 @@ impl WriteTx for SqliteTx {
             "INSERT INTO tickets (public_id, drop_id, user_id, joined_at, place, state) \
              SELECT t.value ->> 'public_id', $1, t.value ->> 'user_id', ",
             now_ms!(),
-            ", t.value ->> 'place', 'waiting' FROM json_each($2) AS t ORDER BY t.key RETURNING ",
+            ", t.value ->> 'place', $3 FROM json_each($2) AS t ORDER BY t.key RETURNING ",
             ticket_columns!()
         ))
         .bind(drop)
         .bind(rows)
+        .bind(state.as_str())
         .fetch_all(&mut *self.tx)
         .await
     }

@@ -20,7 +20,7 @@ use super::{
 use crate::{
     model::{
         DropId, ErrorCode, LiveEvent, NewDrop, ProductDrop, Purchase, Purchaser, Reservation,
-        ReservationId, SaleMode, UserId,
+        ReservationId, SaleMode, TicketState, UserId,
     },
     server::{
         events::Envelope,
@@ -113,11 +113,13 @@ pub(crate) trait WriteTx: Send + Sized {
         drop: DropId,
         users: &[UserId],
     ) -> Result<Vec<TicketRow>, sqlx::Error>;
-    /// New waiting tickets of the drop, in one statement.
+    /// New tickets of the drop in `state` (waiting in a queue, entered in a draw), in one
+    /// statement.
     async fn insert_tickets(
         &mut self,
         drop: DropId,
         tickets: &[NewTicket],
+        state: TicketState,
     ) -> Result<Vec<TicketRow>, sqlx::Error>;
     /// Gives tickets their places in line: (ticket row id, place).
     async fn set_places(&mut self, places: &[(i64, i64)]) -> Result<(), sqlx::Error>;
@@ -251,14 +253,7 @@ impl<D: Dialect> Writes for D {
         // Every tab of each buyer learns of their new hold, not just the one that asked.
         let mut events = Vec::with_capacity(inserted.len() + 1);
         events.push(stock_event(&after));
-        events.extend(inserted.iter().map(|row| {
-            Envelope::private(
-                row.user_id,
-                LiveEvent::HoldCreated {
-                    reservation: Reservation::from(row),
-                },
-            )
-        }));
+        events.extend(inserted.iter().map(hold_event));
         if let Some(queue) = locked.as_ref().filter(|d| d.mode() == SaleMode::Queue) {
             // A queue's buyer reserves once per turn.
             let holders: Vec<UserId> = inserted.iter().map(|row| row.user_id).collect();
@@ -351,9 +346,9 @@ impl<D: Dialect> Writes for D {
     }
 }
 
-/// The seed a new drop needs: a queue's orders its lobby at go-live.
+/// The seed a new drop needs: a queue's orders its lobby at go-live, a draw's its entries.
 fn seed_for(new: &NewDrop) -> Option<Seed> {
-    (new.sale_mode == Some(SaleMode::Queue)).then(Seed::draw)
+    matches!(new.sale_mode, Some(SaleMode::Queue | SaleMode::Draw)).then(Seed::draw)
 }
 
 /// The drop of the caller's hold, read before any lock is taken; a missing hold or someone
@@ -415,8 +410,18 @@ fn batch_outcomes(
         .collect()
 }
 
+/// The owner-only notice of a new hold, for every tab of the buyer.
+pub(super) fn hold_event(hold: &ReservationRow) -> Envelope {
+    Envelope::private(
+        hold.user_id,
+        LiveEvent::HoldCreated {
+            reservation: Reservation::from(hold),
+        },
+    )
+}
+
 /// The public stock event for a drop as it stands.
-fn stock_event(drop: &ProductDrop) -> Envelope {
+pub(super) fn stock_event(drop: &ProductDrop) -> Envelope {
     Envelope::public(LiveEvent::StockUpdated {
         drop_id: drop.id,
         available: drop.available_stock,
