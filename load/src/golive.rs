@@ -139,13 +139,15 @@ struct Seen {
 /// Opens every screen, fills the lobby, goes live, and measures until every unit is held.
 pub async fn run(setup: Setup<'_>) -> Result<GoLive> {
     let buyers = setup.buyers.len();
-    // Each screen is a descriptor here and one in the server, whose limit is this one's.
-    let files = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft);
-    let screens = buyers.min(files.saturating_sub(SPARE_FILES) as usize);
+    let screens = screens_for(buyers);
     let stop = CancellationToken::new();
     let (turns, admitted) = mpsc::unbounded_channel::<usize>();
     let connect_started = Instant::now();
-    let screens = open_screens(&setup.buyers[..screens], setup.addr, turns, &stop).await?;
+    let addr = setup.addr;
+    let screens = open_screens(&setup.buyers[..screens], &stop, |i, cookie, ready, gate| {
+        screen(addr, i, cookie, ready, gate, turns.clone(), stop.clone())
+    })
+    .await?;
     let connect_time = connect_started.elapsed();
 
     let starts_at = Utc::now()
@@ -243,28 +245,29 @@ pub async fn run(setup: Setup<'_>) -> Result<GoLive> {
     })
 }
 
-/// One socket for each of these buyers (the first of the pool), each read until `stop`;
-/// answers once every one has its snapshot.
-async fn open_screens(
+/// How many of `buyers` can have a screen open: each is a descriptor here and one in the
+/// server, whose open-files limit is this one's.
+pub fn screens_for(buyers: usize) -> usize {
+    let files = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft);
+    buyers.min(files.saturating_sub(SPARE_FILES) as usize)
+}
+
+/// One screen for each of these buyers (the first of the pool), each `screen(index, cookie,
+/// ready, gate)`; answers their handles once every one has read its snapshot.
+pub async fn open_screens<T, F, Fut>(
     buyers: &[String],
-    addr: SocketAddr,
-    turns: mpsc::UnboundedSender<usize>,
     stop: &CancellationToken,
-) -> Result<Vec<tokio::task::JoinHandle<Seen>>> {
+    screen: F,
+) -> Result<Vec<tokio::task::JoinHandle<T>>>
+where
+    F: Fn(usize, String, mpsc::Sender<Result<()>>, Arc<Semaphore>) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
     let gate = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
     let (ready_tx, mut ready) = mpsc::channel(buyers.len().max(1));
     let screens: Vec<_> = (0..buyers.len())
-        .map(|i| {
-            tokio::spawn(screen(
-                addr,
-                i,
-                buyers[i].clone(),
-                ready_tx.clone(),
-                gate.clone(),
-                turns.clone(),
-                stop.clone(),
-            ))
-        })
+        .map(|i| tokio::spawn(screen(i, buyers[i].clone(), ready_tx.clone(), gate.clone())))
         .collect();
     drop(ready_tx);
     for _ in 0..buyers.len() {
@@ -280,18 +283,17 @@ async fn open_screens(
     Ok(screens)
 }
 
-/// One buyer's dashboard: connects with their session, then notes every place update and hands
-/// their turn to the reservers.
-async fn screen(
+/// One buyer's dashboard: connects with their session (at most `gate`'s permits handshake at
+/// once), says so on `ready` once its snapshot is read, then hands every text frame with the
+/// moment it was read (µs since the epoch) to `frame`, until `stop`.
+pub async fn watch(
     addr: SocketAddr,
-    buyer: usize,
     cookie: String,
     ready: mpsc::Sender<Result<()>>,
     gate: Arc<Semaphore>,
-    turns: mpsc::UnboundedSender<usize>,
     stop: CancellationToken,
-) -> Seen {
-    let mut seen = Seen::default();
+    mut frame: impl FnMut(&str, i64),
+) {
     let permit = gate.acquire_owned().await;
     let request = format!("ws://{addr}/ws")
         .into_client_request()
@@ -311,16 +313,15 @@ async fn screen(
         Ok((ws, _)) => ws,
         Err(error) => {
             let _ = ready.send(Err(error)).await;
-            return seen;
+            return;
         }
     };
     if let Err(error) = fanout::snapshot_read(&mut ws).await {
         let _ = ready.send(Err(error)).await;
-        return seen;
+        return;
     }
     drop(permit);
     let _ = ready.send(Ok(())).await;
-    let mut waiting = false;
     loop {
         let text = tokio::select! {
             () = stop.cancelled() => break,
@@ -330,13 +331,30 @@ async fn screen(
                 _ => break,
             },
         };
-        let read_at = now_micros();
+        frame(text.as_str(), now_micros());
+    }
+}
+
+/// One waiting buyer's screen: notes every place update and hands their turn to the
+/// reservers.
+async fn screen(
+    addr: SocketAddr,
+    buyer: usize,
+    cookie: String,
+    ready: mpsc::Sender<Result<()>>,
+    gate: Arc<Semaphore>,
+    turns: mpsc::UnboundedSender<usize>,
+    stop: CancellationToken,
+) -> Seen {
+    let mut seen = Seen::default();
+    let mut waiting = false;
+    watch(addr, cookie, ready, gate, stop, |text, read_at| {
         // Stock moves on every screen; only the queue's own frames matter here.
         if !text.contains("\"TICKET_UPDATED\"") && !text.contains("\"QUEUE_MOVED\"") {
-            continue;
+            return;
         }
-        let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) else {
-            continue;
+        let Ok(frame) = serde_json::from_str::<Frame>(text) else {
+            return;
         };
         let delivery = frame
             .at
@@ -358,7 +376,8 @@ async fn screen(
             }
             _ => {}
         }
-    }
+    })
+    .await;
     seen
 }
 

@@ -13,6 +13,7 @@
 mod api;
 mod audit;
 mod cpu;
+mod draw;
 mod expiry;
 mod fanout;
 mod golive;
@@ -65,7 +66,7 @@ usage: dropline-load [options]   (run from the repository root, after `make buil
   --postgres URL        PostgreSQL admin URL; a database is created and dropped there
                         [$DROPLINE_BENCH_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres]
   --databases LIST      sqlite,postgres                   [sqlite,postgres]
-  --only LIST           hot,fanout,expiry,golive,page     [all]
+  --only LIST           hot,fanout,expiry,golive,draw,page [all]
   --seconds N           measured seconds per hot-drop and fan-out run [5]
   --buyers N            buyers signed in first per database; more are signed in when a
                         hot-drop run needs them (one per reserve) [20000]
@@ -77,10 +78,12 @@ usage: dropline-load [options]   (run from the repository root, after `make buil
   --holds N             holds in the expiry run            [10000]
   --ttl N               hold time in the expiry run, seconds [15]
   --units N             units of the go-live queue drop (every buyer joins its lobby) [500]
-  --lobby N             seconds the go-live lobby is open before go-live [15]";
+  --lobby N             seconds the go-live lobby is open before go-live [15]
+  --entries N           entries in the draw (a draw drop of --units units) [100000]
+  --draw-window N       seconds entries are open before the draw [60]";
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [&str; 5] = ["hot", "fanout", "expiry", "golive", "page"];
+const SCENARIOS: [&str; 6] = ["hot", "fanout", "expiry", "golive", "draw", "page"];
 
 /// What to run, from the command line.
 pub struct Options {
@@ -101,6 +104,8 @@ pub struct Options {
     pub ttl: u64,
     pub units: u64,
     pub lobby: u64,
+    pub entries: usize,
+    pub draw_window: u64,
 }
 
 impl Options {
@@ -124,6 +129,8 @@ impl Options {
             ttl: 15,
             units: 500,
             lobby: 15,
+            entries: 100_000,
+            draw_window: 60,
         };
         let mut args = args.peekable();
         while let Some(flag) = args.next() {
@@ -180,6 +187,8 @@ impl Options {
                 "--ttl" => o.ttl = number(&value)?,
                 "--units" => o.units = number(&value)?,
                 "--lobby" => o.lobby = number(&value)?,
+                "--entries" => o.entries = number(&value)? as usize,
+                "--draw-window" => o.draw_window = number(&value)?,
                 other => return Err(format!("unknown option {other}\n{USAGE}")),
             }
         }
@@ -523,6 +532,44 @@ async fn run_scenarios(
             result.over_admitted,
         );
         report.golive.push(report::GoLiveRow { db, result });
+        server.stop().await?;
+    }
+
+    if options.runs("draw") {
+        let server = Server::start(Launch {
+            binary: &options.server,
+            site: &options.site,
+            database,
+            label: &format!("{key}-draw"),
+            work,
+            ttl_seconds: 60,
+            seed_demo: false,
+            env: &[],
+        })
+        .await?;
+        let pool = ensure_buyers(&mut buyers, &server, options.entries, db, report).await?;
+        let result = draw::run(draw::Setup {
+            db,
+            db_url: &database.url,
+            addr: server.addr,
+            parties: database.parties(&server),
+            buyers: Arc::new(pool[..options.entries.min(pool.len())].to_vec()),
+            units: options.units as i64,
+            entries_for: Duration::from_secs(options.draw_window),
+        })
+        .await?;
+        eprintln!(
+            "draw {}: {:.0} entries/s, every winner held after {}, told p99 {:.1} ms, {} never told",
+            db.name(),
+            result.entries_per_second,
+            result.all_held_after.map_or_else(
+                || "never".to_string(),
+                |d| format!("{:.2} s", d.as_secs_f64())
+            ),
+            result.told.value_at_quantile(0.99) as f64 / 1000.0,
+            result.never_told,
+        );
+        report.draw.push(report::DrawRow { db, result });
         server.stop().await?;
     }
     Ok(())

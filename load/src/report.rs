@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     api::Route,
+    draw::Draw,
     expiry::Expiry,
     fanout::Fanout,
     golive::GoLive,
@@ -41,6 +42,10 @@ const TARGET_ALL_HELD_S: f64 = 5.0;
 const TARGET_PLACE_P99_MS: f64 = 1_000.0;
 /// WASM + JS + CSS as sent, bytes (100 KB, with KB = 1,000 bytes).
 const TARGET_CODE_SENT: u64 = 100_000;
+/// Issue 16: every winner of a 100,000-entry draw holds a unit this soon after the draw.
+const TARGET_DRAW_HELD_S: f64 = 2.0;
+/// Issue 16: every entrant's screen is told the result this soon after the draw (p99).
+const TARGET_DRAW_TOLD_P99_MS: f64 = 2_000.0;
 /// The dashboard's HTML, as sent.
 const TARGET_HTML_SENT: u64 = 10_000;
 /// Median time to a working Reserve button on a throttled phone.
@@ -119,6 +124,12 @@ pub struct ExpiryRow {
 pub struct GoLiveRow {
     pub db: Db,
     pub result: GoLive,
+}
+
+/// One draw row.
+pub struct DrawRow {
+    pub db: Db,
+    pub result: Draw,
 }
 
 /// The box the numbers come from.
@@ -226,6 +237,7 @@ pub struct Report {
     pub fanout: Vec<FanoutRow>,
     pub expiry: Vec<ExpiryRow>,
     pub golive: Vec<GoLiveRow>,
+    pub draw: Vec<DrawRow>,
     pub page: Option<PageReport>,
     /// (database, buyers, sign-ins per second).
     pub sign_in: Vec<(Db, usize, f64)>,
@@ -267,6 +279,7 @@ impl Report {
             fanout: Vec::new(),
             expiry: Vec::new(),
             golive: Vec::new(),
+            draw: Vec::new(),
             page: None,
             sign_in: Vec::new(),
             failures: Vec::new(),
@@ -344,6 +357,7 @@ impl Report {
         self.render_fanout(&mut out);
         self.render_expiry(&mut out);
         self.render_golive(&mut out);
+        self.render_draw(&mut out);
         self.render_page(&mut out);
         if !self.failures.is_empty() {
             let _ = writeln!(out, "## Runs that failed\n");
@@ -495,6 +509,32 @@ impl Report {
                     format!("met ({} samples)", thousands(g.samples as f64))
                 }
                 Some(g) => format!("**MISSED**: {} over the rule", g.over_admitted),
+                None => "not measured".into(),
+            },
+        );
+        let draw = |db: Db| self.draw.iter().find(|r| r.db == db).map(|r| &r.result);
+        row(
+            out,
+            "draw of 100,000 entries: every winner holds a unit ≤ 2 s after the draw",
+            &|db| match draw(db) {
+                Some(d) => match d.all_held_after {
+                    Some(after) => at_most(after.as_secs_f64(), TARGET_DRAW_HELD_S, " s"),
+                    None => format!("**MISSED**: {} of {} held", d.holds, d.units),
+                },
+                None => "not measured".into(),
+            },
+        );
+        row(
+            out,
+            "draw: every entrant's screen told the result, p99 ≤ 2 s",
+            &|db| match draw(db) {
+                Some(d) => {
+                    let p99 = d.told.value_at_quantile(0.99) as f64 / 1000.0;
+                    match d.never_told {
+                        0 => at_most(p99, TARGET_DRAW_TOLD_P99_MS, " ms"),
+                        n => format!("**MISSED**: {n} screens never told"),
+                    }
+                }
                 None => "not measured".into(),
             },
         );
@@ -806,6 +846,53 @@ impl Report {
                 r.kib_per_connection,
                 r.connect_time.as_secs_f64(),
                 cpu(&r.cpu)
+            );
+        }
+        out.push('\n');
+    }
+
+    fn render_draw(&self, out: &mut String) {
+        if self.draw.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "## Draw
+
+             Every buyer of the pool enters a draw drop over 256 connections while its entries              are open; the buyers with the dashboard open (one `/ws` each, with their session:              as many as the open-files limit lets the generator and the server both hold) wait              for their result. At `starts_at` the server draws: it reveals the seed, orders the              entries, gives each winner a hold and puts the rest on the waitlist, in one              transaction. *Every winner holding* runs from `starts_at` to the moment the              database (polled every 10 ms) shows every winner's hold. *Told* runs from              `starts_at` to the moment each open screen has read its own `TICKET_UPDATED`              (`won` or `waitlisted`), on the same machine's clock; a screen never told counts as              60 s. Settings as shipped (`queue_tick_ms` 200: the draw starts within one tick of              its time).
+
+             | database | entries (screens open) | units | entries/s | every winner holding after | told p50 / p99 / max ms | never told | winners told | oversell | CPU srv/pg/gen/other |
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+        );
+        for row in &self.draw {
+            let d = &row.result;
+            let oversell = if d.audit.oversold() == 0 && d.audit.balanced() {
+                "0 ✓".to_string()
+            } else {
+                format!("**{} oversold**", d.audit.oversold())
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} ({}) | {} | {} | {} | {:.1} / {:.1} / {:.1} | {} | {} | {} | {} |",
+                row.db.name(),
+                thousands(d.entries as f64),
+                thousands(d.screens as f64),
+                d.units,
+                match d.entries_refused {
+                    0 => thousands(d.entries_per_second),
+                    n => format!("{} (**{n} not 201**)", thousands(d.entries_per_second)),
+                },
+                d.all_held_after.map_or_else(
+                    || format!("never ({} held)", d.holds),
+                    |after| format!("{:.2} s", after.as_secs_f64())
+                ),
+                d.told.value_at_quantile(0.5) as f64 / 1000.0,
+                d.told.value_at_quantile(0.99) as f64 / 1000.0,
+                d.told.max() as f64 / 1000.0,
+                d.never_told,
+                d.winners_told,
+                oversell,
+                cpu(&d.cpu)
             );
         }
         out.push('\n');

@@ -1,0 +1,270 @@
+//! A draw: every buyer of the pool enters a draw drop over 256 connections; those with the
+//! dashboard open (a socket each, as many as the open-files limit lets both processes hold)
+//! wait to be told the result. At `starts_at` the server draws.
+//!
+//! Measured: entries per second; from the draw instant (`starts_at`) to every winner holding a
+//! unit (the database polled every 10 ms from that instant: the holds are committed with the
+//! result, so all or none are there); from the draw instant to each open screen reading its
+//! own result (`TICKET_UPDATED` with `won` or `waitlisted`, on the same machine's clock), a
+//! screen never told counting as [`PATIENCE`]; and the oversell audit.
+
+use std::{
+    net::SocketAddr,
+    str::FromStr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use hdrhistogram::Histogram;
+use hyper::{header::COOKIE, Method, StatusCode};
+use serde_json::json;
+use sqlx::{postgres::PgPoolOptions, sqlite::SqliteConnectOptions, ConnectOptions, Connection};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::{self, Conn},
+    audit, cpu, golive,
+    hot::new_histogram,
+    server::{Db, ADMIN_TOKEN},
+    BenchError, Result,
+};
+
+/// Connections that send the entries.
+const ENTRANTS: usize = 256;
+/// How long after the draw instant the run waits for the winners and the screens.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// One row of the draw table.
+pub struct Draw {
+    pub entries: usize,
+    /// Entrants with the dashboard open.
+    pub screens: usize,
+    pub units: i64,
+    pub entries_per_second: f64,
+    /// Entries not answered 201.
+    pub entries_refused: usize,
+    /// From `starts_at` to every winner's hold committed; `None` when not within [`PATIENCE`].
+    pub all_held_after: Option<Duration>,
+    /// From `starts_at` to each screen reading its result, µs.
+    pub told: Histogram<u64>,
+    /// Screens never told within [`PATIENCE`] (counted in `told` as that long).
+    pub never_told: usize,
+    /// Screens told they won; holds in the database.
+    pub winners_told: usize,
+    pub holds: i64,
+    pub audit: audit::Audit,
+    pub cpu: cpu::Share,
+}
+
+/// What a draw run needs.
+pub struct Setup<'a> {
+    pub db: Db,
+    pub db_url: &'a str,
+    pub addr: SocketAddr,
+    pub parties: cpu::Parties,
+    /// Signed-in buyers; every one of them enters.
+    pub buyers: Arc<Vec<String>>,
+    pub units: i64,
+    /// How long entries are open before the draw (the entries must fit in it).
+    pub entries_for: Duration,
+}
+
+/// What one screen read: its result and when (µs since the epoch).
+#[derive(Default)]
+struct Outcome {
+    told_at: Option<i64>,
+    won: bool,
+}
+
+/// Opens the screens, takes every entry, waits for the draw, and measures until every winner
+/// holds and every screen is told (or [`PATIENCE`] runs out).
+pub async fn run(setup: Setup<'_>) -> Result<Draw> {
+    let entries = setup.buyers.len();
+    let stop = CancellationToken::new();
+    let addr = setup.addr;
+    let told_so_far = Arc::new(AtomicUsize::new(0));
+    let screens = golive::open_screens(
+        &setup.buyers[..golive::screens_for(entries)],
+        &stop,
+        |_, cookie, ready, gate| {
+            let (stop, told_so_far) = (stop.clone(), told_so_far.clone());
+            async move {
+                let mut result = Outcome::default();
+                golive::watch(addr, cookie, ready, gate, stop, |text, read_at| {
+                    if result.told_at.is_some() || !text.contains("\"TICKET_UPDATED\"") {
+                        return;
+                    }
+                    let won = text.contains("\"state\":\"won\"");
+                    if won || text.contains("\"state\":\"waitlisted\"") {
+                        result = Outcome {
+                            told_at: Some(read_at),
+                            won,
+                        };
+                        told_so_far.fetch_add(1, Ordering::AcqRel);
+                    }
+                })
+                .await;
+                result
+            }
+        },
+    )
+    .await?;
+
+    let starts_at = Utc::now()
+        + chrono::Duration::from_std(setup.entries_for)
+            .map_err(|e| BenchError::Unexpected(e.to_string()))?;
+    let drop = api::post_drop(
+        addr,
+        ADMIN_TOKEN,
+        &json!({
+            "name": format!("Draw ({} units)", setup.units),
+            "price_cents": 18_000,
+            "total_stock": setup.units,
+            "sale_mode": "draw",
+            "starts_at": starts_at,
+        }),
+    )
+    .await?;
+    let (entries_per_second, entries_refused) = enter_all(addr, drop, &setup.buyers).await?;
+    if Utc::now() >= starts_at {
+        return Err(BenchError::Unexpected(
+            "draw: the entries outlasted their window; give --lobby more seconds".into(),
+        ));
+    }
+    let until_draw = (starts_at - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(until_draw).await;
+    let first = cpu::Sample::take(&setup.parties);
+    let winners = setup.units.min(entries as i64);
+    let held_after = all_held(setup.db, setup.db_url, drop, winners, starts_at).await?;
+    let cpu = first.share_until(&cpu::Sample::take(&setup.parties));
+    // Every screen has until PATIENCE after the draw to hear its result.
+    let deadline = starts_at + chrono::Duration::from_std(PATIENCE).unwrap_or_default();
+    while Utc::now() < deadline && told_so_far.load(Ordering::Acquire) < screens.len() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    let opened = screens.len();
+    let mut told = new_histogram();
+    let (mut never_told, mut winners_told) = (0, 0);
+    let draw_micros = starts_at.timestamp_micros();
+    for screen in screens {
+        let result = screen.await?;
+        let after = match result.told_at {
+            Some(at) => (at - draw_micros).max(1) as u64,
+            None => {
+                never_told += 1;
+                PATIENCE.as_micros() as u64
+            }
+        };
+        told.saturating_record(after);
+        winners_told += usize::from(result.won);
+    }
+    let audit = audit::audit(setup.db, setup.db_url, addr, drop).await?;
+    Ok(Draw {
+        entries,
+        screens: opened,
+        units: setup.units,
+        entries_per_second,
+        entries_refused,
+        all_held_after: held_after,
+        told,
+        never_told,
+        winners_told,
+        holds: audit.active_holds,
+        audit,
+        cpu,
+    })
+}
+
+/// Every buyer enters, over [`ENTRANTS`] connections; answers entries/s and how many were
+/// not answered 201.
+async fn enter_all(addr: SocketAddr, drop: i64, buyers: &Arc<Vec<String>>) -> Result<(f64, usize)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..ENTRANTS.min(buyers.len()).max(1) {
+        let (next, buyers) = (next.clone(), buyers.clone());
+        let mut conn = Conn::open(addr).await?;
+        tasks.push(tokio::spawn(async move {
+            let path = format!("/api/v1/drops/{drop}/entry");
+            let mut refused = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(cookie) = buyers.get(i) else {
+                    return Ok::<_, BenchError>(refused);
+                };
+                let reply = conn
+                    .call(Method::POST, &path, &[(COOKIE, cookie)], None)
+                    .await?;
+                if reply.status != StatusCode::CREATED {
+                    refused += 1;
+                }
+            }
+        }));
+    }
+    let mut refused = 0;
+    for task in tasks {
+        refused += task.await??;
+    }
+    Ok((
+        buyers.len() as f64 / started.elapsed().as_secs_f64(),
+        refused,
+    ))
+}
+
+/// Polls the database every 10 ms from the draw instant until the drop has `winners` live
+/// holds; answers how long after `starts_at` it saw them (`None` past [`PATIENCE`]).
+async fn all_held(
+    db: Db,
+    url: &str,
+    drop: i64,
+    winners: i64,
+    starts_at: DateTime<Utc>,
+) -> Result<Option<Duration>> {
+    const HOLDS: &str =
+        "SELECT COUNT(*) FROM reservations WHERE drop_id = $1 AND status = 'ACTIVE'";
+    let deadline = Instant::now() + PATIENCE;
+    let seen = |count: i64| {
+        (count >= winners).then(|| (Utc::now() - starts_at).to_std().unwrap_or_default())
+    };
+    match db {
+        Db::Sqlite => {
+            let mut conn = SqliteConnectOptions::from_str(url)?
+                .read_only(true)
+                .connect()
+                .await?;
+            while Instant::now() < deadline {
+                let count: i64 = sqlx::query_scalar(HOLDS)
+                    .bind(drop)
+                    .fetch_one(&mut conn)
+                    .await?;
+                if let Some(after) = seen(count) {
+                    conn.close().await?;
+                    return Ok(Some(after));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            conn.close().await?;
+        }
+        Db::Postgres => {
+            let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
+            while Instant::now() < deadline {
+                let count: i64 = sqlx::query_scalar(HOLDS)
+                    .bind(drop)
+                    .fetch_one(&pool)
+                    .await?;
+                if let Some(after) = seen(count) {
+                    pool.close().await;
+                    return Ok(Some(after));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            pool.close().await;
+        }
+    }
+    Ok(None)
+}
