@@ -857,11 +857,19 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "## Draw
-
-             Every buyer of the pool enters a draw drop over 256 connections while its entries              are open; the buyers with the dashboard open (one `/ws` each, with their session:              as many as the open-files limit lets the generator and the server both hold) wait              for their result. At `starts_at` the server draws: it reveals the seed, orders the              entries, gives each winner a hold and puts the rest on the waitlist, in one              transaction. *Every winner holding* runs from `starts_at` to the moment the              database (polled every 10 ms) shows every winner's hold. *Told* runs from              `starts_at` to the moment each open screen has read its own `TICKET_UPDATED`              (`won` or `waitlisted`), on the same machine's clock; a screen never told counts as              60 s. Settings as shipped (`queue_tick_ms` 200: the draw starts within one tick of              its time).
-
-             | database | entries (screens open) | units | entries/s | every winner holding after | told p50 / p99 / max ms | never told | winners told | oversell | CPU srv/pg/gen/other |
+            "## Draw\n\n\
+             Every buyer of the pool enters a draw drop over 256 connections while its entries \
+             are open; the buyers with the dashboard open (one `/ws` each, with their session: \
+             as many as the open-files limit lets the generator and the server both hold) wait \
+             for their result. At `starts_at` the server draws: it reveals the seed, orders the \
+             entries, gives each winner a hold and puts the rest on the waitlist, in one \
+             transaction. *Every winner holding* runs from `starts_at` to the moment the \
+             database (polled every 10 ms) shows every winner's hold. *Told* runs from \
+             `starts_at` to the moment each open screen has read its own `TICKET_UPDATED` \
+             (`won` or `waitlisted`), on the same machine's clock; a screen never told counts as \
+             60 s. Settings as shipped (`queue_tick_ms` 200: the draw starts within one tick of \
+             its time).\n\n\
+             | database | entries (screens open) | units | entries/s | every winner holding after | told p50 / p99 / max ms | never told | winners told | oversell | CPU srv/pg/gen/other |\n\
              | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
         );
         for row in &self.draw {

@@ -288,17 +288,26 @@ impl WriteTx for PgTx {
         .await
     }
 
-    async fn set_places(&mut self, places: &[(i64, i64)]) -> Result<(), sqlx::Error> {
+    async fn set_places(
+        &mut self,
+        places: &[(i64, i64)],
+        won_through: Option<i64>,
+    ) -> Result<Vec<TicketRow>, sqlx::Error> {
         let (ids, places): (Vec<i64>, Vec<i64>) = places.iter().copied().unzip();
-        sqlx::query(
-            "UPDATE tickets t SET place = p.place \
-             FROM unnest($1::bigint[], $2::bigint[]) AS p(id, place) WHERE t.id = p.id",
+        sqlx::query_as(
+            "UPDATE tickets t SET place = p.place, \
+               state = CASE WHEN $3::bigint IS NULL THEN t.state \
+                 WHEN p.place <= $3 THEN 'won' ELSE 'waitlisted' END, \
+               won_at = CASE WHEN p.place <= $3 THEN dropline_now_ms() END \
+             FROM unnest($1::bigint[], $2::bigint[]) AS p(id, place) WHERE t.id = p.id \
+             RETURNING t.id, t.public_id, t.drop_id, t.user_id, t.place, t.state, \
+               t.admitted_until",
         )
         .bind(ids)
         .bind(places)
-        .execute(&mut *self.0)
-        .await?;
-        Ok(())
+        .bind(won_through)
+        .fetch_all(&mut *self.0)
+        .await
     }
 
     async fn use_admissions(

@@ -52,8 +52,6 @@ pub(crate) trait QueueTx: Send {
     async fn seed(&mut self, drop: DropId) -> Result<Option<String>, sqlx::Error>;
     /// Notes that the line is in order.
     async fn mark_lined_up(&mut self, drop: DropId) -> Result<(), sqlx::Error>;
-    /// The drop's placed tickets.
-    async fn placed(&mut self, drop: DropId) -> Result<Vec<TicketRow>, sqlx::Error>;
     /// Admissions whose time ran out become lapsed.
     async fn lapse(&mut self, drop: DropId) -> Result<Vec<TicketRow>, sqlx::Error>;
     /// (admitted and unused, active holds, waitlisted).
@@ -65,15 +63,10 @@ pub(crate) trait QueueTx: Send {
         n: i64,
         ttl: Duration,
     ) -> Result<Vec<TicketRow>, sqlx::Error>;
-    /// A draw's next `n` entries in `from`, in the drawn order, win now.
-    async fn win(
-        &mut self,
-        drop: DropId,
-        from: TicketState,
-        n: i64,
-    ) -> Result<Vec<TicketRow>, sqlx::Error>;
-    /// The draw's entries not among the winners go on its waitlist; notes how many won.
-    async fn waitlist(&mut self, drop: DropId, winners: i64) -> Result<(), sqlx::Error>;
+    /// The next `n` entries on a draw's waitlist, in the drawn order, win now.
+    async fn win(&mut self, drop: DropId, n: i64) -> Result<Vec<TicketRow>, sqlx::Error>;
+    /// Notes how many entries won at the draw itself.
+    async fn note_winners(&mut self, drop: DropId, winners: i64) -> Result<(), sqlx::Error>;
     /// Over: every ticket still in one of `open` states takes state `to`, and the drop is
     /// closed.
     async fn close(
@@ -189,20 +182,6 @@ macro_rules! queue_steps {
                 Ok(())
             }
 
-            async fn placed(
-                &mut self,
-                drop: $crate::model::DropId,
-            ) -> Result<Vec<$crate::server::store::TicketRow>, sqlx::Error> {
-                sqlx::query_as(concat!(
-                    "SELECT ",
-                    $crate::server::store::ticket_columns!(),
-                    " FROM tickets WHERE drop_id = $1 AND place IS NOT NULL ORDER BY place"
-                ))
-                .bind(drop)
-                .fetch_all(&mut *self.$conn)
-                .await
-            }
-
             async fn lapse(
                 &mut self,
                 drop: $crate::model::DropId,
@@ -258,36 +237,26 @@ macro_rules! queue_steps {
             async fn win(
                 &mut self,
                 drop: $crate::model::DropId,
-                from: $crate::model::TicketState,
                 n: i64,
             ) -> Result<Vec<$crate::server::store::TicketRow>, sqlx::Error> {
                 sqlx::query_as(concat!(
                     "UPDATE tickets SET state = 'won', won_at = ",
                     $($now)+,
                     " WHERE id IN (SELECT id FROM tickets WHERE drop_id = $1 \
-                       AND state = $2 AND place IS NOT NULL ORDER BY place LIMIT $3) \
-                     RETURNING ",
+                       AND state = 'waitlisted' ORDER BY place LIMIT $2) RETURNING ",
                     $crate::server::store::ticket_columns!()
                 ))
                 .bind(drop)
-                .bind(from.as_str())
                 .bind(n)
                 .fetch_all(&mut *self.$conn)
                 .await
             }
 
-            async fn waitlist(
+            async fn note_winners(
                 &mut self,
                 drop: $crate::model::DropId,
                 winners: i64,
             ) -> Result<(), sqlx::Error> {
-                sqlx::query(
-                    "UPDATE tickets SET state = 'waitlisted' \
-                     WHERE drop_id = $1 AND state = 'entered' AND place IS NOT NULL",
-                )
-                .bind(drop)
-                .execute(&mut *self.$conn)
-                .await?;
                 sqlx::query("UPDATE drops SET winners_drawn = $2 WHERE id = $1")
                     .bind(drop)
                     .bind(winners)
@@ -591,7 +560,7 @@ where
 
     async fn line_up(&self, drop: DropId) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let Some(locked) = put_in_order(&mut tx, drop, SaleMode::Queue).await? else {
+        let Some((locked, placed)) = put_in_order(&mut tx, drop, SaleMode::Queue).await? else {
             tx.rollback().await?;
             return Ok(false);
         };
@@ -599,9 +568,7 @@ where
             live: true,
             ..locked.line()
         };
-        let mut events: Vec<Envelope> = tx
-            .placed(drop)
-            .await?
+        let mut events: Vec<Envelope> = placed
             .iter()
             .map(|ticket| ticket_event(ticket, &line, locked.now))
             .collect();
@@ -675,15 +642,17 @@ where
 
     async fn draw(&self, drop: DropId, claim: Duration) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let Some(locked) = put_in_order(&mut tx, drop, SaleMode::Draw).await? else {
+        let Some((locked, placed)) = put_in_order(&mut tx, drop, SaleMode::Draw).await? else {
             tx.rollback().await?;
             return Ok(false);
         };
-        let winners = tx
-            .win(drop, TicketState::Entered, locked.available_stock)
-            .await?;
+        let winners: Vec<TicketRow> = placed
+            .iter()
+            .filter(|ticket| ticket.state == TicketState::Won.as_str())
+            .cloned()
+            .collect();
         let won = i64::try_from(winners.len()).unwrap_or(i64::MAX);
-        tx.waitlist(drop, won).await?;
+        tx.note_winners(drop, won).await?;
         let mut events = give_units(&mut tx, drop, &winners, claim).await?;
         let line = QueueLine {
             live: true,
@@ -692,8 +661,7 @@ where
         };
         tx.note_pass(drop, 0, won).await?;
         events.extend(
-            tx.placed(drop)
-                .await?
+            placed
                 .iter()
                 .map(|ticket| ticket_event(ticket, &line, locked.now)),
         );
@@ -723,7 +691,7 @@ where
                 tx.rollback().await?;
                 return Ok(HandOnPass::default());
             }
-            HandOn::Give(n) => (tx.win(drop, TicketState::Waitlisted, n).await?, false),
+            HandOn::Give(n) => (tx.win(drop, n).await?, false),
             HandOn::Close => {
                 let open = [TicketState::Entered, TicketState::Waitlisted];
                 tx.close(drop, open, TicketState::Lost).await?;
@@ -756,13 +724,15 @@ where
 
 /// Go-live's first steps, done once: under the drop's lock, when a drop sold as `mode` has
 /// started and is not in order yet, gives every unplaced ticket its place (a queue's lobby by
-/// [`rules::line_up`], a draw's entries by [`rules::draw_order`]) and notes that it is in
-/// order. Answers the drop as the lock found it, or `None` when it was not due.
+/// [`rules::line_up`]; a draw's entries by [`rules::draw_order`], the first as many as there
+/// are units winning and the rest waitlisted, in the same statement) and notes that it is in
+/// order. Answers the drop as the lock found it with the tickets placed, or `None` when it was
+/// not due.
 async fn put_in_order<T: WriteTx + QueueTx>(
     tx: &mut T,
     drop: DropId,
     mode: SaleMode,
-) -> Result<Option<LockedDrop>, sqlx::Error> {
+) -> Result<Option<(LockedDrop, Vec<TicketRow>)>, sqlx::Error> {
     let locked = match tx.lock_drop(drop).await? {
         Some(locked)
             if locked.mode() == mode && locked.started() && locked.lined_up_at.is_none() =>
@@ -773,13 +743,17 @@ async fn put_in_order<T: WriteTx + QueueTx>(
     };
     let seed = tx.seed(drop).await?.unwrap_or_default();
     let unplaced = tx.unplaced(drop).await?;
-    let places = match mode {
-        SaleMode::Draw => rules::draw_order(&seed, &unplaced),
-        _ => rules::line_up(&seed, locked.starts_at, &unplaced),
+    let (places, won_through) = match mode {
+        SaleMode::Draw => {
+            let places = rules::draw_order(&seed, &unplaced);
+            let winners = locked.available_stock.min(places.len() as i64);
+            (places, Some(winners))
+        }
+        _ => (rules::line_up(&seed, locked.starts_at, &unplaced), None),
     };
-    tx.set_places(&places).await?;
+    let placed = tx.set_places(&places, won_through).await?;
     tx.mark_lined_up(drop).await?;
-    Ok(Some(locked))
+    Ok(Some((locked, placed)))
 }
 
 /// Gives each of a draw's new winners a hold until now + `claim`, taking its unit from stock

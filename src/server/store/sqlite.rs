@@ -323,17 +323,27 @@ impl WriteTx for SqliteTx {
         .await
     }
 
-    async fn set_places(&mut self, places: &[(i64, i64)]) -> Result<(), sqlx::Error> {
+    async fn set_places(
+        &mut self,
+        places: &[(i64, i64)],
+        won_through: Option<i64>,
+    ) -> Result<Vec<TicketRow>, sqlx::Error> {
         // The pairs travel as one JSON array of [id, place].
         let pairs = serde_json::to_string(places).expect("pairs serialize");
-        sqlx::query(
-            "UPDATE tickets SET place = p.value ->> 1 FROM json_each($1) AS p \
-             WHERE tickets.id = p.value ->> 0",
-        )
+        sqlx::query_as(concat!(
+            "UPDATE tickets SET place = p.value ->> 1, \
+               state = CASE WHEN $2 IS NULL THEN state \
+                 WHEN p.value ->> 1 <= $2 THEN 'won' ELSE 'waitlisted' END, \
+               won_at = CASE WHEN p.value ->> 1 <= $2 THEN ",
+            now_ms!(),
+            " END \
+             FROM json_each($1) AS p WHERE tickets.id = p.value ->> 0 RETURNING ",
+            ticket_columns!()
+        ))
         .bind(pairs)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        .bind(won_through)
+        .fetch_all(&mut *self.tx)
+        .await
     }
 
     async fn use_admissions(

@@ -121,8 +121,14 @@ pub(crate) trait WriteTx: Send + Sized {
         tickets: &[NewTicket],
         state: TicketState,
     ) -> Result<Vec<TicketRow>, sqlx::Error>;
-    /// Gives tickets their places in line: (ticket row id, place).
-    async fn set_places(&mut self, places: &[(i64, i64)]) -> Result<(), sqlx::Error>;
+    /// Gives tickets their places in line, (ticket row id, place), in one statement, and answers
+    /// them as they now stand. With `won_through` (a draw), the places up to it win now and the
+    /// rest go on the waitlist, in the same statement.
+    async fn set_places(
+        &mut self,
+        places: &[(i64, i64)],
+        won_through: Option<i64>,
+    ) -> Result<Vec<TicketRow>, sqlx::Error>;
     /// The admissions these users reserved with are used.
     async fn use_admissions(
         &mut self,
