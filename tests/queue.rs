@@ -1000,8 +1000,13 @@ async fn two_instances_make_one_draw() {
         })
         .await
     );
-    // Let both workers run many more passes over it.
+    // Let both workers run many more passes over it: one of them drew, once.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let draws: u64 = servers
+        .iter()
+        .map(|api| api.state.metrics.draws.get())
+        .sum();
+    assert_eq!(draws, 1, "the instances drew {draws} times");
     let (holds, won, places, top): (i64, i64, i64, i64) = fetch_one(
         &db,
         sqlx::AssertSqlSafe(

@@ -31,6 +31,9 @@ pub struct Metrics {
     /// Buyers a queue let in, and admissions that lapsed unused.
     pub queue_admissions: IntCounter,
     pub queue_lapses: IntCounter,
+    /// Draws this instance made, and units it passed down a draw's waitlist.
+    pub draws: IntCounter,
+    pub draw_units_passed_on: IntCounter,
     requests: HistogramVec,
 }
 
@@ -70,6 +73,13 @@ impl Default for Metrics {
         let queue_lapses =
             IntCounter::new("queue_lapses_total", "Queue admissions that ran out unused")
                 .expect("valid metric");
+        let draws =
+            IntCounter::new("draws_total", "Draws this instance made").expect("valid metric");
+        let draw_units_passed_on = IntCounter::new(
+            "draw_units_passed_on_total",
+            "Units a draw's winner left unused, given to the next on the waitlist",
+        )
+        .expect("valid metric");
         let requests = HistogramVec::new(
             HistogramOpts::new("http_request_duration_seconds", "HTTP request latency"),
             &["method", "route", "status"],
@@ -83,6 +93,8 @@ impl Default for Metrics {
             Box::new(websockets.clone()),
             Box::new(queue_admissions.clone()),
             Box::new(queue_lapses.clone()),
+            Box::new(draws.clone()),
+            Box::new(draw_units_passed_on.clone()),
             Box::new(requests.clone()),
         ] {
             registry
@@ -98,6 +110,8 @@ impl Default for Metrics {
             websockets,
             queue_admissions,
             queue_lapses,
+            draws,
+            draw_units_passed_on,
             requests,
         }
     }

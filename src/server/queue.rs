@@ -23,12 +23,18 @@ pub struct Pace {
     pub claim: Duration,
 }
 
-/// Runs forever: one pass every `every`.
+/// Runs forever: one pass every `every`, and one at each go-live (a draw: its draw) that
+/// falls between, so a lobby is put in order and a draw made on time rather than up to a
+/// tick late.
 pub async fn run(store: Arc<dyn Store>, pace: Pace, every: Duration, metrics: Metrics) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        // A go-live still due after a pass (one that failed) waits for the next tick, not
+        // none; a millisecond more makes sure the pass lands after it, by the database's clock.
+        let wait = match store.next_go_live().await {
+            Ok(Some(until)) if !until.is_zero() => (until + Duration::from_millis(1)).min(every),
+            _ => every,
+        };
+        tokio::time::sleep(wait).await;
         if let Err(error) = pass(store.as_ref(), pace, &metrics).await {
             tracing::warn!(%error, "queue pass failed; retrying");
         }
@@ -41,10 +47,11 @@ pub async fn pass(store: &dyn Store, pace: Pace, metrics: &Metrics) -> Result<()
     for (drop, mode, lined_up) in store.queues_due().await? {
         if mode == SaleMode::Draw {
             if !lined_up && store.draw(drop, pace.claim).await? {
+                metrics.draws.inc();
                 tracing::info!(drop = %drop, "draw made: winners hold their units");
             }
             let pass = store.hand_on(drop, pace.claim).await?;
-            metrics.queue_admissions.inc_by(pass.handed_on as u64);
+            metrics.draw_units_passed_on.inc_by(pass.handed_on as u64);
             if pass.closed {
                 tracing::info!(drop = %drop, "draw closed: nothing left to pass on");
             }

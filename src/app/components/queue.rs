@@ -416,6 +416,65 @@ mod tests {
     }
 
     #[test]
+    fn a_draw_says_entered_won_waitlisted_or_passed_on() {
+        let open = QueueLine::default();
+        let draw = |line: &QueueLine, ticket: Option<&Ticket>, hold_ms| {
+            Standing::of_draw(line, ticket, None, NOW + 201_000, NOW, 1, hold_ms)
+        };
+        let outside = draw(&open, None, None);
+        assert!(outside.can_join());
+        let entered = ticket(TicketState::Entered, None);
+        let waiting = draw(&open, Some(&entered), None);
+        assert_eq!(waiting.message(), "Entered — draw in 3:21");
+        assert!(waiting.can_leave() && !waiting.can_join());
+
+        // Drawn: one pair, so place 1 won it and the others wait their turn.
+        let drawn = live_line(1, 0);
+        let won = ticket(TicketState::Won, Some(1));
+        assert_eq!(
+            draw(&drawn, Some(&won), Some(NOW + 599_000)).message(),
+            "You won — buy within 9:59"
+        );
+        let fourteenth = ticket(TicketState::Waitlisted, Some(15));
+        assert_eq!(
+            draw(&drawn, Some(&fourteenth), None).message(),
+            "Not this time — you are 14th on the waitlist"
+        );
+        // Two units passed on: the same entry moves up, and a pair that came back says so.
+        assert_eq!(
+            draw(&live_line(3, 0), Some(&fourteenth), None).message(),
+            "Not this time — you are 12th on the waitlist"
+        );
+        let passed_on = ticket(TicketState::Won, Some(3));
+        assert_eq!(
+            draw(&live_line(3, 0), Some(&passed_on), Some(NOW + 599_000)).message(),
+            "A pair came back: it is yours for 9:59"
+        );
+        // Over: whoever still waited has lost; a latecomer cannot enter.
+        let over = QueueLine {
+            closed: true,
+            ..live_line(3, 0)
+        };
+        assert_eq!(draw(&over, Some(&fourteenth), None), Standing::NotThisTime);
+        assert!(!draw(&drawn, None, None).can_join());
+    }
+
+    #[test]
+    fn ordinals_read_as_words_do() {
+        let words: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111]
+            .into_iter()
+            .map(ordinal)
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st",
+                "111th"
+            ]
+        );
+    }
+
+    #[test]
     fn waits_read_in_rough_minutes() {
         assert_eq!(format_wait(20), "under a minute");
         assert_eq!(format_wait(75), "about a minute");

@@ -98,6 +98,9 @@ pub trait Reads: Send + Sync {
     /// How long until the earliest deadline of any live hold, by the database's clock (zero
     /// when one is already due).
     async fn next_deadline(&self) -> Result<Option<Duration>, StoreError>;
+    /// How long until the earliest go-live (a draw: its draw) of a queue or draw drop not yet
+    /// in order, by the database's clock (zero when one is due).
+    async fn next_go_live(&self) -> Result<Option<Duration>, StoreError>;
     /// The user's holds, newest first.
     async fn user_reservations(&self, user: UserId) -> Result<Vec<Reservation>, StoreError>;
     /// Counts where each unit of a drop is, in one consistent read.

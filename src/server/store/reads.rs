@@ -83,6 +83,19 @@ macro_rules! reads {
             Ok(ms.map($crate::server::store::until))
         }
 
+        async fn next_go_live(
+            &self,
+        ) -> Result<Option<std::time::Duration>, $crate::server::store::StoreError> {
+            let ms: Option<i64> = sqlx::query_scalar(concat!(
+                "SELECT MIN(starts_at) - ",
+                $($now)+,
+                " FROM drops WHERE sale_mode IN ('queue', 'draw') AND lined_up_at IS NULL"
+            ))
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(ms.map($crate::server::store::until))
+        }
+
         async fn user_reservations(
             &self,
             user: $crate::model::UserId,
