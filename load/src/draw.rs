@@ -1,6 +1,7 @@
-//! A draw: every buyer of the pool enters a draw drop over 256 connections; those with the
-//! dashboard open (a socket each, as many as the open-files limit lets both processes hold)
-//! wait to be told the result. At `starts_at` the server draws.
+//! A draw: every buyer of the pool enters a draw drop over 256 connections (as go-live's
+//! buyers join its lobby); those with the dashboard open (a socket each, as many as the
+//! open-files limit lets both processes hold) wait to be told the result. At `starts_at` the
+//! server draws.
 //!
 //! Measured: entries per second; from the draw instant (`starts_at`) to every winner holding a
 //! unit (the database polled every 10 ms from that instant: the holds are committed with the
@@ -20,21 +21,17 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
-use hyper::{header::COOKIE, Method, StatusCode};
 use serde_json::json;
 use sqlx::{postgres::PgPoolOptions, sqlite::SqliteConnectOptions, ConnectOptions, Connection};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::{self, Conn},
-    audit, cpu, golive,
+    api, audit, cpu, golive,
     hot::new_histogram,
     server::{Db, ADMIN_TOKEN},
     BenchError, Result,
 };
 
-/// Connections that send the entries.
-const ENTRANTS: usize = 256;
 /// How long after the draw instant the run waits for the winners and the screens.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -129,7 +126,9 @@ pub async fn run(setup: Setup<'_>) -> Result<Draw> {
         }),
     )
     .await?;
-    let (entries_per_second, entries_refused) = enter_all(addr, drop, &setup.buyers).await?;
+    let path = format!("/api/v1/drops/{drop}/entry");
+    let (entries_per_second, _, entries_refused) =
+        golive::post_for_each(addr, &path, &setup.buyers).await?;
     if Utc::now() >= starts_at {
         return Err(BenchError::Unexpected(
             "draw: the entries outlasted their window; give --lobby more seconds".into(),
@@ -178,42 +177,6 @@ pub async fn run(setup: Setup<'_>) -> Result<Draw> {
         audit,
         cpu,
     })
-}
-
-/// Every buyer enters, over [`ENTRANTS`] connections; answers entries/s and how many were
-/// not answered 201.
-async fn enter_all(addr: SocketAddr, drop: i64, buyers: &Arc<Vec<String>>) -> Result<(f64, usize)> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..ENTRANTS.min(buyers.len()).max(1) {
-        let (next, buyers) = (next.clone(), buyers.clone());
-        let mut conn = Conn::open(addr).await?;
-        tasks.push(tokio::spawn(async move {
-            let path = format!("/api/v1/drops/{drop}/entry");
-            let mut refused = 0;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(cookie) = buyers.get(i) else {
-                    return Ok::<_, BenchError>(refused);
-                };
-                let reply = conn
-                    .call(Method::POST, &path, &[(COOKIE, cookie)], None)
-                    .await?;
-                if reply.status != StatusCode::CREATED {
-                    refused += 1;
-                }
-            }
-        }));
-    }
-    let mut refused = 0;
-    for task in tasks {
-        refused += task.await??;
-    }
-    Ok((
-        buyers.len() as f64 / started.elapsed().as_secs_f64(),
-        refused,
-    ))
 }
 
 /// Polls the database every 10 ms from the draw instant until the drop has `winners` live

@@ -45,7 +45,7 @@ use crate::{
     BenchError, Result,
 };
 
-/// Connections that send the joins.
+/// Connections that send the joins (and a draw's entries).
 const JOINERS: usize = 256;
 /// Connections the admitted buyers reserve over (a buyer's reserve waits for a free one).
 const RESERVERS: usize = 64;
@@ -154,8 +154,12 @@ pub async fn run(setup: Setup<'_>) -> Result<GoLive> {
         + chrono::Duration::from_std(setup.lobby)
             .map_err(|e| BenchError::Unexpected(e.to_string()))?;
     let drop = create_queue_drop(setup.addr, setup.units, starts_at).await?;
-    let (joins_per_second, join_latency, joins_refused) =
-        join_all(setup.addr, drop, &setup.buyers).await?;
+    let (joins_per_second, join_latency, joins_refused) = post_for_each(
+        setup.addr,
+        &format!("/api/v1/drops/{drop}/queue"),
+        &setup.buyers,
+    )
+    .await?;
     if Utc::now() >= starts_at {
         eprintln!("go-live: the joins outlasted the lobby; later ones queued behind it");
     }
@@ -394,21 +398,20 @@ async fn create_queue_drop(addr: SocketAddr, units: i64, starts_at: DateTime<Utc
     api::post_drop(addr, ADMIN_TOKEN, &drop).await
 }
 
-/// Every buyer joins the lobby, over [`JOINERS`] connections; answers joins/s, their latency
-/// and how many were not answered 201.
-async fn join_all(
+/// Every buyer sends `POST path` once (joins a lobby, enters a draw), over [`JOINERS`]
+/// connections; answers requests/s, their latency and how many were not answered 201.
+pub async fn post_for_each(
     addr: SocketAddr,
-    drop: i64,
+    path: &str,
     buyers: &Arc<Vec<String>>,
 ) -> Result<(f64, Histogram<u64>, usize)> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..JOINERS.min(buyers.len()).max(1) {
-        let (next, buyers) = (next.clone(), buyers.clone());
+        let (next, buyers, path) = (next.clone(), buyers.clone(), path.to_string());
         let mut conn = Conn::open(addr).await?;
         tasks.push(tokio::spawn(async move {
-            let path = format!("/api/v1/drops/{drop}/queue");
             let mut latency = new_histogram();
             let mut refused = 0;
             loop {
