@@ -744,17 +744,24 @@ on_both_databases!(
     two_instances_bursting_on_one_drop_never_oversell,
 );
 
-/// A purchase a buyer was told of survives a power cut: SQLite syncs every commit to disk
-/// (`synchronous = FULL`), not just every checkpoint.
+/// A purchase a buyer was told of survives a power cut: unless the operator chooses otherwise,
+/// SQLite syncs every commit to disk (`synchronous = FULL`), not just every checkpoint; an
+/// operator who sets `sqlite_synchronous = "normal"` gets NORMAL.
 #[tokio::test]
-async fn sqlite_syncs_every_commit() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let store = server::store::SqliteStore::connect(&db.url, 4, EventBus::default())
-        .await
-        .unwrap();
-    let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(level, 2, "PRAGMA synchronous is {level}, not FULL (2)");
+async fn sqlite_syncs_every_commit_unless_told_otherwise() {
+    use server::settings::{Settings, SqliteSync};
+    for (sync, expected) in [
+        (Settings::default().sqlite_synchronous, 2),
+        (SqliteSync::Normal, 1),
+    ] {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let store = server::store::SqliteStore::connect(&db.url, 4, sync, EventBus::default())
+            .await
+            .unwrap();
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(level, expected, "{sync:?}: PRAGMA synchronous is {level}");
+    }
 }

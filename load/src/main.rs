@@ -299,6 +299,14 @@ async fn run_database(
     outcome
 }
 
+/// A server the hot-drop cells run on: its settings beyond every run's, and its cells (buyers
+/// at once, route).
+struct HotServer {
+    label: String,
+    env: Vec<(&'static str, String)>,
+    cells: Vec<(usize, Route)>,
+}
+
 async fn run_scenarios(
     db: Db,
     database: &Database,
@@ -319,11 +327,48 @@ async fn run_scenarios(
         .max(options.rate as usize * options.seconds as usize + 1_000);
 
     if options.runs("hot") {
+        // Each server's settings, and its cells: every number of buyers by REST; with the
+        // default batching, the largest also by the other routes.
+        let most = options.most_buyers();
+        let mut servers: Vec<HotServer> = Vec::new();
         for (i, variant) in report::batching_variants().into_iter().enumerate() {
             let env: Vec<(&str, String)> = variant
                 .value
                 .map(|v| vec![("RESERVE_BATCH_MAX", v.to_string())])
                 .unwrap_or_default();
+            let mut cells: Vec<(usize, Route)> = options
+                .concurrency
+                .iter()
+                .map(|&c| (c, Route::Rest))
+                .collect();
+            if i == 0 {
+                cells.push((most, Route::RestIdempotent));
+                cells.push((most, Route::Rpc));
+            }
+            servers.push(HotServer {
+                label: variant.label,
+                env,
+                cells,
+            });
+        }
+        // What syncing every commit to disk costs SQLite: the largest cell with FULL and then
+        // NORMAL, back to back, so both meet the database as the runs before left it.
+        if let (Db::Sqlite, Some(first)) = (db, servers.first()) {
+            let pair: Vec<HotServer> = ["full", "normal"]
+                .into_iter()
+                .map(|sync| {
+                    let mut env = first.env.clone();
+                    env.push(("SQLITE_SYNCHRONOUS", sync.into()));
+                    HotServer {
+                        label: format!("{}, SQLITE_SYNCHRONOUS={sync}", first.label),
+                        env,
+                        cells: vec![(most, Route::Rest)],
+                    }
+                })
+                .collect();
+            servers.extend(pair);
+        }
+        for (i, HotServer { label, env, cells }) in servers.into_iter().enumerate() {
             let server = Server::start(Launch {
                 binary: &options.server,
                 site: &options.site,
@@ -337,18 +382,6 @@ async fn run_scenarios(
             .await?;
             ensure_buyers(&mut buyers, &server, needed, db, report).await?;
             let warmup = Duration::from_millis(500);
-            // Every number of buyers by REST; with the default batching, the largest also by
-            // the other routes.
-            let mut cells: Vec<(usize, Route)> = options
-                .concurrency
-                .iter()
-                .map(|&c| (c, Route::Rest))
-                .collect();
-            if i == 0 {
-                let most = options.most_buyers();
-                cells.push((most, Route::RestIdempotent));
-                cells.push((most, Route::Rpc));
-            }
             for (concurrency, route) in cells {
                 let mut runs = Vec::with_capacity(options.runs);
                 for _ in 0..options.runs {
@@ -390,7 +423,7 @@ async fn run_scenarios(
                     eprintln!(
                     "hot {} {} {} c={concurrency}: {:.0} holds/s, p50 {:.1} ms, p99 {:.1} ms, oversell {}",
                     db.name(),
-                    variant.label,
+                    label,
                     route.label(),
                     cell.holds_per_second(),
                     cell.latency_ms(0.5),
@@ -401,7 +434,7 @@ async fn run_scenarios(
                 }
                 report
                     .hot
-                    .push(report::HotRow::new(db, variant.label.clone(), runs));
+                    .push(report::HotRow::new(db, label.clone(), runs));
             }
             if i == 0 {
                 sell_out(db, database, &server, &mut buyers, options, report).await?;

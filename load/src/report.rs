@@ -56,17 +56,18 @@ const TARGET_LIGHTHOUSE: f64 = 95.0;
 /// One hot-drop row: the runs of one cell.
 pub struct HotRow {
     pub db: Db,
-    pub batching: String,
+    /// The server's settings beyond those every run gets (batching, SQLite's sync).
+    pub settings: String,
     /// Every run, by holds per second.
     pub runs: Vec<Cell>,
 }
 
 impl HotRow {
     /// A row of one or more runs of the same cell.
-    pub fn new(db: Db, batching: String, mut runs: Vec<Cell>) -> Self {
+    pub fn new(db: Db, settings: String, mut runs: Vec<Cell>) -> Self {
         assert!(!runs.is_empty(), "a hot-drop row needs a run");
         runs.sort_by(|a, b| a.holds_per_second().total_cmp(&b.holds_per_second()));
-        Self { db, batching, runs }
+        Self { db, settings, runs }
     }
 
     /// The run with the median holds per second: the figures the row and the targets show.
@@ -387,11 +388,11 @@ impl Report {
             let _ = writeln!(out, "| {name} | {} |", cells.join(" | "));
         };
         let main_cell = |db: Db| {
-            let first_label = self.hot.iter().find(|r| r.db == db).map(|r| &r.batching);
+            let first_label = self.hot.iter().find(|r| r.db == db).map(|r| &r.settings);
             self.hot
                 .iter()
                 .filter(|r| {
-                    r.db == db && Some(&r.batching) == first_label && r.cell().route == Route::Rest
+                    r.db == db && Some(&r.settings) == first_label && r.cell().route == Route::Rest
                 })
                 .max_by_key(|r| r.cell().concurrency)
         };
@@ -602,7 +603,10 @@ impl Report {
              `/rpc/reserve_unit` as the web app's form does (a success there is 200). Each cell \
              runs {} time(s), each on a new drop: a row shows the run with the median holds/s, \
              with the lowest and highest holds/s and p99 of its runs in brackets, and the \
-             targets use that median run.\n",
+             targets use that median run. On SQLite the largest cell runs twice more, back to \
+             back, on servers with `SQLITE_SYNCHRONOUS=full` (as shipped: a commit is answered \
+             once synced to disk) and `normal` (once in the write-ahead log): what syncing \
+             every commit costs.\n",
             self.seconds, self.runs
         );
         for db in &self.databases {
@@ -623,7 +627,7 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\n| database | reserve batching | route | buyers | holds/s | requests/s | p50 ms | p99 ms | max ms | refused | CPU srv/pg/gen/other | oversell |\n\
+            "\n| database | server settings | route | buyers | holds/s | requests/s | p50 ms | p99 ms | max ms | refused | CPU srv/pg/gen/other | oversell |\n\
              | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |"
         );
         for row in &self.hot {
@@ -668,7 +672,7 @@ impl Report {
                 out,
                 "| {} | {} | {} | {}{} | {} | {} | {:.1} | {} | {:.1} | {} | {} | {} |",
                 row.db.name(),
-                row.batching,
+                row.settings,
                 c.route.label(),
                 c.concurrency,
                 if c.out_of_buyers {

@@ -35,6 +35,11 @@ pub struct Settings {
     pub expiry_sweep_ms: u64,
     /// Most connections in the database pool.
     pub database_max_connections: u32,
+    /// SQLite only: when a commit is answered. `full` (the default): once it is on disk, so a
+    /// power cut loses nothing a buyer was told of. `normal`: once it is in the write-ahead
+    /// log, not yet synced; a crash of the process loses nothing, a power cut may lose the
+    /// last commits.
+    pub sqlite_synchronous: SqliteSync,
     /// Most reserves (or queue joins) of one drop that share one transaction (1 turns batching
     /// off).
     pub reserve_batch_max: usize,
@@ -88,6 +93,14 @@ pub struct Settings {
     pub draw_claim_seconds: u64,
 }
 
+/// When SQLite answers a commit (see [`Settings::sqlite_synchronous`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    Full,
+    Normal,
+}
+
 /// When the session cookie carries `Secure`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -117,6 +130,7 @@ impl Default for Settings {
             seed_demo: true,
             expiry_sweep_ms: 5_000,
             database_max_connections: 16,
+            sqlite_synchronous: SqliteSync::Full,
             reserve_batch_max: 256,
             rate_limit_session_per_second: 5,
             rate_limit_session_burst: 10,
@@ -198,6 +212,7 @@ impl Settings {
         "session_days",
         "session_cache_seconds",
         "cookie_secure",
+        "sqlite_synchronous",
         "ws_ping_interval_ms",
         "ws_max_per_ip",
         "listen_heartbeat_timeout_ms",

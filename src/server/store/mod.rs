@@ -179,7 +179,10 @@ pub async fn connect(settings: &Settings, bus: EventBus) -> Result<Arc<dyn Store
             PgStore::connect(url, connections, heartbeat, bus).await?,
         ))
     } else {
-        Ok(Arc::new(SqliteStore::connect(url, connections, bus).await?))
+        let sync = settings.sqlite_synchronous;
+        Ok(Arc::new(
+            SqliteStore::connect(url, connections, sync, bus).await?,
+        ))
     }
 }
 

@@ -25,6 +25,7 @@ use crate::{
     server::{
         events::{Envelope, EventBus},
         rules::{BuyerCheck, HoldCheck, LockedDrop},
+        settings::SqliteSync,
     },
 };
 
@@ -48,13 +49,17 @@ impl SqliteStore {
     pub async fn connect(
         url: &str,
         max_connections: u32,
+        sync: SqliteSync,
         bus: EventBus,
     ) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .journal_mode(SqliteJournalMode::Wal)
-            // Every commit reaches the disk before it is answered: with NORMAL a power cut could
-            // lose a purchase its buyer was already told of.
-            .synchronous(SqliteSynchronous::Full)
+            // FULL (the default): every commit reaches the disk before it is answered; with
+            // NORMAL a power cut could lose a purchase its buyer was already told of.
+            .synchronous(match sync {
+                SqliteSync::Full => SqliteSynchronous::Full,
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+            })
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
