@@ -305,6 +305,8 @@ struct HotServer {
     label: String,
     env: Vec<(&'static str, String)>,
     cells: Vec<(usize, Route)>,
+    /// Runs of each cell on this start (the rest on later starts of the same settings).
+    runs: usize,
 }
 
 async fn run_scenarios(
@@ -349,26 +351,36 @@ async fn run_scenarios(
                 label: variant.label,
                 env,
                 cells,
+                runs: options.runs,
             });
         }
-        // What syncing every commit to disk costs SQLite: the largest cell with FULL and then
-        // NORMAL, back to back, so both meet the database as the runs before left it.
+        // What syncing every commit to disk costs SQLite: the largest cell with FULL and with
+        // NORMAL, one run of each in turn on a new start, so neither always meets the database
+        // first (a checkpoint, a cold cache) and both meet it as the runs before left it.
         if let (Db::Sqlite, Some(first)) = (db, servers.first()) {
-            let pair: Vec<HotServer> = ["full", "normal"]
+            let (label, base) = (first.label.clone(), first.env.clone());
+            for sync in ["full", "normal"]
                 .into_iter()
-                .map(|sync| {
-                    let mut env = first.env.clone();
-                    env.push(("SQLITE_SYNCHRONOUS", sync.into()));
-                    HotServer {
-                        label: format!("{}, SQLITE_SYNCHRONOUS={sync}", first.label),
-                        env,
-                        cells: vec![(most, Route::Rest)],
-                    }
-                })
-                .collect();
-            servers.extend(pair);
+                .cycle()
+                .take(2 * options.runs)
+            {
+                let mut env = base.clone();
+                env.push(("SQLITE_SYNCHRONOUS", sync.into()));
+                servers.push(HotServer {
+                    label: format!("{label}, SQLITE_SYNCHRONOUS={sync}"),
+                    env,
+                    cells: vec![(most, Route::Rest)],
+                    runs: 1,
+                });
+            }
         }
-        for (i, HotServer { label, env, cells }) in servers.into_iter().enumerate() {
+        for (i, server) in servers.into_iter().enumerate() {
+            let HotServer {
+                label,
+                env,
+                cells,
+                runs: runs_here,
+            } = server;
             let server = Server::start(Launch {
                 binary: &options.server,
                 site: &options.site,
@@ -383,8 +395,8 @@ async fn run_scenarios(
             ensure_buyers(&mut buyers, &server, needed, db, report).await?;
             let warmup = Duration::from_millis(500);
             for (concurrency, route) in cells {
-                let mut runs = Vec::with_capacity(options.runs);
-                for _ in 0..options.runs {
+                let mut runs = Vec::with_capacity(runs_here);
+                for _ in 0..runs_here {
                     // A cell must not run out of distinct buyers: size the pool by the best rate
                     // seen so far, and if a cell still runs out, top up and run it again.
                     let mut attempt = 0;
@@ -432,9 +444,18 @@ async fn run_scenarios(
                 );
                     runs.push(cell);
                 }
-                report
-                    .hot
-                    .push(report::HotRow::new(db, label.clone(), runs));
+                let same = report.hot.iter_mut().find(|row| {
+                    row.db == db
+                        && row.settings == label
+                        && row.cell().route == route
+                        && row.cell().concurrency == concurrency
+                });
+                match same {
+                    Some(row) => row.add(runs),
+                    None => report
+                        .hot
+                        .push(report::HotRow::new(db, label.clone(), runs)),
+                }
             }
             if i == 0 {
                 sell_out(db, database, &server, &mut buyers, options, report).await?;
