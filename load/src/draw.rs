@@ -10,7 +10,6 @@
 //! screen never told counting as [`PATIENCE`]; and the oversell audit.
 
 use std::{
-    net::SocketAddr,
     str::FromStr,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -57,19 +56,6 @@ pub struct Draw {
     pub cpu: cpu::Share,
 }
 
-/// What a draw run needs.
-pub struct Setup<'a> {
-    pub db: Db,
-    pub db_url: &'a str,
-    pub addr: SocketAddr,
-    pub parties: cpu::Parties,
-    /// Signed-in buyers; every one of them enters.
-    pub buyers: Arc<Vec<String>>,
-    pub units: i64,
-    /// How long entries are open before the draw (the entries must fit in it).
-    pub entries_for: Duration,
-}
-
 /// What one screen read: its result and when (µs since the epoch).
 #[derive(Default)]
 struct Outcome {
@@ -79,7 +65,7 @@ struct Outcome {
 
 /// Opens the screens, takes every entry, waits for the draw, and measures until every winner
 /// holds and every screen is told (or [`PATIENCE`] runs out).
-pub async fn run(setup: Setup<'_>) -> Result<Draw> {
+pub async fn run(setup: golive::Setup<'_>) -> Result<Draw> {
     let entries = setup.buyers.len();
     let stop = CancellationToken::new();
     let addr = setup.addr;
@@ -112,7 +98,7 @@ pub async fn run(setup: Setup<'_>) -> Result<Draw> {
     .await?;
 
     let starts_at = Utc::now()
-        + chrono::Duration::from_std(setup.entries_for)
+        + chrono::Duration::from_std(setup.window)
             .map_err(|e| BenchError::Unexpected(e.to_string()))?;
     let drop = api::post_drop(
         addr,

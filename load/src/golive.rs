@@ -98,17 +98,18 @@ impl GoLive {
     }
 }
 
-/// What a go-live run needs.
+/// What a go-live run needs, and a draw's (`draw.rs`).
 pub struct Setup<'a> {
     pub db: Db,
     pub db_url: &'a str,
     pub addr: SocketAddr,
     pub parties: cpu::Parties,
-    /// Signed-in buyers; every one of them joins.
+    /// Signed-in buyers; every one of them joins the lobby (enters the draw).
     pub buyers: Arc<Vec<String>>,
     pub units: i64,
-    /// How long the lobby is open before go-live (the joins must fit in it).
-    pub lobby: Duration,
+    /// How long the lobby (the draw's entries) is open before go-live (the draw): the joins
+    /// (entries) must fit in it.
+    pub window: Duration,
 }
 
 #[derive(Deserialize)]
@@ -151,7 +152,7 @@ pub async fn run(setup: Setup<'_>) -> Result<GoLive> {
     let connect_time = connect_started.elapsed();
 
     let starts_at = Utc::now()
-        + chrono::Duration::from_std(setup.lobby)
+        + chrono::Duration::from_std(setup.window)
             .map_err(|e| BenchError::Unexpected(e.to_string()))?;
     let drop = create_queue_drop(setup.addr, setup.units, starts_at).await?;
     let (joins_per_second, join_latency, joins_refused) = post_for_each(

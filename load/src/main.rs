@@ -570,7 +570,7 @@ async fn run_scenarios(
             parties: database.parties(&server),
             buyers: pool,
             units: options.units as i64,
-            lobby: Duration::from_secs(options.lobby),
+            window: Duration::from_secs(options.lobby),
         })
         .await?;
         eprintln!(
@@ -602,14 +602,14 @@ async fn run_scenarios(
         })
         .await?;
         let pool = ensure_buyers(&mut buyers, &server, options.entries, db, report).await?;
-        let result = draw::run(draw::Setup {
+        let result = draw::run(golive::Setup {
             db,
             db_url: &database.url,
             addr: server.addr,
             parties: database.parties(&server),
             buyers: Arc::new(pool[..options.entries.min(pool.len())].to_vec()),
             units: options.units as i64,
-            entries_for: Duration::from_secs(options.draw_window),
+            window: Duration::from_secs(options.draw_window),
         })
         .await?;
         eprintln!(
