@@ -69,7 +69,7 @@ impl CardData {
                     .or(drop.entries_open_at)
                     .map(|at| at.timestamp_millis()),
                 seed_sha256: drop.seed_sha256.clone().unwrap_or_default(),
-                draw: drop.sale_mode == SaleMode::Draw,
+                mode: drop.sale_mode,
             }),
         }
     }
@@ -145,8 +145,8 @@ fn CardView(data: CardData) -> impl IntoView {
     let join = ServerAction::<JoinQueue>::new();
     let leave = ServerAction::<LeaveQueue>::new();
     let queued = queue.is_some();
-    let (line, ticket, opens_ms, seed_sha256, draw) = match queue {
-        Some(q) => (q.line, q.ticket, q.opens_ms, Some(q.seed_sha256), q.draw),
+    let (line, ticket, opens_ms, seed_sha256, mode) = match queue {
+        Some(q) => (q.line, q.ticket, q.opens_ms, Some(q.seed_sha256), q.mode),
         None => Default::default(),
     };
     let ticket = RwSignal::new(ticket);
@@ -160,12 +160,12 @@ fn CardView(data: CardData) -> impl IntoView {
     let standing = Memo::new(move |_| {
         let line = line.get();
         let now = live.now_ms();
-        ticket.with(|t| match draw {
-            true => {
+        ticket.with(|t| match mode {
+            SaleMode::Draw => {
                 let hold_ms = hold.with(|h| h.as_ref().map(|h| h.expires_ms));
                 Standing::of_draw(&line, t.as_ref(), opens_ms, starts_ms, now, total, hold_ms)
             }
-            false => Standing::of(&line, t.as_ref(), opens_ms, starts_ms, now),
+            _ => Standing::of(&line, t.as_ref(), opens_ms, starts_ms, now),
         })
     });
     for action in [QueueMove::Join(join), QueueMove::Leave(leave)] {
@@ -303,7 +303,7 @@ fn CardView(data: CardData) -> impl IntoView {
                 {seed_sha256
                     .map(|seed_sha256| {
                         let revealed = Signal::derive(move || line.get().live);
-                        view! { <QueuePanel id standing revealed join leave seed_sha256 draw /> }
+                        view! { <QueuePanel id standing revealed join leave seed_sha256 mode /> }
                     })}
                 <ActivityFeed id recent />
             </div>

@@ -20,8 +20,8 @@ pub struct QueueData {
     /// When joining opens, in milliseconds since the epoch.
     pub opens_ms: Option<i64>,
     pub seed_sha256: String,
-    /// Sold by draw rather than through a queue.
-    pub draw: bool,
+    /// Queue or draw.
+    pub mode: SaleMode,
 }
 
 /// Where the viewer stands, decided from the line, their ticket and the clock.
@@ -267,23 +267,17 @@ pub fn QueuePanel(
     join: ServerAction<JoinQueue>,
     leave: ServerAction<LeaveQueue>,
     seed_sha256: String,
-    draw: bool,
+    mode: SaleMode,
 ) -> impl IntoView {
-    let mode = if draw {
-        SaleMode::Draw
-    } else {
-        SaleMode::Queue
-    };
     let fields = move || {
         vec![
             ("drop_id", id.0.to_string()),
             ("mode", mode.as_str().to_string()),
         ]
     };
-    let (join_label, leave_label) = if draw {
-        ("Enter the draw", "Withdraw")
-    } else {
-        ("Join the queue", "Leave the queue")
+    let (join_label, leave_label) = match mode {
+        SaleMode::Draw => ("Enter the draw", "Withdraw"),
+        _ => ("Join the queue", "Leave the queue"),
     };
     let hash = short(&seed_sha256);
     view! {

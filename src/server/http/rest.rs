@@ -105,6 +105,15 @@ pub(super) struct TicketReply {
     ticket: Ticket,
 }
 
+/// 201 for a ticket (an entry) made now, 200 for the one the caller already had.
+fn created_if(new: bool) -> StatusCode {
+    if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
 /// The caller's entry in a drop's draw.
 #[derive(Serialize, ToSchema)]
 pub(super) struct EntryReply {
@@ -381,12 +390,7 @@ pub(super) async fn join_queue(
     Id(drop): Id<DropId>,
 ) -> Result<(StatusCode, Json<TicketReply>)> {
     let (ticket, new) = state.inventory.join(drop, SaleMode::Queue, user).await?;
-    let status = if new {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(TicketReply { ticket })))
+    Ok((created_if(new), Json(TicketReply { ticket })))
 }
 
 /// The caller's place in a drop's queue
@@ -464,12 +468,7 @@ pub(super) async fn enter_draw(
     Id(drop): Id<DropId>,
 ) -> Result<(StatusCode, Json<EntryReply>)> {
     let (entry, new) = state.inventory.join(drop, SaleMode::Draw, user).await?;
-    let status = if new {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(EntryReply { entry })))
+    Ok((created_if(new), Json(EntryReply { entry })))
 }
 
 /// The caller's entry in a drop's draw

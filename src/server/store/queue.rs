@@ -373,6 +373,15 @@ pub struct HandOnPass {
     pub closed: bool,
 }
 
+/// How far a line has been served once these tickets have had their turn (a draw: their
+/// unit): the highest of `through` and their places.
+fn furthest_place(through: i64, tickets: &[TicketRow]) -> i64 {
+    tickets
+        .iter()
+        .filter_map(|ticket| ticket.place)
+        .fold(through, i64::max)
+}
+
 /// The state a new or returning ticket takes in a drop sold this way.
 fn joined_state(mode: SaleMode) -> TicketState {
     match mode {
@@ -616,10 +625,7 @@ where
         let smoothed = (locked.admit_rate_milli * 4 + rate_milli) / 5;
         let line = QueueLine {
             live: true,
-            served_through: admitted
-                .iter()
-                .filter_map(|ticket| ticket.place)
-                .fold(locked.served_through, i64::max),
+            served_through: furthest_place(locked.served_through, &admitted),
             per_minute: smoothed * 60 / 1000,
             closed,
         };
@@ -700,10 +706,7 @@ where
         };
         let mut events = give_units(&mut tx, drop, &handed, claim).await?;
         let line = QueueLine {
-            served_through: handed
-                .iter()
-                .filter_map(|ticket| ticket.place)
-                .fold(locked.served_through, i64::max),
+            served_through: furthest_place(locked.served_through, &handed),
             closed,
             ..locked.line()
         };
