@@ -11,8 +11,8 @@ use dropline::{
         self,
         events::EventBus,
         store::{
-            KeyClaim, KeyRequest, NewAccount, Reserved, SessionId, Settlement, Store, StoreError,
-            StoredResponse,
+            KeyClaim, KeyRequest, NewAccount, Progress, Reserved, SessionId, Settlement, Store,
+            StoreError, StoredResponse,
         },
     },
 };
@@ -37,7 +37,10 @@ async fn reserve(
     user: UserId,
     ttl: Duration,
 ) -> Result<Reserved, StoreError> {
-    let outcome = store.reserve_many(drop, &[user], ttl).await?.pop();
+    let outcome = store
+        .reserve_many(drop, &[user], ttl, &mut Progress::default())
+        .await?
+        .pop();
     outcome
         .expect("one answer per buyer")
         .map_err(StoreError::Refused)
@@ -554,6 +557,7 @@ async fn one_batch_answers_each_buyer_in_order(backend: Backend) {
             drop.id,
             &[first, capped, first, second, late, UserId(777_777)],
             HOLD,
+            &mut Progress::default(),
         )
         .await
         .unwrap();
@@ -584,7 +588,7 @@ async fn one_batch_answers_each_buyer_in_order(backend: Backend) {
 
     // The next batch sees the holds of the last one.
     let again = store
-        .reserve_many(drop.id, &[second, late], HOLD)
+        .reserve_many(drop.id, &[second, late], HOLD, &mut Progress::default())
         .await
         .unwrap();
     assert_eq!(
@@ -763,5 +767,92 @@ async fn sqlite_syncs_every_commit_unless_told_otherwise() {
             .await
             .unwrap();
         assert_eq!(level, expected, "{sync:?}: PRAGMA synchronous is {level}");
+    }
+}
+
+/// A write that logs when each batch starts and ends, says at once that it holds its lock
+/// when `locks`, and ends only when the test lets it.
+struct Gate {
+    locks: bool,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+    open: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl server::batch::GroupWrite for Gate {
+    const NAME: &'static str = "gate";
+    type Group = ();
+    type Request = u32;
+    type Answer = u32;
+
+    async fn write(
+        &self,
+        _: &dyn Store,
+        (): (),
+        requests: &[u32],
+        progress: &mut Progress,
+    ) -> Result<Vec<Result<u32, ErrorCode>>, StoreError> {
+        self.log.lock().unwrap().push(format!("start {requests:?}"));
+        if self.locks {
+            progress.locked();
+        }
+        self.open.acquire().await.unwrap().forget();
+        self.log.lock().unwrap().push(format!("end {requests:?}"));
+        Ok(requests.iter().map(|&request| Ok(request)).collect())
+    }
+}
+
+/// Once a batch holds its drop's lock, the next batch begins (and waits on that lock in the
+/// database) rather than after the first has committed and answered; a write that never says
+/// so keeps its batches one after another. Either way every request gets its own answer, and
+/// batches start in the order they were cut.
+#[tokio::test]
+async fn the_next_batch_begins_once_the_one_before_holds_its_lock() {
+    for locks in [true, false] {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let open = Arc::new(tokio::sync::Semaphore::new(0));
+        let gate = Gate {
+            locks,
+            log: log.clone(),
+            open: open.clone(),
+        };
+        let batcher = server::batch::Batcher::new(
+            db.store(EventBus::default()).await,
+            gate,
+            8,
+            server::metrics::Metrics::default(),
+        );
+        let logged = |line: &'static str| {
+            let log = log.clone();
+            move || {
+                let found = log.lock().unwrap().iter().any(|entry| entry == line);
+                async move { found }
+            }
+        };
+        let first = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.submit((), 1).await }
+        });
+        assert!(wait_until(Duration::from_secs(5), logged("start [1]")).await);
+        let second = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.submit((), 2).await }
+        });
+        let began = wait_until(Duration::from_millis(500), logged("start [2]")).await;
+        assert_eq!(
+            began, locks,
+            "locks: {locks}; the second batch began while the first ran: {began}"
+        );
+        open.add_permits(2);
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(second.await.unwrap().unwrap(), 2);
+        let log = log.lock().unwrap().clone();
+        let expected = if locks {
+            ["start [1]", "start [2]"]
+        } else {
+            ["start [1]", "end [1]"]
+        };
+        assert_eq!(log[..2], expected, "locks: {locks}");
     }
 }

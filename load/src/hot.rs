@@ -22,6 +22,7 @@ use crate::{
     audit::{self, Audit},
     cpu,
     server::Db,
+    steps::{Batches, Reading},
     Result,
 };
 
@@ -44,6 +45,8 @@ pub struct Cell {
     /// The buyers ran out before the window ended (the window is then shorter).
     pub out_of_buyers: bool,
     pub cpu: cpu::Share,
+    /// The server's reserve batches over the window, and where their time went.
+    pub batches: Batches,
     /// 201 answers over the whole cell, warm-up included, to compare with the audit.
     pub holds_total: u64,
     pub audit: Audit,
@@ -121,11 +124,14 @@ pub async fn run(setup: Setup<'_>) -> Result<Cell> {
         .map(|conn| tokio::spawn(buyer(conn, shared.clone())))
         .collect();
     let parties = setup.parties.clone();
-    let cpu = tokio::spawn(async move {
+    let addr = setup.addr;
+    let watch = tokio::spawn(async move {
         tokio::time::sleep_until(measured_from.into()).await;
         let first = cpu::Sample::take(&parties);
+        let before = Reading::take(addr).await?;
         tokio::time::sleep_until(end.into()).await;
-        first.share_until(&cpu::Sample::take(&parties))
+        let cpu = first.share_until(&cpu::Sample::take(&parties));
+        Ok::<_, crate::BenchError>((cpu, Reading::take(addr).await?.since(&before)))
     });
     let mut cell = Cell {
         concurrency: setup.concurrency,
@@ -138,6 +144,7 @@ pub async fn run(setup: Setup<'_>) -> Result<Cell> {
         latency: new_histogram(),
         out_of_buyers: false,
         cpu: cpu::Share::default(),
+        batches: Batches::default(),
         holds_total: 0,
         audit: Audit::default(),
     };
@@ -158,7 +165,7 @@ pub async fn run(setup: Setup<'_>) -> Result<Cell> {
         }
     }
     cell.window = last_answer.duration_since(measured_from);
-    cell.cpu = cpu.await?;
+    (cell.cpu, cell.batches) = watch.await??;
     cell.audit = audit::audit(setup.db, setup.db_url, setup.addr, setup.drop).await?;
     Ok(cell)
 }

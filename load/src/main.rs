@@ -23,6 +23,7 @@ mod page;
 mod report;
 mod sellout;
 mod server;
+mod steps;
 
 use std::{
     path::{Path, PathBuf},

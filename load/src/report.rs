@@ -699,6 +699,49 @@ impl Report {
             );
         }
         out.push('\n');
+        self.render_batch_steps(out);
+    }
+
+    /// Where a reserve batch's time goes in each REST cell's median run.
+    fn render_batch_steps(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "### Where a reserve batch's time goes\n\n\
+             The server times each step of every reserve batch's transaction \
+             (`dropline_write_step_seconds` in `/metrics`); the means over the measured window \
+             of each REST row's median run, in milliseconds. `begin` opens the transaction (on \
+             SQLite it includes waiting for the writer's turn), `lock` takes the drop's row (on \
+             PostgreSQL it includes waiting for the batch before to commit: the next batch \
+             begins once the one before holds the lock), `check`, `insert` and `stock` are the \
+             batch's statements, `commit` includes sending its events. Batches overlap (the \
+             next one waits for the lock while this one works), so the total of a batch can \
+             exceed the time between two batches.\n\n\
+             | database | server settings | buyers | batches/s | buyers per batch | {} | total ms |\n\
+             | --- | --- | ---: | ---: | ---: | {}---: |",
+            crate::steps::STEPS.join(" | "),
+            "---: | ".repeat(crate::steps::STEPS.len())
+        );
+        for row in self
+            .hot
+            .iter()
+            .filter(|row| row.cell().route == Route::Rest)
+        {
+            let c = row.cell();
+            let b = &c.batches;
+            let steps: Vec<String> = b.step_ms.iter().map(|ms| format!("{ms:.2}")).collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.1} | {} | {:.2} |",
+                row.db.name(),
+                row.settings,
+                c.concurrency,
+                thousands(b.batches / c.window.as_secs_f64().max(1e-9)),
+                b.mean_size(),
+                steps.join(" | "),
+                b.total_ms()
+            );
+        }
+        out.push('\n');
     }
 
     fn render_sell_out(&self, out: &mut String) {

@@ -4,17 +4,25 @@
 //!
 //! A hot drop is one row every such write must lock, so they run one after another no matter
 //! how many connections there are. Instead of queueing on the row lock, a write joins its
-//! drop's queue here. When no batch of that drop is running, the caller's reserve starts
+//! drop's queue here. When no batch of that drop is being cut, the caller's reserve starts
 //! one at once with whatever is queued (just itself when traffic is light: no timer, no added
 //! wait). While a batch's transaction runs, new arrivals queue up, and the next batch takes
-//! them all, up to the configured size. One transaction then serves many buyers. Between
-//! batches the leader yields once, so the callers it just answered can queue their next
-//! request before the next batch is cut.
+//! them all, up to the configured size. One transaction then serves many buyers.
+//!
+//! A write that says when it holds its drop's lock ([`Progress::locked`]; reserves do) lets
+//! the next batch begin at that moment: it waits on the lock in the database while the one
+//! before works and commits, and starts its own work the instant that commit frees the lock,
+//! instead of after the answers have gone out and a new transaction has been opened. Batches
+//! still take the lock in the order they were cut, so first come stays first served. Every
+//! other write runs its group's batches strictly one after another. Before cutting a batch
+//! the leader yields once, so the callers it just answered can queue their next request
+//! first.
 //!
 //! Batches run in spawned tasks, so a caller that goes away cannot cancel a batch others wait
 //! on, and a committed batch always publishes its event. A batch leader keeps going until its
 //! queue is empty; a leader that dies (a panic) takes its queue with it, and every waiter in it
-//! gets an error instead of waiting forever.
+//! gets an error instead of waiting forever. A batch that dies answers its own waiters with an
+//! error and lets the next one go.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -29,7 +37,9 @@ use tokio::sync::oneshot;
 
 use super::{
     metrics::Metrics,
-    store::{KeyClaim, KeyRequest, NewAccount, ReserveOutcome, Settlement, Store, StoreError},
+    store::{
+        KeyClaim, KeyRequest, NewAccount, Progress, ReserveOutcome, Settlement, Store, StoreError,
+    },
 };
 use crate::model::{ApiError, DropId, ErrorCode, SaleMode, Ticket, User, UserId};
 
@@ -46,12 +56,14 @@ pub trait GroupWrite: Send + Sync + 'static {
     /// One request's answer.
     type Answer: Send + 'static;
     /// Runs the write for `requests` (in arrival order, maybe with repeats) in one
-    /// transaction.
+    /// transaction, telling `progress` its steps (and its lock, if the next batch may begin
+    /// once it holds it).
     async fn write(
         &self,
         store: &dyn Store,
         group: Self::Group,
         requests: &[Self::Request],
+        progress: &mut Progress,
     ) -> Result<Vec<Result<Self::Answer, ErrorCode>>, StoreError>;
 }
 
@@ -72,8 +84,9 @@ impl GroupWrite for Reserves {
         store: &dyn Store,
         drop: DropId,
         users: &[UserId],
+        progress: &mut Progress,
     ) -> Result<Vec<ReserveOutcome>, StoreError> {
-        store.reserve_many(drop, users, self.ttl).await
+        store.reserve_many(drop, users, self.ttl, progress).await
     }
 }
 
@@ -93,6 +106,7 @@ impl GroupWrite for Joins {
         store: &dyn Store,
         (drop, mode): (DropId, SaleMode),
         users: &[UserId],
+        _: &mut Progress,
     ) -> Result<Vec<Result<(Ticket, bool), ErrorCode>>, StoreError> {
         store.join_many(drop, mode, users).await
     }
@@ -113,6 +127,7 @@ impl GroupWrite for KeyClaims {
         store: &dyn Store,
         (): (),
         requests: &[KeyRequest],
+        _: &mut Progress,
     ) -> Result<Vec<Result<KeyClaim, ErrorCode>>, StoreError> {
         Ok(store
             .claim_keys(requests)
@@ -138,6 +153,7 @@ impl GroupWrite for Settlements {
         store: &dyn Store,
         (): (),
         settlements: &[Settlement],
+        _: &mut Progress,
     ) -> Result<Vec<Result<(), ErrorCode>>, StoreError> {
         store.settle_keys(settlements).await?;
         Ok(vec![Ok(()); settlements.len()])
@@ -159,6 +175,7 @@ impl GroupWrite for SignUps {
         store: &dyn Store,
         (): (),
         accounts: &[NewAccount],
+        _: &mut Progress,
     ) -> Result<Vec<Result<User, ErrorCode>>, StoreError> {
         Ok(store
             .sign_up_many(accounts)
@@ -214,7 +231,9 @@ impl<W: GroupWrite> Batcher<W> {
         if self.max == 1 {
             // Batching off: every request is its own transaction, all of them at once.
             let batcher = self.clone();
-            tokio::spawn(async move { batcher.run(group, vec![waiter]).await });
+            tokio::spawn(
+                async move { batcher.run(group, vec![waiter], Progress::default()).await },
+            );
         } else if self.enqueue(group, waiter) {
             tokio::spawn(self.clone().lead(group));
         }
@@ -257,7 +276,8 @@ impl<W: GroupWrite> Batcher<W> {
         Some(queue.drain(..size).collect())
     }
 
-    /// Runs batches of a group until its queue is empty.
+    /// Starts batches of a group until its queue is empty, each once the one before holds
+    /// its lock (or is over).
     async fn lead(self: Arc<Self>, group: W::Group) {
         let mut turn = Turn {
             batcher: &self,
@@ -265,7 +285,14 @@ impl<W: GroupWrite> Batcher<W> {
             over: false,
         };
         while let Some(batch) = self.next_batch(group) {
-            self.run(group, batch).await;
+            let (locked, lock_held) = oneshot::channel();
+            let batcher = self.clone();
+            tokio::spawn(async move {
+                let progress = Progress::watched_by(Some(locked));
+                batcher.run(group, batch, progress).await;
+            });
+            // Sent at the lock, or dropped when the batch ends (a panic included).
+            let _ = lock_held.await;
             // Let the callers just answered run before the next batch is cut: whatever they
             // send next joins it, instead of the first of them making a batch of its own.
             tokio::task::yield_now().await;
@@ -274,7 +301,7 @@ impl<W: GroupWrite> Batcher<W> {
     }
 
     /// One transaction for a batch, then every waiter's own answer.
-    async fn run(&self, group: W::Group, mut batch: Vec<Waiter<W>>) {
+    async fn run(&self, group: W::Group, mut batch: Vec<Waiter<W>>, mut progress: Progress) {
         // A caller that already went away gets nothing: a reserve's unit stays on sale.
         batch.retain(|waiter| !waiter.reply.is_closed());
         if batch.is_empty() {
@@ -288,11 +315,19 @@ impl<W: GroupWrite> Batcher<W> {
             .into_iter()
             .map(|waiter| (waiter.request, waiter.reply))
             .unzip();
-        match self
+        let written = self
             .write
-            .write(self.store.as_ref(), group, &requests)
-            .await
-        {
+            .write(self.store.as_ref(), group, &requests, &mut progress)
+            .await;
+        for (step, took) in progress.steps() {
+            self.metrics
+                .write_steps
+                .with_label_values(&[W::NAME, step])
+                .observe(took.as_secs_f64());
+        }
+        // The next batch may go now if it has not yet (a write that never said it was locked).
+        drop(progress);
+        match written {
             Ok(outcomes) => {
                 // One outcome per request, in order; a waiter left without one hears an error.
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub expiry_lateness: Histogram,
     /// Requests per group-commit transaction, by write (`reserve`, `join`).
     pub batch_size: HistogramVec,
+    /// Seconds each step of a batch's transaction took (`begin`, `lock`, ..., `commit`), by
+    /// write: where a batch's time goes.
+    pub write_steps: HistogramVec,
     pub websockets: IntGauge,
     /// Buyers a queue let in, and admissions that lapsed unused.
     pub queue_admissions: IntCounter,
@@ -66,6 +69,17 @@ impl Default for Metrics {
             &["write"],
         )
         .expect("valid metric");
+        let write_steps = HistogramVec::new(
+            HistogramOpts::new(
+                "write_step_seconds",
+                "Time each step of a batch's transaction took, by write and step",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+            ]),
+            &["write", "step"],
+        )
+        .expect("valid metric");
         let websockets =
             IntGauge::new("websockets_open", "Open live-feed WebSockets").expect("valid metric");
         let queue_admissions = IntCounter::new("queue_admissions_total", "Buyers a queue let in")
@@ -90,6 +104,7 @@ impl Default for Metrics {
             Box::new(expiries.clone()),
             Box::new(expiry_lateness.clone()),
             Box::new(batch_size.clone()),
+            Box::new(write_steps.clone()),
             Box::new(websockets.clone()),
             Box::new(queue_admissions.clone()),
             Box::new(queue_lapses.clone()),
@@ -107,6 +122,7 @@ impl Default for Metrics {
             expiries,
             expiry_lateness,
             batch_size,
+            write_steps,
             websockets,
             queue_admissions,
             queue_lapses,

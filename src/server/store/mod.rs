@@ -27,7 +27,7 @@ pub use self::{
     postgres::PgStore,
     queue::{AdmitPass, HandOnPass, QueueWrites},
     sqlite::SqliteStore,
-    writes::Writes,
+    writes::{Progress, Writes},
 };
 use super::{events::EventBus, settings::Settings};
 use crate::model::{

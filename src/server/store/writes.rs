@@ -8,10 +8,11 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
+use tokio::sync::oneshot;
 
 use super::{
     queue::ticket_event, Cancelled, DropRow, PurchaseRow, ReservationRow, ReserveOutcome, Reserved,
@@ -27,6 +28,53 @@ use crate::{
         rules::{self, BatchPlan, BuyerCheck, HoldCheck, LockedDrop},
     },
 };
+
+/// How far a batch's transaction has got, for whoever runs the batch: how long each step
+/// took, and the moment it holds its drop's lock (so the next batch of the drop can start
+/// and queue on that lock while this one works and commits, rather than after it).
+#[derive(Debug)]
+pub struct Progress {
+    last: Instant,
+    steps: Vec<(&'static str, Duration)>,
+    locked: Option<oneshot::Sender<()>>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::watched_by(None)
+    }
+}
+
+impl Progress {
+    /// Progress whose lock is announced on `locked` (also when the write ends without it).
+    pub fn watched_by(locked: Option<oneshot::Sender<()>>) -> Self {
+        Self {
+            last: Instant::now(),
+            steps: Vec::new(),
+            locked,
+        }
+    }
+
+    /// The step just finished: the time since the previous one (or since the start).
+    pub fn step(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.steps.push((name, now - self.last));
+        self.last = now;
+    }
+
+    /// The write holds its drop's lock: a later batch of the drop may begin.
+    pub fn locked(&mut self) {
+        if let Some(locked) = self.locked.take() {
+            // Nobody waiting is fine: then nobody needed to know.
+            let _ = locked.send(());
+        }
+    }
+
+    /// Every step finished so far, in order.
+    pub fn steps(&self) -> &[(&'static str, Duration)] {
+        &self.steps
+    }
+}
 
 /// A ticket about to be inserted.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -168,12 +216,13 @@ pub trait Writes: Send + Sync {
     /// stock runs out inside the batch, the later users get `OUT_OF_STOCK`. A user named twice
     /// gets one hold and `ALREADY_RESERVED` for the rest. The drop's `version` rises once and
     /// one stock event goes out for the whole batch. A database error fails the whole batch
-    /// and writes nothing.
+    /// and writes nothing. `progress` hears each step, and when the drop is locked.
     async fn reserve_many(
         &self,
         drop: DropId,
         users: &[UserId],
         ttl: Duration,
+        progress: &mut Progress,
     ) -> Result<Vec<ReserveOutcome>, StoreError>;
     /// Turns the caller's live hold into a purchase, if its deadline has not passed.
     async fn purchase(
@@ -227,14 +276,18 @@ impl<D: Dialect> Writes for D {
         drop: DropId,
         users: &[UserId],
         ttl: Duration,
+        progress: &mut Progress,
     ) -> Result<Vec<ReserveOutcome>, StoreError> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
+        progress.step("begin");
         // Holding the drop's lock, the checks below see every hold and purchase committed
         // before, and no reserve of this drop can slip in between.
         let locked = tx.lock_drop(drop).await?;
+        progress.step("lock");
+        progress.locked();
         let checks = match &locked {
             Some(locked) if locked.started() => {
                 let users = rules::distinct_users(users);
@@ -243,6 +296,7 @@ impl<D: Dialect> Writes for D {
             _ => Vec::new(),
         };
         let plan = rules::plan_batch(users, locked.as_ref(), &checks);
+        progress.step("check");
         // The unique index has the last word: the stock below is taken only for the rows that
         // went in.
         let inserted = if plan.takers.is_empty() {
@@ -250,12 +304,15 @@ impl<D: Dialect> Writes for D {
         } else {
             tx.insert_holds(drop, &plan.takers, ttl).await?
         };
+        progress.step("insert");
         if inserted.is_empty() {
             tx.rollback().await?;
+            progress.step("commit");
             return Ok(batch_outcomes(users, plan, inserted, None));
         }
         let taken = i64::try_from(inserted.len()).unwrap_or(i64::MAX);
         let after = tx.add_stock(drop, -taken).await?.into_drop(Vec::new());
+        progress.step("stock");
         // Every tab of each buyer learns of their new hold, not just the one that asked.
         let mut events = Vec::with_capacity(inserted.len() + 1);
         events.push(stock_event(&after));
@@ -264,6 +321,7 @@ impl<D: Dialect> Writes for D {
             // A queue's buyer reserves once per turn.
             let holders: Vec<UserId> = inserted.iter().map(|row| row.user_id).collect();
             let used = tx.use_admissions(drop, &holders).await?;
+            progress.step("admit");
             let line = queue.line();
             events.extend(
                 used.iter()
@@ -271,6 +329,7 @@ impl<D: Dialect> Writes for D {
             );
         }
         tx.commit(events).await?;
+        progress.step("commit");
         Ok(batch_outcomes(users, plan, inserted, Some(after)))
     }
 
