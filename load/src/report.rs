@@ -710,12 +710,10 @@ impl Report {
              The server times each step of every reserve batch's transaction \
              (`dropline_write_step_seconds` in `/metrics`); the means over the measured window \
              of each REST row's median run, in milliseconds. `begin` opens the transaction (on \
-             SQLite it includes waiting for the writer's turn), `lock` takes the drop's row (on \
-             PostgreSQL it includes waiting for the batch before to commit: the next batch \
-             begins once the one before holds the lock), `check`, `insert` and `stock` are the \
-             batch's statements, `commit` includes sending its events. Batches overlap (the \
-             next one waits for the lock while this one works), so the total of a batch can \
-             exceed the time between two batches.\n\n\
+             SQLite it includes waiting for the writer's turn), `lock` takes the drop's row, \
+             `check`, `insert` and `stock` are the batch's statements, `commit` includes \
+             sending its events. A drop's batches run one after another on an instance, so batches/s × \
+             total ms is the share of the window a batch was running.\n\n\
              | database | server settings | buyers | batches/s | buyers per batch | {} | total ms |\n\
              | --- | --- | ---: | ---: | ---: | {}---: |",
             crate::steps::STEPS.join(" | "),

@@ -2,9 +2,8 @@
 //! `dropline_write_batch_size` and `dropline_write_step_seconds` histograms over a measured
 //! window, read from `/metrics` before and after. Each step is timed inside the batch's
 //! transaction, from the end of the step before: `begin` opens it (on SQLite, after waiting
-//! for the writer's turn), `lock` takes the drop's row (on PostgreSQL, after waiting for the
-//! batch before to commit), `check`, `insert` and `stock` are the batch's statements, and
-//! `commit` includes sending its events.
+//! for the writer's turn), `lock` takes the drop's row, `check`, `insert` and `stock` are the
+//! batch's statements, and `commit` includes sending its events.
 
 use std::{collections::BTreeMap, net::SocketAddr};
 

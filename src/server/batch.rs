@@ -4,25 +4,17 @@
 //!
 //! A hot drop is one row every such write must lock, so they run one after another no matter
 //! how many connections there are. Instead of queueing on the row lock, a write joins its
-//! drop's queue here. When no batch of that drop is being cut, the caller's reserve starts
+//! drop's queue here. When no batch of that drop is running, the caller's reserve starts
 //! one at once with whatever is queued (just itself when traffic is light: no timer, no added
 //! wait). While a batch's transaction runs, new arrivals queue up, and the next batch takes
-//! them all, up to the configured size. One transaction then serves many buyers.
-//!
-//! A write that says when it holds its drop's lock ([`Progress::locked`]; reserves do) lets
-//! the next batch begin at that moment: it waits on the lock in the database while the one
-//! before works and commits, and starts its own work the instant that commit frees the lock,
-//! instead of after the answers have gone out and a new transaction has been opened. Batches
-//! still take the lock in the order they were cut, so first come stays first served. Every
-//! other write runs its group's batches strictly one after another. Before cutting a batch
-//! the leader yields once, so the callers it just answered can queue their next request
-//! first.
+//! them all, up to the configured size. One transaction then serves many buyers. Between
+//! batches the leader yields once, so the callers it just answered can queue their next
+//! request before the next batch is cut.
 //!
 //! Batches run in spawned tasks, so a caller that goes away cannot cancel a batch others wait
 //! on, and a committed batch always publishes its event. A batch leader keeps going until its
 //! queue is empty; a leader that dies (a panic) takes its queue with it, and every waiter in it
-//! gets an error instead of waiting forever. A batch that dies answers its own waiters with an
-//! error and lets the next one go.
+//! gets an error instead of waiting forever.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -56,8 +48,7 @@ pub trait GroupWrite: Send + Sync + 'static {
     /// One request's answer.
     type Answer: Send + 'static;
     /// Runs the write for `requests` (in arrival order, maybe with repeats) in one
-    /// transaction, telling `progress` its steps (and its lock, if the next batch may begin
-    /// once it holds it).
+    /// transaction, telling `progress` the time of each step it wants measured.
     async fn write(
         &self,
         store: &dyn Store,
@@ -276,8 +267,7 @@ impl<W: GroupWrite> Batcher<W> {
         Some(queue.drain(..size).collect())
     }
 
-    /// Starts batches of a group until its queue is empty, each once the one before holds
-    /// its lock (or is over).
+    /// Runs batches of a group until its queue is empty.
     async fn lead(self: Arc<Self>, group: W::Group) {
         let mut turn = Turn {
             batcher: &self,
@@ -285,14 +275,7 @@ impl<W: GroupWrite> Batcher<W> {
             over: false,
         };
         while let Some(batch) = self.next_batch(group) {
-            let (locked, lock_held) = oneshot::channel();
-            let batcher = self.clone();
-            tokio::spawn(async move {
-                let progress = Progress::watched_by(Some(locked));
-                batcher.run(group, batch, progress).await;
-            });
-            // Sent at the lock, or dropped when the batch ends (a panic included).
-            let _ = lock_held.await;
+            self.run(group, batch, Progress::default()).await;
             // Let the callers just answered run before the next batch is cut: whatever they
             // send next joins it, instead of the first of them making a batch of its own.
             tokio::task::yield_now().await;
@@ -325,8 +308,6 @@ impl<W: GroupWrite> Batcher<W> {
                 .with_label_values(&[W::NAME, step])
                 .observe(took.as_secs_f64());
         }
-        // The next batch may go now if it has not yet (a write that never said it was locked).
-        drop(progress);
         match written {
             Ok(outcomes) => {
                 // One outcome per request, in order; a waiter left without one hears an error.

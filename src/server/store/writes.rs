@@ -12,7 +12,6 @@ use std::{
 };
 
 use async_trait::async_trait;
-use tokio::sync::oneshot;
 
 use super::{
     queue::ticket_event, Cancelled, DropRow, PurchaseRow, ReservationRow, ReserveOutcome, Reserved,
@@ -29,45 +28,28 @@ use crate::{
     },
 };
 
-/// How far a batch's transaction has got, for whoever runs the batch: how long each step
-/// took, and the moment it holds its drop's lock (so the next batch of the drop can start
-/// and queue on that lock while this one works and commits, rather than after it).
+/// How long each step of a batch's transaction took, for whoever runs the batch to report.
 #[derive(Debug)]
 pub struct Progress {
     last: Instant,
     steps: Vec<(&'static str, Duration)>,
-    locked: Option<oneshot::Sender<()>>,
 }
 
 impl Default for Progress {
     fn default() -> Self {
-        Self::watched_by(None)
+        Self {
+            last: Instant::now(),
+            steps: Vec::new(),
+        }
     }
 }
 
 impl Progress {
-    /// Progress whose lock is announced on `locked` (also when the write ends without it).
-    pub fn watched_by(locked: Option<oneshot::Sender<()>>) -> Self {
-        Self {
-            last: Instant::now(),
-            steps: Vec::new(),
-            locked,
-        }
-    }
-
     /// The step just finished: the time since the previous one (or since the start).
     pub fn step(&mut self, name: &'static str) {
         let now = Instant::now();
         self.steps.push((name, now - self.last));
         self.last = now;
-    }
-
-    /// The write holds its drop's lock: a later batch of the drop may begin.
-    pub fn locked(&mut self) {
-        if let Some(locked) = self.locked.take() {
-            // Nobody waiting is fine: then nobody needed to know.
-            let _ = locked.send(());
-        }
     }
 
     /// Every step finished so far, in order.
@@ -216,7 +198,7 @@ pub trait Writes: Send + Sync {
     /// stock runs out inside the batch, the later users get `OUT_OF_STOCK`. A user named twice
     /// gets one hold and `ALREADY_RESERVED` for the rest. The drop's `version` rises once and
     /// one stock event goes out for the whole batch. A database error fails the whole batch
-    /// and writes nothing. `progress` hears each step, and when the drop is locked.
+    /// and writes nothing. `progress` hears how long each step took.
     async fn reserve_many(
         &self,
         drop: DropId,
@@ -287,7 +269,6 @@ impl<D: Dialect> Writes for D {
         // before, and no reserve of this drop can slip in between.
         let locked = tx.lock_drop(drop).await?;
         progress.step("lock");
-        progress.locked();
         let checks = match &locked {
             Some(locked) if locked.started() => {
                 let users = rules::distinct_users(users);
