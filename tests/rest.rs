@@ -457,6 +457,14 @@ async fn metrics_count_reserves_by_outcome(backend: Backend) {
         text.contains(r#"dropline_reserves_total{outcome="OUT_OF_STOCK"} 2"#),
         "{text}"
     );
+    // Where each reserve batch's time went: all three took the lock and ended (one commit,
+    // two rollbacks); only the one that held a unit moved the stock.
+    for (step, batches) in [("lock", 3), ("commit", 3), ("stock", 1)] {
+        let count = format!(
+            r#"dropline_write_step_seconds_count{{step="{step}",write="reserve"}} {batches}"#
+        );
+        assert!(text.contains(&count), "{count} in {text}");
+    }
     assert!(
         text.contains("dropline_http_request_duration_seconds_bucket"),
         "{text}"

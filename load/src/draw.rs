@@ -117,7 +117,7 @@ pub async fn run(setup: golive::Setup<'_>) -> Result<Draw> {
         golive::post_for_each(addr, &path, &setup.buyers).await?;
     if Utc::now() >= starts_at {
         return Err(BenchError::Unexpected(
-            "draw: the entries outlasted their window; give --lobby more seconds".into(),
+            "draw: the entries outlasted their window; give --draw-window more seconds".into(),
         ));
     }
     let until_draw = (starts_at - Utc::now()).to_std().unwrap_or_default();
