@@ -222,9 +222,7 @@ impl<W: GroupWrite> Batcher<W> {
         if self.max == 1 {
             // Batching off: every request is its own transaction, all of them at once.
             let batcher = self.clone();
-            tokio::spawn(
-                async move { batcher.run(group, vec![waiter], Progress::default()).await },
-            );
+            tokio::spawn(async move { batcher.run(group, vec![waiter]).await });
         } else if self.enqueue(group, waiter) {
             tokio::spawn(self.clone().lead(group));
         }
@@ -275,7 +273,7 @@ impl<W: GroupWrite> Batcher<W> {
             over: false,
         };
         while let Some(batch) = self.next_batch(group) {
-            self.run(group, batch, Progress::default()).await;
+            self.run(group, batch).await;
             // Let the callers just answered run before the next batch is cut: whatever they
             // send next joins it, instead of the first of them making a batch of its own.
             tokio::task::yield_now().await;
@@ -284,7 +282,7 @@ impl<W: GroupWrite> Batcher<W> {
     }
 
     /// One transaction for a batch, then every waiter's own answer.
-    async fn run(&self, group: W::Group, mut batch: Vec<Waiter<W>>, mut progress: Progress) {
+    async fn run(&self, group: W::Group, mut batch: Vec<Waiter<W>>) {
         // A caller that already went away gets nothing: a reserve's unit stays on sale.
         batch.retain(|waiter| !waiter.reply.is_closed());
         if batch.is_empty() {
@@ -298,6 +296,7 @@ impl<W: GroupWrite> Batcher<W> {
             .into_iter()
             .map(|waiter| (waiter.request, waiter.reply))
             .unzip();
+        let mut progress = Progress::default();
         let written = self
             .write
             .write(self.store.as_ref(), group, &requests, &mut progress)
