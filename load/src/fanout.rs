@@ -7,6 +7,10 @@
 //! newer one arrives. A client that never hears of a click counts it as infinitely late (the
 //! histogram's ceiling, 60 s), so misses show in the percentiles rather than vanish from them.
 //! The reserving side notes how late the generator itself woke for each scheduled click.
+//!
+//! A run may also have a hot drop meanwhile: buyers reserving another drop back to back (a
+//! [`hot`] cell over the same window), so every watcher's socket also carries that drop's stock
+//! and the server's write path is busy while the watched clicks go out.
 
 use std::{
     net::SocketAddr,
@@ -24,7 +28,12 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::{connect_async, tungstenite::Message};
 use tokio_util::sync::CancellationToken;
 
-use crate::{api::Conn, cpu, hot::new_histogram, BenchError, Result};
+use crate::{
+    api::Conn,
+    cpu,
+    hot::{self, new_histogram},
+    BenchError, Result,
+};
 
 /// Connections that reserve at the fixed rate.
 const RESERVERS: usize = 32;
@@ -51,10 +60,12 @@ pub struct Fanout {
     pub cpu: cpu::Share,
     /// Latency of the reserves made meanwhile, in microseconds.
     pub reserve_latency: Histogram<u64>,
+    /// The hot drop that ran meanwhile, if any.
+    pub hot: Option<hot::Cell>,
 }
 
 /// What a fan-out run needs.
-pub struct Setup {
+pub struct Setup<'a> {
     pub addr: SocketAddr,
     pub parties: cpu::Parties,
     pub drop: i64,
@@ -63,6 +74,8 @@ pub struct Setup {
     pub clients: usize,
     pub rate: u32,
     pub duration: Duration,
+    /// A hot drop to run over the same window (its warm-up and duration are set here).
+    pub hot: Option<hot::Setup<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -81,7 +94,7 @@ pub fn now_micros() -> i64 {
 }
 
 /// Connects the clients, runs the reserves, and measures.
-pub async fn run(setup: Setup) -> Result<Fanout> {
+pub async fn run(mut setup: Setup<'_>) -> Result<Fanout> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = cpu::rss_kib(setup.parties.server_pid)?;
     let stop = CancellationToken::new();
@@ -115,7 +128,18 @@ pub async fn run(setup: Setup) -> Result<Fanout> {
     let rss_after = cpu::rss_kib(setup.parties.server_pid)?;
 
     let first = cpu::Sample::take(&setup.parties);
-    let (commits, reserve_latency, wake_lag) = reserve_at_rate(&setup).await?;
+    let ((commits, reserve_latency, wake_lag), hot) = match setup.hot.take() {
+        None => (reserve_at_rate(&setup).await?, None),
+        Some(busy) => {
+            let busy = hot::Setup {
+                warmup: Duration::ZERO,
+                duration: setup.duration,
+                ..busy
+            };
+            let (clicks, busy) = tokio::join!(reserve_at_rate(&setup), hot::run(busy));
+            (clicks?, Some(busy?))
+        }
+    };
     let cpu = first.share_until(&cpu::Sample::take(&setup.parties));
     // Let the last events arrive, then hang up.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -157,13 +181,14 @@ pub async fn run(setup: Setup) -> Result<Fanout> {
         connect_time,
         cpu,
         reserve_latency,
+        hot,
     })
 }
 
 /// Reserves at the fixed rate for the duration; answers (version, send time in µs) of every
 /// hold, in version order, the reserves' latency and the generator's wake-up lag.
 async fn reserve_at_rate(
-    setup: &Setup,
+    setup: &Setup<'_>,
 ) -> Result<(Vec<(i64, i64)>, Histogram<u64>, Histogram<u64>)> {
     let next = Arc::new(AtomicUsize::new(0));
     let every = Duration::from_secs_f64(RESERVERS as f64 / f64::from(setup.rate.max(1)));

@@ -467,19 +467,34 @@ async fn run_scenarios(
     }
 
     if options.runs("fanout") {
-        for &clients in &options.clients {
+        // Every number of clients on a quiet server; the most of them again while the most
+        // buyers of the hot-drop cells reserve another drop back to back.
+        let most_clients = options.clients.iter().copied().max().unwrap_or(0);
+        let runs = options
+            .clients
+            .iter()
+            .map(|&clients| (clients, None))
+            .chain([(most_clients, Some(options.most_buyers()))]);
+        for (clients, busy) in runs {
             let server = Server::start(Launch {
                 binary: &options.server,
                 site: &options.site,
                 database,
-                label: &format!("{key}-fanout-{clients}"),
+                label: &format!(
+                    "{key}-fanout-{clients}{}",
+                    if busy.is_some() { "-hot" } else { "" }
+                ),
                 work,
                 ttl_seconds: 3_600,
                 seed_demo: false,
                 env: &[],
             })
             .await?;
-            let pool = ensure_buyers(&mut buyers, &server, needed, db, report).await?;
+            // The hot drop's buyers are the same as the clicks' (a buyer may hold a unit of
+            // each drop): enough for the best rate seen so far, or 10,000 reserves/s.
+            let enough = needed
+                .max((best_rate.max(10_000.0) * (duration.as_secs_f64() + 1.0) * 1.3) as usize);
+            let pool = ensure_buyers(&mut buyers, &server, enough, db, report).await?;
             let drop = api::create_drop(
                 server.addr,
                 ADMIN_TOKEN,
@@ -487,6 +502,27 @@ async fn run_scenarios(
                 pool.len() as i64,
             )
             .await?;
+            let hot = match busy {
+                Some(concurrency) => Some(hot::Setup {
+                    db,
+                    db_url: &database.url,
+                    addr: server.addr,
+                    parties: database.parties(&server),
+                    drop: api::create_drop(
+                        server.addr,
+                        ADMIN_TOKEN,
+                        &format!("Hot drop beside {clients} watchers"),
+                        pool.len() as i64,
+                    )
+                    .await?,
+                    buyers: pool.clone(),
+                    concurrency,
+                    route: Route::Rest,
+                    warmup: Duration::ZERO,
+                    duration,
+                }),
+                None => None,
+            };
             let result = fanout::run(fanout::Setup {
                 addr: server.addr,
                 parties: database.parties(&server),
@@ -495,12 +531,18 @@ async fn run_scenarios(
                 clients,
                 rate: options.rate,
                 duration,
+                hot,
             })
             .await?;
             eprintln!(
-                "fan-out {} {clients} clients: p50 {:.1} ms, p99 {:.1} ms, {:.1} KiB/connection, \
+                "fan-out {} {clients} clients{}: p50 {:.1} ms, p99 {:.1} ms, {:.1} KiB/connection, \
                  {:.0} reserves/s (p99 {:.1} ms)",
                 db.name(),
+                result.hot.as_ref().map_or(String::new(), |hot| format!(
+                    " beside a hot drop ({:.0} holds/s, oversell {})",
+                    hot.holds_per_second(),
+                    hot.audit.oversold()
+                )),
                 result.latency.value_at_quantile(0.5) as f64 / 1000.0,
                 result.latency.value_at_quantile(0.99) as f64 / 1000.0,
                 result.kib_per_connection,
