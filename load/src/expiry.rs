@@ -7,6 +7,12 @@
 //! server sees it: its `dropline_expiry_lateness_seconds` histogram from `/metrics` (deadline to
 //! the commit that returned the unit): the bucket a quantile falls in, as a range, since
 //! anything finer would be made up.
+//!
+//! A run may also be busy: watching sockets connected once the holds are placed (placing them
+//! while thousands of sockets read every stock change took the generator past the first
+//! deadline), and a hot drop (a [`hot`] cell on another drop) over the deadlines, from a second before the first to
+//! a second after the last, so the expiry worker's transactions queue with the hot drop's and
+//! every returned unit's frame goes out to every socket.
 
 use std::{
     net::SocketAddr,
@@ -28,7 +34,13 @@ use tokio_tungstenite::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{api, api::Conn, fanout::now_micros, hot::new_histogram, BenchError, Result};
+use crate::{
+    api,
+    api::Conn,
+    fanout::{self, now_micros},
+    hot::{self, new_histogram},
+    BenchError, Result,
+};
 
 /// Connections placing the holds.
 const RESERVERS: usize = 64;
@@ -50,16 +62,29 @@ pub struct Expiry {
     /// The server's own histogram: the bucket p50 and p99 fall in, in milliseconds.
     pub server_p50_ms: Bucket,
     pub server_p99_ms: Bucket,
+    /// Sockets watching besides the one that measures.
+    pub watchers: usize,
+    /// The hot drop over the deadlines, if the run was busy.
+    pub hot: Option<hot::Cell>,
 }
 
 /// What the expiry run needs.
-pub struct Setup {
+pub struct Setup<'a> {
     pub addr: SocketAddr,
     pub drop: i64,
     /// Signed-in buyers; the first `holds` each place one hold.
     pub buyers: Arc<Vec<String>>,
     pub holds: usize,
     pub ttl: Duration,
+    pub busy: Option<Busy<'a>>,
+}
+
+/// What keeps a busy run busy.
+pub struct Busy<'a> {
+    /// Sockets watching the dashboard the whole run.
+    pub watchers: usize,
+    /// The hot drop; its warm-up and duration are set here, to span the deadlines.
+    pub hot: hot::Setup<'a>,
 }
 
 #[derive(Deserialize)]
@@ -71,7 +96,7 @@ struct Frame<'a> {
 }
 
 /// Places the holds, waits for every unit to come back, and measures.
-pub async fn run(setup: Setup) -> Result<Expiry> {
+pub async fn run(mut setup: Setup<'_>) -> Result<Expiry> {
     if setup.buyers.len() < setup.holds {
         return Err(BenchError::Unexpected(format!(
             "{} holds need as many buyers, have {}",
@@ -79,9 +104,11 @@ pub async fn run(setup: Setup) -> Result<Expiry> {
             setup.buyers.len()
         )));
     }
+    let busy = setup.busy.take();
+    let busy_watchers = busy.as_ref().map_or(0, |busy| busy.watchers);
+    let stop = CancellationToken::new();
     let (ws, _) = connect_async(format!("ws://{}/ws", setup.addr)).await?;
     let (available_tx, mut available) = watch::channel(-1_i64);
-    let stop = CancellationToken::new();
     let observer = tokio::spawn(observe(ws, setup.drop, available_tx, stop.clone()));
 
     let started = now_micros();
@@ -89,15 +116,51 @@ pub async fn run(setup: Setup) -> Result<Expiry> {
     let placed = now_micros();
     deadlines.sort_unstable();
     let first_deadline = deadlines.first().copied().unwrap_or(i64::MAX);
+    let last_deadline = deadlines.last().copied().unwrap_or(i64::MAX);
+    let watchers = match &busy {
+        Some(busy) => {
+            fanout::connect_watchers(setup.addr, setup.drop, busy.watchers, &stop).await?
+        }
+        None => Vec::new(),
+    };
 
     let total = setup.holds as i64;
     let wait = setup.ttl + Duration::from_secs(60);
-    tokio::time::timeout(wait, available.wait_for(|a| *a == total))
-        .await
-        .map_err(|_| BenchError::Unexpected("not every held unit came back in time".into()))?
-        .map_err(|_| BenchError::Unexpected("the watching socket closed".into()))?;
+    let all_back = async {
+        tokio::time::timeout(wait, available.wait_for(|a| *a == total))
+            .await
+            .map_err(|_| BenchError::Unexpected("not every held unit came back in time".into()))?
+            .map_err(|_| BenchError::Unexpected("the watching socket closed".into()))?;
+        Ok::<_, BenchError>(())
+    };
+    let hot = match busy {
+        None => {
+            all_back.await?;
+            None
+        }
+        Some(busy) => {
+            let second = 1_000_000;
+            let hot_drop = async {
+                let starts_in = (first_deadline - second - now_micros()).max(0) as u64;
+                tokio::time::sleep(Duration::from_micros(starts_in)).await;
+                let window = (last_deadline - now_micros()).max(0) as u64 + second as u64;
+                hot::run(hot::Setup {
+                    warmup: Duration::ZERO,
+                    duration: Duration::from_micros(window),
+                    ..busy.hot
+                })
+                .await
+            };
+            let (back, hot) = tokio::join!(all_back, hot_drop);
+            back?;
+            Some(hot?)
+        }
+    };
     stop.cancel();
     let events = observer.await?;
+    for watcher in watchers {
+        watcher.await?;
+    }
     // Units come back from the moment the last hold took the stock to zero.
     let from_empty = events
         .iter()
@@ -134,11 +197,13 @@ pub async fn run(setup: Setup) -> Result<Expiry> {
         early,
         server_p50_ms: bucket_of(&buckets, 0.5),
         server_p99_ms: bucket_of(&buckets, 0.99),
+        watchers: busy_watchers,
+        hot,
     })
 }
 
 /// Places one hold per buyer; answers each hold's deadline in microseconds since the epoch.
-async fn place_holds(setup: &Setup) -> Result<Vec<i64>> {
+async fn place_holds(setup: &Setup<'_>) -> Result<Vec<i64>> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..RESERVERS {

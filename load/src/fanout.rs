@@ -24,7 +24,10 @@ use std::{
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use serde::Deserialize;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::{
+    sync::{mpsc, Semaphore},
+    task::JoinHandle,
+};
 use tokio_tungstenite::{connect_async, tungstenite::Message};
 use tokio_util::sync::CancellationToken;
 
@@ -98,31 +101,8 @@ pub async fn run(mut setup: Setup<'_>) -> Result<Fanout> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = cpu::rss_kib(setup.parties.server_pid)?;
     let stop = CancellationToken::new();
-    let gate = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
-    let (ready_tx, mut ready) = mpsc::channel(setup.clients.max(1));
     let started = Instant::now();
-    let clients: Vec<_> = (0..setup.clients)
-        .map(|_| {
-            tokio::spawn(watch(
-                setup.addr,
-                setup.drop,
-                ready_tx.clone(),
-                gate.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
-    drop(ready_tx);
-    for _ in 0..setup.clients {
-        match ready.recv().await {
-            Some(Ok(())) => {}
-            Some(Err(error)) => {
-                stop.cancel();
-                return Err(error);
-            }
-            None => return Err(BenchError::Unexpected("a client ended early".into())),
-        }
-    }
+    let clients = connect_watchers(setup.addr, setup.drop, setup.clients, &stop).await?;
     let connect_time = started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = cpu::rss_kib(setup.parties.server_pid)?;
@@ -183,6 +163,42 @@ pub async fn run(mut setup: Setup<'_>) -> Result<Fanout> {
         reserve_latency,
         hot,
     })
+}
+
+/// Connects `clients` watchers of `drop` and waits until each has read its snapshot; each then
+/// answers (version, receive time in µs) of every stock event of the drop it heard before
+/// `stop`.
+pub async fn connect_watchers(
+    addr: SocketAddr,
+    drop_id: i64,
+    clients: usize,
+    stop: &CancellationToken,
+) -> Result<Vec<JoinHandle<Vec<(i64, i64)>>>> {
+    let gate = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
+    let (ready_tx, mut ready) = mpsc::channel(clients.max(1));
+    let watchers = (0..clients)
+        .map(|_| {
+            tokio::spawn(watch(
+                addr,
+                drop_id,
+                ready_tx.clone(),
+                gate.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    drop(ready_tx);
+    for _ in 0..clients {
+        match ready.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                stop.cancel();
+                return Err(error);
+            }
+            None => return Err(BenchError::Unexpected("a client ended early".into())),
+        }
+    }
+    Ok(watchers)
 }
 
 /// Reserves at the fixed rate for the duration; answers (version, send time in µs) of every

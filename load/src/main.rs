@@ -555,41 +555,79 @@ async fn run_scenarios(
     }
 
     if options.runs("expiry") {
-        let server = Server::start(Launch {
-            binary: &options.server,
-            site: &options.site,
-            database,
-            label: &format!("{key}-expiry"),
-            work,
-            ttl_seconds: options.ttl,
-            seed_demo: false,
-            env: &[],
-        })
-        .await?;
-        let pool = ensure_buyers(&mut buyers, &server, needed, db, report).await?;
-        let drop = api::create_drop(
-            server.addr,
-            ADMIN_TOKEN,
-            "Expiring drop",
-            options.holds as i64,
-        )
-        .await?;
-        let result = expiry::run(expiry::Setup {
-            addr: server.addr,
-            drop,
-            buyers: pool,
-            holds: options.holds,
-            ttl: Duration::from_secs(options.ttl),
-        })
-        .await?;
-        eprintln!(
-            "expiry {}: p50 {:.1} ms, p99 {:.1} ms",
-            db.name(),
-            result.seen.value_at_quantile(0.5) as f64 / 1000.0,
-            result.seen.value_at_quantile(0.99) as f64 / 1000.0
-        );
-        report.expiry.push(report::ExpiryRow { db, result });
-        server.stop().await?;
+        // On a quiet server, then with as many sockets watching as the largest fan-out run and
+        // the most buyers of the hot-drop cells reserving another drop over the deadlines.
+        let watchers = options.clients.iter().copied().max().unwrap_or(0);
+        for busy in [false, true] {
+            let server = Server::start(Launch {
+                binary: &options.server,
+                site: &options.site,
+                database,
+                label: &format!("{key}-expiry{}", if busy { "-busy" } else { "" }),
+                work,
+                ttl_seconds: options.ttl,
+                seed_demo: false,
+                env: &[],
+            })
+            .await?;
+            let enough = needed.max((best_rate.max(10_000.0) * 5.0 * 1.3) as usize);
+            let pool = ensure_buyers(&mut buyers, &server, enough, db, report).await?;
+            let drop = api::create_drop(
+                server.addr,
+                ADMIN_TOKEN,
+                "Expiring drop",
+                options.holds as i64,
+            )
+            .await?;
+            let busy = if busy {
+                Some(expiry::Busy {
+                    watchers,
+                    hot: hot::Setup {
+                        db,
+                        db_url: &database.url,
+                        addr: server.addr,
+                        parties: database.parties(&server),
+                        drop: api::create_drop(
+                            server.addr,
+                            ADMIN_TOKEN,
+                            "Hot drop while holds expire",
+                            pool.len() as i64,
+                        )
+                        .await?,
+                        buyers: pool.clone(),
+                        concurrency: options.most_buyers(),
+                        route: Route::Rest,
+                        warmup: Duration::ZERO,
+                        duration,
+                    },
+                })
+            } else {
+                None
+            };
+            let result = expiry::run(expiry::Setup {
+                addr: server.addr,
+                drop,
+                buyers: pool,
+                holds: options.holds,
+                ttl: Duration::from_secs(options.ttl),
+                busy,
+            })
+            .await?;
+            eprintln!(
+                "expiry {}{}: p50 {:.1} ms, p99 {:.1} ms",
+                db.name(),
+                result.hot.as_ref().map_or(String::new(), |hot| format!(
+                    " beside {} watchers and a hot drop ({:.0} holds/s, oversell {})",
+                    result.watchers,
+                    hot.holds_per_second(),
+                    hot.audit.oversold()
+                )),
+                result.seen.value_at_quantile(0.5) as f64 / 1000.0,
+                result.seen.value_at_quantile(0.99) as f64 / 1000.0
+            );
+            report.expiry.push(report::ExpiryRow { db, result });
+            server.stop().await?;
+        }
     }
 
     if options.runs("golive") {

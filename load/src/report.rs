@@ -441,6 +441,12 @@ impl Report {
                 .iter()
                 .filter(|r| r.db == db)
                 .filter_map(|r| r.result.hot.as_ref())
+                .chain(
+                    self.expiry
+                        .iter()
+                        .filter(|r| r.db == db)
+                        .filter_map(|r| r.result.hot.as_ref()),
+                )
                 .collect();
             if hot.is_empty() && sell_out.is_empty() && beside_watchers.is_empty() {
                 "not measured".into()
@@ -456,7 +462,7 @@ impl Report {
                     sell_out.len()
                 )
             } else {
-                "**MISSED**: see the hot-drop, sell-out and fan-out tables".into()
+                "**MISSED**: see the hot-drop, sell-out, fan-out and expiry tables".into()
             }
         });
         for (target, busy) in [
@@ -480,18 +486,23 @@ impl Report {
                 None => "not measured".into(),
             });
         }
-        row(out, "expiry lateness p99 ≤ 50 ms", &|db| match self
-            .expiry
-            .iter()
-            .find(|r| r.db == db)
-        {
-            Some(r) => at_most(
-                r.result.seen.value_at_quantile(0.99) as f64 / 1000.0,
-                TARGET_EXPIRY_P99_MS,
-                " ms",
-            ),
-            None => "not measured".into(),
-        });
+        for (target, busy) in [
+            ("expiry lateness p99 ≤ 50 ms", false),
+            ("the same beside a hot drop and 5,000 watchers", true),
+        ] {
+            row(out, target, &|db| match self
+                .expiry
+                .iter()
+                .find(|r| r.db == db && r.result.hot.is_some() == busy)
+            {
+                Some(r) => at_most(
+                    r.result.seen.value_at_quantile(0.99) as f64 / 1000.0,
+                    TARGET_EXPIRY_P99_MS,
+                    " ms",
+                ),
+                None => "not measured".into(),
+            });
+        }
         let golive = |db: Db| self.golive.iter().find(|r| r.db == db).map(|r| &r.result);
         row(out, "go-live: ≥ 10,000 joins/s into the lobby", &|db| {
             golive(db).map_or_else(
@@ -901,22 +912,7 @@ impl Report {
         );
         for row in &self.fanout {
             let r = &row.result;
-            let hot = r.hot.as_ref().map_or_else(
-                || "—".to_string(),
-                |hot| {
-                    format!(
-                        "{} buyers: {} holds/s, p99 {:.1} ms, {}",
-                        hot.concurrency,
-                        thousands(hot.holds_per_second()),
-                        hot.latency_ms(0.99),
-                        if hot.no_oversell() {
-                            "oversell 0 ✓".to_string()
-                        } else {
-                            format!("**{} oversold**", hot.audit.oversold())
-                        }
-                    )
-                },
-            );
+            let hot = r.hot.as_ref().map_or_else(|| "—".to_string(), hot_drop);
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {:.1} s | {} |",
@@ -1076,16 +1072,29 @@ impl Report {
              to the commit that returned the unit), given as the bucket each quantile falls in \
              (its buckets are 5, 10, 25, 50, 100 ms, ...): anything finer would be interpolated, \
              not measured. *Early* counts units seen back before their matched deadline (they \
-             count as 0 ms late); it should be 0.\n\n\
-             | database | holds | hold time | placed in | seen p50 ms | seen p99 ms | seen max ms | early | server p50 ms | server p99 ms | valid |\n\
-             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+             count as 0 ms late); it should be 0. The second run of each database is busy: \
+             as many sockets as the largest fan-out run watch from when the holds are placed, \
+             and the most buyers of the hot-drop table reserve another drop back to back from a \
+             second before the first deadline to a second after the last (REST, a new buyer \
+             each request, audited after); *meanwhile* gives the sockets and that hot drop.\n\n\
+             | database | meanwhile | holds | hold time | placed in | seen p50 ms | seen p99 ms | seen max ms | early | server p50 ms | server p99 ms | valid |\n\
+             | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
         );
         for row in &self.expiry {
             let r = &row.result;
+            let meanwhile = match &r.hot {
+                Some(hot) => format!(
+                    "{} sockets; hot drop: {}",
+                    thousands(r.watchers as f64),
+                    hot_drop(hot)
+                ),
+                None => "—".into(),
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} s | {:.1} s | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} s | {:.1} s | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
                 row.db.name(),
+                meanwhile,
                 thousands(r.holds as f64),
                 r.ttl.as_secs(),
                 r.placing.as_secs_f64(),
@@ -1207,6 +1216,21 @@ fn at_least(value: f64, target: f64, unit: &str) -> String {
 }
 
 /// "met" or "missed by how much" for a ceiling.
+/// A hot drop that ran beside another measurement, in one cell: buyers, holds/s, p99, audit.
+fn hot_drop(hot: &crate::hot::Cell) -> String {
+    format!(
+        "{} buyers, {} holds/s, p99 {:.1} ms, {}",
+        hot.concurrency,
+        thousands(hot.holds_per_second()),
+        hot.latency_ms(0.99),
+        if hot.no_oversell() {
+            "oversell 0 ✓".to_string()
+        } else {
+            format!("**{} oversold**", hot.audit.oversold())
+        }
+    )
+}
+
 fn at_most(value: f64, target: f64, unit: &str) -> String {
     if value <= target {
         format!(
