@@ -503,24 +503,17 @@ async fn run_scenarios(
             )
             .await?;
             let hot = match busy {
-                Some(concurrency) => Some(hot::Setup {
-                    db,
-                    db_url: &database.url,
-                    addr: server.addr,
-                    parties: database.parties(&server),
-                    drop: api::create_drop(
-                        server.addr,
-                        ADMIN_TOKEN,
+                Some(concurrency) => Some(
+                    hot_beside(
+                        db,
+                        database,
+                        &server,
+                        &pool,
+                        concurrency,
                         &format!("Hot drop beside {clients} watchers"),
-                        pool.len() as i64,
                     )
                     .await?,
-                    buyers: pool.clone(),
-                    concurrency,
-                    route: Route::Rest,
-                    warmup: Duration::ZERO,
-                    duration,
-                }),
+                ),
                 None => None,
             };
             let result = fanout::run(fanout::Setup {
@@ -582,24 +575,15 @@ async fn run_scenarios(
             let busy = if busy {
                 Some(expiry::Busy {
                     watchers,
-                    hot: hot::Setup {
+                    hot: hot_beside(
                         db,
-                        db_url: &database.url,
-                        addr: server.addr,
-                        parties: database.parties(&server),
-                        drop: api::create_drop(
-                            server.addr,
-                            ADMIN_TOKEN,
-                            "Hot drop while holds expire",
-                            pool.len() as i64,
-                        )
-                        .await?,
-                        buyers: pool.clone(),
-                        concurrency: options.most_buyers(),
-                        route: Route::Rest,
-                        warmup: Duration::ZERO,
-                        duration,
-                    },
+                        database,
+                        &server,
+                        &pool,
+                        options.most_buyers(),
+                        "Hot drop while holds expire",
+                    )
+                    .await?,
                 })
             } else {
                 None
@@ -805,6 +789,31 @@ async fn open_loop(
 
 /// Makes sure at least `count` buyers are signed in, signing in the missing ones on `server`.
 /// Every server of a database shares the session secret, so cookies stay valid across them.
+/// A hot drop to run beside another measurement: a new drop with a unit for every buyer of
+/// `pool`, reserved over REST by `concurrency` buyers, a new one each request. Its warm-up and
+/// duration are set by the measurement it runs beside.
+async fn hot_beside<'a>(
+    db: Db,
+    database: &'a Database,
+    server: &Server,
+    pool: &Arc<Vec<String>>,
+    concurrency: usize,
+    name: &str,
+) -> Result<hot::Setup<'a>> {
+    Ok(hot::Setup {
+        db,
+        db_url: &database.url,
+        addr: server.addr,
+        parties: database.parties(server),
+        drop: api::create_drop(server.addr, ADMIN_TOKEN, name, pool.len() as i64).await?,
+        buyers: pool.clone(),
+        concurrency,
+        route: Route::Rest,
+        warmup: Duration::ZERO,
+        duration: Duration::ZERO,
+    })
+}
+
 async fn ensure_buyers(
     buyers: &mut Option<Arc<Vec<String>>>,
     server: &Server,
