@@ -10,9 +10,9 @@
 //!
 //! A run may also be busy: watching sockets connected once the holds are placed (placing them
 //! while thousands of sockets read every stock change took the generator past the first
-//! deadline), and a hot drop (a [`hot`] cell on another drop) over the deadlines, from a second before the first to
-//! a second after the last, so the expiry worker's transactions queue with the hot drop's and
-//! every returned unit's frame goes out to every socket.
+//! deadline), and a hot drop (a [`hot`] cell on another drop) over the deadlines, from a second
+//! before the first to a second after the last, so the expiry worker's transactions queue with
+//! the hot drop's and every returned unit's frame goes out to every socket.
 
 use std::{
     net::SocketAddr,
@@ -81,7 +81,7 @@ pub struct Setup<'a> {
 
 /// What keeps a busy run busy.
 pub struct Busy<'a> {
-    /// Sockets watching the dashboard the whole run.
+    /// Sockets watching the dashboard from when the holds are placed.
     pub watchers: usize,
     /// The hot drop; its warm-up and duration are set here, to span the deadlines.
     pub hot: hot::Setup<'a>,
