@@ -70,31 +70,28 @@ pub async fn run(setup: golive::Setup<'_>) -> Result<Draw> {
     let stop = CancellationToken::new();
     let addr = setup.addr;
     let told_so_far = Arc::new(AtomicUsize::new(0));
-    let screens = golive::open_screens(
-        &setup.buyers[..golive::screens_for(entries)],
-        &stop,
-        |_, cookie, ready, gate| {
-            let (stop, told_so_far) = (stop.clone(), told_so_far.clone());
-            async move {
-                let mut result = Outcome::default();
-                golive::watch(addr, cookie, ready, gate, stop, |text, read_at| {
-                    if result.told_at.is_some() || !text.contains("\"TICKET_UPDATED\"") {
-                        return;
-                    }
-                    let won = text.contains("\"state\":\"won\"");
-                    if won || text.contains("\"state\":\"waitlisted\"") {
-                        result = Outcome {
-                            told_at: Some(read_at),
-                            won,
-                        };
-                        told_so_far.fetch_add(1, Ordering::AcqRel);
-                    }
-                })
-                .await;
-                result
-            }
-        },
-    )
+    let screens = golive::open_screens(golive::screens_for(entries), &stop, |i, ready, gate| {
+        let cookie = setup.buyers[i].clone();
+        let (stop, told_so_far) = (stop.clone(), told_so_far.clone());
+        async move {
+            let mut result = Outcome::default();
+            golive::watch(addr, cookie, ready, gate, stop, |text, read_at| {
+                if result.told_at.is_some() || !text.contains("\"TICKET_UPDATED\"") {
+                    return;
+                }
+                let won = text.contains("\"state\":\"won\"");
+                if won || text.contains("\"state\":\"waitlisted\"") {
+                    result = Outcome {
+                        told_at: Some(read_at),
+                        won,
+                    };
+                    told_so_far.fetch_add(1, Ordering::AcqRel);
+                }
+            })
+            .await;
+            result
+        }
+    })
     .await?;
 
     let starts_at = Utc::now()

@@ -33,15 +33,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::Conn,
-    cpu,
+    cpu, golive,
     hot::{self, new_histogram},
     BenchError, Result,
 };
 
 /// Connections that reserve at the fixed rate.
 const RESERVERS: usize = 32;
-/// WebSocket handshakes in flight at once while clients connect.
-const CONNECTING_AT_ONCE: usize = 200;
 
 /// One row of the fan-out table.
 pub struct Fanout {
@@ -174,31 +172,10 @@ pub async fn connect_watchers(
     clients: usize,
     stop: &CancellationToken,
 ) -> Result<Vec<JoinHandle<Vec<(i64, i64)>>>> {
-    let gate = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
-    let (ready_tx, mut ready) = mpsc::channel(clients.max(1));
-    let watchers = (0..clients)
-        .map(|_| {
-            tokio::spawn(watch(
-                addr,
-                drop_id,
-                ready_tx.clone(),
-                gate.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
-    drop(ready_tx);
-    for _ in 0..clients {
-        match ready.recv().await {
-            Some(Ok(())) => {}
-            Some(Err(error)) => {
-                stop.cancel();
-                return Err(error);
-            }
-            None => return Err(BenchError::Unexpected("a client ended early".into())),
-        }
-    }
-    Ok(watchers)
+    golive::open_screens(clients, stop, |_, ready, gate| {
+        watch(addr, drop_id, ready, gate, stop.clone())
+    })
+    .await
 }
 
 /// Reserves at the fixed rate for the duration; answers (version, send time in µs) of every

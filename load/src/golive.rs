@@ -145,7 +145,8 @@ pub async fn run(setup: Setup<'_>) -> Result<GoLive> {
     let (turns, admitted) = mpsc::unbounded_channel::<usize>();
     let connect_started = Instant::now();
     let addr = setup.addr;
-    let screens = open_screens(&setup.buyers[..screens], &stop, |i, cookie, ready, gate| {
+    let screens = open_screens(screens, &stop, |i, ready, gate| {
+        let cookie = setup.buyers[i].clone();
         screen(addr, i, cookie, ready, gate, turns.clone(), stop.clone())
     })
     .await?;
@@ -257,25 +258,25 @@ pub fn screens_for(buyers: usize) -> usize {
     buyers.min(files.saturating_sub(SPARE_FILES) as usize)
 }
 
-/// One screen for each of these buyers (the first of the pool), each `screen(index, cookie,
-/// ready, gate)`; answers their handles once every one has read its snapshot.
+/// `count` screens, each `screen(index, ready, gate)`; answers their handles once every one
+/// has read its snapshot (and cancels `stop` if one could not).
 pub async fn open_screens<T, F, Fut>(
-    buyers: &[String],
+    count: usize,
     stop: &CancellationToken,
     screen: F,
 ) -> Result<Vec<tokio::task::JoinHandle<T>>>
 where
-    F: Fn(usize, String, mpsc::Sender<Result<()>>, Arc<Semaphore>) -> Fut,
+    F: Fn(usize, mpsc::Sender<Result<()>>, Arc<Semaphore>) -> Fut,
     Fut: std::future::Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
     let gate = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
-    let (ready_tx, mut ready) = mpsc::channel(buyers.len().max(1));
-    let screens: Vec<_> = (0..buyers.len())
-        .map(|i| tokio::spawn(screen(i, buyers[i].clone(), ready_tx.clone(), gate.clone())))
+    let (ready_tx, mut ready) = mpsc::channel(count.max(1));
+    let screens: Vec<_> = (0..count)
+        .map(|i| tokio::spawn(screen(i, ready_tx.clone(), gate.clone())))
         .collect();
     drop(ready_tx);
-    for _ in 0..buyers.len() {
+    for _ in 0..count {
         match ready.recv().await {
             Some(Ok(())) => {}
             Some(Err(error)) => {
