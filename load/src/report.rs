@@ -1215,7 +1215,6 @@ fn at_least(value: f64, target: f64, unit: &str) -> String {
     }
 }
 
-/// "met" or "missed by how much" for a ceiling.
 /// A hot drop that ran beside another measurement, in one cell: buyers, holds/s, p99, audit.
 fn hot_drop(hot: &crate::hot::Cell) -> String {
     format!(
@@ -1231,6 +1230,7 @@ fn hot_drop(hot: &crate::hot::Cell) -> String {
     )
 }
 
+/// "met" or "missed by how much" for a ceiling.
 fn at_most(value: f64, target: f64, unit: &str) -> String {
     if value <= target {
         format!(
