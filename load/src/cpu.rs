@@ -10,10 +10,13 @@ use crate::{BenchError, Result};
 /// Whose CPU time counts as the benchmark's.
 #[derive(Clone, Debug)]
 pub struct Parties {
-    pub server_pid: u32,
+    /// The server's process, or every instance's when a run has several.
+    pub servers: Vec<u32>,
     /// The PostgreSQL database the server uses, if any: backends serving other databases
     /// (someone else's work on the same box) count as "other".
     pub pg_database: Option<String>,
+    /// The generator's own child processes (fan-out's watchers), counted as the generator.
+    pub helpers: Vec<u32>,
 }
 
 /// CPU time used so far by each party, in clock ticks.
@@ -41,9 +44,18 @@ impl Sample {
     pub fn take(parties: &Parties) -> Self {
         Self {
             at: Instant::now(),
-            server: ticks(&parties.server_pid.to_string()).unwrap_or(0),
+            server: parties
+                .servers
+                .iter()
+                .filter_map(|pid| ticks(&pid.to_string()))
+                .sum(),
             postgres: postgres_ticks(parties.pg_database.as_deref()),
-            generator: ticks("self").unwrap_or(0),
+            generator: ticks("self").unwrap_or(0)
+                + parties
+                    .helpers
+                    .iter()
+                    .filter_map(|pid| ticks(&pid.to_string()))
+                    .sum::<u64>(),
             machine: machine_busy_ticks(),
         }
     }
@@ -161,12 +173,16 @@ fn clock_ticks_per_second() -> u64 {
     })
 }
 
-/// Resident memory of a process, in KiB (`VmRSS` in `/proc/<pid>/status`).
-pub fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| BenchError::Unexpected(format!("no VmRSS for process {pid}")))
+/// Resident memory of some processes together, in KiB (`VmRSS` in `/proc/<pid>/status`).
+pub fn rss_kib(pids: &[u32]) -> Result<u64> {
+    let mut total = 0;
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        total += status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or_else(|| BenchError::Unexpected(format!("no VmRSS for process {pid}")))?;
+    }
+    Ok(total)
 }

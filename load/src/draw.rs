@@ -56,6 +56,13 @@ pub struct Draw {
     pub cpu: cpu::Share,
 }
 
+impl Draw {
+    /// p99 of the time to tell a screen its result, milliseconds.
+    pub fn told_p99_ms(&self) -> f64 {
+        self.told.value_at_quantile(0.99) as f64 / 1000.0
+    }
+}
+
 /// What one screen read: its result and when (µs since the epoch).
 #[derive(Default)]
 struct Outcome {

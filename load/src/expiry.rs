@@ -68,6 +68,13 @@ pub struct Expiry {
     pub hot: Option<hot::Cell>,
 }
 
+impl Expiry {
+    /// p99 lateness as screens saw it, milliseconds.
+    pub fn p99_ms(&self) -> f64 {
+        self.seen.value_at_quantile(0.99) as f64 / 1000.0
+    }
+}
+
 /// What the expiry run needs.
 pub struct Setup<'a> {
     pub addr: SocketAddr,

@@ -96,6 +96,11 @@ impl GoLive {
     pub fn admissions_per_second(&self) -> f64 {
         self.admitted as f64 / self.admitting_for.as_secs_f64().max(0.001)
     }
+
+    /// p99 of the place updates, milliseconds.
+    pub fn place_p99_ms(&self) -> f64 {
+        self.place_latency.value_at_quantile(0.99) as f64 / 1000.0
+    }
 }
 
 /// What a go-live run needs, and a draw's (`draw.rs`).

@@ -33,6 +33,7 @@ use std::{
 };
 
 use api::Route;
+use report::Runs;
 use server::{Database, Db, Launch, Server, ADMIN_TOKEN};
 
 /// Why a measurement could not be made.
@@ -72,9 +73,11 @@ usage: dropline-load [options]   (run from the repository root, after `make buil
   --buyers N            buyers signed in first per database; more are signed in when a
                         hot-drop run needs them (one per reserve) [20000]
   --concurrency LIST    concurrent buyers per hot-drop run [16,64,256]
-  --runs N              runs of each hot-drop cell (the report shows the median) [3]
+  --runs N              runs of each cell, and of Lighthouse (the report shows the median
+                        with the lowest and highest) [3]
   --rates LIST          offered reserves per second of the open-loop runs [5000,10000,15000,20000]
-  --clients LIST        WebSocket clients per fan-out run  [1000,5000]
+  --clients LIST        WebSocket clients per fan-out run; past 10,000 they spread over
+                        server instances of 10,000 each (PostgreSQL only) [1000,5000,20000]
   --rate N              reserves per second during fan-out [100]
   --holds N             holds in the expiry run            [10000]
   --ttl N               hold time in the expiry run, seconds [15]
@@ -124,7 +127,7 @@ impl Options {
             concurrency: vec![16, 64, 256],
             runs: 3,
             rates: vec![5_000, 10_000, 15_000, 20_000],
-            clients: vec![1_000, 5_000],
+            clients: vec![1_000, 5_000, 20_000],
             rate: 100,
             holds: 10_000,
             ttl: 15,
@@ -196,6 +199,17 @@ impl Options {
         Ok(o)
     }
 
+    /// The most WebSocket clients of a fan-out run on one server instance: the sockets that
+    /// watch beside a hot drop and while holds expire.
+    fn most_clients_on_one_instance(&self) -> usize {
+        self.clients
+            .iter()
+            .copied()
+            .filter(|&c| c <= fanout::PER_PROCESS)
+            .max()
+            .unwrap_or(fanout::PER_PROCESS)
+    }
+
     /// The largest number of concurrent buyers of the hot-drop runs.
     fn most_buyers(&self) -> usize {
         self.concurrency.iter().copied().max().unwrap_or(256)
@@ -207,16 +221,24 @@ impl Options {
 }
 
 fn main() -> ExitCode {
-    let options = match Options::parse(std::env::args().skip(1)) {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // One of a fan-out run's watcher processes, started by the generator itself.
+    let watcher = args.first().map(String::as_str) == Some(fanout::WATCHER_FLAG);
+    let options = if watcher {
+        None
+    } else {
+        match Options::parse(args.iter().cloned()) {
+            Ok(options) => Some(options),
+            Err(message) => {
+                eprintln!("{message}");
+                return ExitCode::from(2);
+            }
         }
     };
     // Thousands of sockets on each side: the generator's limit, which the server inherits.
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => eprintln!("open files limit: {limit}"),
+        Ok(limit) if !watcher => eprintln!("open files limit: {limit}"),
+        Ok(_) => {}
         Err(error) => eprintln!("could not raise the open files limit: {error}"),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -229,7 +251,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(options)) {
+    let outcome = match options {
+        Some(options) => runtime.block_on(run(options)),
+        None => runtime.block_on(fanout::watcher_process(&args[1..])),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("dropline-load: {error}");
@@ -399,12 +425,17 @@ async fn run_scenarios(
                 let mut runs = Vec::with_capacity(runs_here);
                 for _ in 0..runs_here {
                     // A cell must not run out of distinct buyers: size the pool by the best rate
-                    // seen so far, and if a cell still runs out, top up and run it again.
+                    // seen so far, and if a cell still runs out, double it and run it again.
                     let mut attempt = 0;
+                    let mut at_least = 0;
                     let cell = loop {
                         attempt += 1;
-                        let enough = (best_rate * (warmup + duration).as_secs_f64() * 1.3) as usize;
+                        let enough = ((best_rate * (warmup + duration).as_secs_f64() * 1.3)
+                            as usize)
+                            .max(at_least);
                         let pool = ensure_buyers(&mut buyers, &server, enough, db, report).await?;
+                        // Should this run out, the rerun gets twice as many.
+                        at_least = 2 * pool.len();
                         let drop = api::create_drop(
                             server.addr,
                             ADMIN_TOKEN,
@@ -467,34 +498,54 @@ async fn run_scenarios(
     }
 
     if options.runs("fanout") {
-        // Every number of clients on a quiet server; the most of them again while the most
-        // buyers of the hot-drop cells reserve another drop back to back.
-        let most_clients = options.clients.iter().copied().max().unwrap_or(0);
-        let runs = options
+        // Every number of clients on a quiet server; the most one instance takes again while
+        // the most buyers of the hot-drop cells reserve another drop back to back. Past
+        // `PER_PROCESS` clients the sockets spread over several instances of one database,
+        // which only PostgreSQL serves. Each cell runs `options.runs` times, the cells in turn,
+        // each run on new starts.
+        let cells: Vec<(usize, Option<usize>)> = options
             .clients
             .iter()
             .map(|&clients| (clients, None))
-            .chain([(most_clients, Some(options.most_buyers()))]);
-        for (clients, busy) in runs {
-            let server = Server::start(Launch {
-                binary: &options.server,
-                site: &options.site,
-                database,
-                label: &format!(
-                    "{key}-fanout-{clients}{}",
-                    if busy.is_some() { "-hot" } else { "" }
-                ),
-                work,
-                ttl_seconds: 3_600,
-                seed_demo: false,
-                env: &[],
+            .chain([(
+                options.most_clients_on_one_instance(),
+                Some(options.most_buyers()),
+            )])
+            .filter(|&(clients, _)| match (db, clients.div_ceil(fanout::PER_PROCESS)) {
+                (_, 0 | 1) | (Db::Postgres, _) => true,
+                (Db::Sqlite, _) => {
+                    eprintln!("fan-out {clients} clients: more than one instance takes; not on SQLite");
+                    false
+                }
             })
-            .await?;
+            .collect();
+        let runs = (0..options.runs).flat_map(|run| cells.iter().map(move |&cell| (run, cell)));
+        for (run, (clients, busy)) in runs {
+            let mut servers = Vec::new();
+            for instance in 0..clients.div_ceil(fanout::PER_PROCESS).max(1) {
+                servers.push(
+                    Server::start(Launch {
+                        binary: &options.server,
+                        site: &options.site,
+                        database,
+                        label: &format!(
+                            "{key}-fanout-{clients}{}-{run}-{instance}",
+                            if busy.is_some() { "-hot" } else { "" }
+                        ),
+                        work,
+                        ttl_seconds: 3_600,
+                        seed_demo: false,
+                        env: &[],
+                    })
+                    .await?,
+                );
+            }
+            let server = &servers[0];
             // The hot drop's buyers are the same as the clicks' (a buyer may hold a unit of
             // each drop): enough for the best rate seen so far, or 10,000 reserves/s.
             let enough = needed
                 .max((best_rate.max(10_000.0) * (duration.as_secs_f64() + 1.0) * 1.3) as usize);
-            let pool = ensure_buyers(&mut buyers, &server, enough, db, report).await?;
+            let pool = ensure_buyers(&mut buyers, server, enough, db, report).await?;
             let drop = api::create_drop(
                 server.addr,
                 ADMIN_TOKEN,
@@ -507,7 +558,7 @@ async fn run_scenarios(
                     hot_beside(
                         db,
                         database,
-                        &server,
+                        server,
                         &pool,
                         concurrency,
                         &format!("Hot drop beside {clients} watchers"),
@@ -518,7 +569,11 @@ async fn run_scenarios(
             };
             let result = fanout::run(fanout::Setup {
                 addr: server.addr,
-                parties: database.parties(&server),
+                instances: servers.iter().map(|s| s.addr).collect(),
+                parties: cpu::Parties {
+                    servers: servers.iter().map(|s| s.pid).collect(),
+                    ..database.parties(server)
+                },
                 drop,
                 buyers: pool,
                 clients,
@@ -528,35 +583,43 @@ async fn run_scenarios(
             })
             .await?;
             eprintln!(
-                "fan-out {} {clients} clients{}: p50 {:.1} ms, p99 {:.1} ms, {:.1} KiB/connection, \
-                 {:.0} reserves/s (p99 {:.1} ms)",
+                "fan-out {} {clients} clients on {} instance(s){}: p50 {:.1} ms, p99 {:.1} ms, \
+                 {} never seen, {:.1} KiB/connection, {:.0} reserves/s (p99 {:.1} ms)",
                 db.name(),
+                servers.len(),
                 result.hot.as_ref().map_or(String::new(), |hot| format!(
                     " beside a hot drop ({:.0} holds/s, oversell {})",
                     hot.holds_per_second(),
                     hot.audit.oversold()
                 )),
                 result.latency.value_at_quantile(0.5) as f64 / 1000.0,
-                result.latency.value_at_quantile(0.99) as f64 / 1000.0,
+                result.p99_ms(),
+                result.missed,
                 result.kib_per_connection,
                 result.commits_per_second,
                 result.reserve_latency.value_at_quantile(0.99) as f64 / 1000.0,
             );
-            report.fanout.push(report::FanoutRow { db, result });
-            server.stop().await?;
+            Runs::add(&mut report.fanout, db, result, |a, b| {
+                a.clients == b.clients && a.hot.is_some() == b.hot.is_some()
+            });
+            for server in servers {
+                server.stop().await?;
+            }
         }
     }
 
     if options.runs("expiry") {
-        // On a quiet server, then with as many sockets watching as the largest fan-out run and
+        // On a quiet server, then with as many sockets watching as the busy fan-out run and
         // the most buyers of the hot-drop cells reserving another drop over the deadlines.
-        let watchers = options.clients.iter().copied().max().unwrap_or(0);
-        for busy in [false, true] {
+        // Each `options.runs` times, in turn, each run on a new start.
+        let watchers = options.most_clients_on_one_instance();
+        let runs = (0..options.runs).flat_map(|run| [(run, false), (run, true)]);
+        for (run, busy) in runs {
             let server = Server::start(Launch {
                 binary: &options.server,
                 site: &options.site,
                 database,
-                label: &format!("{key}-expiry{}", if busy { "-busy" } else { "" }),
+                label: &format!("{key}-expiry{}-{run}", if busy { "-busy" } else { "" }),
                 work,
                 ttl_seconds: options.ttl,
                 seed_demo: false,
@@ -609,87 +672,93 @@ async fn run_scenarios(
                 result.seen.value_at_quantile(0.5) as f64 / 1000.0,
                 result.seen.value_at_quantile(0.99) as f64 / 1000.0
             );
-            report.expiry.push(report::ExpiryRow { db, result });
+            Runs::add(&mut report.expiry, db, result, |a, b| {
+                a.hot.is_some() == b.hot.is_some()
+            });
             server.stop().await?;
         }
     }
 
     if options.runs("golive") {
-        let server = Server::start(Launch {
-            binary: &options.server,
-            site: &options.site,
-            database,
-            label: &format!("{key}-golive"),
-            work,
-            ttl_seconds: 60,
-            seed_demo: false,
-            env: &[],
-        })
-        .await?;
-        let pool = ensure_buyers(&mut buyers, &server, options.buyers, db, report).await?;
-        let pool = Arc::new(pool[..options.buyers.min(pool.len())].to_vec());
-        let result = golive::run(golive::Setup {
-            db,
-            db_url: &database.url,
-            addr: server.addr,
-            parties: database.parties(&server),
-            buyers: pool,
-            units: options.units as i64,
-            window: Duration::from_secs(options.lobby),
-        })
-        .await?;
-        eprintln!(
-            "go-live {}: {:.0} joins/s, every unit held after {}, place updates p99 {:.1} ms, \
-             over-admitted {}",
-            db.name(),
-            result.joins_per_second,
-            result.all_held_after.map_or_else(
-                || "never".to_string(),
-                |d| format!("{:.2} s", d.as_secs_f64())
-            ),
-            result.place_latency.value_at_quantile(0.99) as f64 / 1000.0,
-            result.over_admitted,
-        );
-        report.golive.push(report::GoLiveRow { db, result });
-        server.stop().await?;
+        for run in 0..options.runs {
+            let server = Server::start(Launch {
+                binary: &options.server,
+                site: &options.site,
+                database,
+                label: &format!("{key}-golive-{run}"),
+                work,
+                ttl_seconds: 60,
+                seed_demo: false,
+                env: &[],
+            })
+            .await?;
+            let pool = ensure_buyers(&mut buyers, &server, options.buyers, db, report).await?;
+            let pool = Arc::new(pool[..options.buyers.min(pool.len())].to_vec());
+            let result = golive::run(golive::Setup {
+                db,
+                db_url: &database.url,
+                addr: server.addr,
+                parties: database.parties(&server),
+                buyers: pool,
+                units: options.units as i64,
+                window: Duration::from_secs(options.lobby),
+            })
+            .await?;
+            eprintln!(
+                "go-live {}: {:.0} joins/s, every unit held after {}, place updates p99 {:.1} ms, \
+                 over-admitted {}",
+                db.name(),
+                result.joins_per_second,
+                result.all_held_after.map_or_else(
+                    || "never".to_string(),
+                    |d| format!("{:.2} s", d.as_secs_f64())
+                ),
+                result.place_p99_ms(),
+                result.over_admitted,
+            );
+            Runs::add(&mut report.golive, db, result, |_, _| true);
+            server.stop().await?;
+        }
     }
 
     if options.runs("draw") {
-        let server = Server::start(Launch {
-            binary: &options.server,
-            site: &options.site,
-            database,
-            label: &format!("{key}-draw"),
-            work,
-            ttl_seconds: 60,
-            seed_demo: false,
-            env: &[],
-        })
-        .await?;
-        let pool = ensure_buyers(&mut buyers, &server, options.entries, db, report).await?;
-        let result = draw::run(golive::Setup {
-            db,
-            db_url: &database.url,
-            addr: server.addr,
-            parties: database.parties(&server),
-            buyers: Arc::new(pool[..options.entries.min(pool.len())].to_vec()),
-            units: options.units as i64,
-            window: Duration::from_secs(options.draw_window),
-        })
-        .await?;
-        eprintln!(
-            "draw {}: {:.0} entries/s, every winner held after {}, told p99 {:.1} ms, {} never told",
-            db.name(),
-            result.entries_per_second,
-            result.all_held_after.map_or_else(
-                || "never".to_string(),
-                |d| format!("{:.2} s", d.as_secs_f64())
-            ),
-            result.told.value_at_quantile(0.99) as f64 / 1000.0,
-            result.never_told,
-        );
-        report.draw.push(report::DrawRow { db, result });
-        server.stop().await?;
+        for run in 0..options.runs {
+            let server = Server::start(Launch {
+                binary: &options.server,
+                site: &options.site,
+                database,
+                label: &format!("{key}-draw-{run}"),
+                work,
+                ttl_seconds: 60,
+                seed_demo: false,
+                env: &[],
+            })
+            .await?;
+            let pool = ensure_buyers(&mut buyers, &server, options.entries, db, report).await?;
+            let result = draw::run(golive::Setup {
+                db,
+                db_url: &database.url,
+                addr: server.addr,
+                parties: database.parties(&server),
+                buyers: Arc::new(pool[..options.entries.min(pool.len())].to_vec()),
+                units: options.units as i64,
+                window: Duration::from_secs(options.draw_window),
+            })
+            .await?;
+            eprintln!(
+                "draw {}: {:.0} entries/s, every winner held after {}, told p99 {:.1} ms, {} never told",
+                db.name(),
+                result.entries_per_second,
+                result.all_held_after.map_or_else(
+                    || "never".to_string(),
+                    |d| format!("{:.2} s", d.as_secs_f64())
+                ),
+                result.told_p99_ms(),
+                result.never_told,
+            );
+            Runs::add(&mut report.draw, db, result, |_, _| true);
+            server.stop().await?;
+        }
     }
     Ok(())
 }
@@ -698,7 +767,7 @@ async fn run_scenarios(
 const SELL_OUT_BUYERS: usize = 10_000;
 
 /// The sell-out cells on a running server: reserves only, then reserves with purchases and
-/// cancels, at the largest number of concurrent buyers.
+/// cancels, at the largest number of concurrent buyers; each `options.runs` times, in turn.
 async fn sell_out(
     db: Db,
     database: &Database,
@@ -710,7 +779,8 @@ async fn sell_out(
     let pool = ensure_buyers(buyers, server, SELL_OUT_BUYERS, db, report).await?;
     let concurrency = options.most_buyers();
     let stock = (SELL_OUT_BUYERS / 20) as i64;
-    for churn in [false, true] {
+    let runs = (0..options.runs).flat_map(|_| [false, true]);
+    for churn in runs {
         let drop = api::create_drop(
             server.addr,
             ADMIN_TOKEN,
@@ -741,12 +811,13 @@ async fn sell_out(
             cell.latency_ms(0.99),
             cell.faults(),
         );
-        report.sell_out.push(report::SellOutRow { db, cell });
+        Runs::add(&mut report.sell_out, db, cell, |a, b| a.churn == b.churn);
     }
     Ok(())
 }
 
-/// The open-loop cells on a running server, one per offered rate.
+/// The open-loop cells on a running server, one per offered rate; each `options.runs` times,
+/// the rates in turn.
 async fn open_loop(
     db: Db,
     server: &Server,
@@ -755,7 +826,8 @@ async fn open_loop(
     report: &mut report::Report,
 ) -> Result<()> {
     let duration = Duration::from_secs(options.seconds);
-    for &rate in &options.rates {
+    let runs = (0..options.runs).flat_map(|_| options.rates.iter().copied());
+    for rate in runs {
         let rate = u32::try_from(rate).unwrap_or(u32::MAX);
         let requests = openloop::requests(rate, duration);
         let pool = ensure_buyers(buyers, server, requests, db, report).await?;
@@ -782,13 +854,11 @@ async fn open_loop(
             cell.latency_ms(0.99),
             cell.refused,
         );
-        report.open_loop.push(report::OpenLoopRow { db, cell });
+        Runs::add(&mut report.open_loop, db, cell, |a, b| a.rate == b.rate);
     }
     Ok(())
 }
 
-/// Makes sure at least `count` buyers are signed in, signing in the missing ones on `server`.
-/// Every server of a database shares the session secret, so cookies stay valid across them.
 /// A hot drop to run beside another measurement: a new drop with a unit for every buyer of
 /// `pool`, reserved over REST by `concurrency` buyers, a new one each request. Its warm-up and
 /// duration are set by the measurement it runs beside.
@@ -814,6 +884,8 @@ async fn hot_beside<'a>(
     })
 }
 
+/// Makes sure at least `count` buyers are signed in, signing in the missing ones on `server`.
+/// Every server of a database shares the session secret, so cookies stay valid across them.
 async fn ensure_buyers(
     buyers: &mut Option<Arc<Vec<String>>>,
     server: &Server,
@@ -859,7 +931,7 @@ async fn measure_page(options: &Options, work: &Path, report: &mut report::Repor
         env: &[],
     })
     .await?;
-    let page = page::measure(server.addr, work).await;
+    let page = page::measure(server.addr, work, options.runs).await;
     server.stop().await?;
     database.remove().await?;
     report.page = Some(page?);

@@ -11,7 +11,7 @@ use hyper::{
 };
 use serde::Deserialize;
 
-use crate::{api::Conn, Result};
+use crate::{api::Conn, report::median, Result};
 
 /// One response, raw and as sent.
 #[derive(Clone, Debug)]
@@ -58,11 +58,13 @@ pub struct PageReport {
     pub html: Sent,
     pub files: Vec<Sent>,
     pub phone: std::result::Result<Vec<PhoneLoad>, String>,
-    pub lighthouse: std::result::Result<Lighthouse, String>,
+    /// Every Lighthouse run, or why one failed.
+    pub lighthouse: std::result::Result<Vec<Lighthouse>, String>,
 }
 
-/// Measures the dashboard the server at `addr` serves (`work` holds Lighthouse's report).
-pub async fn measure(addr: SocketAddr, work: &Path) -> Result<PageReport> {
+/// Measures the dashboard the server at `addr` serves, with Lighthouse `runs` times (`work`
+/// holds Lighthouse's report).
+pub async fn measure(addr: SocketAddr, work: &Path, runs: usize) -> Result<PageReport> {
     let html = fetch(addr, "/").await?;
     let page = fetch_body(addr, "/").await?;
     let mut files = Vec::new();
@@ -74,7 +76,7 @@ pub async fn measure(addr: SocketAddr, work: &Path) -> Result<PageReport> {
         html,
         files,
         phone: phone_loads(&url, 5),
-        lighthouse: lighthouse(&url, work),
+        lighthouse: (0..runs).map(|_| lighthouse(&url, work)).collect(),
     })
 }
 
@@ -224,13 +226,6 @@ fn lighthouse(url: &str, work: &Path) -> std::result::Result<Lighthouse, String>
         accessibility: score("accessibility"),
         losses,
     })
-}
-
-/// The median of some numbers (`None` for none).
-pub fn median(values: &[f64]) -> Option<f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    (!sorted.is_empty()).then(|| sorted[sorted.len() / 2])
 }
 
 impl PageReport {

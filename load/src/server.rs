@@ -96,8 +96,9 @@ impl Database {
     /// Whose CPU time counts for a server on this database.
     pub fn parties(&self, server: &Server) -> cpu::Parties {
         cpu::Parties {
-            server_pid: server.pid,
+            servers: vec![server.pid],
             pg_database: self.pg.as_ref().map(|(_, name)| name.clone()),
+            helpers: Vec::new(),
         }
     }
 
