@@ -84,7 +84,7 @@ usage: dropline-load [options]   (run from the repository root, after `make buil
   --units N             units of the go-live queue drop (every buyer joins its lobby) [500]
   --lobby N             seconds the go-live lobby is open before go-live [15]
   --entries N           entries in the draw (a draw drop of --units units) [100000]
-  --draw-window N       seconds entries are open before the draw [60]";
+  --draw-window N       seconds entries are open before the draw [120]";
 
 /// Every scenario, in the order they run.
 const SCENARIOS: [&str; 6] = ["hot", "fanout", "expiry", "golive", "draw", "page"];
@@ -134,7 +134,7 @@ impl Options {
             units: 500,
             lobby: 15,
             entries: 100_000,
-            draw_window: 60,
+            draw_window: 120,
         };
         let mut args = args.peekable();
         while let Some(flag) = args.next() {
