@@ -92,9 +92,8 @@ impl Fanout {
 
 /// What a fan-out run needs.
 pub struct Setup<'a> {
-    /// Where the clicks (and the hot drop) go: the first instance.
-    pub addr: SocketAddr,
-    /// Every instance, `addr` first; the watcher processes spread over them in turn.
+    /// Every instance of the database; the clicks (and the hot drop) go to the first, the
+    /// watcher processes spread over them in turn.
     pub instances: Vec<SocketAddr>,
     /// With every instance's process.
     pub parties: cpu::Parties,
@@ -372,7 +371,7 @@ async fn reserve_at_rate(
     let end = start + setup.duration;
     let mut tasks = Vec::new();
     for k in 0..RESERVERS {
-        let mut conn = Conn::open(setup.addr).await?;
+        let mut conn = Conn::open(setup.instances[0]).await?;
         let (next, buyers, drop) = (next.clone(), setup.buyers.clone(), setup.drop);
         let offset = every.mul_f64(k as f64 / RESERVERS as f64);
         tasks.push(tokio::spawn(async move {

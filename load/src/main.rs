@@ -568,7 +568,6 @@ async fn run_scenarios(
                 None => None,
             };
             let result = fanout::run(fanout::Setup {
-                addr: server.addr,
                 instances: servers.iter().map(|s| s.addr).collect(),
                 parties: cpu::Parties {
                     servers: servers.iter().map(|s| s.pid).collect(),
