@@ -44,18 +44,9 @@ impl Sample {
     pub fn take(parties: &Parties) -> Self {
         Self {
             at: Instant::now(),
-            server: parties
-                .servers
-                .iter()
-                .filter_map(|pid| ticks(&pid.to_string()))
-                .sum(),
+            server: ticks_of(&parties.servers),
             postgres: postgres_ticks(parties.pg_database.as_deref()),
-            generator: ticks("self").unwrap_or(0)
-                + parties
-                    .helpers
-                    .iter()
-                    .filter_map(|pid| ticks(&pid.to_string()))
-                    .sum::<u64>(),
+            generator: ticks("self").unwrap_or(0) + ticks_of(&parties.helpers),
             machine: machine_busy_ticks(),
         }
     }
@@ -101,6 +92,11 @@ fn machine_busy_ticks() -> u64 {
         .filter(|(i, _)| *i != 3 && *i != 4)
         .map(|(_, v)| v)
         .sum()
+}
+
+/// utime + stime of these processes together (those gone count nothing).
+fn ticks_of(pids: &[u32]) -> u64 {
+    pids.iter().filter_map(|pid| ticks(&pid.to_string())).sum()
 }
 
 /// utime + stime of one process (`pid` or `self`), from `/proc/<pid>/stat`.
