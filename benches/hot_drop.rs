@@ -145,7 +145,7 @@ async fn run(kind: &str, batch: usize, buyers: usize, reserves: usize) {
     let settings = Settings {
         database_url: scratch.url().to_string(),
         seed_demo: false,
-        admin_token: "bench-admin-token".into(),
+        admin_token: "bench-admin-token-bench-admin-token".into(),
         session_secret: "bench-secret-bench-secret-bench-secret".into(),
         reserve_batch_max: batch,
         ..Settings::default()

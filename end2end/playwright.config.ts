@@ -18,7 +18,7 @@ function server(port: number, db: string, env: Record<string, string> = {}) {
       LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
       LEPTOS_SITE_ROOT: "target/site",
       DATABASE_URL: `sqlite://target/${db}?mode=rwc`,
-      ADMIN_TOKEN: "e2e-admin-token",
+      ADMIN_TOKEN: "e2e-admin-token-e2e-admin-token-e2e",
       RUST_LOG: "warn",
       ...env,
     },

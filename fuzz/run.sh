@@ -17,7 +17,7 @@ port=${FUZZ_PORT:-3110}
 examples=${FUZZ_EXAMPLES:-300}
 seed=${FUZZ_SEED:-1}
 base=http://127.0.0.1:$port
-token=fuzz-admin-token
+token=fuzz-admin-token-fuzz-admin-token
 
 [ -x "$server" ] || { echo "fuzz: no server binary at $server (run make build)" >&2; exit 2; }
 absolute() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }

@@ -115,7 +115,9 @@ pub async fn sign_in(name: String) -> Result<User, ApiError> {
 pub async fn sign_out() -> Result<(), ApiError> {
     ssr::respond(async move {
         let caller = ssr::extract::<Caller>().await?;
-        ssr::set_cookie(session::sign_out(&ssr::state(), caller).await?);
+        for cookie in session::sign_out(&ssr::state(), caller).await? {
+            ssr::set_cookie(cookie);
+        }
         Ok(())
     })
     .await

@@ -226,7 +226,9 @@ impl LiveStore {
                 let offset = server_time.timestamp_millis() - now_here();
                 self.clock_offset_ms.set(offset);
                 for drop in drops {
-                    self.set_stock(drop.id, Stock::of(&drop));
+                    // The database's word, whatever was shown: a version the screen took from
+                    // somewhere else is put right (the server sends anything newer after it).
+                    self.put_stock(drop.id, Stock::of(&drop));
                     if let Some(line) = drop.queue {
                         self.move_line(drop.id, line);
                     }
@@ -289,6 +291,20 @@ impl LiveStore {
         });
     }
 
+    /// Shows `stock` whatever version the screen had.
+    fn put_stock(&self, drop: DropId, stock: Stock) {
+        let same = self
+            .stock
+            .with_untracked(|all| all.get(&drop) == Some(&stock));
+        if !same {
+            self.stock.update(|all| {
+                all.insert(drop, stock);
+            });
+        }
+    }
+
+    /// Shows `stock` if it is newer than what the screen has: late or repeated events never
+    /// take it back.
     fn set_stock(&self, drop: DropId, stock: Stock) {
         let newer = self
             .stock
@@ -548,6 +564,26 @@ mod tests {
             // A late event from before: ignored.
             store.apply(stock_event(6, 5));
             assert_eq!(store.stock(DropId(7), rendered).available, 4);
+        });
+    }
+
+    #[test]
+    fn a_snapshot_puts_right_a_version_from_nowhere() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let store = LiveStore::provide();
+            let rendered = Stock::of(&drop(5, 6));
+            // Something showed a version no real change reached...
+            store.apply(stock_event(1_000_000_000_000_000, 0));
+            assert_eq!(store.stock(DropId(7), rendered).available, 0);
+            // ...the next snapshot has the database's word, and what follows it moves again.
+            store.apply(LiveEvent::Snapshot {
+                drops: vec![drop(8, 3)],
+                server_time: chrono::Utc::now(),
+            });
+            assert_eq!(store.stock(DropId(7), rendered).available, 3);
+            store.apply(stock_event(9, 2));
+            assert_eq!(store.stock(DropId(7), rendered).available, 2);
         });
     }
 

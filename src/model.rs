@@ -256,8 +256,11 @@ impl TicketState {
     }
 }
 
-/// What anyone may check of a queue's order once it has gone live: the seed behind the
-/// published SHA-256, and every ticket with its place (no user ids or names).
+/// What anyone may check of a queue's order once it has gone live, or of a draw once it is
+/// made: the seed behind the published SHA-256, and every ticket placed then, with its place
+/// (no user ids or names). Final from that moment: it is built once, in the transaction that
+/// placed the tickets, and served as the same bytes ever after. What comes later (a queue's
+/// later arrivals, a draw's waitlist moves) is [`AuditLater`], page by page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Audit {
@@ -267,15 +270,26 @@ pub struct Audit {
     /// Go-live: tickets that joined before it are the lobby, ordered by
     /// `sha256_hex(seed + ":" + id)`; later ones follow in the order they joined.
     pub starts_at: DateTime<Utc>,
+    /// Every ticket placed at go-live (a draw: every entry), by place.
     pub tickets: Vec<AuditTicket>,
     /// A draw: the entries that won at the draw, in the drawn order (the first `total_stock`
     /// places, or every entry when there were fewer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub winners: Option<Vec<String>>,
-    /// A draw: the units a winner left unused, each given to the next entry on the waitlist, in
-    /// the order they were given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub waitlist_moves: Option<Vec<WaitlistMove>>,
+}
+
+/// What happened to a queue or a draw after its audit was final, one page of it: a queue's
+/// tickets placed since go-live, or a draw's units passed down the waitlist, by place.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AuditLater {
+    /// A queue: tickets that joined after go-live, each at the back of the line then.
+    pub tickets: Vec<AuditTicket>,
+    /// A draw: each unit a winner left unused, given to the next entry on the waitlist, in the
+    /// order they were given.
+    pub waitlist_moves: Vec<WaitlistMove>,
+    /// The `after` of the next page; null on the last one.
+    pub next_after: Option<i64>,
 }
 
 /// A unit a draw's winner left unused, given to the next entry on the waitlist.
@@ -428,9 +442,18 @@ pub const MAX_STOCK: i64 = 1_000_000;
 /// Highest price, in cents.
 pub const MAX_PRICE_CENTS: i64 = 100_000_000;
 
-/// Checks a display name (user or drop) and returns it trimmed.
+/// Checks a display name (user or drop) and returns it trimmed, in Unicode's composed normal
+/// form (NFC: an accent typed as its own mark is stored as the one accented letter). A name is
+/// shown to everyone (a drop's card, the purchases feed), so it may hold no control characters
+/// and no format characters: no bidi overrides that would show "NIMDA" as "ADMIN", no
+/// zero-width joiners or spaces that would make two names look the same, no blank fillers or
+/// line separators. (Server only: the browser sends names, the server decides.)
+#[cfg(feature = "ssr")]
 pub fn validate_name(field: &str, raw: &str) -> Result<String, ApiError> {
-    let name = raw.trim();
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
+    let name: String = raw.trim().nfc().collect();
     if name.is_empty() {
         return Err(ApiError::invalid(
             field,
@@ -449,7 +472,27 @@ pub fn validate_name(field: &str, raw: &str) -> Result<String, ApiError> {
             format!("{field} must not contain control characters"),
         ));
     }
-    Ok(name.to_string())
+    // Letters and symbols that draw nothing: Hangul fillers, the blank braille pattern.
+    const BLANK: [char; 5] = ['\u{115f}', '\u{1160}', '\u{3164}', '\u{ffa0}', '\u{2800}'];
+    let invisible = |c: char| {
+        BLANK.contains(&c)
+            || matches!(
+                c.general_category(),
+                GeneralCategory::Format
+                    | GeneralCategory::LineSeparator
+                    | GeneralCategory::ParagraphSeparator
+            )
+    };
+    if name.chars().any(invisible) {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "{field} must not contain invisible or direction-changing characters \
+                 (zero-width spaces or joiners, bidi overrides)"
+            ),
+        ));
+    }
+    Ok(name)
 }
 
 impl NewDrop {
@@ -459,6 +502,7 @@ impl NewDrop {
     }
 
     /// Checks every field and fills the defaults; the error names the first bad field.
+    #[cfg(feature = "ssr")]
     pub fn validate(mut self) -> Result<NewDrop, ApiError> {
         self.name = validate_name("name", &self.name)?;
         let description = self.description.take().unwrap_or_default();
@@ -604,6 +648,8 @@ pub enum ErrorCode {
     EntriesClosed,
     SoldByDraw,
     LimitReached,
+    CoolingDown,
+    HoldLimitReached,
     RateLimited,
     ReservationExpired,
     ReservationNotActive,
@@ -620,6 +666,7 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     Unavailable,
+    RequestTimeout,
     Internal,
 }
 
@@ -638,6 +685,8 @@ impl ErrorCode {
             Self::EntriesClosed => "ENTRIES_CLOSED",
             Self::SoldByDraw => "SOLD_BY_DRAW",
             Self::LimitReached => "LIMIT_REACHED",
+            Self::CoolingDown => "COOLING_DOWN",
+            Self::HoldLimitReached => "HOLD_LIMIT_REACHED",
             Self::RateLimited => "RATE_LIMITED",
             Self::ReservationExpired => "RESERVATION_EXPIRED",
             Self::ReservationNotActive => "RESERVATION_NOT_ACTIVE",
@@ -654,6 +703,7 @@ impl ErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::Unavailable => "UNAVAILABLE",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::Internal => "INTERNAL",
         }
     }
@@ -682,11 +732,14 @@ impl ErrorCode {
             | Self::EntriesClosed
             | Self::SoldByDraw
             | Self::LimitReached
+            | Self::CoolingDown
+            | Self::HoldLimitReached
             | Self::ReservationExpired
             | Self::ReservationNotActive
             | Self::Conflict => 409,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
+            Self::RequestTimeout => 408,
             Self::Internal => 500,
         }
     }
@@ -778,6 +831,12 @@ impl ApiError {
                 "This drop is sold by draw: only the entries drawn get a unit."
             }
             ErrorCode::LimitReached => "You have bought as many of these as one buyer may.",
+            ErrorCode::CoolingDown => {
+                "You gave a hold of this drop back; wait a moment before reserving it again."
+            }
+            ErrorCode::HoldLimitReached => {
+                "You have given back as many holds of this drop as one buyer may."
+            }
             ErrorCode::ReservationExpired => "Your hold expired; the unit went back on sale.",
             ErrorCode::ReservationNotActive => "This hold is no longer active.",
             ErrorCode::Conflict => "Another request is changing this; try again.",
@@ -794,6 +853,7 @@ impl ApiError {
             ErrorCode::MethodNotAllowed => "This path does not take that method.",
             ErrorCode::RateLimited => "Too many tries at once; wait a moment and try again.",
             ErrorCode::Unavailable => "The service is briefly unavailable; try again.",
+            ErrorCode::RequestTimeout => "The request took too long to arrive.",
             ErrorCode::Internal => "Something went wrong on our side.",
         };
         Self::new(code, message)
@@ -1008,6 +1068,8 @@ mod tests {
             ErrorCode::EntriesClosed,
             ErrorCode::SoldByDraw,
             ErrorCode::LimitReached,
+            ErrorCode::CoolingDown,
+            ErrorCode::HoldLimitReached,
             ErrorCode::RateLimited,
             ErrorCode::ReservationExpired,
             ErrorCode::ReservationNotActive,
@@ -1024,6 +1086,7 @@ mod tests {
             ErrorCode::NotFound,
             ErrorCode::MethodNotAllowed,
             ErrorCode::Unavailable,
+            ErrorCode::RequestTimeout,
             ErrorCode::Internal,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());

@@ -214,6 +214,7 @@ async fn a_crowd_of_sockets_resyncs_on_one_snapshot() {
     let api = Api::configured(Backend::Postgres, |s| {
         s.database_max_connections = 4;
         s.ws_max_per_ip = 1_000;
+        s.max_connections_per_ip = 1_000;
     })
     .await;
     let drop = api.new_drop(200_010).await;
@@ -319,16 +320,22 @@ async fn a_pool_of_one_connection_still_serves() {
     assert_eq!(api.reserve(&ann, drop).await.status, StatusCode::CREATED);
 }
 
-/// A notification no instance can read (another version's format, a hand-sent one) makes the
-/// sockets resync instead of silently missing whatever it carried.
+/// A notification sealed by the deployment that no instance can read (another version's
+/// format) makes the sockets resync instead of silently missing whatever it carried. (One
+/// without the deployment's seal is refused: `tests/live.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreadable_notification_makes_sockets_resync() {
     let api = Api::new(Backend::Postgres).await;
     let addr = api.listen().await;
     let mut socket = Client::connect(addr, None).await;
     socket.snapshot().await;
+    let key = dropline::server::events::EventKey::derive(&api.db.settings().session_secret);
+    let sealed = key.seal("{\"not\": \"an event\"}");
     api.db
-        .execute("SELECT pg_notify('dropline_events', '{\"not\": \"an event\"}')")
+        .execute(&format!(
+            "SELECT pg_notify('{}', '{sealed}')",
+            dropline::server::events::PG_CHANNEL
+        ))
         .await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

@@ -52,14 +52,26 @@ struct Process {
     base: String,
 }
 
+/// A port nothing listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
 impl Process {
     async fn start(db: &TestDb) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        Self::start_with(db, &[]).await
+    }
+
+    /// [`Process::start`] with these settings as environment variables too.
+    async fn start_with(db: &TestDb, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
         let settings = db.settings();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dropline"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_dropline"));
+        command.envs(env.iter().copied());
+        let child = command
             .env("DATABASE_URL", &db.url)
             .env("SITE_ADDR", format!("127.0.0.1:{port}"))
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
@@ -69,6 +81,8 @@ impl Process {
             .env("RATE_LIMIT_SESSION_BURST", "100000")
             .env("RATE_LIMIT_IP_PER_SECOND", "100000")
             .env("RATE_LIMIT_IP_BURST", "100000")
+            .env("HOLD_COOLDOWN_SECONDS", "0")
+            .env("MAX_RELEASED_HOLDS", "1000000")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .kill_on_drop(true)
@@ -391,6 +405,33 @@ async fn a_killed_server_loses_nothing_it_confirmed(backend: Backend) {
 
 on_both_databases!(a_killed_server_loses_nothing_it_confirmed);
 
+/// `/metrics` may be served on an address of its own (`metrics_addr`, say on a private
+/// network), so the public port need not show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_served_on_an_address_of_their_own() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let server = Process::start_with(&db, &[("METRICS_ADDR", &metrics)]).await;
+    let http = reqwest::Client::new();
+    let public = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+    let private = http
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(private.status(), 200);
+    assert!(private
+        .text()
+        .await
+        .unwrap()
+        .contains("dropline_websockets_open"));
+}
+
 /// Takes a PostgreSQL database away from everyone (no new connections, existing ones cut) until
 /// the returned guard gives it back.
 async fn take_database_down(name: &str) -> PgConnection {
@@ -433,6 +474,9 @@ async fn postgres_outage_answers_503_and_recovers_by_itself() {
         s.rate_limit_session_burst = 100_000;
         s.rate_limit_ip_per_second = 100_000;
         s.rate_limit_ip_burst = 100_000;
+        // Buyers who cancel take the next unit at once, as they did before cooldowns.
+        s.hold_cooldown_seconds = 0;
+        s.max_released_holds = 1_000_000;
     })
     .await;
     let name = api.db.pg_name().unwrap().to_string();

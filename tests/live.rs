@@ -117,6 +117,36 @@ async fn next_frame(frames: &mut futures::channel::mpsc::Receiver<WsMessage>) ->
     }
 }
 
+/// A socket of this instance's whose client reads only what the test takes from the frames
+/// answered: the server can hand it one frame more, then its writes stay pending, as on a
+/// stalled connection. Answers once the client has read its snapshot.
+async fn stalled_socket(
+    api: &Api,
+    write_timeout: Duration,
+) -> (
+    tokio::task::JoinHandle<()>,
+    futures::channel::mpsc::Receiver<WsMessage>,
+) {
+    let (sink, mut frames) = futures::channel::mpsc::channel::<WsMessage>(0);
+    let socket = tokio::spawn(serve_socket(
+        sink,
+        futures::stream::pending::<Result<WsMessage, axum::Error>>(),
+        Feed {
+            snapshots: api.state.snapshots.clone(),
+            bus: api.state.bus.clone(),
+            shutdown: api.state.shutdown.clone(),
+            ping_interval: Duration::from_secs(20),
+            write_timeout,
+        },
+        None,
+    ));
+    assert!(matches!(
+        next_frame(&mut frames).await,
+        LiveEvent::Snapshot { .. }
+    ));
+    (socket, frames)
+}
+
 /// A phone whose connection stalls while a drop is hot shows the stock as it stands as soon as
 /// it catches up, without first replaying every change it missed, and still gets the other
 /// events: the server keeps only the newest stock per drop for it, not a backlog.
@@ -127,24 +157,7 @@ async fn a_stalled_client_catches_up_on_the_latest_stock_not_a_backlog(backend: 
     for i in 0..200 {
         cookies.push(api.sign_in(&format!("buyer {i}")).await);
     }
-    // A socket whose outgoing side nobody drains: the server can hand it one frame, then its
-    // writes stay pending, as on a stalled connection.
-    let (sink, mut frames) = futures::channel::mpsc::channel::<WsMessage>(0);
-    tokio::spawn(serve_socket(
-        sink,
-        futures::stream::pending::<Result<WsMessage, axum::Error>>(),
-        Feed {
-            snapshots: api.state.snapshots.clone(),
-            bus: api.state.bus.clone(),
-            shutdown: api.state.shutdown.clone(),
-            ping_interval: Duration::from_secs(20),
-        },
-        None,
-    ));
-    assert!(matches!(
-        next_frame(&mut frames).await,
-        LiveEvent::Snapshot { .. }
-    ));
+    let (_socket, mut frames) = stalled_socket(&api, Duration::from_secs(120)).await;
 
     for cookie in &cookies {
         assert_eq!(api.reserve(cookie, drop).await.status, StatusCode::CREATED);
@@ -318,6 +331,112 @@ async fn a_garbage_message_closes_nothing(backend: Backend) {
             LiveEvent::StockUpdated { .. }
         ));
     }
+}
+
+/// A client that stops reading (its connection stalls for good) is let go once a write has
+/// waited `ws_write_timeout_ms`, instead of holding its socket and its place for ever: the
+/// loop that would ping it is the one waiting on the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_stops_reading_is_let_go() {
+    let api = Api::new(Backend::Sqlite).await;
+    let drop = new_drop(&api, 50).await;
+    let (socket, frames) = stalled_socket(&api, Duration::from_millis(300)).await;
+    // Stock moves, again and again; the client reads nothing more.
+    for i in 0..3 {
+        let buyer = api.sign_in(&format!("buyer {i}")).await;
+        assert_eq!(api.reserve(&buyer, drop).await.status, StatusCode::CREATED);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(5), socket).await;
+    assert!(ended.is_ok(), "a socket nobody reads from is still served");
+    // The client's end stayed open all along: the socket ended on its own deadline.
+    std::mem::drop(frames);
+}
+
+/// Any PostgreSQL role that may connect can `NOTIFY` on the events channel, with no right to
+/// read or write a table. What such a role forges — a drop frozen at 0 with a version far
+/// ahead of the database's, a purchase "completed" for a buyer, a payload with a made-up seal —
+/// reaches no screen and starts no resync, and the real updates after it arrive as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_notification_forged_by_a_role_without_table_rights_reaches_no_screen() {
+    use sqlx::{postgres::PgConnectOptions, Connection, PgConnection};
+
+    let api = Api::new(Backend::Postgres).await;
+    let drop = new_drop(&api, 5).await;
+    let addr = api.listen().await;
+    let signed_in = api.sign_in_as("Ann", Auth::None).await;
+    let ann = signed_in.cookie.clone().unwrap();
+    let ann_id = signed_in.body["user"]["id"].as_i64().unwrap();
+    let mut watcher = Client::connect(addr, None).await;
+    let mut anns = Client::connect(addr, Some(&ann)).await;
+    watcher.snapshot().await;
+    anns.snapshot().await;
+
+    // A role of its own, with no privileges on any table.
+    let role = format!("dropline_forger_{:08x}", rand::random::<u32>());
+    let mut admin = PgConnection::connect(&common::postgres_admin_url())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE ROLE {role} LOGIN")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let options: PgConnectOptions = api.db.url.parse().unwrap();
+    let mut forger = PgConnection::connect_with(&options.username(&role))
+        .await
+        .unwrap();
+    let denied = sqlx::query("SELECT available_stock FROM drops")
+        .execute(&mut forger)
+        .await
+        .expect_err("the forger's role reads no table");
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+
+    let stock = format!(
+        r#"[{{"to":null,"event":{{"type":"STOCK_UPDATED","drop_id":{drop},"available":0,"total":5,"version":1000000000000000}}}}]"#
+    );
+    let purchase = format!(
+        r#"[{{"to":{ann_id},"event":{{"type":"PURCHASE_COMPLETED","purchase":{{"id":999,"reservation_id":999,"drop_id":{drop},"user_id":{ann_id},"price_cents":1,"created_at":"2026-01-01T00:00:00Z"}}}}}}]"#
+    );
+    let sealed = format!("{}.{}", "0".repeat(64), stock);
+    for payload in [&stock, &purchase, &sealed] {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(dropline::server::events::PG_CHANNEL)
+            .bind(payload)
+            .execute(&mut forger)
+            .await
+            .unwrap();
+    }
+    forger.close().await.unwrap();
+
+    // The real change after the forgeries: the screens show it, and nothing forged before it.
+    assert_eq!(api.reserve(&ann, drop).await.status, StatusCode::CREATED);
+    match watcher.next_after_echo_of(drop).await {
+        LiveEvent::StockUpdated {
+            drop_id,
+            available,
+            version,
+            ..
+        } => assert_eq!((drop_id, available, version), (drop, 4, 1)),
+        other => panic!("the first event after the forgeries was {other:?}"),
+    }
+    loop {
+        match anns.next_after_echo_of(drop).await {
+            LiveEvent::HoldCreated { .. } => break,
+            LiveEvent::StockUpdated { available, .. } => assert_eq!(available, 4),
+            other => panic!("a forged event reached the buyer: {other:?}"),
+        }
+    }
+    let metrics = api.state.metrics.render();
+    let refused: f64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("dropline_live_events_refused_total"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(refused, 3.0, "{metrics}");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }
 
 on_both_databases!(

@@ -88,15 +88,43 @@ async fn ticket(api: &Api, cookie: &str, drop: i64) -> Value {
     reply.body["ticket"].clone()
 }
 
-/// `GET /api/v1/drops/{drop}/audit`, as anyone.
+/// The whole audit as anyone gets it: `GET /api/v1/drops/{drop}/audit` (final from go-live),
+/// with every page of `GET .../audit/later` (what came after) added in: a queue's later
+/// tickets to its `tickets`, a draw's moves as `waitlist_moves`.
 async fn audit(api: &Api, drop: i64) -> common::Reply {
-    api.call(
-        "GET",
-        &format!("/api/v1/drops/{drop}/audit"),
-        None,
-        Auth::None,
-    )
-    .await
+    let mut reply = api
+        .call(
+            "GET",
+            &format!("/api/v1/drops/{drop}/audit"),
+            None,
+            Auth::None,
+        )
+        .await;
+    if reply.status != StatusCode::OK {
+        return reply;
+    }
+    let mut after = Some(0);
+    let mut moves = Vec::new();
+    while let Some(from) = after {
+        let page = api
+            .call(
+                "GET",
+                &format!("/api/v1/drops/{drop}/audit/later?after={from}&limit=2"),
+                None,
+                Auth::None,
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let later = &page.body["later"];
+        let tickets = reply.body["audit"]["tickets"].as_array_mut().unwrap();
+        tickets.extend(later["tickets"].as_array().unwrap().iter().cloned());
+        moves.extend(later["waitlist_moves"].as_array().unwrap().iter().cloned());
+        after = later["next_after"].as_i64();
+    }
+    if reply.body["audit"]["sale_mode"] == "draw" {
+        reply.body["audit"]["waitlist_moves"] = Value::Array(moves);
+    }
+    reply
 }
 
 /// Waits until the buyer's ticket is in `state`; answers it.
@@ -136,8 +164,8 @@ fn spearman(a: &[i64], b: &[i64]) -> f64 {
 }
 
 /// The audit recomputation README.md shows, run as written (the Python block after its
-/// `audit-recompute` marker) on `audit`; answers what it printed.
-fn readme_recompute(audit: &Value) -> String {
+/// `audit-recompute` marker) against this server, for `drop`; answers what it printed.
+async fn readme_recompute(api: &Api, drop: i64) -> String {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
     let after_marker = readme
@@ -152,21 +180,13 @@ fn readme_recompute(audit: &Value) -> String {
     let dir = tempfile::tempdir().unwrap();
     let script_path = dir.path().join("recompute.py");
     std::fs::write(&script_path, script).unwrap();
-    let output = std::process::Command::new("python3")
+    let addr = api.listen().await;
+    let output = tokio::process::Command::new("python3")
         .arg(&script_path)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(audit.to_string().as_bytes())?;
-            child.wait_with_output()
-        })
+        .arg(format!("http://{addr}"))
+        .arg(drop.to_string())
+        .output()
+        .await
         .expect("python3 runs");
     assert!(
         output.status.success(),
@@ -245,7 +265,7 @@ async fn the_lobby_order_is_random_and_anyone_can_recompute_it(backend: Backend)
         assert_eq!(told[ticket_id], place, "ticket {ticket_id}");
     }
     // And the recipe README gives anyone agrees.
-    let printed = readme_recompute(&reply.body);
+    let printed = readme_recompute(&api, id).await;
     assert!(printed.starts_with("ok"), "{printed}");
     // The drop shows its seed from go-live on.
     let shown = api
@@ -278,8 +298,7 @@ async fn later_arrivals_join_the_back_in_arrival_order(backend: Backend) {
     )
     .await;
     assert_eq!(late, vec![4, 5]);
-    let audit = audit(&api, id).await;
-    assert!(readme_recompute(&audit.body).starts_with("ok"));
+    assert!(readme_recompute(&api, id).await.starts_with("ok"));
 }
 
 async fn joins_at_once_give_each_buyer_one_ticket_and_one_place(backend: Backend) {
@@ -710,6 +729,19 @@ async fn two_instances_never_over_admit() {
 
 /// A draw drop of `stock` units whose entries are open now and whose draw is an hour away
 /// (tests bring it forward with [`go_live`]); answers its JSON.
+/// Brings the draw forward to now and waits until it is made (the entry of `cookie` has left
+/// `entered`).
+async fn draw_now(api: &Api, id: i64, cookie: &str) {
+    go_live(&api.db, id).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            entry(api, cookie, id).await["state"] != "entered"
+        })
+        .await,
+        "the draw was never made"
+    );
+}
+
 async fn draw_drop(api: &Api, stock: i64) -> Value {
     let now = Utc::now();
     let reply = api
@@ -830,14 +862,7 @@ async fn a_draw_is_reproducible_and_each_winner_holds_one_unit(backend: Backend)
     );
     assert_eq!(audit(&api, id).await.body["error"]["code"], "NOT_STARTED");
 
-    go_live(&api.db, id).await;
-    assert!(
-        wait_until(Duration::from_secs(10), || async {
-            entry(&api, &cookies[0], id).await["state"] != "entered"
-        })
-        .await,
-        "the draw was never made"
-    );
+    draw_now(&api, id, &cookies[0]).await;
     let late = entry_call(&api, "POST", &cookies[11], id).await;
     assert_eq!(
         late.body["error"]["code"], "ENTRIES_CLOSED",
@@ -867,7 +892,9 @@ async fn a_draw_is_reproducible_and_each_winner_holds_one_unit(backend: Backend)
         .map(|w| w.as_str().unwrap())
         .collect();
     assert_eq!(winners, order[..3], "the winners are the first three drawn");
-    assert!(readme_recompute(&reply.body).starts_with("ok: 11 entries, 3 won, 0 passed"));
+    assert!(readme_recompute(&api, id)
+        .await
+        .starts_with("ok: 11 entries, 3 won, 0 passed"));
 
     // Every entrant is told where they stand; each winner holds exactly one unit.
     for (cookie, entry_id) in cookies[..11].iter().zip(&entered) {
@@ -970,7 +997,106 @@ async fn an_unused_win_passes_down_the_waitlist_and_never_back_on_sale(backend: 
         .map(|m| m["place"].as_i64().unwrap())
         .collect();
     assert_eq!(moves, [2, 3]);
-    assert!(readme_recompute(&reply.body).starts_with("ok: 3 entries, 1 won, 2 passed"));
+    assert!(readme_recompute(&api, id)
+        .await
+        .starts_with("ok: 3 entries, 1 won, 2 passed"));
+}
+
+/// A draw's audit is final once the draw is made: it is served as one document built then,
+/// the same bytes for everyone (a strong `ETag`, `Cache-Control: public, immutable`, a 304 for
+/// a copy already held, brotli or gzip as the client takes), unchanged by what happens after
+/// (an entry leaving the waitlist), and the route is rate limited per address.
+async fn a_final_audit_is_one_immutable_document(backend: Backend) {
+    let api = Api::new(backend).await;
+    let id = draw_drop(&api, 1).await["id"].as_i64().unwrap();
+    let cookies = buyers(&api, 4).await;
+    for cookie in &cookies {
+        let reply = entry_call(&api, "POST", cookie, id).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    }
+    draw_now(&api, id, &cookies[0]).await;
+    let path = format!("/api/v1/drops/{id}/audit");
+    let first = api.call("GET", &path, None, Auth::None).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let etag = first.headers["etag"].to_str().unwrap().to_string();
+    assert!(
+        etag.starts_with('"') && etag.len() > 20,
+        "a strong ETag: {etag}"
+    );
+    let cache = first.headers["cache-control"].to_str().unwrap();
+    assert!(
+        cache.contains("public") && cache.contains("immutable"),
+        "{cache}"
+    );
+    let held = api
+        .call_with("GET", &path, None, Auth::None, &[("if-none-match", &etag)])
+        .await;
+    assert_eq!(held.status, StatusCode::NOT_MODIFIED);
+    for encoding in ["br", "gzip"] {
+        let accepts = [("accept-encoding", encoding)];
+        let packed = api
+            .call_with("GET", &path, None, Auth::None, &accepts)
+            .await;
+        assert_eq!(packed.headers["content-encoding"], encoding);
+        // Its own representation, its own tag: the document's hash with the coding.
+        let tag = packed.headers["etag"].to_str().unwrap();
+        assert_eq!(tag, format!("{}-{encoding}\"", etag.trim_end_matches('"')));
+        let held = [("accept-encoding", encoding), ("if-none-match", tag)];
+        let again = api.call_with("GET", &path, None, Auth::None, &held).await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    }
+    // A waitlisted entry withdraws: the final document does not move.
+    let mut withdrew = false;
+    for cookie in &cookies {
+        if entry(&api, cookie, id).await["state"] == "waitlisted" {
+            entry_call(&api, "DELETE", cookie, id).await;
+            withdrew = true;
+            break;
+        }
+    }
+    assert!(withdrew);
+    let after = api.call("GET", &path, None, Auth::None).await;
+    assert_eq!(after.headers["etag"].to_str().unwrap(), etag);
+    assert_eq!(after.body, first.body);
+    // One address asking again and again is slowed down.
+    let peer = std::net::SocketAddr::from(([198, 51, 100, 77], 40_000));
+    let mut limited = 0;
+    for _ in 0..150 {
+        let reply = api
+            .call_from(peer, "GET", &path, None, Auth::None, &[])
+            .await;
+        limited += usize::from(reply.status == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert!(
+        limited > 0,
+        "150 audits in a row from one address were never limited"
+    );
+}
+
+/// A queue that went live under an earlier version (which kept no final audit) gets one when
+/// the server starts, so its audit can still be fetched and checked.
+async fn an_audit_from_before_the_upgrade_is_kept_at_start(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    let id = queue_drop(&api, 2).await["id"].as_i64().unwrap();
+    for cookie in &buyers(&api, 4).await {
+        assert_eq!(join(&api, cookie, id).await.status, StatusCode::CREATED);
+    }
+    go_live(&api.db, id).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            audit(&api, id).await.status == StatusCode::OK
+        })
+        .await
+    );
+    api.db.execute("DELETE FROM final_audits").await;
+    // What an earlier version left: no audit to serve (this instance has not encoded one yet).
+    let restarted = Api::on_with(api.db.clone(), crowd).await;
+    let reply = audit(&restarted, id).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["audit"]["tickets"].as_array().unwrap().len(), 4);
+    assert!(readme_recompute(&restarted, id)
+        .await
+        .starts_with("ok: 4 drawn in the lobby"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1041,4 +1167,6 @@ on_both_databases!(
     selling_the_last_unit_tells_the_line_it_is_over,
     a_queue_drop_is_checked_field_by_field,
     a_crowd_never_over_admits,
+    a_final_audit_is_one_immutable_document,
+    an_audit_from_before_the_upgrade_is_kept_at_start,
 );

@@ -10,6 +10,7 @@ use dropline::{
     server::{
         self,
         events::EventBus,
+        settings::HoldTerms,
         store::{
             KeyClaim, KeyRequest, NewAccount, Progress, Reserved, SessionId, Settlement, Store,
             StoreError, StoredResponse,
@@ -38,12 +39,17 @@ async fn reserve(
     ttl: Duration,
 ) -> Result<Reserved, StoreError> {
     let outcome = store
-        .reserve_many(drop, &[user], ttl, &mut Progress::default())
+        .reserve_many(
+            drop,
+            &[user],
+            &HoldTerms::lasting(ttl),
+            &mut Progress::default(),
+        )
         .await?
         .pop();
     outcome
         .expect("one answer per buyer")
-        .map_err(StoreError::Refused)
+        .map_err(|refusal| StoreError::Refused(refusal.code))
 }
 
 fn refusal<T: std::fmt::Debug>(result: Result<T, StoreError>) -> ErrorCode {
@@ -442,8 +448,49 @@ fn key(scope: &str, key: &str, fingerprint: &str) -> KeyRequest {
     }
 }
 
+/// Live keys one caller may have in these tests (the server's default).
+const KEYS: i64 = 1_000;
+
 async fn claim(store: &dyn Store, request: KeyRequest) -> KeyClaim {
-    store.claim_keys(&[request]).await.unwrap().remove(0)
+    store.claim_keys(&[request], KEYS).await.unwrap().remove(0)
+}
+
+/// One caller may hold only so many live keys: a new one past them is refused, while the
+/// retries of those it has still replay.
+async fn a_callers_live_keys_are_capped(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store(EventBus::default()).await;
+    let claims = store
+        .claim_keys(
+            &[
+                key("user:1", "a", "fp"),
+                key("user:1", "b", "fp"),
+                key("user:1", "c", "fp"),
+                key("user:2", "c", "fp"),
+            ],
+            2,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(claims[0], KeyClaim::Claimed { .. }), "{claims:?}");
+    assert!(matches!(claims[1], KeyClaim::Claimed { .. }), "{claims:?}");
+    assert_eq!(claims[2], KeyClaim::TooMany);
+    assert!(matches!(claims[3], KeyClaim::Claimed { .. }), "{claims:?}");
+    let KeyClaim::Claimed { token } = claims[0] else {
+        unreachable!()
+    };
+    let settled = Settlement {
+        scope: "user:1".into(),
+        key: "a".into(),
+        token,
+        answer: created(),
+    };
+    store.settle_keys(&[settled]).await.unwrap();
+    let again = store
+        .claim_keys(&[key("user:1", "a", "fp")], 2)
+        .await
+        .unwrap();
+    assert!(matches!(again[0], KeyClaim::Replay(_)), "{again:?}");
 }
 
 fn created() -> Option<StoredResponse> {
@@ -496,13 +543,16 @@ async fn keys_claimed_together_answer_each_request(backend: Backend) {
         panic!("a new key is claimed");
     };
     let claims = store
-        .claim_keys(&[
-            key("user:9", "b", "fp"),
-            key("user:1", "b", "fp"),
-            key("user:9", "b", "fp"),
-            key("user:2", "a", "other"),
-            key("user:2", "a", "fp"),
-        ])
+        .claim_keys(
+            &[
+                key("user:9", "b", "fp"),
+                key("user:1", "b", "fp"),
+                key("user:9", "b", "fp"),
+                key("user:2", "a", "other"),
+                key("user:2", "a", "fp"),
+            ],
+            KEYS,
+        )
         .await
         .unwrap();
     let tokens: Vec<i64> = claims
@@ -556,12 +606,15 @@ async fn one_batch_answers_each_buyer_in_order(backend: Backend) {
         .reserve_many(
             drop.id,
             &[first, capped, first, second, late, UserId(777_777)],
-            HOLD,
+            &HoldTerms::lasting(HOLD),
             &mut Progress::default(),
         )
         .await
         .unwrap();
-    let codes: Vec<_> = outcomes.iter().map(|o| o.as_ref().err().copied()).collect();
+    let codes: Vec<_> = outcomes
+        .iter()
+        .map(|o| o.as_ref().err().map(|refusal| refusal.code))
+        .collect();
     assert_eq!(
         codes,
         [
@@ -588,12 +641,20 @@ async fn one_batch_answers_each_buyer_in_order(backend: Backend) {
 
     // The next batch sees the holds of the last one.
     let again = store
-        .reserve_many(drop.id, &[second, late], HOLD, &mut Progress::default())
+        .reserve_many(
+            drop.id,
+            &[second, late],
+            &HoldTerms::lasting(HOLD),
+            &mut Progress::default(),
+        )
         .await
         .unwrap();
     assert_eq!(
         again,
-        [Err(ErrorCode::AlreadyReserved), Err(ErrorCode::OutOfStock)]
+        [
+            Err(ErrorCode::AlreadyReserved.into()),
+            Err(ErrorCode::OutOfStock.into())
+        ]
     );
     let audit = store.audit(drop.id).await.unwrap();
     assert_eq!(
@@ -741,6 +802,7 @@ on_both_databases!(
     a_restart_returns_holds_that_fell_due_while_down,
     old_idempotency_keys_are_forgotten,
     keys_claimed_together_answer_each_request,
+    a_callers_live_keys_are_capped,
     sign_ups_together_give_each_buyer_a_user_and_a_session,
     one_batch_answers_each_buyer_in_order,
     a_burst_gives_each_buyer_their_own_answer,

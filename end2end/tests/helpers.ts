@@ -1,6 +1,6 @@
 import { APIRequestContext, Browser, BrowserContext, expect, Page } from "@playwright/test";
 
-export const ADMIN_TOKEN = "e2e-admin-token";
+export const ADMIN_TOKEN = "e2e-admin-token-e2e-admin-token-e2e";
 
 /** A drop of its own for one test, created through the admin API; answers its name. */
 export async function createDrop(

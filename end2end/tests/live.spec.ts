@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { buyer, card, createDrop, stock } from "./helpers";
+import { ADMIN_TOKEN, buyer, card, createDrop, stock } from "./helpers";
 
 test.describe("two buyers, one drop", () => {
   test("a reserve in one browser moves the stock in the other without a reload", async ({
@@ -90,7 +90,7 @@ test.describe("two buyers, one drop", () => {
     await panel.getByRole("button", { name: "Create drop" }).click();
     await expect(panel.getByText("That admin token is not valid.")).toBeVisible();
 
-    await panel.getByLabel("Admin token").fill("e2e-admin-token");
+    await panel.getByLabel("Admin token").fill(ADMIN_TOKEN);
     await panel.getByLabel("Price (USD)").fill("12.345");
     await panel.getByRole("button", { name: "Create drop" }).click();
     await expect(panel.getByText("price must be an amount")).toBeVisible();
@@ -121,7 +121,7 @@ test("a scheduled drop counts down and opens by itself", async ({ browser, reque
   const name = `Scheduled ${Date.now() % 100000}`;
   const startsAt = new Date(Date.now() + 5_000).toISOString();
   const created = await request.post(`${baseURL}/api/v1/drops`, {
-    headers: { Authorization: "Bearer e2e-admin-token" },
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
     data: { name, price_cents: 5000, total_stock: 2, starts_at: startsAt },
   });
   expect(created.status()).toBe(201);

@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 use crate::{api, cpu, BenchError, Result};
 
 /// The admin token every server under test gets.
-pub const ADMIN_TOKEN: &str = "bench-admin-token";
+pub const ADMIN_TOKEN: &str = "bench-admin-token-bench-admin-token";
 /// Signs sessions; fixed so a restarted server on the same database keeps its buyers signed in.
 const SESSION_SECRET: &str = "bench-session-secret-bench-session-secret";
 /// High enough that the rate limits never answer 429 to the generator (every buyer shares one IP).
@@ -22,13 +22,14 @@ const NO_LIMIT: &str = "1000000000";
 
 /// Every setting the generator gives the server beyond its addresses, database and secrets
 /// (each run may add its own): the report prints them.
-pub const SETTINGS: [(&str, &str); 6] = [
+pub const SETTINGS: [(&str, &str); 7] = [
     // Every simulated buyer comes from this one machine's address, and each is a script.
     ("RATE_LIMIT_SESSION_PER_SECOND", NO_LIMIT),
     ("RATE_LIMIT_SESSION_BURST", NO_LIMIT),
     ("RATE_LIMIT_IP_PER_SECOND", NO_LIMIT),
     ("RATE_LIMIT_IP_BURST", NO_LIMIT),
     ("WS_MAX_PER_IP", "1000000"),
+    ("MAX_CONNECTIONS_PER_IP", "10000000"),
     ("RUST_LOG", "warn"),
 ];
 

@@ -14,11 +14,17 @@ use super::{settings::CookieSecure, store::SessionId};
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "dropline_session";
 
-/// The secrets that prove identity. Cheap to clone.
+/// Name of the session cookie when it is `Secure` (over HTTPS): the `__Host-` prefix makes the
+/// browser keep it only if it is Secure, for the whole site (`Path=/`) and for this host alone
+/// (no `Domain`), so a sibling subdomain cannot plant a session of its choosing.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-dropline_session";
+
+/// The secrets that prove identity, and when the session cookie is `Secure`. Cheap to clone.
 #[derive(Clone)]
 pub struct Auth {
     key: Key,
     admin_token: String,
+    cookie_secure: CookieSecure,
 }
 
 impl std::fmt::Debug for Auth {
@@ -31,7 +37,7 @@ impl Auth {
     /// Builds the signing key from `session_secret` (random when empty) and keeps the admin
     /// token. When no token is set a random one is made and printed once to the terminal, never
     /// to the logs, which a log collector would spread to everyone who reads them.
-    pub fn new(session_secret: &str, admin_token: &str) -> Self {
+    pub fn new(session_secret: &str, admin_token: &str, cookie_secure: CookieSecure) -> Self {
         let key = if session_secret.is_empty() {
             Key::generate()
         } else {
@@ -48,11 +54,22 @@ impl Auth {
         } else {
             admin_token.to_string()
         };
-        Self { key, admin_token }
+        Self {
+            key,
+            admin_token,
+            cookie_secure,
+        }
+    }
+
+    /// Whether the session cookie of a request with these headers is `Secure` (and so named
+    /// [`SECURE_SESSION_COOKIE`]).
+    pub fn is_secure(&self, headers: &HeaderMap) -> bool {
+        cookie_is_secure(self.cookie_secure, headers)
     }
 
     /// The session id the request's cookie carries, if it has a valid signature. A forged or
-    /// tampered cookie counts as no cookie (and costs no database read).
+    /// tampered cookie counts as no cookie (and costs no database read). Over HTTPS only the
+    /// `__Host-` cookie counts: a plain one may have been planted by a sibling subdomain.
     pub fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
         let mut jar = CookieJar::new();
         for value in headers.get_all(header::COOKIE) {
@@ -61,40 +78,54 @@ impl Auth {
                 jar.add_original(cookie);
             }
         }
+        let name = if self.is_secure(headers) {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        };
         jar.signed(&self.key)
-            .get(SESSION_COOKIE)
+            .get(name)
             .and_then(|c| c.value().parse().ok())
     }
 
-    /// The `Set-Cookie` value that carries `session` for `lifetime`.
+    /// The `Set-Cookie` value that carries `session` for `lifetime` (as
+    /// [`SECURE_SESSION_COOKIE`] when `secure`).
     pub fn sign_in_cookie(
         &self,
         session: SessionId,
         secure: bool,
         lifetime: Duration,
     ) -> HeaderValue {
+        let name = if secure {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        };
         let mut jar = CookieJar::new();
         let max_age = cookie::time::Duration::seconds(lifetime.as_secs().try_into().unwrap_or(0));
         jar.signed_mut(&self.key).add(
-            Cookie::build((SESSION_COOKIE, session.to_string()))
+            Cookie::build((name, session.to_string()))
                 .http_only(true)
                 .same_site(SameSite::Lax)
                 .secure(secure)
                 .path("/")
                 .max_age(max_age),
         );
-        let cookie = jar.get(SESSION_COOKIE).expect("just added");
+        let cookie = jar.get(name).expect("just added");
         HeaderValue::from_str(&cookie.to_string()).expect("cookie is valid header text")
     }
 
-    /// The `Set-Cookie` value that signs out.
-    pub fn sign_out_cookie(&self) -> HeaderValue {
-        let cookie = Cookie::build((SESSION_COOKIE, ""))
-            .http_only(true)
-            .same_site(SameSite::Lax)
-            .path("/")
-            .max_age(cookie::time::Duration::ZERO);
-        HeaderValue::from_str(&cookie.to_string()).expect("cookie is valid header text")
+    /// The `Set-Cookie` values that sign out: both names cleared, whichever the browser has.
+    pub fn sign_out_cookies(&self) -> [HeaderValue; 2] {
+        [(SESSION_COOKIE, false), (SECURE_SESSION_COOKIE, true)].map(|(name, secure)| {
+            let cookie = Cookie::build((name, ""))
+                .http_only(true)
+                .same_site(SameSite::Lax)
+                .secure(secure)
+                .path("/")
+                .max_age(cookie::time::Duration::ZERO);
+            HeaderValue::from_str(&cookie.to_string()).expect("cookie is valid header text")
+        })
     }
 
     /// Compares a presented admin token in constant time.
@@ -122,7 +153,11 @@ mod tests {
     use super::*;
 
     fn auth() -> Auth {
-        Auth::new(&"s".repeat(32), "admin-secret")
+        Auth::new(
+            &"s".repeat(32),
+            "admin-secret-admin-secret-admin-secret",
+            CookieSecure::Auto,
+        )
     }
 
     fn with_cookie(value: &str) -> HeaderMap {
@@ -162,6 +197,32 @@ mod tests {
     }
 
     #[test]
+    fn a_secure_cookie_is_host_only_and_read_back() {
+        let auth = auth();
+        let session = SessionId::random();
+        let set = auth.sign_in_cookie(session, true, DAY);
+        let text = set.to_str().unwrap();
+        assert!(text.starts_with("__Host-dropline_session="), "{text}");
+        assert!(text.contains("Secure") && text.contains("Path=/"), "{text}");
+        assert!(!text.contains("Domain"), "{text}");
+        let over_https = |cookie: &str| {
+            let mut headers = with_cookie(cookie);
+            headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+            headers
+        };
+        assert_eq!(
+            auth.session_id(&over_https(&cookie_pair(&set))),
+            Some(session)
+        );
+        // Over HTTPS a plain cookie (one a sibling subdomain could plant) signs in nobody,
+        // beside the host-only one or alone.
+        let planted = cookie_pair(&auth.sign_in_cookie(SessionId::random(), false, DAY));
+        let both = format!("{planted}; {}", cookie_pair(&set));
+        assert_eq!(auth.session_id(&over_https(&both)), Some(session));
+        assert_eq!(auth.session_id(&over_https(&planted)), None);
+    }
+
+    #[test]
     fn a_forged_or_tampered_cookie_is_ignored() {
         let auth = auth();
         let session = SessionId::random();
@@ -171,7 +232,7 @@ mod tests {
         let other = SessionId::random();
         let tampered = pair.replace(&session.to_string(), &other.to_string());
         assert_eq!(auth.session_id(&with_cookie(&tampered)), None);
-        let stranger = Auth::new(&"t".repeat(32), "x");
+        let stranger = Auth::new(&"t".repeat(32), "x", CookieSecure::Auto);
         assert_eq!(stranger.session_id(&with_cookie(&pair)), None);
     }
 
@@ -180,7 +241,7 @@ mod tests {
         let auth = auth();
         assert!(!auth.token_matches("wrong"));
         assert!(!auth.token_matches(""));
-        assert!(auth.token_matches("admin-secret"));
+        assert!(auth.token_matches("admin-secret-admin-secret-admin-secret"));
     }
 
     #[test]
@@ -217,7 +278,8 @@ mod tests {
             .with_max_level(tracing::Level::TRACE)
             .with_writer(move || writer.clone())
             .finish();
-        let auth = tracing::subscriber::with_default(subscriber, || Auth::new("", ""));
+        let auth =
+            tracing::subscriber::with_default(subscriber, || Auth::new("", "", CookieSecure::Auto));
         let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
         assert_eq!(auth.admin_token.len(), 32);
         assert!(

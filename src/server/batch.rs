@@ -21,7 +21,6 @@ use std::{
     fmt::Debug,
     hash::Hash,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -29,6 +28,8 @@ use tokio::sync::oneshot;
 
 use super::{
     metrics::Metrics,
+    rules::Refusal,
+    settings::HoldTerms,
     store::{
         KeyClaim, KeyRequest, NewAccount, Progress, ReserveOutcome, Settlement, Store, StoreError,
     },
@@ -55,12 +56,12 @@ pub trait GroupWrite: Send + Sync + 'static {
         group: Self::Group,
         requests: &[Self::Request],
         progress: &mut Progress,
-    ) -> Result<Vec<Result<Self::Answer, ErrorCode>>, StoreError>;
+    ) -> Result<Vec<Result<Self::Answer, Refusal>>, StoreError>;
 }
 
-/// Reserves of one drop, each holding a unit for `ttl`.
+/// Reserves of one drop, on these terms (how long a hold lasts, who must wait).
 pub struct Reserves {
-    pub ttl: Duration,
+    pub terms: HoldTerms,
 }
 
 #[async_trait]
@@ -77,7 +78,7 @@ impl GroupWrite for Reserves {
         users: &[UserId],
         progress: &mut Progress,
     ) -> Result<Vec<ReserveOutcome>, StoreError> {
-        store.reserve_many(drop, users, self.ttl, progress).await
+        store.reserve_many(drop, users, &self.terms, progress).await
     }
 }
 
@@ -98,13 +99,21 @@ impl GroupWrite for Joins {
         (drop, mode): (DropId, SaleMode),
         users: &[UserId],
         _: &mut Progress,
-    ) -> Result<Vec<Result<(Ticket, bool), ErrorCode>>, StoreError> {
-        store.join_many(drop, mode, users).await
+    ) -> Result<Vec<Result<(Ticket, bool), Refusal>>, StoreError> {
+        Ok(store
+            .join_many(drop, mode, users)
+            .await?
+            .into_iter()
+            .map(|joined| joined.map_err(Refusal::from))
+            .collect())
     }
 }
 
-/// Idempotency keys claimed before their requests run, whatever they are for.
-pub struct KeyClaims;
+/// Idempotency keys claimed before their requests run, whatever they are for; a caller may
+/// have at most `per_scope` live.
+pub struct KeyClaims {
+    pub per_scope: i64,
+}
 
 #[async_trait]
 impl GroupWrite for KeyClaims {
@@ -119,9 +128,9 @@ impl GroupWrite for KeyClaims {
         (): (),
         requests: &[KeyRequest],
         _: &mut Progress,
-    ) -> Result<Vec<Result<KeyClaim, ErrorCode>>, StoreError> {
+    ) -> Result<Vec<Result<KeyClaim, Refusal>>, StoreError> {
         Ok(store
-            .claim_keys(requests)
+            .claim_keys(requests, self.per_scope)
             .await?
             .into_iter()
             .map(Ok)
@@ -145,7 +154,7 @@ impl GroupWrite for Settlements {
         (): (),
         settlements: &[Settlement],
         _: &mut Progress,
-    ) -> Result<Vec<Result<(), ErrorCode>>, StoreError> {
+    ) -> Result<Vec<Result<(), Refusal>>, StoreError> {
         store.settle_keys(settlements).await?;
         Ok(vec![Ok(()); settlements.len()])
     }
@@ -167,7 +176,7 @@ impl GroupWrite for SignUps {
         (): (),
         accounts: &[NewAccount],
         _: &mut Progress,
-    ) -> Result<Vec<Result<User, ErrorCode>>, StoreError> {
+    ) -> Result<Vec<Result<User, Refusal>>, StoreError> {
         Ok(store
             .sign_up_many(accounts)
             .await?
@@ -312,7 +321,7 @@ impl<W: GroupWrite> Batcher<W> {
                 // One outcome per request, in order; a waiter left without one hears an error.
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // A caller gone by now keeps what it got, as with any write it started.
-                    let _ = reply.send(outcome.map_err(ApiError::refusal));
+                    let _ = reply.send(outcome.map_err(ApiError::from));
                 }
             }
             Err(error) => {

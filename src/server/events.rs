@@ -17,46 +17,166 @@ use std::{
 };
 
 use axum::extract::ws::Utf8Bytes;
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use prometheus::{IntCounterVec, Opts};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::{broadcast, watch};
 
-use crate::model::{DropId, LiveEvent, UserId};
+use crate::model::{DropId, LiveEvent, ProductDrop, UserId};
 
-/// The PostgreSQL channel that carries committed events between instances.
-pub const PG_CHANNEL: &str = "dropline_events";
+/// The PostgreSQL channel that carries committed events between instances, sealed. (Not the
+/// unsealed channel's name of earlier versions: during a rolling upgrade the old and the new
+/// instances simply do not hear each other, rather than the new ones refusing every payload
+/// of the old and the old ones resyncing every socket on every payload of the new.)
+pub const PG_CHANNEL: &str = "dropline_sealed_events";
 
 /// The PostgreSQL channel each instance sends its heartbeat on, to hear it back on its own
 /// LISTEN connection.
 pub const PG_HEARTBEAT: &str = "dropline_heartbeat";
 
-/// The most bytes of events one notification carries: PostgreSQL takes payloads under 8,000
-/// bytes.
+/// The most bytes one notification carries: PostgreSQL takes payloads under 8,000 bytes.
 pub const NOTIFY_PAYLOAD_BYTES: usize = 7_900;
 
-/// A transaction's events as the payloads of as few notifications as fit: each a JSON array of
-/// envelopes, in order, under [`NOTIFY_PAYLOAD_BYTES`] (an envelope too big to share one goes
-/// alone). One write then costs one notification to send, and one for each instance to read,
-/// instead of one per event.
-pub fn notify_payloads(events: &[Envelope]) -> Vec<String> {
-    let mut payloads = Vec::new();
-    let mut current = String::from("[");
-    for event in events {
-        let json = serde_json::to_string(event).expect("events always serialize");
-        if current.len() > 1 && current.len() + json.len() + 2 > NOTIFY_PAYLOAD_BYTES {
-            current.push(']');
-            payloads.push(std::mem::replace(&mut current, String::from("[")));
+/// What a seal and its frame (`{"at":...,"nonce":...,"events":` and `}`) add to a payload's
+/// events, at most.
+const SEAL_OVERHEAD_BYTES: usize = 128;
+
+/// How far a sealed payload's time may be from this instance's clock (milliseconds): an older
+/// one (or one from the future) is refused, so a payload recorded off the channel cannot be
+/// sent again later; within the window each is taken once, by its nonce.
+pub const SEAL_WINDOW_MS: i64 = 120_000;
+
+/// How far ahead of the version a drop's board shows a stock event may be. Versions rise by one
+/// per committed change and every instance hears every change in order; only a lost LISTEN
+/// connection skips some, and then a snapshot read puts the board right. A version further
+/// ahead than this is no real event.
+pub const MAX_VERSION_LEAP: i64 = 100_000;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The key that seals the events instances pass each other through PostgreSQL: HMAC-SHA256
+/// under a key derived by HKDF-SHA256 from `session_secret`, which every instance of one
+/// deployment shares (it must, to read each other's cookies) and a database role does not.
+#[derive(Clone)]
+pub struct EventKey([u8; 32]);
+
+impl std::fmt::Debug for EventKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventKey(..)")
+    }
+}
+
+impl EventKey {
+    /// The key of a deployment whose instances share `secret`.
+    pub fn derive(secret: &str) -> Self {
+        let mut key = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(b"dropline"), secret.as_bytes())
+            .expand(b"live events v1", &mut key)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Self(key)
+    }
+
+    /// A key of this process alone (an instance with no secret shares no events).
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        HmacSha256::new_from_slice(&self.0).expect("HMAC takes a key of any length")
+    }
+
+    /// `body` with its seal in front: 64 hex digits of HMAC-SHA256, a dot, the body.
+    pub fn seal(&self, body: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(body.as_bytes());
+        format!("{}.{body}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// The body of a payload sealed with this key; `None` for any other (no seal, another
+    /// key's, a changed byte). The seal is compared in constant time.
+    pub fn open<'a>(&self, payload: &'a str) -> Option<&'a str> {
+        let (seal, body) = payload.split_once('.')?;
+        let seal = hex::decode(seal).ok()?;
+        let mut mac = self.mac();
+        mac.update(body.as_bytes());
+        mac.verify_slice(&seal).ok()?;
+        Some(body)
+    }
+
+    /// A transaction's events as the sealed payloads of as few notifications as fit, in order,
+    /// each under [`NOTIFY_PAYLOAD_BYTES`] (an envelope too big to share one goes alone). One
+    /// write then costs one notification to send, and one for each instance to read, instead
+    /// of one per event. `now_ms` is this instance's clock.
+    pub fn payloads(&self, events: &[Envelope], now_ms: i64) -> Vec<String> {
+        let budget = NOTIFY_PAYLOAD_BYTES - SEAL_OVERHEAD_BYTES;
+        let mut arrays = Vec::new();
+        let mut current = String::from("[");
+        for event in events {
+            let json = serde_json::to_string(event).expect("events always serialize");
+            if current.len() > 1 && current.len() + json.len() + 2 > budget {
+                current.push(']');
+                arrays.push(std::mem::replace(&mut current, String::from("[")));
+            }
+            if current.len() > 1 {
+                current.push(',');
+            }
+            current.push_str(&json);
         }
         if current.len() > 1 {
-            current.push(',');
+            current.push(']');
+            arrays.push(current);
         }
-        current.push_str(&json);
+        arrays
+            .into_iter()
+            .map(|events| {
+                let nonce: u64 = rand::random();
+                self.seal(&format!(
+                    r#"{{"at":{now_ms},"nonce":{nonce},"events":{events}}}"#
+                ))
+            })
+            .collect()
     }
-    if current.len() > 1 {
-        current.push(']');
-        payloads.push(current);
+}
+
+/// A sealed payload's body.
+#[derive(Deserialize)]
+struct Sealed {
+    /// When it was sealed, by the sender's clock (milliseconds since the epoch).
+    at: i64,
+    nonce: u64,
+    events: Vec<Envelope>,
+}
+
+/// The nonces of the sealed payloads heard within the last [`SEAL_WINDOW_MS`], each with
+/// when it was sealed.
+#[derive(Default)]
+struct Heard {
+    nonces: HashMap<u64, i64>,
+    /// How many nonces to hold before forgetting those past the window.
+    prune_at: usize,
+}
+
+impl Heard {
+    /// Why a sealed payload sent at `at` must not be taken now, if it must not.
+    fn refusal(&mut self, at: i64, nonce: u64, now_ms: i64) -> Option<&'static str> {
+        if (now_ms - at).abs() > SEAL_WINDOW_MS {
+            return Some("stale");
+        }
+        if self.nonces.len() >= self.prune_at {
+            self.nonces
+                .retain(|_, sealed| (now_ms - *sealed).abs() <= SEAL_WINDOW_MS);
+            self.prune_at = (self.nonces.len() * 2).max(1024);
+        }
+        self.nonces.insert(nonce, at).map(|_| "replayed")
     }
-    payloads
+}
+
+/// This machine's clock, in milliseconds since the epoch.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// One event and who may see it: everyone, or only the user it belongs to.
@@ -116,17 +236,35 @@ pub struct EventBus {
     listening: Arc<AtomicBool>,
     /// How many times events were published or a resync asked for.
     published: Arc<AtomicU64>,
+    /// Seals what this instance sends to the others, and opens what they send.
+    key: EventKey,
+    /// Events refused, by why: `bad_seal`, `stale`, `replayed`, `version_leap`.
+    refused: IntCounterVec,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
-        Self::new(4096)
+        Self::new(4096, EventKey::random(), refusal_counter())
     }
 }
 
+/// The counter of refused events, for a bus that reports to no registry.
+pub fn refusal_counter() -> IntCounterVec {
+    IntCounterVec::new(
+        Opts::new(
+            "live_events_refused_total",
+            "Live events refused: a payload from another instance without this deployment's \
+             seal, too old or heard before, or a stock version far ahead of the known one",
+        ),
+        &["reason"],
+    )
+    .expect("valid metric")
+}
+
 impl EventBus {
-    /// A bus that keeps up to `capacity` messages for a slow subscriber before it lags.
-    pub fn new(capacity: usize) -> Self {
+    /// A bus that keeps up to `capacity` messages for a slow subscriber before it lags, seals
+    /// with `key` and counts what it refuses in `refused` (see [`refusal_counter`]).
+    pub fn new(capacity: usize, key: EventKey, refused: IntCounterVec) -> Self {
         let (tx, _) = broadcast::channel(capacity);
         Self {
             tx,
@@ -134,6 +272,24 @@ impl EventBus {
             stock: watch::Sender::new(StockBoard::new()),
             listening: Arc::new(AtomicBool::new(false)),
             published: Arc::default(),
+            key,
+            refused,
+        }
+    }
+
+    /// The key this instance seals its events with.
+    pub fn key(&self) -> &EventKey {
+        &self.key
+    }
+
+    /// Counts one refused event.
+    fn refuse(&self, reason: &'static str) {
+        let counter = self.refused.with_label_values(&[reason]);
+        counter.inc();
+        // Logged at the first and then at every power of two: a flood cannot flood the log.
+        let count = counter.get();
+        if count.is_power_of_two() {
+            tracing::warn!(reason, count, "refused a live event");
         }
     }
 
@@ -160,13 +316,22 @@ impl EventBus {
                 drop_id, version, ..
             } = envelope.event
             {
-                self.stock.send_if_modified(|board| {
-                    if board.get(&drop_id).is_some_and(|f| f.version >= version) {
-                        return false;
-                    }
-                    board.insert(drop_id, StockFrame { version, json });
-                    true
-                });
+                let mut leap = false;
+                self.stock
+                    .send_if_modified(|board| match board.get(&drop_id) {
+                        Some(frame) if frame.version >= version => false,
+                        Some(frame) if version - frame.version > MAX_VERSION_LEAP => {
+                            leap = true;
+                            false
+                        }
+                        _ => {
+                            board.insert(drop_id, StockFrame { version, json });
+                            true
+                        }
+                    });
+                if leap {
+                    self.refuse("version_leap");
+                }
                 continue;
             }
             // No subscriber is not an error: nobody is watching.
@@ -176,6 +341,66 @@ impl EventBus {
 
     fn owners(&self) -> MutexGuard<'_, Owners> {
         lock(&self.owners)
+    }
+
+    /// Puts the board right from a snapshot of the database: a drop missing from it, shown
+    /// older than the snapshot, or far ahead of it (no real event leaps that far) takes the
+    /// snapshot's stock. Sockets hear of whatever changed. Answers true when a version far ahead
+    /// was replaced: sockets may have shown it, and need a snapshot themselves.
+    pub fn rebuild_stock(&self, drops: &[ProductDrop]) -> bool {
+        let mut poisoned = false;
+        self.stock.send_if_modified(|board| {
+            let mut changed = false;
+            for drop in drops {
+                let stale = match board.get(&drop.id) {
+                    None => true,
+                    Some(frame) if frame.version > drop.version + MAX_VERSION_LEAP => {
+                        poisoned = true;
+                        true
+                    }
+                    Some(frame) => frame.version < drop.version,
+                };
+                if stale {
+                    let event = LiveEvent::StockUpdated {
+                        drop_id: drop.id,
+                        available: drop.available_stock,
+                        total: drop.total_stock,
+                        version: drop.version,
+                    };
+                    board.insert(
+                        drop.id,
+                        StockFrame {
+                            version: drop.version,
+                            json: serialize(&event),
+                        },
+                    );
+                    changed = true;
+                }
+            }
+            changed
+        });
+        poisoned
+    }
+
+    /// Takes one notification from the events channel: publishes what it carries if it is
+    /// sealed with this deployment's key, recent and not heard before; asks every socket to
+    /// resync if it is sealed but unreadable (another version's format); refuses and counts
+    /// anything else.
+    fn receive(&self, payload: &str, heard: &mut Heard) {
+        let Some(body) = self.key.open(payload) else {
+            return self.refuse("bad_seal");
+        };
+        match serde_json::from_str::<Sealed>(body) {
+            Ok(sealed) => match heard.refusal(sealed.at, sealed.nonce, now_ms()) {
+                Some(reason) => self.refuse(reason),
+                None => self.publish(sealed.events),
+            },
+            // Ours, so what it carried was real and would be missed: every client reloads.
+            Err(error) => {
+                tracing::warn!(%error, "unreadable notification; resyncing clients");
+                self.resync();
+            }
+        }
     }
 
     /// The stock board; `changed()` on it wakes once for any number of updates in between.
@@ -274,9 +499,12 @@ impl EventBus {
         instance: String,
         heartbeat_timeout: Duration,
     ) {
+        // Kept across reconnects: a payload recorded off the channel and sent again after one
+        // is still one heard before.
+        let mut heard = Heard::default();
         loop {
             let why = self
-                .forward(&mut listener, &instance, heartbeat_timeout)
+                .forward(&mut listener, &instance, heartbeat_timeout, &mut heard)
                 .await;
             self.listening.store(false, Ordering::Relaxed);
             tracing::warn!(%why, "LISTEN connection lost; rebuilding it");
@@ -304,6 +532,7 @@ impl EventBus {
         listener: &mut Listener,
         instance: &str,
         heartbeat_timeout: Duration,
+        heard: &mut Heard,
     ) -> String {
         let mut silent_after = tokio::time::Instant::now() + heartbeat_timeout;
         loop {
@@ -320,16 +549,7 @@ impl EventBus {
                         silent_after = tokio::time::Instant::now() + heartbeat_timeout;
                     }
                 }
-                Ok(Some(notification)) => {
-                    match serde_json::from_str::<Vec<Envelope>>(notification.payload()) {
-                        Ok(envelopes) => self.publish(envelopes),
-                        // Whatever it carried would be missed: every client reloads instead.
-                        Err(error) => {
-                            tracing::warn!(%error, "unreadable notification; resyncing clients");
-                            self.resync();
-                        }
-                    }
-                }
+                Ok(Some(notification)) => self.receive(notification.payload(), heard),
                 // The connection dropped and sqlx has already re-established it: whatever was
                 // sent in between is lost, so every client reloads from a snapshot.
                 Ok(None) => {
@@ -453,18 +673,100 @@ mod tests {
 
     #[test]
     fn a_transactions_events_share_as_few_notifications_as_fit() {
+        let key = EventKey::derive("a deployment's secret");
         let events: Vec<Envelope> = (0..500).map(|i| expired(i, i)).collect();
-        let payloads = notify_payloads(&events);
+        let payloads = key.payloads(&events, now_ms());
         let one = serde_json::to_string(&events[0]).unwrap().len();
         // Each envelope is ~100 bytes: dozens share a payload, none passes the limit.
-        assert!(payloads.len() <= events.len() * (one + 1) / NOTIFY_PAYLOAD_BYTES + 1);
+        let budget = NOTIFY_PAYLOAD_BYTES - SEAL_OVERHEAD_BYTES;
+        assert!(payloads.len() <= events.len() * (one + 1) / budget + 1);
         assert!(payloads.iter().all(|p| p.len() <= NOTIFY_PAYLOAD_BYTES));
         let back: Vec<Envelope> = payloads
             .iter()
-            .flat_map(|p| serde_json::from_str::<Vec<Envelope>>(p).unwrap())
+            .flat_map(|p| {
+                serde_json::from_str::<Sealed>(key.open(p).unwrap())
+                    .unwrap()
+                    .events
+            })
             .collect();
         assert_eq!(back, events);
-        assert!(notify_payloads(&[]).is_empty());
+        assert!(key.payloads(&[], now_ms()).is_empty());
+    }
+
+    #[test]
+    fn only_the_deployments_own_seal_opens() {
+        let key = EventKey::derive("a deployment's secret");
+        let sealed = key.seal("{\"x\":1}");
+        assert_eq!(key.open(&sealed), Some("{\"x\":1}"));
+        // Another instance of the same deployment derives the same key.
+        assert_eq!(
+            EventKey::derive("a deployment's secret").open(&sealed),
+            Some("{\"x\":1}")
+        );
+        assert_eq!(EventKey::derive("another secret").open(&sealed), None);
+        let changed = sealed.replace("\"x\":1", "\"x\":2");
+        assert_eq!(key.open(&changed), None);
+        assert_eq!(key.open("{\"x\":1}"), None);
+        assert_eq!(key.open(&format!("{}.{{}}", "0".repeat(64))), None);
+    }
+
+    #[test]
+    fn a_sealed_payload_is_taken_once_and_only_while_fresh() {
+        let mut heard = Heard::default();
+        let now = 1_000_000_000;
+        assert_eq!(heard.refusal(now - 5, 7, now), None);
+        assert_eq!(heard.refusal(now - 5, 7, now + 10), Some("replayed"));
+        assert_eq!(
+            heard.refusal(now - SEAL_WINDOW_MS - 1, 8, now),
+            Some("stale")
+        );
+        assert_eq!(
+            heard.refusal(now + SEAL_WINDOW_MS + 1, 9, now),
+            Some("stale")
+        );
+        assert_eq!(heard.refusal(now, 10, now), None);
+    }
+
+    fn stock(drop: i64, available: i64, version: i64) -> Envelope {
+        Envelope::public(LiveEvent::StockUpdated {
+            drop_id: DropId(drop),
+            available,
+            total: 5,
+            version,
+        })
+    }
+
+    fn shown(bus: &EventBus, drop: i64) -> Option<i64> {
+        bus.stock().borrow().get(&DropId(drop)).map(|f| f.version)
+    }
+
+    #[test]
+    fn no_event_poisons_the_board_and_a_snapshot_puts_it_right() {
+        let bus = EventBus::default();
+        bus.publish([stock(1, 4, 3)]);
+        // A version far ahead of the known one is no real event.
+        bus.publish([stock(1, 0, 1_000_000_000_000_000)]);
+        assert_eq!(shown(&bus, 1), Some(3));
+        bus.publish([stock(1, 3, 4)]);
+        assert_eq!(shown(&bus, 1), Some(4));
+        // A board that went wrong anyway (here: a drop first heard of at a wild version) is
+        // put right by the next snapshot, which says to resync the sockets.
+        bus.publish([stock(2, 0, 1_000_000_000_000_000)]);
+        let snapshot = |id, version| ProductDrop {
+            id: DropId(id),
+            total_stock: 5,
+            available_stock: 2,
+            version,
+            ..ProductDrop::default()
+        };
+        assert!(bus.rebuild_stock(&[snapshot(1, 6), snapshot(2, 9)]));
+        assert_eq!((shown(&bus, 1), shown(&bus, 2)), (Some(6), Some(9)));
+        // A board a little ahead of a snapshot (events after its read began) is left alone.
+        bus.publish([stock(1, 1, 7)]);
+        assert!(!bus.rebuild_stock(&[snapshot(1, 6), snapshot(3, 1)]));
+        assert_eq!((shown(&bus, 1), shown(&bus, 3)), (Some(7), Some(1)));
+        let refused = bus.refused.with_label_values(&["version_leap"]).get();
+        assert_eq!(refused, 1);
     }
 
     #[tokio::test]

@@ -1,17 +1,18 @@
 //! The domain operations every entry point (REST, server functions) calls: input checks, the
 //! store call, and what follows a commit (waking the expiry worker).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use super::{
     batch::{Batcher, Joins, KeyClaims, Reserves, Settlements},
     expiry::ExpiryClock,
     metrics::Metrics,
+    settings::HoldTerms,
     store::{Cancelled, KeyClaim, KeyRequest, Reserved, Settlement, StockAudit, Store, StoreError},
 };
 use crate::model::{
-    ApiError, Audit, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Reservation, ReservationId,
-    SaleMode, Ticket, User, UserId,
+    ApiError, AuditLater, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Reservation,
+    ReservationId, SaleMode, Ticket, User, UserId,
 };
 
 /// Runs a write to completion even if the caller goes away: a client that disconnects
@@ -41,25 +42,34 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Wraps a store; holds last `ttl`; concurrent reserves of one drop share a transaction,
-    /// up to `reserve_batch_max` of them (1: every reserve has its own), and so do concurrent
-    /// joins of one queue and the claims and settlements of idempotency keys.
+    /// Wraps a store; holds are taken on `terms`; one caller may have `keys_per_caller`
+    /// idempotency keys live; concurrent reserves of one drop share a transaction, up to
+    /// `reserve_batch_max` of them (1: every reserve has its own), and so do concurrent joins of
+    /// one queue and the claims and settlements of idempotency keys.
     pub fn new(
         store: Arc<dyn Store>,
         expiry: Arc<ExpiryClock>,
-        ttl: Duration,
+        terms: HoldTerms,
+        keys_per_caller: u32,
         reserve_batch_max: usize,
         metrics: Metrics,
     ) -> Self {
         Self {
             reserves: Batcher::new(
                 store.clone(),
-                Reserves { ttl },
+                Reserves { terms },
                 reserve_batch_max,
                 metrics.clone(),
             ),
             joins: Batcher::new(store.clone(), Joins, reserve_batch_max, metrics.clone()),
-            key_claims: Batcher::new(store.clone(), KeyClaims, reserve_batch_max, metrics.clone()),
+            key_claims: Batcher::new(
+                store.clone(),
+                KeyClaims {
+                    per_scope: i64::from(keys_per_caller),
+                },
+                reserve_batch_max,
+                metrics.clone(),
+            ),
             settlements: Batcher::new(
                 store.clone(),
                 Settlements,
@@ -175,9 +185,21 @@ impl Inventory {
         Ok(self.store.user_tickets(user).await?)
     }
 
-    /// The public audit of a queue's order or a draw's, once it has gone live.
-    pub async fn queue_audit(&self, drop: DropId) -> Result<Audit, ApiError> {
-        Ok(self.store.queue_audit(drop).await?)
+    /// The final audit of a queue's order or a draw's (`{"audit": ...}`), once it has gone
+    /// live.
+    pub async fn final_audit(&self, drop: DropId) -> Result<String, ApiError> {
+        Ok(self.store.final_audit(drop).await?)
+    }
+
+    /// What happened to a queue or a draw after its final audit, by place from `after` on (at
+    /// most `limit` of it).
+    pub async fn audit_later(
+        &self,
+        drop: DropId,
+        after: i64,
+        limit: i64,
+    ) -> Result<AuditLater, ApiError> {
+        Ok(self.store.audit_later(drop, after, limit).await?)
     }
 
     /// Claims a request's idempotency key (in a batch with the other claims that arrive while

@@ -11,7 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum_client_ip::ClientIpSource;
 use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::settings::Settings;
@@ -26,7 +25,6 @@ pub struct Limits {
     /// Addresses past their wrong-admin-token budget, and until when every admin attempt from
     /// them waits (a right token too: its answer must not tell a guess from the truth).
     admin_locked: Arc<Mutex<HashMap<IpAddr, Instant>>>,
-    ip_source: ClientIpSource,
 }
 
 impl Limits {
@@ -51,13 +49,7 @@ impl Limits {
                 Quota::per_minute(per_minute).allow_burst(per_minute)
             })),
             admin_locked: Arc::default(),
-            ip_source: settings.client_ip_source.clone(),
         }
-    }
-
-    /// Where client IPs come from; the router hands it to `axum_client_ip` as an extension.
-    pub fn ip_source(&self) -> ClientIpSource {
-        self.ip_source.clone()
     }
 
     /// Forgets idle keys now and then, so memory follows the active crowd, not every visitor.

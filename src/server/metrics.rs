@@ -37,6 +37,8 @@ pub struct Metrics {
     /// Draws this instance made, and units it passed down a draw's waitlist.
     pub draws: IntCounter,
     pub draw_units_passed_on: IntCounter,
+    /// Live events refused, by why (see `events::refusal_counter`).
+    pub live_events_refused: IntCounterVec,
     requests: HistogramVec,
 }
 
@@ -94,6 +96,7 @@ impl Default for Metrics {
             "Units a draw's winner left unused, given to the next on the waitlist",
         )
         .expect("valid metric");
+        let live_events_refused = super::events::refusal_counter();
         let requests = HistogramVec::new(
             HistogramOpts::new("http_request_duration_seconds", "HTTP request latency"),
             &["method", "route", "status"],
@@ -110,6 +113,7 @@ impl Default for Metrics {
             Box::new(queue_lapses.clone()),
             Box::new(draws.clone()),
             Box::new(draw_units_passed_on.clone()),
+            Box::new(live_events_refused.clone()),
             Box::new(requests.clone()),
         ] {
             registry
@@ -128,6 +132,7 @@ impl Default for Metrics {
             queue_lapses,
             draws,
             draw_units_passed_on,
+            live_events_refused,
             requests,
         }
     }

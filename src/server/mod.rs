@@ -18,7 +18,7 @@ pub mod ws;
 
 use std::sync::Arc;
 
-use axum::{extract::FromRef, serve::ListenerExt};
+use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
 use tokio_util::sync::CancellationToken;
 
@@ -59,8 +59,12 @@ pub struct Shared {
     pub sessions: Sessions,
     pub bus: EventBus,
     pub snapshots: Snapshots,
+    /// The final audits this instance has encoded for serving.
+    pub audits: http::audit::FinalAudits,
     pub sockets: Arc<ws::SocketSlots>,
     pub limits: limits::Limits,
+    /// Which peers' forwarding headers name the client.
+    pub proxies: Arc<http::extract::Proxies>,
     pub metrics: metrics::Metrics,
     /// Cancelled when the server begins to shut down; long-lived tasks (sockets) end on it.
     pub shutdown: CancellationToken,
@@ -82,7 +86,14 @@ pub enum StartError {
 
 /// Opens the database, returns overdue holds, seeds the demo and starts the expiry worker.
 pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
-    let bus = EventBus::default();
+    let metrics = metrics::Metrics::default();
+    // Every instance of a deployment shares the session secret, so they share this key; one
+    // without a secret shares no events (it is alone, on SQLite).
+    let key = match settings.session_secret.as_str() {
+        "" => events::EventKey::random(),
+        secret => events::EventKey::derive(secret),
+    };
+    let bus = EventBus::new(4096, key, metrics.live_events_refused.clone());
     let store = store::connect(settings, bus.clone()).await?;
     // The start-up pass: holds that fell due while no server ran go back before anyone is served.
     let returned = expiry::expire_all_due(store.as_ref(), |_| {}).await?;
@@ -92,7 +103,15 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
             "returned holds that expired while the server was down"
         );
     }
-    let metrics = metrics::Metrics::default();
+    // Queues and draws that went live under an earlier version get the final audit that
+    // version did not keep.
+    let kept = store.keep_earlier_audits().await?;
+    if kept > 0 {
+        tracing::info!(
+            kept,
+            "kept the final audits of drops that went live earlier"
+        );
+    }
     let clock = Arc::new(ExpiryClock::default());
     tokio::spawn(expiry::run(
         store.clone(),
@@ -125,7 +144,8 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
     let inventory = Inventory::new(
         store,
         clock,
-        settings.reservation_ttl(),
+        settings.hold_terms(),
+        settings.idempotency_keys_per_buyer,
         settings.reserve_batch_max,
         metrics.clone(),
     );
@@ -147,12 +167,21 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         settings: settings.clone(),
         leptos_options,
         inventory,
-        auth: Auth::new(&settings.session_secret, &settings.admin_token),
+        auth: Auth::new(
+            &settings.session_secret,
+            &settings.admin_token,
+            settings.cookie_secure,
+        ),
         sessions,
         bus,
         snapshots,
+        audits: http::audit::FinalAudits::default(),
         sockets: Arc::new(ws::SocketSlots::new(settings.ws_max_per_ip)),
         limits,
+        proxies: Arc::new(http::extract::Proxies::new(
+            settings.client_ip_source.clone(),
+            settings.trusted_proxies(),
+        )),
         metrics,
         shutdown: CancellationToken::new(),
     })))
@@ -170,34 +199,34 @@ fn hash_file_present() -> bool {
 /// Starts everything and serves until SIGINT or SIGTERM.
 pub async fn serve(settings: Settings) -> Result<(), StartError> {
     let state = start(&settings).await?;
-    let addr = settings.addr();
-    let listener = tokio::net::TcpListener::bind(addr)
+    let listen_error = |addr: String| move |source| StartError::Listen { addr, source };
+    let listener = tokio::net::TcpListener::bind(settings.addr())
         .await
-        .map_err(|source| StartError::Listen {
-            addr: settings.site_addr.clone(),
-            source,
-        })?
-        // Small writes (a stock event, a reserve answer) go out at once instead of waiting for
-        // the peer's delayed ACK of the previous one (Nagle).
-        .tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "could not set TCP_NODELAY");
-            }
-        });
-    tracing::info!(%addr, database = %redact(&settings.database_url), "dropline listening");
+        .map_err(listen_error(settings.site_addr.clone()))?;
+    let connections = http::serve::Connections::new(&state);
     let shutdown = state.shutdown.clone();
+    if let Some(addr) = settings.metrics_addr() {
+        let metrics = http::routes::metrics_only(&state);
+        let (bound, _) = http::serve::bind(addr, metrics, connections.clone(), shutdown.clone())
+            .await
+            .map_err(listen_error(settings.metrics_addr.clone()))?;
+        tracing::info!(%bound, "metrics listening");
+    }
+    tracing::info!(
+        addr = %settings.addr(),
+        database = %redact(&settings.database_url),
+        "dropline listening"
+    );
     // On SIGTERM: stop accepting, let in-flight requests finish, close sockets with a reason.
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
             shutdown_signal().await;
             shutdown.cancel();
-        })
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: settings.site_addr,
-            source,
-        })
+        }
+    });
+    http::serve::serve(listener, router(state), connections, shutdown).await;
+    Ok(())
 }
 
 /// The database URL without its password, for the log.

@@ -7,7 +7,46 @@ use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{DropId, ErrorCode, QueueLine, ReservationId, SaleMode, UserId};
+use super::settings::HoldTerms;
+use crate::model::{ApiError, DropId, ErrorCode, QueueLine, ReservationId, SaleMode, UserId};
+
+/// A refusal as a rule decides it: its code and, for one that ends by itself (a cooldown),
+/// how long until it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    /// Milliseconds until asking again can succeed.
+    pub retry_after_ms: Option<i64>,
+}
+
+impl From<ErrorCode> for Refusal {
+    fn from(code: ErrorCode) -> Self {
+        Self {
+            code,
+            retry_after_ms: None,
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        let Some(wait_ms) = refusal.retry_after_ms else {
+            return ApiError::refusal(refusal.code);
+        };
+        // Whole seconds, rounded up: asking again after them succeeds.
+        let seconds = u64::try_from((wait_ms + 999) / 1000).unwrap_or(0).max(1);
+        let message = match refusal.code {
+            ErrorCode::CoolingDown => format!(
+                "You gave a hold of this drop back; you may reserve it again in {seconds} s."
+            ),
+            _ => ApiError::refusal(refusal.code).message,
+        };
+        ApiError {
+            retry_after: Some(seconds),
+            ..ApiError::new(refusal.code, message)
+        }
+    }
+}
 
 /// A drop row as a write finds it under its lock, with the database's "now".
 #[derive(Clone, Debug, Default, sqlx::FromRow)]
@@ -66,6 +105,10 @@ pub struct BuyerCheck {
     /// The user's turn in the drop's queue has come and not passed (a queue drop's reserves
     /// need it).
     pub admitted: bool,
+    /// Holds of the drop the user gave back: cancelled, or let run out.
+    pub released: i64,
+    /// When the last of those ended (a cancel's time, an expired hold's deadline).
+    pub released_at: Option<i64>,
 }
 
 /// How a reserve batch answers its users before any row is written: a refusal for some, a
@@ -73,7 +116,7 @@ pub struct BuyerCheck {
 #[derive(Debug, PartialEq, Eq)]
 pub struct BatchPlan {
     /// Per user, in batch order: `None` for a user who gets a unit, else the refusal.
-    pub refusals: Vec<Option<ErrorCode>>,
+    pub refusals: Vec<Option<Refusal>>,
     /// The users who get a unit, each once, in batch order.
     pub takers: Vec<UserId>,
 }
@@ -86,10 +129,16 @@ pub fn distinct_users(users: &[UserId]) -> Vec<UserId> {
 
 /// Decides every user's outcome in one batch: first come, first served, as if each reserve ran
 /// alone after the ones before it. `drop` is `None` when the drop does not exist; `checks` hold
-/// what was read for each distinct user.
-pub fn plan_batch(users: &[UserId], drop: Option<&LockedDrop>, checks: &[BuyerCheck]) -> BatchPlan {
-    let whole_batch = |code| BatchPlan {
-        refusals: vec![Some(code); users.len()],
+/// what was read for each distinct user; `terms` say how long a buyer who gave a hold back
+/// waits, and how many they may give back.
+pub fn plan_batch(
+    users: &[UserId],
+    drop: Option<&LockedDrop>,
+    checks: &[BuyerCheck],
+    terms: &HoldTerms,
+) -> BatchPlan {
+    let whole_batch = |code: ErrorCode| BatchPlan {
+        refusals: vec![Some(code.into()); users.len()],
         takers: Vec::new(),
     };
     let Some(drop) = drop else {
@@ -108,18 +157,30 @@ pub fn plan_batch(users: &[UserId], drop: Option<&LockedDrop>, checks: &[BuyerCh
     let mut left = drop.available_stock;
     let mut takers = Vec::new();
     let mut holding = HashSet::new();
+    let cooldown_ms = i64::try_from(terms.cooldown.as_millis()).unwrap_or(i64::MAX);
+    let cooling = |check: &BuyerCheck| {
+        let ends = check.released_at?.saturating_add(cooldown_ms);
+        (ends > drop.now).then(|| Refusal {
+            code: ErrorCode::CoolingDown,
+            retry_after_ms: Some(ends - drop.now),
+        })
+    };
     let refusals = users
         .iter()
         .map(|&user| {
             let refusal = match checks.get(&user) {
-                None => Some(ErrorCode::Unauthenticated),
-                Some(c) if !c.known => Some(ErrorCode::Unauthenticated),
+                None => Some(ErrorCode::Unauthenticated.into()),
+                Some(c) if !c.known => Some(ErrorCode::Unauthenticated.into()),
                 Some(c) if c.holds_one || holding.contains(&user) => {
-                    Some(ErrorCode::AlreadyReserved)
+                    Some(ErrorCode::AlreadyReserved.into())
                 }
-                Some(c) if c.bought >= drop.max_per_user => Some(ErrorCode::LimitReached),
-                Some(c) if queued && !c.admitted => Some(ErrorCode::NotAdmitted),
-                Some(_) if left <= 0 => Some(ErrorCode::OutOfStock),
+                Some(c) if c.bought >= drop.max_per_user => Some(ErrorCode::LimitReached.into()),
+                Some(c) if queued && !c.admitted => Some(ErrorCode::NotAdmitted.into()),
+                Some(c) if c.released >= terms.max_released => {
+                    Some(ErrorCode::HoldLimitReached.into())
+                }
+                Some(c) if cooling(c).is_some() => cooling(c),
+                Some(_) if left <= 0 => Some(ErrorCode::OutOfStock.into()),
                 Some(_) => None,
             };
             if refusal.is_none() {
@@ -327,7 +388,24 @@ mod tests {
             holds_one: false,
             bought: 0,
             admitted: false,
+            released: 0,
+            released_at: None,
         }
+    }
+
+    const TERMS: HoldTerms = HoldTerms {
+        ttl: std::time::Duration::from_secs(60),
+        cooldown: std::time::Duration::from_secs(60),
+        max_released: 3,
+    };
+
+    fn plan_of(users: &[UserId], drop: Option<&LockedDrop>, checks: &[BuyerCheck]) -> BatchPlan {
+        plan_batch(users, drop, checks, &TERMS)
+    }
+
+    /// Each user's refusal code, in batch order.
+    fn codes(plan: &BatchPlan) -> Vec<Option<ErrorCode>> {
+        plan.refusals.iter().map(|r| r.map(|r| r.code)).collect()
     }
 
     fn users(ids: &[i64]) -> Vec<UserId> {
@@ -336,21 +414,21 @@ mod tests {
 
     #[test]
     fn the_first_buyers_get_the_last_units() {
-        let plan = plan_batch(
+        let plan = plan_of(
             &users(&[1, 2, 3]),
             Some(&drop(2)),
             &[buyer(1), buyer(2), buyer(3)],
         );
         assert_eq!(plan.takers, users(&[1, 2]));
-        assert_eq!(plan.refusals, vec![None, None, Some(ErrorCode::OutOfStock)]);
+        assert_eq!(codes(&plan), vec![None, None, Some(ErrorCode::OutOfStock)]);
     }
 
     #[test]
     fn a_buyer_named_twice_gets_one_hold() {
-        let plan = plan_batch(&users(&[1, 1, 2]), Some(&drop(5)), &[buyer(1), buyer(2)]);
+        let plan = plan_of(&users(&[1, 1, 2]), Some(&drop(5)), &[buyer(1), buyer(2)]);
         assert_eq!(plan.takers, users(&[1, 2]));
         assert_eq!(
-            plan.refusals,
+            codes(&plan),
             vec![None, Some(ErrorCode::AlreadyReserved), None]
         );
     }
@@ -369,13 +447,13 @@ mod tests {
             known: false,
             ..buyer(4)
         };
-        let plan = plan_batch(
+        let plan = plan_of(
             &users(&[2, 3, 4, 5, 6]),
             Some(&drop(1)),
             &[holder, bought, stranger, buyer(6)],
         );
         assert_eq!(
-            plan.refusals,
+            codes(&plan),
             vec![
                 Some(ErrorCode::AlreadyReserved),
                 Some(ErrorCode::LimitReached),
@@ -390,15 +468,56 @@ mod tests {
 
     #[test]
     fn a_missing_or_unopened_drop_refuses_the_whole_batch() {
-        let plan = plan_batch(&users(&[1, 2]), None, &[]);
-        assert_eq!(plan.refusals, vec![Some(ErrorCode::DropNotFound); 2]);
+        let plan = plan_of(&users(&[1, 2]), None, &[]);
+        assert_eq!(codes(&plan), vec![Some(ErrorCode::DropNotFound); 2]);
         let later = LockedDrop {
             starts_at: NOW + 1,
             ..drop(5)
         };
-        let plan = plan_batch(&users(&[1]), Some(&later), &[buyer(1)]);
-        assert_eq!(plan.refusals, vec![Some(ErrorCode::NotStarted)]);
+        let plan = plan_of(&users(&[1]), Some(&later), &[buyer(1)]);
+        assert_eq!(codes(&plan), vec![Some(ErrorCode::NotStarted)]);
         assert!(plan.takers.is_empty());
+    }
+
+    #[test]
+    fn a_buyer_who_gave_a_hold_back_waits_and_may_give_back_only_so_many() {
+        let cancelled = |id, at| BuyerCheck {
+            released: 1,
+            released_at: Some(at),
+            ..buyer(id)
+        };
+        let exhausted = BuyerCheck {
+            released: 3,
+            released_at: Some(NOW - 3_600_000),
+            ..buyer(4)
+        };
+        let plan = plan_of(
+            &users(&[1, 2, 4]),
+            Some(&drop(5)),
+            &[
+                cancelled(1, NOW - 1_000),
+                cancelled(2, NOW - 60_000),
+                exhausted,
+            ],
+        );
+        assert_eq!(
+            codes(&plan),
+            vec![
+                Some(ErrorCode::CoolingDown),
+                None,
+                Some(ErrorCode::HoldLimitReached)
+            ]
+        );
+        // 59 s of the minute are left, and the answer says so.
+        assert_eq!(plan.refusals[0].unwrap().retry_after_ms, Some(59_000));
+        let error = ApiError::from(plan.refusals[0].unwrap());
+        assert_eq!(error.retry_after, Some(59));
+        assert!(error.message.contains("59 s"), "{}", error.message);
+        assert_eq!(plan.takers, users(&[2]));
+        // Without a cooldown the same buyer may take the unit again at once.
+        let none = HoldTerms::lasting(TERMS.ttl);
+        let again = plan_batch(&users(&[1]), Some(&drop(5)), &[cancelled(1, NOW)], &none);
+        assert_eq!(again.takers, users(&[1]));
     }
 
     #[test]
@@ -461,8 +580,8 @@ mod tests {
             admitted: true,
             ..buyer(1)
         };
-        let plan = plan_batch(&users(&[1, 2]), Some(&queue), &[admitted, buyer(2)]);
-        assert_eq!(plan.refusals, vec![None, Some(ErrorCode::NotAdmitted)]);
+        let plan = plan_of(&users(&[1, 2]), Some(&queue), &[admitted, buyer(2)]);
+        assert_eq!(codes(&plan), vec![None, Some(ErrorCode::NotAdmitted)]);
         assert_eq!(plan.takers, users(&[1]));
     }
 
@@ -510,8 +629,8 @@ mod tests {
         );
         // Before or after the draw, a reserve is refused: only the drawn get a unit.
         for starts_at in [NOW - 1, NOW + 1] {
-            let plan = plan_batch(&users(&[1]), Some(&draw(None, starts_at)), &[buyer(1)]);
-            assert_eq!(plan.refusals, vec![Some(ErrorCode::SoldByDraw)]);
+            let plan = plan_of(&users(&[1]), Some(&draw(None, starts_at)), &[buyer(1)]);
+            assert_eq!(codes(&plan), vec![Some(ErrorCode::SoldByDraw)]);
         }
     }
 

@@ -7,6 +7,7 @@ use figment::{
     providers::{Env, Format, Serialized, Toml},
     Figment,
 };
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::{queue::Pace, rules::AdmissionRule};
@@ -91,6 +92,38 @@ pub struct Settings {
     /// How long a draw's winner has to buy (seconds): the deadline of the hold drawn for them,
     /// and of one passed on from the waitlist.
     pub draw_claim_seconds: u64,
+    /// After a buyer cancels a hold or lets it run out, how long before they may reserve the
+    /// same drop again (seconds; 0: at once). Without it two accounts could keep two units to
+    /// themselves by giving each back and taking it again the same instant.
+    pub hold_cooldown_seconds: u64,
+    /// How many holds one buyer may give back (cancel or let run out) on one drop; past it they
+    /// get no more holds of that drop.
+    pub max_released_holds: u32,
+    /// How long a client may take to send a request's head (milliseconds); past it the
+    /// connection is closed. Also how long an idle kept-alive connection stays open.
+    pub header_read_timeout_ms: u64,
+    /// How long a request body may go without sending anything (milliseconds); past it the
+    /// request gets 408 and the connection is closed.
+    pub request_body_timeout_ms: u64,
+    /// How long one request may take from its head to its answer (milliseconds): a body
+    /// trickled a byte at a time gets 408 past it.
+    pub request_timeout_ms: u64,
+    /// How long a live-feed socket may take to take one write (milliseconds); a client that
+    /// stopped reading is closed past it.
+    pub ws_write_timeout_ms: u64,
+    /// Most connections one client address may hold open at once (a trusted proxy's are not
+    /// counted); the next is answered 429 and closed.
+    pub max_connections_per_ip: usize,
+    /// The networks of the reverse proxies in front (CIDRs, comma-separated, e.g.
+    /// `10.0.0.0/8, 192.168.1.7/32`): only a request whose socket peer is in one of them has
+    /// its client address read from the `client_ip_source` header. Empty: trust no header.
+    pub trusted_proxies: String,
+    /// Most idempotency keys one buyer (or the admin) may have live at once; past it a keyed
+    /// request is answered 429.
+    pub idempotency_keys_per_buyer: u32,
+    /// Where `/metrics` is served: empty for the site's own address, or an address of its own
+    /// (`127.0.0.1:9100`, a private network's), which takes it off the public port.
+    pub metrics_addr: String,
 }
 
 /// When SQLite answers a commit (see [`Settings::sqlite_synchronous`]).
@@ -151,6 +184,16 @@ impl Default for Settings {
             queue_admission_seconds: 120,
             queue_tick_ms: 200,
             draw_claim_seconds: 600,
+            hold_cooldown_seconds: 60,
+            max_released_holds: 3,
+            header_read_timeout_ms: 10_000,
+            request_body_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            ws_write_timeout_ms: 10_000,
+            max_connections_per_ip: 256,
+            trusted_proxies: String::new(),
+            idempotency_keys_per_buyer: 1_000,
+            metrics_addr: String::new(),
         }
     }
 }
@@ -221,6 +264,16 @@ impl Settings {
         "queue_admission_seconds",
         "queue_tick_ms",
         "draw_claim_seconds",
+        "hold_cooldown_seconds",
+        "max_released_holds",
+        "header_read_timeout_ms",
+        "request_body_timeout_ms",
+        "request_timeout_ms",
+        "ws_write_timeout_ms",
+        "max_connections_per_ip",
+        "trusted_proxies",
+        "idempotency_keys_per_buyer",
+        "metrics_addr",
     ];
 
     fn from_figment(figment: Figment) -> Result<Self, SettingsError> {
@@ -281,6 +334,37 @@ impl Settings {
                  database",
             ));
         }
+        if !self.admin_token.is_empty() && self.admin_token.chars().count() < MIN_ADMIN_TOKEN_CHARS
+        {
+            // A short token falls to guessing within the per-address budget from enough
+            // addresses.
+            return Err(bad(
+                "ADMIN_TOKEN",
+                &"(hidden)",
+                "must be at least 32 characters (or empty: a random one is made at start)",
+            ));
+        }
+        if !self.metrics_addr.is_empty() && self.metrics_addr.parse::<SocketAddr>().is_err() {
+            return Err(bad(
+                "METRICS_ADDR",
+                &self.metrics_addr,
+                "expected host:port, e.g. 127.0.0.1:9100, or empty",
+            ));
+        }
+        match parse_networks(&self.trusted_proxies) {
+            Err(reason) => return Err(bad("TRUSTED_PROXIES", &self.trusted_proxies, &reason)),
+            // A proxy header believed from no one would count every buyer as the proxy (one
+            // budget for the whole site) without a word: refuse to start instead.
+            Ok(nets) if nets.is_empty() && self.client_ip_source != ClientIpSource::ConnectInfo => {
+                return Err(bad(
+                    "TRUSTED_PROXIES",
+                    &"(empty)",
+                    "client_ip_source names a proxy's header: set trusted_proxies to the \
+                     proxy's network (its header is believed from it alone)",
+                ));
+            }
+            Ok(_) => {}
+        }
         if !self.session_secret.is_empty() && self.session_secret.len() < 32 {
             return Err(bad(
                 "SESSION_SECRET",
@@ -333,7 +417,7 @@ impl Settings {
                 "expected 1.0 to 10.0",
             ));
         }
-        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 9] = [
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 17] = [
             ("SESSION_DAYS", self.session_days, 1..=3650),
             ("SESSION_CACHE_SECONDS", self.session_cache_seconds, 0..=300),
             (
@@ -359,6 +443,46 @@ impl Settings {
             ),
             ("QUEUE_TICK_MS", self.queue_tick_ms, 5..=10_000),
             ("DRAW_CLAIM_SECONDS", self.draw_claim_seconds, 1..=86_400),
+            (
+                "HOLD_COOLDOWN_SECONDS",
+                self.hold_cooldown_seconds,
+                0..=86_400,
+            ),
+            (
+                "MAX_RELEASED_HOLDS",
+                u64::from(self.max_released_holds),
+                1..=1_000_000,
+            ),
+            (
+                "HEADER_READ_TIMEOUT_MS",
+                self.header_read_timeout_ms,
+                100..=600_000,
+            ),
+            (
+                "REQUEST_BODY_TIMEOUT_MS",
+                self.request_body_timeout_ms,
+                100..=600_000,
+            ),
+            (
+                "REQUEST_TIMEOUT_MS",
+                self.request_timeout_ms,
+                100..=3_600_000,
+            ),
+            (
+                "WS_WRITE_TIMEOUT_MS",
+                self.ws_write_timeout_ms,
+                100..=600_000,
+            ),
+            (
+                "MAX_CONNECTIONS_PER_IP",
+                self.max_connections_per_ip as u64,
+                1..=10_000_000,
+            ),
+            (
+                "IDEMPOTENCY_KEYS_PER_BUYER",
+                u64::from(self.idempotency_keys_per_buyer),
+                1..=10_000_000,
+            ),
         ];
         for (key, value, range) in ranges {
             if !range.contains(&value) {
@@ -417,6 +541,83 @@ impl Settings {
     pub fn queue_tick(&self) -> Duration {
         Duration::from_millis(self.queue_tick_ms)
     }
+
+    /// What a reserve checks beyond stock: how long a hold lasts, how long a buyer who gave
+    /// one back waits, how many they may give back.
+    pub fn hold_terms(&self) -> HoldTerms {
+        HoldTerms {
+            ttl: self.reservation_ttl(),
+            cooldown: Duration::from_secs(self.hold_cooldown_seconds),
+            max_released: i64::from(self.max_released_holds),
+        }
+    }
+
+    /// The networks whose forwarding headers are believed (validated at load).
+    pub fn trusted_proxies(&self) -> Vec<IpNet> {
+        parse_networks(&self.trusted_proxies).expect("validated at load")
+    }
+
+    /// The address `/metrics` is served on apart from the site, if any (validated at load).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        (!self.metrics_addr.is_empty())
+            .then(|| self.metrics_addr.parse().expect("validated at load"))
+    }
+
+    /// How long a connection may take over each part of a request.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            header_read: Duration::from_millis(self.header_read_timeout_ms),
+            body: Duration::from_millis(self.request_body_timeout_ms),
+            request: Duration::from_millis(self.request_timeout_ms),
+        }
+    }
+}
+
+/// The shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+/// What a reserve checks beyond stock (see [`Settings::hold_terms`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HoldTerms {
+    /// How long a new hold lasts.
+    pub ttl: Duration,
+    /// How long a buyer who gave a hold back waits before reserving the same drop again.
+    pub cooldown: Duration,
+    /// How many holds one buyer may give back on one drop.
+    pub max_released: i64,
+}
+
+impl HoldTerms {
+    /// Holds of `ttl`, with no cooldown and no cap (what a draw's winners get).
+    pub fn lasting(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            cooldown: Duration::ZERO,
+            max_released: i64::MAX,
+        }
+    }
+}
+
+/// How long a connection may take over each part of a request (see the `*_timeout_ms`
+/// settings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub header_read: Duration,
+    pub body: Duration,
+    pub request: Duration,
+}
+
+/// Reads a comma-separated list of networks (`10.0.0.0/8`, or a bare address for itself).
+fn parse_networks(text: &str) -> Result<Vec<IpNet>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<IpNet>()
+                .or_else(|_| part.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{part:?} is not a network such as 10.0.0.0/8 or an address"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -466,6 +667,35 @@ mod tests {
             ("session_secret", &secret),
         ];
         assert!(load("", &env).is_ok());
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks() {
+        let env = [("trusted_proxies", "10.0.0.0/8, 192.0.2.7 ,2001:db8::/32")];
+        let settings = load("", &env).unwrap();
+        let nets = settings.trusted_proxies();
+        assert_eq!(nets.len(), 3);
+        assert!(nets[1].contains(&"192.0.2.7".parse::<std::net::IpAddr>().unwrap()));
+        let err = load("", &[("trusted_proxies", "10.0.0.0/8, everyone")]).unwrap_err();
+        assert_eq!(err.key, "TRUSTED_PROXIES");
+        assert!(err.to_string().contains("everyone"), "{err}");
+        // A proxy's header with no proxy to believe it from is a mistake, said at start.
+        let header = [("client_ip_source", "RightmostXForwardedFor")];
+        assert_eq!(load("", &header).unwrap_err().key, "TRUSTED_PROXIES");
+        let both = [
+            ("client_ip_source", "RightmostXForwardedFor"),
+            ("trusted_proxies", "10.0.0.0/8"),
+        ];
+        assert!(load("", &both).is_ok());
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused() {
+        let err = load("", &[("admin_token", "short-token")]).unwrap_err();
+        assert_eq!(err.key, "ADMIN_TOKEN");
+        assert!(!err.to_string().contains("short-token"), "{err}");
+        let long = "t".repeat(32);
+        assert!(load("", &[("admin_token", &long)]).is_ok());
     }
 
     #[test]

@@ -68,6 +68,12 @@ impl Snapshots {
             let began_at = self.bus.published();
             let drops = self.store.list_drops().await?;
             let database_now = self.store.now_ms().await?;
+            // The database's word puts the board right; a version it showed that no real
+            // event could reach means every socket needs a snapshot too.
+            if self.bus.rebuild_stock(&drops) {
+                tracing::warn!("the stock board was ahead of the database; resyncing clients");
+                self.bus.resync();
+            }
             *newest = Some(Read {
                 began_at,
                 drops: serde_json::to_string(&drops)

@@ -164,6 +164,7 @@ pub async fn handler(
         bus: state.bus.clone(),
         shutdown: state.shutdown.clone(),
         ping_interval: Duration::from_millis(state.settings.ws_ping_interval_ms),
+        write_timeout: Duration::from_millis(state.settings.ws_write_timeout_ms),
     };
     let user = caller.user();
     // Clients send nothing but control frames: a small read buffer keeps thousands of open
@@ -204,15 +205,102 @@ pub struct Feed {
     pub shutdown: CancellationToken,
     /// How often the socket pings its client.
     pub ping_interval: Duration,
+    /// How long one write may wait for the client to take it; past it the socket closes.
+    pub write_timeout: Duration,
 }
 
-/// Drives one client until it leaves. Generic over the socket halves so tests can run it
-/// without a network.
-pub async fn serve_socket<S, R>(mut sink: S, mut stream: R, feed: Feed, user: Option<UserId>)
+/// A socket's writing half whose every write must be taken within `limit`. A client that
+/// stopped reading (its receive window closed, the kernel's buffers full) fails the write after
+/// it instead of holding the socket — its task, its buffers, its place among its address's
+/// sockets — for ever; nothing else would notice, since the loop that would ping it is the
+/// one waiting.
+pub struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// A write that failed: the socket is gone, or its client took longer than the deadline.
+#[derive(Debug)]
+pub struct WriteFailed;
+
+impl<S> WriteDeadline<S> {
+    pub fn new(inner: S, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            timer: None,
+        }
+    }
+
+    /// `polled` as the deadline sees it: ready resets the clock, pending starts it (once).
+    fn guard<E>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        polled: std::task::Poll<Result<(), E>>,
+    ) -> std::task::Poll<Result<(), WriteFailed>> {
+        use std::{future::Future, task::Poll};
+        match polled {
+            Poll::Ready(result) => {
+                self.timer = None;
+                Poll::Ready(result.map_err(|_| WriteFailed))
+            }
+            Poll::Pending => {
+                let limit = self.limit;
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(WriteFailed)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<S: Sink<Message> + Unpin> Sink<Message> for WriteDeadline<S> {
+    type Error = WriteFailed;
+
+    fn poll_ready(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), WriteFailed>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_ready(cx);
+        self.guard(cx, polled)
+    }
+
+    fn start_send(mut self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), WriteFailed> {
+        std::pin::Pin::new(&mut self.inner)
+            .start_send(item)
+            .map_err(|_| WriteFailed)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), WriteFailed>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.guard(cx, polled)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), WriteFailed>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_close(cx);
+        self.guard(cx, polled)
+    }
+}
+
+/// Drives one client until it leaves (or stops taking what it is sent: see
+/// [`WriteDeadline`]). Generic over the socket halves so tests can run it without a network.
+pub async fn serve_socket<S, R>(sink: S, mut stream: R, feed: Feed, user: Option<UserId>)
 where
     S: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
+    let mut sink = WriteDeadline::new(sink, feed.write_timeout);
     let bus = &feed.bus;
     // Subscribe before reading the snapshot, so no event falls between the two.
     let mut events = bus.subscribe();
@@ -441,10 +529,10 @@ where
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     };
-    for &(drop, version) in snapshot.versions.iter() {
-        let shown = shown.entry(drop).or_insert(version);
-        *shown = (*shown).max(version);
-    }
+    // What the client shows from now on is the snapshot, whatever it was shown before: any
+    // newer frame on the board goes out after it.
+    shown.clear();
+    shown.extend(snapshot.versions.iter().copied());
     sink.send(Message::Text(snapshot.json))
         .await
         .map_err(|_| ())

@@ -128,7 +128,7 @@ impl TestDb {
 }
 
 /// The admin token test servers use.
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token-test-admin-token";
 
 impl Drop for TestDb {
     fn drop(&mut self) {
@@ -225,13 +225,15 @@ impl Api {
     /// Serves this instance on an ephemeral loopback port, as the binary does (each request
     /// knows its peer's address); answers its address.
     pub async fn listen(&self) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = self
-            .router
-            .clone()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        use dropline::server::http::serve::{bind, Connections};
+        let (addr, _) = bind(
+            "127.0.0.1:0".parse().unwrap(),
+            self.router.clone(),
+            Connections::new(&self.state),
+            self.state.shutdown.clone(),
+        )
+        .await
+        .unwrap();
         addr
     }
 
@@ -343,15 +345,19 @@ impl Api {
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
+    /// `POST /api/v1/session` with a display name, sending `auth` along.
+    pub async fn sign_in_as(&self, name: &str, auth: Auth<'_>) -> Reply {
+        self.call(
+            "POST",
+            "/api/v1/session",
+            Some(&json!({ "name": name }).to_string()),
+            auth,
+        )
+        .await
+    }
+
     pub async fn sign_in(&self, name: &str) -> String {
-        let reply = self
-            .call(
-                "POST",
-                "/api/v1/session",
-                Some(&json!({ "name": name }).to_string()),
-                Auth::None,
-            )
-            .await;
+        let reply = self.sign_in_as(name, Auth::None).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         reply.cookie.expect("session cookie")
     }

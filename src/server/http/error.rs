@@ -43,11 +43,12 @@ impl From<std::convert::Infallible> for ApiError {
     }
 }
 
-/// A body that is not JSON, or JSON of the wrong shape.
+/// A body that is not JSON, JSON of the wrong shape, or one that stalled on the way.
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let code = match rejection {
             _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
+            _ if timed_out(&rejection) => ErrorCode::RequestTimeout,
             JsonRejection::JsonDataError(_) => ErrorCode::InvalidInput,
             _ => ErrorCode::MalformedRequest,
         };
@@ -60,6 +61,18 @@ impl From<JsonRejection> for ApiError {
             ..ApiError::new(code, rejection.body_text())
         }
     }
+}
+
+/// True when a body could not be read because it stopped arriving (the body timeout).
+pub(super) fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// The field (as a path: `sale_mode`, `items[2].name`) a JSON body of the wrong shape got wrong.

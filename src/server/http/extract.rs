@@ -6,13 +6,15 @@
 use std::{
     convert::Infallible,
     net::{IpAddr, Ipv6Addr, SocketAddr},
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts},
-    http::{header, request::Parts},
+    http::{header, request::Parts, HeaderMap},
 };
-use axum_client_ip::ClientIp;
+use axum_client_ip::{ClientIp, ClientIpSource};
+use ipnet::IpNet;
 
 use crate::{
     model::{ApiError, ErrorCode, UserId},
@@ -135,10 +137,13 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-/// The address a client's per-IP limits count against: the proxy's header when
-/// `client_ip_source` names one, else the socket peer. IPv6 clients count by their /64 (the block
-/// one subscriber gets, so hopping addresses inside it buys nothing). `None` only when neither is
-/// known (a request handed to the router in a test).
+/// The address a client's per-IP limits count against: the socket peer, or — when the peer is
+/// one of the `trusted_proxies` — the client the proxy names in the `client_ip_source` header.
+/// A forwarding header from anyone else is the client's word, not its address: a script that
+/// reaches the port directly cannot take another address's budget, nor spend one of its own
+/// choosing. IPv6 clients count by their /64 (the block one subscriber gets, so hopping
+/// addresses inside it buys nothing). `None` only when neither is known (a request handed to
+/// the router in a test).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
@@ -149,13 +154,22 @@ impl FromRequestParts<AppState> for ClientAddr {
         if let Some(addr) = parts.extensions.get::<ClientAddr>() {
             return Ok(*addr);
         }
-        let ip = match ClientIp::from_request_parts(parts, state).await {
-            Ok(ClientIp(ip)) => Some(ip),
-            // A proxy header missing is no reason to count nothing: fall back to the peer.
-            Err(_) => parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(peer)| peer.ip()),
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip());
+        let ip = match peer {
+            Some(proxy) if state.proxies.trusts(proxy) => {
+                match ClientIp::from_request_parts(parts, state).await {
+                    Ok(ClientIp(ip)) => Some(ip),
+                    // A proxy header missing is no reason to count nothing: fall back to it.
+                    Err(_) => Some(proxy),
+                }
+            }
+            peer => {
+                state.proxies.notice(&parts.headers);
+                peer
+            }
         };
         let addr = ClientAddr(ip.map(bucket));
         parts.extensions.insert(addr);
@@ -163,8 +177,63 @@ impl FromRequestParts<AppState> for ClientAddr {
     }
 }
 
+/// Which socket peers are reverse proxies whose forwarding header names the client.
+pub struct Proxies {
+    source: ClientIpSource,
+    trusted: Vec<IpNet>,
+    /// Whether the warning about a forwarding header from an untrusted peer has been logged.
+    warned: AtomicBool,
+}
+
+impl Proxies {
+    /// Proxies at `trusted` naming their clients in the header `source` says.
+    pub fn new(source: ClientIpSource, trusted: Vec<IpNet>) -> Self {
+        Self {
+            source,
+            trusted,
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// Where the client's address is read when a trusted proxy sends the request; the router
+    /// hands it to `axum_client_ip` as an extension.
+    pub fn source(&self) -> ClientIpSource {
+        self.source.clone()
+    }
+
+    /// True when `peer` is in one of the trusted proxies' networks (an IPv4-mapped IPv6
+    /// peer, as a dual-stack listener sees IPv4, counts as its IPv4 address).
+    pub fn is_proxy(&self, peer: IpAddr) -> bool {
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted.iter().any(|net| net.contains(&peer))
+    }
+
+    /// True when `peer` is a trusted proxy and a header names the client.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        !matches!(self.source, ClientIpSource::ConnectInfo) && self.is_proxy(peer)
+    }
+
+    /// Warns once when requests from untrusted peers carry a forwarding header while no proxy
+    /// is trusted: behind a proxy that is a misconfiguration (every buyer counts as the proxy).
+    fn notice(&self, headers: &HeaderMap) {
+        if self.trusted.is_empty()
+            && headers.contains_key("x-forwarded-for")
+            && !self.warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "requests carry X-Forwarded-For but trusted_proxies is empty: the header is \
+                 ignored and each request counts against its socket peer; behind a reverse \
+                 proxy, set trusted_proxies (and client_ip_source)"
+            );
+        }
+    }
+}
+
 /// The key an address counts against: an IPv4 address alone, an IPv6 address by its /64.
-fn bucket(ip: IpAddr) -> IpAddr {
+pub(super) fn bucket(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -177,6 +246,25 @@ fn bucket(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_trusted_peer_names_the_client() {
+        let nets = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "192.0.2.7/32".parse().unwrap(),
+        ];
+        let proxies = Proxies::new(ClientIpSource::RightmostXForwardedFor, nets.clone());
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert!(proxies.trusts(ip("10.1.2.3")));
+        assert!(proxies.trusts(ip("::ffff:10.1.2.3")));
+        assert!(proxies.trusts(ip("192.0.2.7")));
+        assert!(!proxies.trusts(ip("192.0.2.8")));
+        // The socket peer is the address; no header counts whatever the list says.
+        let direct = Proxies::new(ClientIpSource::ConnectInfo, nets);
+        assert!(!direct.trusts(ip("10.1.2.3")));
+        let nobody = Proxies::new(ClientIpSource::RightmostXForwardedFor, Vec::new());
+        assert!(!nobody.trusts(ip("10.1.2.3")));
+    }
 
     #[test]
     fn ipv6_counts_by_its_64_block() {

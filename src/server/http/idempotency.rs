@@ -8,7 +8,10 @@
 //!
 //! Keys belong to the caller (their session, else the admin), so nobody sees another's answer.
 //! A key is claimed before its request runs: a concurrent duplicate gets 409 and does not run.
-//! Server errors are not stored, so a retry after one runs again.
+//! Only the answer of a request that changed something (a 2xx, or a form's redirect without an
+//! error) is stored: after a refusal or a failure the key is let go, so a retry runs again and
+//! refused requests leave no rows behind. One caller may hold `idempotency_keys_per_buyer` keys
+//! at once; a new key past them is answered 429.
 
 use std::{future::Future, sync::Arc};
 
@@ -19,9 +22,11 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use leptos::server_fn::error::SERVER_FN_ERROR_HEADER;
 use sha2::{Digest, Sha256};
 
 use super::{
+    error::timed_out,
     extract::{Admin, Caller},
     protect::MAX_BODY_BYTES,
 };
@@ -40,14 +45,17 @@ pub const HEADER: &str = "idempotency-key";
 /// The form field a server function's form sends for the same purpose.
 pub const FORM_FIELD: &str = "idempotency_key";
 
-/// Checks a client's key: 1 to 255 visible ASCII characters.
+/// The longest key accepted, in characters: a UUID (36) or a 64-digit hash fits.
+pub const MAX_KEY_CHARS: usize = 64;
+
+/// Checks a client's key: 1 to [`MAX_KEY_CHARS`] visible ASCII characters.
 fn valid_key(key: &str) -> Result<&str, ApiError> {
-    if !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) {
+    if !key.is_empty() && key.len() <= MAX_KEY_CHARS && key.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(key)
     } else {
         Err(ApiError::new(
             ErrorCode::MalformedRequest,
-            "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+            format!("Idempotency-Key must be 1 to {MAX_KEY_CHARS} visible ASCII characters."),
         ))
     }
 }
@@ -88,8 +96,12 @@ pub async fn idempotent(State(state): State<AppState>, request: Request, next: N
         // Nobody to scope the key to: the handler refuses the request as usual.
         None => return next.run(Request::from_parts(parts, body)).await,
     };
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return ApiError::refusal(ErrorCode::TooLarge).into_response();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(error) if timed_out(&error) => {
+            return ApiError::refusal(ErrorCode::RequestTimeout).into_response()
+        }
+        Err(_) => return ApiError::refusal(ErrorCode::TooLarge).into_response(),
     };
     let key = match header_key {
         // A header that is not visible ASCII reads as empty, which the check refuses.
@@ -167,6 +179,17 @@ async fn once(
                 "A request with this Idempotency-Key is still running; retry shortly.",
             ))
         }
+        KeyClaim::TooMany => {
+            // Keys are forgotten hourly once older than idempotency_key_hours.
+            return Err(ApiError {
+                retry_after: Some(3600),
+                ..ApiError::new(
+                    ErrorCode::RateLimited,
+                    "Too many Idempotency-Keys in use by this caller; retry later, or without a \
+                     key.",
+                )
+            });
+        }
     };
     let settled = tokio::spawn(async move {
         let (parts, bytes) = run.await;
@@ -190,9 +213,11 @@ async fn once(
     }
 }
 
-/// What a retry gets back of an answer; `None` for a server error, which is not kept.
+/// What a retry gets back of an answer; `None` (the key is let go) for one that changed
+/// nothing: a refusal, a failure, or a form sent back with an error.
 fn stored_form(parts: &ResponseParts, body: &[u8]) -> Option<StoredResponse> {
-    if parts.status.is_server_error() {
+    let form_error = parts.headers.contains_key(SERVER_FN_ERROR_HEADER);
+    if !(parts.status.is_success() || parts.status.is_redirection()) || form_error {
         return None;
     }
     let header = |name| {
@@ -258,16 +283,34 @@ mod tests {
     #[test]
     fn keys_are_visible_ascii() {
         assert!(valid_key("tap-1").is_ok());
-        for bad in ["", "with space", "é", &"k".repeat(256)] {
+        assert!(valid_key(&"k".repeat(64)).is_ok());
+        for bad in ["", "with space", "é", &"k".repeat(65)] {
             assert!(valid_key(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
-    fn server_errors_are_not_kept_and_redirects_are() {
+    fn only_answers_that_changed_something_are_kept() {
         let (mut parts, ()) = Response::new(()).into_parts();
-        parts.status = StatusCode::SERVICE_UNAVAILABLE;
-        assert!(stored_form(&parts, b"{}").is_none());
+        for status in [
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::NOT_FOUND,
+            StatusCode::CONFLICT,
+            StatusCode::TOO_MANY_REQUESTS,
+        ] {
+            parts.status = status;
+            assert!(stored_form(&parts, b"{}").is_none(), "{status}");
+        }
+        parts.status = StatusCode::CREATED;
+        assert!(stored_form(&parts, b"{}").is_some());
+        // A form sent back to its page with an error changed nothing either.
+        parts.status = StatusCode::FOUND;
+        parts.headers.insert(
+            SERVER_FN_ERROR_HEADER,
+            HeaderValue::from_static("/rpc/reserve_unit"),
+        );
+        assert!(stored_form(&parts, b"").is_none());
+        parts.headers.remove(SERVER_FN_ERROR_HEADER);
         parts.status = StatusCode::FOUND;
         parts
             .headers

@@ -18,7 +18,9 @@ use utoipa::{
     OpenApi as _,
 };
 
-use super::{error::ErrorBody, protect::MAX_BODY_BYTES, routes::REST_PREFIX};
+use super::{
+    error::ErrorBody, idempotency::MAX_KEY_CHARS, protect::MAX_BODY_BYTES, routes::REST_PREFIX,
+};
 use crate::server::auth::SESSION_COOKIE;
 
 /// The layers in front of a group of routes; the router applies them and the document
@@ -182,6 +184,11 @@ fn add_edge_answers(method: &Method, operation: &mut Operation) {
     }
     if operation.request_body.is_some() {
         add_body_limit(operation);
+        add_error(
+            operation,
+            "408",
+            "`REQUEST_TIMEOUT`: the body did not arrive in time; the connection is closed.",
+        );
     }
 }
 
@@ -221,7 +228,7 @@ fn add_idempotency(operation: &mut Operation) {
     }
     let mut key = Object::with_type(Type::String);
     key.min_length = Some(1);
-    key.max_length = Some(255);
+    key.max_length = Some(MAX_KEY_CHARS);
     key.pattern = Some("^[!-~]+$".into());
     operation
         .parameters
@@ -233,7 +240,9 @@ fn add_idempotency(operation: &mut Operation) {
                 .required(Required::False)
                 .description(Some(
                     "Makes the request safe to retry: a retry with the same key and body (by the \
-                     same caller) answers the first outcome again and changes nothing.",
+                     same caller) answers the first outcome again and changes nothing. Only an \
+                     outcome that changed something is kept: after a refusal the key is free \
+                     again.",
                 ))
                 .schema(Some(key))
                 .build(),
@@ -241,8 +250,18 @@ fn add_idempotency(operation: &mut Operation) {
     add_error(
         operation,
         "400",
-        "`MALFORMED_REQUEST`: the `Idempotency-Key` is not 1 to 255 visible ASCII characters.",
+        &format!(
+            "`MALFORMED_REQUEST`: the `Idempotency-Key` is not 1 to {MAX_KEY_CHARS} visible \
+             ASCII characters."
+        ),
     );
+    add_error(
+        operation,
+        "429",
+        "`RATE_LIMITED`: the caller holds as many live `Idempotency-Key`s as one may; wait \
+         `Retry-After` seconds.",
+    );
+    add_retry_after(operation);
     add_error(
         operation,
         "409",

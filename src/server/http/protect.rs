@@ -1,16 +1,26 @@
 //! Protections every response and request passes through: security headers, a body size
-//! limit, and a same-origin check on cookie-authenticated writes (cross-site request forgery).
+//! limit, a same-origin check on cookie-authenticated writes (cross-site request forgery), and
+//! timeouts on slow requests: a body that stalls, or a request that takes too long to arrive
+//! (a body trickled a byte at a time), gets 408 and its connection is closed. (A request head
+//! that does not arrive in time never reaches here: the accept loop closes it, `serve.rs`.)
 
 use axum::{
     extract::Request,
-    http::{header, HeaderName, HeaderValue, Method},
+    http::{header, HeaderName, HeaderValue, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
     Router,
 };
-use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer};
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    set_header::SetResponseHeaderLayer,
+    timeout::{RequestBodyTimeoutLayer, TimeoutLayer},
+};
 
-use crate::model::{ApiError, ErrorCode};
+use crate::{
+    model::{ApiError, ErrorCode},
+    server::settings::Timeouts,
+};
 
 /// Largest request body accepted, in bytes: drops and names are small.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -21,8 +31,8 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:;
     style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; \
     connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
 
-/// Wraps `router` with the protections.
-pub fn layer(router: Router) -> Router {
+/// Wraps `router` with the protections; requests are held to `timeouts`.
+pub fn layer(router: Router, timeouts: Timeouts) -> Router {
     let headers: [(HeaderName, &'static str); 5] = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
@@ -36,7 +46,13 @@ pub fn layer(router: Router) -> Router {
     let mut router = router
         .layer(axum::middleware::from_fn(same_origin_writes))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(declared_length));
+        .layer(axum::middleware::from_fn(declared_length))
+        .layer(RequestBodyTimeoutLayer::new(timeouts.body))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeouts.request,
+        ))
+        .layer(axum::middleware::map_response(close_after_timeout));
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::if_not_present(
             name,
@@ -44,6 +60,19 @@ pub fn layer(router: Router) -> Router {
         ));
     }
     router
+}
+
+/// Answers a request that timed out in the API's error shape and closes its connection: a
+/// client that slow is not kept, and the rest of its body is not waited for.
+async fn close_after_timeout(response: Response) -> Response {
+    if response.status() != StatusCode::REQUEST_TIMEOUT {
+        return response;
+    }
+    let mut response = ApiError::refusal(ErrorCode::RequestTimeout).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Refuses a body whose declared length is over the limit before anything reads it, in the

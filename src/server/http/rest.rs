@@ -7,7 +7,7 @@
 //! parse, a missing session) are added to the document there, not repeated here.
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, Path, State},
+    extract::{FromRequest, FromRequestParts, Path, Query, State},
     http::{header, request::Parts, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -23,8 +23,8 @@ use super::{
 };
 use crate::{
     model::{
-        ApiError, Audit, DropId, NewDrop, ProductDrop, Purchase, Reservation, ReservationId,
-        ReservationStatus, SaleMode, Ticket, User,
+        ApiError, Audit, AuditLater, DropId, ErrorCode, NewDrop, ProductDrop, Purchase,
+        Reservation, ReservationId, ReservationStatus, SaleMode, Ticket, User,
     },
     server::AppState,
 };
@@ -48,10 +48,28 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Id<T> {
     }
 }
 
+/// Query parameters whose rejections answer in the API's error shape.
+pub(super) struct Params<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        let Query(params) =
+            Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|rejection| {
+                    ApiError::new(ErrorCode::MalformedRequest, rejection.body_text())
+                })?;
+        Ok(Params(params))
+    }
+}
+
 /// What a buyer sends to sign in.
 #[derive(Deserialize, ToSchema)]
 pub(super) struct SignIn {
-    /// Display name: 1 to 80 characters after trimming, no control characters.
+    /// Display name: 1 to 80 characters after trimming, no control characters and no format
+    /// characters (bidi overrides, zero-width spaces and joiners); stored in Unicode NFC.
     #[schema(min_length = 1, max_length = 80, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     name: String,
 }
@@ -126,6 +144,12 @@ pub(super) struct AuditReply {
     audit: Audit,
 }
 
+/// What happened after the audit was final, one page.
+#[derive(Serialize, ToSchema)]
+pub(super) struct LaterReply {
+    later: AuditLater,
+}
+
 /// A hold as the API shows it: the owner is the caller, so no user id.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Reservation)]
@@ -152,7 +176,8 @@ impl From<&Reservation> for Hold {
 
 /// Sign in with a display name
 ///
-/// Creates a buyer and sets the signed session cookie that the buyer's routes read.
+/// Creates a buyer and sets the signed session cookie that the buyer's routes read (named
+/// `__Host-dropline_session` when it is `Secure`). A session the request still carries ends.
 #[utoipa::path(
     post,
     path = "/session",
@@ -160,9 +185,9 @@ impl From<&Reservation> for Hold {
     request_body = SignIn,
     responses(
         (status = 201, description = "Signed in.", body = UserReply,
-            headers(("Set-Cookie" = String, description = "The signed session cookie `dropline_session`."))),
+            headers(("Set-Cookie" = String, description = "The signed session cookie `dropline_session` (`__Host-dropline_session` when Secure)."))),
         (status = 400, description = "`MALFORMED_REQUEST`: the body is not JSON sent as `application/json`.", body = ErrorBody),
-        (status = 422, description = "`INVALID_INPUT`: the name is missing, empty, longer than 80 characters or has control characters.", body = ErrorBody),
+        (status = 422, description = "`INVALID_INPUT`: the name is missing, empty, longer than 80 characters or has control or format characters.", body = ErrorBody),
     )
 )]
 pub(super) async fn sign_in(
@@ -193,12 +218,11 @@ pub(super) async fn sign_in(
     )
 )]
 pub(super) async fn sign_out(State(state): State<AppState>, caller: Caller) -> Result<Response> {
-    let cookie = session::sign_out(&state, caller).await?;
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Json(SignedOut { signed_out: true }),
-    )
-        .into_response())
+    let mut response = Json(SignedOut { signed_out: true }).into_response();
+    for cookie in session::sign_out(&state, caller).await? {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
 }
 
 /// List drops
@@ -274,7 +298,7 @@ pub(super) async fn create_drop(
     responses(
         (status = 201, description = "Held.", body = HoldReply),
         (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
-        (status = 409, description = "`OUT_OF_STOCK`, `ALREADY_RESERVED` (the caller holds one already), `NOT_STARTED`, `LIMIT_REACHED` (bought as many as one buyer may) or `NOT_ADMITTED` (a queue drop, and it is not the caller's turn).", body = ErrorBody),
+        (status = 409, description = "`OUT_OF_STOCK`, `ALREADY_RESERVED` (the caller holds one already), `NOT_STARTED`, `LIMIT_REACHED` (bought as many as one buyer may), `NOT_ADMITTED` (a queue drop, and it is not the caller's turn), `COOLING_DOWN` (the caller gave a hold of this drop back moments ago: `Retry-After` says when they may reserve it again) or `HOLD_LIMIT_REACHED` (the caller gave back as many holds of this drop as one buyer may).", body = ErrorBody),
     )
 )]
 pub(super) async fn reserve(
@@ -523,20 +547,34 @@ pub(super) async fn withdraw_entry(
 
 /// A queue's or a draw's audit
 ///
-/// After go-live: the seed behind the `seed_sha256` published when the drop was created, and
-/// every ticket with its place, no user ids or names. The lobby (tickets that joined before
-/// `starts_at`) is ordered by ascending `sha256_hex(seed + ":" + id)`; later tickets follow in
-/// the order they joined. Anyone can recompute it. A draw's tickets are its entries, all
-/// ordered by that key; `winners` are the entries that won at the draw (the first
-/// `total_stock` places), and `waitlist_moves` each unit a winner left unused, with the entry
-/// it passed to.
+/// Final from go-live (a draw: the draw) on, and the same bytes ever after, so clients and
+/// caches may keep it (`ETag`, `Cache-Control: immutable`; `If-None-Match` gets 304). The seed
+/// behind the `seed_sha256` published when the drop was created, and every ticket placed at
+/// go-live with its place, no user ids or names. The lobby (tickets that joined before
+/// `starts_at`) is ordered by ascending `sha256_hex(seed + ":" + id)`; tickets that joined after
+/// `starts_at` but before the lobby was put in order follow in the order they joined. Anyone
+/// can recompute it. A draw's tickets are its entries, all ordered by that key; `winners` are
+/// the entries that won at the draw (the first `total_stock` places). What happened after go-live
+/// is `GET /drops/{id}/audit/later`.
 #[utoipa::path(
     get,
     path = "/drops/{id}/audit",
     tag = "queue",
-    params(("id" = i64, Path, description = "The drop's id.")),
+    params(
+        ("id" = i64, Path, description = "The drop's id."),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` of a copy already held."),
+    ),
     responses(
-        (status = 200, description = "The queue's order.", body = AuditReply),
+        (status = 200, description = "The final audit.", body = AuditReply,
+            headers(
+                ("ETag" = String, description = "The SHA-256 of the document, quoted: the same on every instance."),
+                ("Cache-Control" = String, description = "`public, max-age=31536000, immutable`: it never changes."),
+            )),
+        (status = 304, description = "The copy named in `If-None-Match` is this one.",
+            headers(
+                ("ETag" = String, description = "The SHA-256 of the document, quoted."),
+                ("Cache-Control" = String, description = "`public, max-age=31536000, immutable`."),
+            )),
         (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
         (status = 409, description = "`NOT_STARTED` (before go-live) or `NOT_A_QUEUE`.", body = ErrorBody),
     )
@@ -544,7 +582,61 @@ pub(super) async fn withdraw_entry(
 pub(super) async fn queue_audit(
     State(state): State<AppState>,
     Id(drop): Id<DropId>,
-) -> Result<Json<AuditReply>> {
-    let audit = state.inventory.queue_audit(drop).await?;
-    Ok(Json(AuditReply { audit }))
+    headers: HeaderMap,
+) -> Result<Response> {
+    let audit = state.audits.get(&state.inventory, drop).await?;
+    Ok(audit.respond(&headers))
+}
+
+/// Which part of an audit's later part to answer.
+#[derive(Deserialize)]
+pub(super) struct LaterPage {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// The most rows one page of an audit's later part carries.
+const LATER_PAGE_MAX: i64 = 1000;
+
+/// What happened after a queue's or a draw's audit was final
+///
+/// A queue: the tickets that joined after go-live, each placed at the back of the line as it
+/// joined (`tickets`, by place). A draw: each unit a winner left unused and the entry it passed
+/// to, down the waitlist in order (`waitlist_moves`, by place). One page at a time, from place
+/// `after` on: the next page starts at `next_after`, null on the last.
+#[utoipa::path(
+    get,
+    path = "/drops/{id}/audit/later",
+    tag = "queue",
+    params(
+        ("id" = i64, Path, description = "The drop's id."),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Answer places after this one (0 when left out)."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "At most this many rows (1000 when left out)."),
+    ),
+    responses(
+        (status = 200, description = "One page.", body = LaterReply),
+        (status = 400, description = "`MALFORMED_REQUEST`: `after` or `limit` is not an integer.", body = ErrorBody),
+        (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`NOT_STARTED` (before go-live) or `NOT_A_QUEUE`.", body = ErrorBody),
+        (status = 422, description = "`INVALID_INPUT`: `after` is negative or `limit` is not 1 to 1000.", body = ErrorBody),
+    )
+)]
+pub(super) async fn audit_later(
+    State(state): State<AppState>,
+    Id(drop): Id<DropId>,
+    Params(page): Params<LaterPage>,
+) -> Result<Json<LaterReply>> {
+    let after = page.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::invalid("after", "after must be 0 or more"));
+    }
+    let limit = page.limit.unwrap_or(LATER_PAGE_MAX);
+    if !(1..=LATER_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("limit must be between 1 and {LATER_PAGE_MAX}"),
+        ));
+    }
+    let later = state.inventory.audit_later(drop, after, limit).await?;
+    Ok(Json(LaterReply { later }))
 }

@@ -40,12 +40,16 @@ pub const REST_PREFIX: &str = "/api/v1";
 pub fn routes(state: &AppState) -> Router<AppState> {
     let (rpc, rpc_paths) = rpc(state);
     let options = state.leptos_options.clone();
-    Router::new()
+    let mut router = Router::new()
         .nest(REST_PREFIX, rest(state))
         .merge(rpc)
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::handler))
+        .route("/readyz", get(readyz));
+    // With an address of its own, `/metrics` is not on the public port at all.
+    if state.settings.metrics_addr().is_none() {
+        router = router.route("/metrics", get(metrics::handler));
+    }
+    router
         // Pages, and the server functions `rpc` does not route itself.
         .leptos_routes(
             state,
@@ -62,6 +66,13 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route(assets::PKG_ROUTE, assets::pkg(&state.leptos_options))
 }
 
+/// `/metrics` alone, for an address of its own (`metrics_addr`).
+pub fn metrics_only(state: &AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::handler))
+        .with_state(state.clone())
+}
+
 /// `/api/v1`, with its OpenAPI document at `/api/v1/openapi.json`.
 fn rest(state: &AppState) -> Router<AppState> {
     let api = OpenApiRouter::default()
@@ -72,8 +83,7 @@ fn rest(state: &AppState) -> Router<AppState> {
                 .routes(routes!(rest::sign_out))
                 .routes(routes!(rest::my_reservations))
                 .routes(routes!(rest::my_ticket))
-                .routes(routes!(rest::my_entry))
-                .routes(routes!(rest::queue_audit)),
+                .routes(routes!(rest::my_entry)),
         )
         .merge(guard(
             state,
@@ -84,7 +94,9 @@ fn rest(state: &AppState) -> Router<AppState> {
                 .routes(routes!(rest::join_queue))
                 .routes(routes!(rest::leave_queue))
                 .routes(routes!(rest::enter_draw))
-                .routes(routes!(rest::withdraw_entry)),
+                .routes(routes!(rest::withdraw_entry))
+                .routes(routes!(rest::queue_audit))
+                .routes(routes!(rest::audit_later)),
         ))
         .merge(guard(
             state,

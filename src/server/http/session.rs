@@ -6,29 +6,38 @@ use axum::http::{HeaderMap, HeaderValue};
 use super::extract::Caller;
 use crate::{
     model::{ApiError, User},
-    server::{auth::cookie_is_secure, AppState},
+    server::AppState,
 };
 
 /// Signs a new buyer in under a display name: creates them, opens their session and answers
-/// the `Set-Cookie` value that carries it.
+/// the `Set-Cookie` value that carries it. The session the request's cookie carried, if any,
+/// ends: a copy of the old cookie is worth nothing from now on.
 pub async fn sign_in(
     state: &AppState,
     name: &str,
     headers: &HeaderMap,
 ) -> Result<(User, HeaderValue), ApiError> {
     let (user, session) = state.sessions.sign_up(name).await?;
-    let secure = cookie_is_secure(state.settings.cookie_secure, headers);
-    let cookie = state
-        .auth
-        .sign_in_cookie(session.id, secure, state.sessions.lifetime());
+    // After the new one, so a refused sign-in (a bad name) leaves the buyer signed in as they
+    // were; a revocation that fails does not undo the sign-in the buyer was told of.
+    if let Some(old) = state.auth.session_id(headers) {
+        if let Err(error) = state.sessions.revoke(old).await {
+            tracing::warn!(%error, "could not end the session a sign-in replaced");
+        }
+    }
+    let cookie = state.auth.sign_in_cookie(
+        session.id,
+        state.auth.is_secure(headers),
+        state.sessions.lifetime(),
+    );
     Ok((user, cookie))
 }
 
 /// Signs the caller out: their session is revoked (a copy of the cookie is worth nothing from
-/// now on) and the answer's `Set-Cookie` value clears it.
-pub async fn sign_out(state: &AppState, caller: Caller) -> Result<HeaderValue, ApiError> {
+/// now on) and the answer's `Set-Cookie` values clear it.
+pub async fn sign_out(state: &AppState, caller: Caller) -> Result<[HeaderValue; 2], ApiError> {
     if let Some(session) = caller.session {
         state.sessions.revoke(session.id).await?;
     }
-    Ok(state.auth.sign_out_cookie())
+    Ok(state.auth.sign_out_cookies())
 }

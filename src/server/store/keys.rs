@@ -45,6 +45,8 @@ pub enum KeyClaim {
     Mismatch,
     /// The first request with this key is still running.
     InFlight,
+    /// A new key, and its caller already has as many live keys as one may.
+    TooMany,
 }
 
 /// The first answer to an idempotent request, as a retry gets it again.
@@ -98,8 +100,10 @@ impl KeyRow {
 #[async_trait]
 pub(crate) trait KeyTx: Send {
     /// Claims the key: answers the claim's token, or `None` when the key is taken (used, or
-    /// claimed and not yet past the timeout).
-    async fn claim(&mut self, request: &KeyRequest) -> Result<Option<i64>, sqlx::Error>;
+    /// claimed and not yet past the timeout) or new while its scope already has `max` keys.
+    async fn claim(&mut self, request: &KeyRequest, max: i64) -> Result<Option<i64>, sqlx::Error>;
+    /// How many keys a scope has.
+    async fn keys_of(&mut self, scope: &str) -> Result<i64, sqlx::Error>;
     /// The row of a key that could not be claimed.
     async fn key_row(&mut self, scope: &str, key: &str) -> Result<Option<KeyRow>, sqlx::Error>;
     /// Records (or, without an answer, releases) a claimed key.
@@ -115,14 +119,17 @@ macro_rules! key_steps {
             async fn claim(
                 &mut self,
                 request: &$crate::server::store::KeyRequest,
+                max: i64,
             ) -> Result<Option<i64>, sqlx::Error> {
                 // A claim left unsettled for longer than the timeout (a server that died
-                // mid-request) may be taken over.
+                // mid-request) may be taken over. A new key goes in only while its scope has
+                // fewer than `max`.
                 sqlx::query_scalar(concat!(
                     "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) \
-                     VALUES ($1, $2, $3, ",
+                     SELECT $1, $2, $3, ",
                     $($now)+,
-                    ") ON CONFLICT (scope, key) DO UPDATE SET created_at = EXCLUDED.created_at \
+                    " WHERE (SELECT COUNT(*) FROM idempotency_keys WHERE scope = $1) < $5 \
+                     ON CONFLICT (scope, key) DO UPDATE SET created_at = EXCLUDED.created_at \
                      WHERE idempotency_keys.status IS NULL \
                      AND idempotency_keys.fingerprint = EXCLUDED.fingerprint \
                      AND idempotency_keys.created_at < EXCLUDED.created_at - $4 \
@@ -132,8 +139,16 @@ macro_rules! key_steps {
                 .bind(&request.key)
                 .bind(&request.fingerprint)
                 .bind($crate::server::store::keys::KEY_CLAIM_TIMEOUT_MS)
+                .bind(max)
                 .fetch_optional(&mut *self.$conn)
                 .await
+            }
+
+            async fn keys_of(&mut self, scope: &str) -> Result<i64, sqlx::Error> {
+                sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE scope = $1")
+                    .bind(scope)
+                    .fetch_one(&mut *self.$conn)
+                    .await
             }
 
             async fn key_row(
@@ -187,8 +202,13 @@ pub(crate) use key_steps;
 #[async_trait]
 pub trait KeyWrites: Send + Sync {
     /// Claims each request's key, in order, in one transaction: a key named twice is claimed
-    /// by the first and in flight for the second.
-    async fn claim_keys(&self, requests: &[KeyRequest]) -> Result<Vec<KeyClaim>, StoreError>;
+    /// by the first and in flight for the second; a new key of a scope that has `max` already
+    /// is refused.
+    async fn claim_keys(
+        &self,
+        requests: &[KeyRequest],
+        max: i64,
+    ) -> Result<Vec<KeyClaim>, StoreError>;
     /// Records each answer (or releases each key), in one transaction.
     async fn settle_keys(&self, settlements: &[Settlement]) -> Result<(), StoreError>;
 }
@@ -199,19 +219,25 @@ where
     D: Dialect,
     D::Tx: KeyTx,
 {
-    async fn claim_keys(&self, requests: &[KeyRequest]) -> Result<Vec<KeyClaim>, StoreError> {
+    async fn claim_keys(
+        &self,
+        requests: &[KeyRequest],
+        max: i64,
+    ) -> Result<Vec<KeyClaim>, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut claims = vec![KeyClaim::InFlight; requests.len()];
         // Rows are locked in key order, so two instances' batches never wait on each other
         // in a cycle; a key named twice is claimed by its first mention.
         for i in key_order(requests, |r| (&r.scope, &r.key)) {
             let request = &requests[i];
-            claims[i] = match tx.claim(request).await? {
+            claims[i] = match tx.claim(request, max).await? {
                 Some(token) => KeyClaim::Claimed { token },
-                None => KeyRow::claim(
-                    tx.key_row(&request.scope, &request.key).await?,
-                    &request.fingerprint,
-                ),
+                None => match tx.key_row(&request.scope, &request.key).await? {
+                    // Not there, so not taken: the scope is full (or the key was released
+                    // this instant, and a retry will do).
+                    None if tx.keys_of(&request.scope).await? >= max => KeyClaim::TooMany,
+                    row => KeyRow::claim(row, &request.fingerprint),
+                },
             };
         }
         tx.commit(Vec::new()).await?;

@@ -29,11 +29,11 @@ pub use self::{
     sqlite::SqliteStore,
     writes::{Progress, Writes},
 };
-use super::{events::EventBus, settings::Settings};
+use super::{events::EventBus, rules, settings::Settings};
 use crate::model::{
-    Audit, AuditTicket, DropId, ErrorCode, ProductDrop, Purchase, PurchaseId, Purchaser, QueueLine,
-    Reservation, ReservationId, ReservationStatus, SaleMode, Ticket, TicketState, User, UserId,
-    WaitlistMove,
+    Audit, AuditLater, AuditTicket, DropId, ErrorCode, ProductDrop, Purchase, PurchaseId,
+    Purchaser, QueueLine, Reservation, ReservationId, ReservationStatus, SaleMode, Ticket,
+    TicketState, User, UserId, WaitlistMove,
 };
 
 /// Why a store operation did not happen.
@@ -55,7 +55,7 @@ pub struct Reserved {
 }
 
 /// One user's answer from a reserve batch: a fresh hold, or why they got none.
-pub type ReserveOutcome = Result<Reserved, ErrorCode>;
+pub type ReserveOutcome = Result<Reserved, super::rules::Refusal>;
 
 /// A hold given back and the drop as it stands after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,9 +113,17 @@ pub trait Reads: Send + Sync {
     async fn ticket(&self, drop: DropId, user: UserId) -> Result<Option<Ticket>, StoreError>;
     /// Every ticket of the user, by drop.
     async fn user_tickets(&self, user: UserId) -> Result<Vec<(DropId, Ticket)>, StoreError>;
-    /// What anyone may check of a queue's order once it has gone live; `NOT_STARTED` before,
-    /// `NOT_A_QUEUE` for a drop sold otherwise.
-    async fn queue_audit(&self, drop: DropId) -> Result<Audit, StoreError>;
+    /// The final audit of a queue or a draw (`{"audit": ...}`, as built when it went live);
+    /// `NOT_STARTED` before, `NOT_A_QUEUE` for a drop sold otherwise.
+    async fn final_audit(&self, drop: DropId) -> Result<String, StoreError>;
+    /// What happened after the final audit, by place from `after` on, at most `limit` of it:
+    /// a queue's later tickets, a draw's waitlist moves.
+    async fn audit_later(
+        &self,
+        drop: DropId,
+        after: i64,
+        limit: i64,
+    ) -> Result<AuditLater, StoreError>;
     /// Deletes idempotency keys first used longer ago than `older_than`; answers how many.
     async fn forget_keys(&self, older_than: Duration) -> Result<u64, StoreError>;
     /// The database's clock, in milliseconds since the epoch.
@@ -193,7 +201,7 @@ macro_rules! drop_columns {
         concat!(
             "id, name, description, image, price_cents, total_stock, available_stock, \
              max_per_user, starts_at, created_at, version, sale_mode, opens_at, seed_sha256, \
-             lined_up_at, closed_at, admit_rate_milli, served_through, winners_drawn, \
+             lined_up_at, closed_at, admit_rate_milli, served_through, \
              CASE WHEN starts_at <= ",
             $($now)+,
             " THEN seed END AS seed"
@@ -222,65 +230,11 @@ pub(crate) struct DropRow {
     closed_at: Option<i64>,
     admit_rate_milli: i64,
     served_through: i64,
-    winners_drawn: i64,
     /// Only once revealed (see [`drop_columns`]).
     seed: Option<String>,
 }
 
 impl DropRow {
-    /// The audit of this drop's queue, from its placed tickets; refused before go-live.
-    pub(crate) fn audit(self, tickets: Vec<AuditRow>) -> Result<Audit, StoreError> {
-        let sale_mode = SaleMode::parse(&self.sale_mode).unwrap_or_default();
-        if sale_mode == SaleMode::FirstCome {
-            return Err(StoreError::Refused(ErrorCode::NotAQueue));
-        }
-        let (Some(seed_sha256), Some(seed), Some(_)) =
-            (self.seed_sha256, self.seed, self.lined_up_at)
-        else {
-            return Err(StoreError::Refused(ErrorCode::NotStarted));
-        };
-        let (winners, waitlist_moves) = match sale_mode {
-            SaleMode::Draw => {
-                let winners = tickets
-                    .iter()
-                    .take_while(|row| row.place <= self.winners_drawn)
-                    .map(|row| row.public_id.clone())
-                    .collect();
-                let mut moves: Vec<&AuditRow> = tickets
-                    .iter()
-                    .filter(|row| row.place > self.winners_drawn && row.won_at.is_some())
-                    .collect();
-                moves.sort_by_key(|row| (row.won_at, row.place));
-                let moves = moves
-                    .into_iter()
-                    .map(|row| WaitlistMove {
-                        id: row.public_id.clone(),
-                        place: row.place,
-                        at: from_ms(row.won_at.unwrap_or_default()),
-                    })
-                    .collect();
-                (Some(winners), Some(moves))
-            }
-            _ => (None, None),
-        };
-        Ok(Audit {
-            sale_mode,
-            seed_sha256,
-            seed,
-            starts_at: from_ms(self.starts_at),
-            tickets: tickets
-                .into_iter()
-                .map(|row| AuditTicket {
-                    id: row.public_id,
-                    joined_at: from_ms(row.joined_at),
-                    place: row.place,
-                })
-                .collect(),
-            winners,
-            waitlist_moves,
-        })
-    }
-
     pub(crate) fn into_drop(self, recent_purchasers: Vec<Purchaser>) -> ProductDrop {
         let sale_mode = SaleMode::parse(&self.sale_mode).unwrap_or_default();
         let queue = (sale_mode != SaleMode::FirstCome).then(|| QueueLine {
@@ -405,6 +359,101 @@ pub(crate) struct AuditRow {
     joined_at: i64,
     place: i64,
     won_at: Option<i64>,
+}
+
+/// Where an audit's later part starts, as a drop's row tells: how it is sold, how many won at
+/// the draw, and how many tickets the final audit placed (`None` before go-live).
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditStart {
+    sale_mode: String,
+    winners_drawn: i64,
+    placed: Option<i64>,
+}
+
+impl AuditStart {
+    /// The refusal for a drop with no audit (yet), else how it is sold and the highest place
+    /// the final audit covers.
+    pub(crate) fn after(row: Option<AuditStart>) -> Result<(SaleMode, i64), StoreError> {
+        let row = row.ok_or(StoreError::Refused(ErrorCode::DropNotFound))?;
+        match (audited(&row.sale_mode, row.placed.is_some())?, row.placed) {
+            (SaleMode::Draw, _) => Ok((SaleMode::Draw, row.winners_drawn)),
+            (mode, placed) => Ok((mode, placed.unwrap_or_default())),
+        }
+    }
+}
+
+/// How a drop whose final audit is (`kept`) or is not kept yet is sold; the refusal when it
+/// has no audit to show: `NOT_A_QUEUE` for a first-come drop, `NOT_STARTED` before go-live.
+pub(crate) fn audited(sale_mode: &str, kept: bool) -> Result<SaleMode, StoreError> {
+    match SaleMode::parse(sale_mode).unwrap_or_default() {
+        SaleMode::FirstCome => Err(StoreError::Refused(ErrorCode::NotAQueue)),
+        _ if !kept => Err(StoreError::Refused(ErrorCode::NotStarted)),
+        mode => Ok(mode),
+    }
+}
+
+/// One page of an audit's later part from its rows (a queue's tickets, a draw's moves), by
+/// place; the page is full when it has `limit` rows, and the next one starts after its last.
+pub(crate) fn later_page(mode: SaleMode, rows: Vec<AuditRow>, limit: i64) -> AuditLater {
+    let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
+    let next_after = rows.last().filter(|_| full).map(|row| row.place);
+    let mut later = AuditLater {
+        next_after,
+        ..AuditLater::default()
+    };
+    for row in rows {
+        match mode {
+            SaleMode::Draw => later.waitlist_moves.push(WaitlistMove {
+                id: row.public_id,
+                place: row.place,
+                at: from_ms(row.won_at.unwrap_or_default()),
+            }),
+            _ => later.tickets.push(AuditTicket {
+                id: row.public_id,
+                joined_at: from_ms(row.joined_at),
+                place: row.place,
+            }),
+        }
+    }
+    later
+}
+
+/// The final audit of a queue put in order or a draw made now, as its REST answer
+/// (`{"audit": ...}`): the seed and the SHA-256 published for it, go-live at `starts_at`, the
+/// tickets just placed (`placed`: (ticket, place)), and for a draw the places up to
+/// `won_through` as its winners.
+pub(crate) fn final_audit_document(
+    mode: SaleMode,
+    commitment: &queue::Commitment,
+    starts_at: i64,
+    placed: &[(&rules::LineTicket, i64)],
+    won_through: Option<i64>,
+) -> String {
+    let mut tickets: Vec<AuditTicket> = placed
+        .iter()
+        .map(|(ticket, place)| AuditTicket {
+            id: ticket.public_id.clone(),
+            joined_at: from_ms(ticket.joined_at),
+            place: *place,
+        })
+        .collect();
+    tickets.sort_by_key(|ticket| ticket.place);
+    let winners = won_through.map(|through| {
+        tickets
+            .iter()
+            .take_while(|ticket| ticket.place <= through)
+            .map(|ticket| ticket.id.clone())
+            .collect()
+    });
+    let audit = Audit {
+        sale_mode: mode,
+        seed_sha256: commitment.seed_sha256.clone().unwrap_or_default(),
+        seed: commitment.seed.clone().unwrap_or_default(),
+        starts_at: from_ms(starts_at),
+        tickets,
+        winners,
+    };
+    serde_json::to_string(&serde_json::json!({ "audit": audit })).expect("an audit serializes")
 }
 
 impl TicketRow {

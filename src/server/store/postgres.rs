@@ -21,7 +21,7 @@ use super::{
 use crate::{
     model::{DropId, NewDrop, Purchaser, ReservationId, TicketState, UserId},
     server::{
-        events::{notify_payloads, Envelope, EventBus, PG_CHANNEL},
+        events::{Envelope, EventBus, EventKey, PG_CHANNEL},
         rules::{BuyerCheck, HoldCheck, LockedDrop},
     },
 };
@@ -30,6 +30,8 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// Seals the events every commit sends to the other instances.
+    key: EventKey,
 }
 
 impl PgStore {
@@ -53,19 +55,28 @@ impl PgStore {
             .map_err(|e| StoreError::Database(e.into()))?;
         bus.listen_postgres(options, pool.clone(), heartbeat_timeout)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            key: bus.key().clone(),
+        })
     }
 }
 
-/// A write transaction; its events ride on `pg_notify` and are delivered on commit.
-pub(crate) struct PgTx(Transaction<'static, Postgres>);
+/// A write transaction; its events ride on `pg_notify`, sealed, and are delivered on commit.
+pub(crate) struct PgTx {
+    tx: Transaction<'static, Postgres>,
+    key: EventKey,
+}
 
 #[async_trait]
 impl Dialect for PgStore {
     type Tx = PgTx;
 
     async fn begin_write(&self) -> Result<PgTx, sqlx::Error> {
-        Ok(PgTx(self.pool.begin().await?))
+        Ok(PgTx {
+            tx: self.pool.begin().await?,
+            key: self.key.clone(),
+        })
     }
 
     async fn read_hold(&self, hold: ReservationId) -> Result<Option<HoldCheck>, sqlx::Error> {
@@ -82,7 +93,7 @@ impl WriteTx for PgTx {
             ", dropline_now_ms() AS now FROM drops WHERE id = $1 FOR UPDATE"
         ))
         .bind(drop)
-        .fetch_optional(&mut *self.0)
+        .fetch_optional(&mut *self.tx)
         .await
     }
 
@@ -97,7 +108,8 @@ impl WriteTx for PgTx {
         // drop.)
         sqlx::query_as(
             "SELECT u.id AS user_id, k.id IS NOT NULL AS known, \
-               h.id IS NOT NULL AS holds_one, b.n AS bought, a.id IS NOT NULL AS admitted \
+               h.id IS NOT NULL AS holds_one, b.n AS bought, a.id IS NOT NULL AS admitted, \
+               g.n AS released, g.at AS released_at \
              FROM unnest($2::bigint[]) AS u(id) \
              LEFT JOIN LATERAL (SELECT users.id FROM users \
                WHERE users.id = u.id LIMIT 1) AS k ON true \
@@ -107,12 +119,15 @@ impl WriteTx for PgTx {
                WHERE p.drop_id = $1 AND p.user_id = u.id) AS b \
              LEFT JOIN LATERAL (SELECT t.id FROM tickets t WHERE t.drop_id = $1 \
                AND t.user_id = u.id AND t.state = 'admitted' AND t.admitted_until > $3 \
-               LIMIT 1) AS a ON true",
+               LIMIT 1) AS a ON true \
+             CROSS JOIN LATERAL (SELECT COUNT(*) AS n, MAX(r.ended_at) AS at \
+               FROM reservations r WHERE r.drop_id = $1 AND r.user_id = u.id \
+               AND r.status IN ('CANCELLED', 'EXPIRED')) AS g",
         )
         .bind(drop)
         .bind(users)
         .bind(now)
-        .fetch_all(&mut *self.0)
+        .fetch_all(&mut *self.tx)
         .await
     }
 
@@ -132,7 +147,7 @@ impl WriteTx for PgTx {
         .bind(drop)
         .bind(users)
         .bind(ttl_ms(ttl))
-        .fetch_all(&mut *self.0)
+        .fetch_all(&mut *self.tx)
         .await
     }
 
@@ -144,7 +159,7 @@ impl WriteTx for PgTx {
         ))
         .bind(drop)
         .bind(units)
-        .fetch_one(&mut *self.0)
+        .fetch_one(&mut *self.tx)
         .await
     }
 
@@ -155,7 +170,7 @@ impl WriteTx for PgTx {
         to: Closing,
     ) -> Result<Option<ReservationRow>, sqlx::Error> {
         sqlx::query_as(concat!(
-            "UPDATE reservations SET status = $3 \
+            "UPDATE reservations SET status = $3, ended_at = dropline_now_ms() \
              WHERE id = $1 AND user_id = $2 AND status = 'ACTIVE' \
              AND ($3 <> 'PURCHASED' OR expires_at > dropline_now_ms()) RETURNING ",
             reservation_columns!()
@@ -163,12 +178,12 @@ impl WriteTx for PgTx {
         .bind(hold)
         .bind(user)
         .bind(to.status())
-        .fetch_optional(&mut *self.0)
+        .fetch_optional(&mut *self.tx)
         .await
     }
 
     async fn hold(&mut self, hold: ReservationId) -> Result<Option<HoldCheck>, sqlx::Error> {
-        hold_check(&mut *self.0, hold).await
+        hold_check(&mut *self.tx, hold).await
     }
 
     async fn insert_purchase(&mut self, hold: &ReservationRow) -> Result<PurchaseRow, sqlx::Error> {
@@ -180,12 +195,12 @@ impl WriteTx for PgTx {
         .bind(hold.id)
         .bind(hold.user_id)
         .bind(hold.drop_id)
-        .fetch_one(&mut *self.0)
+        .fetch_one(&mut *self.tx)
         .await
     }
 
     async fn recent_purchasers(&mut self, drop: DropId) -> Result<Vec<Purchaser>, sqlx::Error> {
-        recent_in(&mut self.0, drop).await
+        recent_in(&mut self.tx, drop).await
     }
 
     async fn lock_due_drops(&mut self) -> Result<Vec<DropId>, sqlx::Error> {
@@ -197,7 +212,7 @@ impl WriteTx for PgTx {
              WHERE status = 'ACTIVE' AND expires_at <= (SELECT dropline_now_ms())) \
              ORDER BY id FOR UPDATE",
         )
-        .fetch_all(&mut *self.0)
+        .fetch_all(&mut *self.tx)
         .await
     }
 
@@ -208,7 +223,7 @@ impl WriteTx for PgTx {
     ) -> Result<Vec<ReservationRow>, sqlx::Error> {
         // Holds another instance is expiring right now are skipped, not waited for.
         sqlx::query_as(concat!(
-            "UPDATE reservations SET status = 'EXPIRED' WHERE id IN (\
+            "UPDATE reservations SET status = 'EXPIRED', ended_at = expires_at WHERE id IN (\
                SELECT id FROM reservations WHERE status = 'ACTIVE' \
                AND expires_at <= (SELECT dropline_now_ms()) AND drop_id = ANY($1) \
                ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING ",
@@ -216,7 +231,7 @@ impl WriteTx for PgTx {
         ))
         .bind(drops)
         .bind(limit)
-        .fetch_all(&mut *self.0)
+        .fetch_all(&mut *self.tx)
         .await
     }
 
@@ -243,7 +258,7 @@ impl WriteTx for PgTx {
         .bind(new.opens_at().map(|t| t.timestamp_millis()))
         .bind(seed.map(|s| s.hex.as_str()))
         .bind(seed.map(|s| s.sha256.as_str()))
-        .fetch_one(&mut *self.0)
+        .fetch_one(&mut *self.tx)
         .await
     }
 
@@ -259,7 +274,7 @@ impl WriteTx for PgTx {
         ))
         .bind(drop)
         .bind(users)
-        .fetch_all(&mut *self.0)
+        .fetch_all(&mut *self.tx)
         .await
     }
 
@@ -284,7 +299,7 @@ impl WriteTx for PgTx {
         .bind(users)
         .bind(places)
         .bind(state.as_str())
-        .fetch_all(&mut *self.0)
+        .fetch_all(&mut *self.tx)
         .await
     }
 
@@ -306,7 +321,7 @@ impl WriteTx for PgTx {
         .bind(ids)
         .bind(places)
         .bind(won_through)
-        .fetch_all(&mut *self.0)
+        .fetch_all(&mut *self.tx)
         .await
     }
 
@@ -322,47 +337,49 @@ impl WriteTx for PgTx {
         ))
         .bind(drop)
         .bind(users)
-        .fetch_all(&mut *self.0)
+        .fetch_all(&mut *self.tx)
         .await
     }
 
     async fn lock_seeding(&mut self) -> Result<(), sqlx::Error> {
         // Held until this transaction ends: the next instance decides after it has committed.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('dropline seeding'))")
-            .execute(&mut *self.0)
+            .execute(&mut *self.tx)
             .await?;
         Ok(())
     }
 
     async fn has_drops(&mut self) -> Result<bool, sqlx::Error> {
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM drops)")
-            .fetch_one(&mut *self.0)
+            .fetch_one(&mut *self.tx)
             .await
     }
 
     async fn commit(mut self, events: Vec<Envelope>) -> Result<(), sqlx::Error> {
         // Queued now, delivered by PostgreSQL when (and only if) the commit succeeds.
-        let payloads = notify_payloads(&events);
+        let payloads = self
+            .key
+            .payloads(&events, chrono::Utc::now().timestamp_millis());
         sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
             .bind(PG_CHANNEL)
             .bind(payloads)
-            .execute(&mut *self.0)
+            .execute(&mut *self.tx)
             .await?;
-        self.0.commit().await
+        self.tx.commit().await
     }
 
     async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.0.rollback().await
+        self.tx.rollback().await
     }
 }
 
 super::reads::reads!(PgStore, now: ["dropline_now_ms()"], begin_read: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
 
-super::queue::queue_steps!(PgTx, conn: 0, now: ["dropline_now_ms()"]);
+super::queue::queue_steps!(PgTx, conn: tx, now: ["dropline_now_ms()"]);
 
-super::keys::key_steps!(PgTx, conn: 0, now: ["dropline_now_ms()"]);
+super::keys::key_steps!(PgTx, conn: tx, now: ["dropline_now_ms()"]);
 
-super::accounts::account_steps!(PgTx, conn: 0, now: ["dropline_now_ms()"]);
+super::accounts::account_steps!(PgTx, conn: tx, now: ["dropline_now_ms()"]);
 
 /// Reads a hold's owner and state, with the database's "now".
 async fn hold_check<'e>(

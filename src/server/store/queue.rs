@@ -14,7 +14,7 @@ use std::{
 use async_trait::async_trait;
 
 use super::{
-    from_ms,
+    final_audit_document, from_ms,
     writes::{hold_event, stock_event, Dialect, NewTicket, WriteTx},
     StoreError, TicketRow,
 };
@@ -48,10 +48,23 @@ pub(crate) trait QueueTx: Send {
     async fn next_place(&mut self, drop: DropId) -> Result<i64, sqlx::Error>;
     /// The waiting tickets (a draw's: entries) that have no place yet.
     async fn unplaced(&mut self, drop: DropId) -> Result<Vec<LineTicket>, sqlx::Error>;
-    /// The drop's seed.
-    async fn seed(&mut self, drop: DropId) -> Result<Option<String>, sqlx::Error>;
+    /// The drop's seed and the SHA-256 of it published at creation.
+    async fn seed(&mut self, drop: DropId) -> Result<Commitment, sqlx::Error>;
+    /// The drops put in order before their audits were kept (by an earlier version), with
+    /// their placed tickets: what their final audit shows.
+    async fn unaudited(&mut self) -> Result<Vec<Unaudited>, sqlx::Error>;
+    /// A drop's placed tickets, by place.
+    async fn placed(&mut self, drop: DropId) -> Result<Vec<PlacedTicket>, sqlx::Error>;
     /// Notes that the line is in order.
     async fn mark_lined_up(&mut self, drop: DropId) -> Result<(), sqlx::Error>;
+    /// Keeps the final audit (`document`, which places `placed` tickets), made as the line
+    /// was put in order.
+    async fn save_final_audit(
+        &mut self,
+        drop: DropId,
+        document: &str,
+        placed: i64,
+    ) -> Result<(), sqlx::Error>;
     /// Admissions whose time ran out become lapsed.
     async fn lapse(&mut self, drop: DropId) -> Result<Vec<TicketRow>, sqlx::Error>;
     /// (admitted and unused, active holds, waitlisted).
@@ -167,11 +180,37 @@ macro_rules! queue_steps {
             async fn seed(
                 &mut self,
                 drop: $crate::model::DropId,
-            ) -> Result<Option<String>, sqlx::Error> {
-                sqlx::query_scalar("SELECT seed FROM drops WHERE id = $1")
+            ) -> Result<$crate::server::store::queue::Commitment, sqlx::Error> {
+                sqlx::query_as("SELECT seed, seed_sha256 FROM drops WHERE id = $1")
                     .bind(drop)
                     .fetch_one(&mut *self.$conn)
                     .await
+            }
+
+            async fn unaudited(
+                &mut self,
+            ) -> Result<Vec<$crate::server::store::queue::Unaudited>, sqlx::Error> {
+                sqlx::query_as(
+                    "SELECT id, sale_mode, starts_at, seed, seed_sha256, winners_drawn FROM drops \
+                     WHERE lined_up_at IS NOT NULL \
+                     AND NOT EXISTS (SELECT 1 FROM final_audits f WHERE f.drop_id = drops.id) \
+                     ORDER BY id",
+                )
+                .fetch_all(&mut *self.$conn)
+                .await
+            }
+
+            async fn placed(
+                &mut self,
+                drop: $crate::model::DropId,
+            ) -> Result<Vec<$crate::server::store::queue::PlacedTicket>, sqlx::Error> {
+                sqlx::query_as(
+                    "SELECT id, public_id, joined_at, place FROM tickets \
+                     WHERE drop_id = $1 AND place IS NOT NULL ORDER BY place",
+                )
+                .bind(drop)
+                .fetch_all(&mut *self.$conn)
+                .await
             }
 
             async fn mark_lined_up(&mut self, drop: $crate::model::DropId) -> Result<(), sqlx::Error> {
@@ -179,6 +218,27 @@ macro_rules! queue_steps {
                     .bind(drop)
                     .execute(&mut *self.$conn)
                     .await?;
+                Ok(())
+            }
+
+            async fn save_final_audit(
+                &mut self,
+                drop: $crate::model::DropId,
+                document: &str,
+                placed: i64,
+            ) -> Result<(), sqlx::Error> {
+                // Written once: an instance that comes second keeps the first.
+                sqlx::query(concat!(
+                    "INSERT INTO final_audits (drop_id, document, placed, created_at) \
+                     VALUES ($1, $2, $3, ",
+                    $($now)+,
+                    ") ON CONFLICT (drop_id) DO NOTHING"
+                ))
+                .bind(drop)
+                .bind(document)
+                .bind(placed)
+                .execute(&mut *self.$conn)
+                .await?;
                 Ok(())
             }
 
@@ -310,6 +370,32 @@ macro_rules! queue_steps {
 }
 pub(crate) use queue_steps;
 
+/// A drop's secret seed and the SHA-256 of it published when the drop was created.
+#[derive(Clone, Debug, Default, sqlx::FromRow)]
+pub(crate) struct Commitment {
+    pub seed: Option<String>,
+    pub seed_sha256: Option<String>,
+}
+
+/// A drop put in order whose final audit was never kept.
+#[derive(sqlx::FromRow)]
+pub(crate) struct Unaudited {
+    id: DropId,
+    sale_mode: String,
+    starts_at: i64,
+    #[sqlx(flatten)]
+    commitment: Commitment,
+    winners_drawn: i64,
+}
+
+/// A ticket with the place it was given.
+#[derive(sqlx::FromRow)]
+pub(crate) struct PlacedTicket {
+    #[sqlx(flatten)]
+    ticket: LineTicket,
+    place: i64,
+}
+
 /// A ticket as its owner learns of it, in a line that has moved this far.
 pub(super) fn ticket_event(row: &TicketRow, line: &QueueLine, now_ms: i64) -> Envelope {
     Envelope::private(
@@ -434,6 +520,10 @@ pub trait QueueWrites: Send + Sync {
     /// lapse) to the next entry on the waitlist, as a new hold until now + `claim`, and closes
     /// the draw once nothing can pass on (see [`rules::hand_on`]).
     async fn hand_on(&self, drop: DropId, claim: Duration) -> Result<HandOnPass, StoreError>;
+    /// Keeps the final audit of every drop an earlier version put in order without keeping
+    /// one: its tickets as they are placed now (a draw's winners, the first it drew). Answers
+    /// how many it kept.
+    async fn keep_earlier_audits(&self) -> Result<usize, StoreError>;
 }
 
 #[async_trait]
@@ -676,6 +766,29 @@ where
         Ok(true)
     }
 
+    async fn keep_earlier_audits(&self) -> Result<usize, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let drops = tx.unaudited().await?;
+        for drop in &drops {
+            let placed = tx.placed(drop.id).await?;
+            let ordered: Vec<(&LineTicket, i64)> =
+                placed.iter().map(|t| (&t.ticket, t.place)).collect();
+            let mode = SaleMode::parse(&drop.sale_mode).unwrap_or_default();
+            let won_through = (mode == SaleMode::Draw).then_some(drop.winners_drawn);
+            let document = final_audit_document(
+                mode,
+                &drop.commitment,
+                drop.starts_at,
+                &ordered,
+                won_through,
+            );
+            let count = i64::try_from(ordered.len()).unwrap_or(i64::MAX);
+            tx.save_final_audit(drop.id, &document, count).await?;
+        }
+        tx.commit(Vec::new()).await?;
+        Ok(drops.len())
+    }
+
     async fn hand_on(&self, drop: DropId, claim: Duration) -> Result<HandOnPass, StoreError> {
         let mut tx = self.begin_write().await?;
         let locked = match tx.lock_drop(drop).await? {
@@ -744,7 +857,8 @@ async fn put_in_order<T: WriteTx + QueueTx>(
         }
         _ => return Ok(None),
     };
-    let seed = tx.seed(drop).await?.unwrap_or_default();
+    let commitment = tx.seed(drop).await?;
+    let seed = commitment.seed.clone().unwrap_or_default();
     let unplaced = tx.unplaced(drop).await?;
     let (places, won_through) = match mode {
         SaleMode::Draw => {
@@ -756,6 +870,15 @@ async fn put_in_order<T: WriteTx + QueueTx>(
     };
     let placed = tx.set_places(&places, won_through).await?;
     tx.mark_lined_up(drop).await?;
+    // The audit is final now: built once, here, with the order it shows.
+    let by_id: HashMap<i64, &LineTicket> = unplaced.iter().map(|t| (t.id, t)).collect();
+    let ordered: Vec<(&LineTicket, i64)> = places
+        .iter()
+        .filter_map(|(id, place)| Some((*by_id.get(id)?, *place)))
+        .collect();
+    let document = final_audit_document(mode, &commitment, locked.starts_at, &ordered, won_through);
+    let count = i64::try_from(ordered.len()).unwrap_or(i64::MAX);
+    tx.save_final_audit(drop, &document, count).await?;
     Ok(Some((locked, placed)))
 }
 

@@ -190,30 +190,59 @@ macro_rules! reads {
             Ok(rows.into_iter().map(|row| (row.ticket.drop_id, row.ticket())).collect())
         }
 
-        async fn queue_audit(
+        async fn final_audit(
             &self,
             drop: $crate::model::DropId,
-        ) -> Result<$crate::model::Audit, $crate::server::store::StoreError> {
+        ) -> Result<String, $crate::server::store::StoreError> {
             use $crate::{model::ErrorCode, server::store::StoreError};
+            let row: Option<(String, Option<String>)> = sqlx::query_as(
+                "SELECT d.sale_mode, f.document FROM drops d \
+                 LEFT JOIN final_audits f ON f.drop_id = d.id WHERE d.id = $1",
+            )
+            .bind(drop)
+            .fetch_optional(&self.pool)
+            .await?;
+            let (mode, document) = row.ok_or(StoreError::Refused(ErrorCode::DropNotFound))?;
+            $crate::server::store::audited(&mode, document.is_some())?;
+            Ok(document.unwrap_or_default())
+        }
+
+        async fn audit_later(
+            &self,
+            drop: $crate::model::DropId,
+            after: i64,
+            limit: i64,
+        ) -> Result<$crate::model::AuditLater, $crate::server::store::StoreError> {
+            use $crate::{model::SaleMode, server::store::{AuditRow, AuditStart}};
             let mut tx = self.pool.begin_with($begin_read).await?;
-            let row: Option<$crate::server::store::DropRow> = sqlx::query_as(concat!(
-                "SELECT ",
-                $crate::server::store::drop_columns!($($now)+),
-                " FROM drops WHERE id = $1"
-            ))
+            let start: Option<AuditStart> = sqlx::query_as(
+                "SELECT d.sale_mode, d.winners_drawn, f.placed FROM drops d \
+                 LEFT JOIN final_audits f ON f.drop_id = d.id WHERE d.id = $1",
+            )
             .bind(drop)
             .fetch_optional(&mut *tx)
             .await?;
-            let drop_row = row.ok_or(StoreError::Refused(ErrorCode::DropNotFound))?;
-            let tickets: Vec<$crate::server::store::AuditRow> = sqlx::query_as(
-                "SELECT public_id, joined_at, place, won_at FROM tickets \
-                 WHERE drop_id = $1 AND place IS NOT NULL ORDER BY place",
-            )
+            let (mode, covered) = AuditStart::after(start)?;
+            // A queue's later tickets were placed at joining; a draw's later part is the
+            // entries given a unit from the waitlist.
+            let rows: Vec<AuditRow> = sqlx::query_as(match mode {
+                SaleMode::Draw => {
+                    "SELECT public_id, joined_at, place, won_at FROM tickets \
+                     WHERE drop_id = $1 AND place > $2 AND won_at IS NOT NULL \
+                     ORDER BY place LIMIT $3"
+                }
+                _ => {
+                    "SELECT public_id, joined_at, place, won_at FROM tickets \
+                     WHERE drop_id = $1 AND place > $2 ORDER BY place LIMIT $3"
+                }
+            })
             .bind(drop)
+            .bind(after.max(covered))
+            .bind(limit)
             .fetch_all(&mut *tx)
             .await?;
             tx.commit().await?;
-            drop_row.audit(tickets)
+            Ok($crate::server::store::later_page(mode, rows, limit))
         }
 
         async fn forget_keys(

@@ -141,7 +141,12 @@ impl WriteTx for SqliteTx {
                (SELECT COUNT(*) FROM purchases p \
                  WHERE p.drop_id = $1 AND p.user_id = u.value) AS bought, \
                EXISTS (SELECT 1 FROM tickets t WHERE t.drop_id = $1 AND t.user_id = u.value \
-                 AND t.state = 'admitted' AND t.admitted_until > $3) AS admitted \
+                 AND t.state = 'admitted' AND t.admitted_until > $3) AS admitted, \
+               (SELECT COUNT(*) FROM reservations r WHERE r.drop_id = $1 \
+                 AND r.user_id = u.value AND r.status IN ('CANCELLED', 'EXPIRED')) AS released, \
+               (SELECT MAX(r.ended_at) FROM reservations r WHERE r.drop_id = $1 \
+                 AND r.user_id = u.value AND r.status IN ('CANCELLED', 'EXPIRED')) \
+                 AS released_at \
              FROM json_each($2) AS u",
         )
         .bind(drop)
@@ -194,8 +199,9 @@ impl WriteTx for SqliteTx {
         to: Closing,
     ) -> Result<Option<ReservationRow>, sqlx::Error> {
         sqlx::query_as(concat!(
-            "UPDATE reservations SET status = $3 \
-             WHERE id = $1 AND user_id = $2 AND status = 'ACTIVE' \
+            "UPDATE reservations SET status = $3, ended_at = ",
+            now_ms!(),
+            " WHERE id = $1 AND user_id = $2 AND status = 'ACTIVE' \
              AND ($3 <> 'PURCHASED' OR expires_at > ",
             now_ms!(),
             ") RETURNING ",
@@ -247,7 +253,7 @@ impl WriteTx for SqliteTx {
         limit: i64,
     ) -> Result<Vec<ReservationRow>, sqlx::Error> {
         sqlx::query_as(concat!(
-            "UPDATE reservations SET status = 'EXPIRED' WHERE id IN (\
+            "UPDATE reservations SET status = 'EXPIRED', ended_at = expires_at WHERE id IN (\
                SELECT id FROM reservations WHERE status = 'ACTIVE' AND expires_at <= ",
             now_ms!(),
             " AND drop_id IN (SELECT value FROM json_each($1)) \

@@ -25,6 +25,7 @@ use crate::{
     server::{
         events::Envelope,
         rules::{self, BatchPlan, BuyerCheck, HoldCheck, LockedDrop},
+        settings::HoldTerms,
     },
 };
 
@@ -193,17 +194,19 @@ pub trait Writes: Send + Sync {
     /// Inserts these validated drops if the database has none yet, deciding under a lock, so
     /// instances starting together seed once; answers the drops inserted.
     async fn seed(&self, drops: &[NewDrop]) -> Result<Vec<ProductDrop>, StoreError>;
-    /// Takes one unit of `drop` for each of `users` until now + `ttl`, in one transaction, and
+    /// Takes one unit of `drop` for each of `users` for `terms.ttl`, in one transaction, and
     /// answers every user's own outcome in the order given. First come, first served: when
     /// stock runs out inside the batch, the later users get `OUT_OF_STOCK`. A user named twice
-    /// gets one hold and `ALREADY_RESERVED` for the rest. The drop's `version` rises once and
-    /// one stock event goes out for the whole batch. A database error fails the whole batch
-    /// and writes nothing. `progress` hears how long each step took.
+    /// gets one hold and `ALREADY_RESERVED` for the rest; one who gave a hold of the drop back
+    /// lately gets `COOLING_DOWN`, one who gave back too many `HOLD_LIMIT_REACHED` (`terms`).
+    /// The drop's `version` rises once and one stock event goes out for the whole batch. A
+    /// database error fails the whole batch and writes nothing. `progress` hears how long each
+    /// step took.
     async fn reserve_many(
         &self,
         drop: DropId,
         users: &[UserId],
-        ttl: Duration,
+        terms: &HoldTerms,
         progress: &mut Progress,
     ) -> Result<Vec<ReserveOutcome>, StoreError>;
     /// Turns the caller's live hold into a purchase, if its deadline has not passed.
@@ -257,7 +260,7 @@ impl<D: Dialect> Writes for D {
         &self,
         drop: DropId,
         users: &[UserId],
-        ttl: Duration,
+        terms: &HoldTerms,
         progress: &mut Progress,
     ) -> Result<Vec<ReserveOutcome>, StoreError> {
         if users.is_empty() {
@@ -276,14 +279,14 @@ impl<D: Dialect> Writes for D {
             }
             _ => Vec::new(),
         };
-        let plan = rules::plan_batch(users, locked.as_ref(), &checks);
+        let plan = rules::plan_batch(users, locked.as_ref(), &checks, terms);
         progress.step("check");
         // The unique index has the last word: the stock below is taken only for the rows that
         // went in.
         let inserted = if plan.takers.is_empty() {
             Vec::new()
         } else {
-            tx.insert_holds(drop, &plan.takers, ttl).await?
+            tx.insert_holds(drop, &plan.takers, terms.ttl).await?
         };
         progress.step("insert");
         if inserted.is_empty() {
@@ -442,15 +445,15 @@ fn batch_outcomes(
         .iter()
         .zip(plan.refusals)
         .map(|(user, refusal)| {
-            if let Some(code) = refusal {
-                return Err(code);
+            if let Some(refusal) = refusal {
+                return Err(refusal);
             }
             match (holds.remove(user), &drop) {
                 (Some(row), Some(drop)) => Ok(Reserved {
                     reservation: row.into(),
                     drop: drop.clone(),
                 }),
-                _ => Err(ErrorCode::AlreadyReserved),
+                _ => Err(ErrorCode::AlreadyReserved.into()),
             }
         })
         .collect()
