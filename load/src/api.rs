@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
-use crate::{BenchError, Result};
+use crate::error::{BenchError, Result};
 
 /// One HTTP/1.1 connection to the server, kept alive between requests.
 pub struct Conn {

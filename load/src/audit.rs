@@ -5,7 +5,7 @@ use std::{net::SocketAddr, str::FromStr};
 
 use sqlx::{postgres::PgPoolOptions, sqlite::SqliteConnectOptions, ConnectOptions, Connection};
 
-use crate::{api, server::Db, Result};
+use crate::{api, error::Result, server::Db};
 
 /// Where the units of one drop are.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

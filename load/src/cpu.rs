@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use crate::{BenchError, Result};
+use crate::error::{BenchError, Result};
 
 /// Whose CPU time counts as the benchmark's.
 #[derive(Clone, Debug)]

@@ -19,49 +19,21 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use hdrhistogram::Histogram;
 use serde_json::json;
 use sqlx::{postgres::PgPoolOptions, sqlite::SqliteConnectOptions, ConnectOptions, Connection};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api, audit, cpu, golive,
-    hot::new_histogram,
+    api, audit, cpu,
+    error::{BenchError, Result},
+    figures::Draw,
+    golive,
+    measure::{self, new_histogram},
     server::{Db, ADMIN_TOKEN},
-    BenchError, Result,
 };
 
 /// How long after the draw instant the run waits for the winners and the screens.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// One row of the draw table.
-pub struct Draw {
-    pub entries: usize,
-    /// Entrants with the dashboard open.
-    pub screens: usize,
-    pub units: i64,
-    pub entries_per_second: f64,
-    /// Entries not answered 201.
-    pub entries_refused: usize,
-    /// From `starts_at` to every winner's hold committed; `None` when not within [`PATIENCE`].
-    pub all_held_after: Option<Duration>,
-    /// From `starts_at` to each screen reading its result, µs.
-    pub told: Histogram<u64>,
-    /// Screens never told within [`PATIENCE`] (counted in `told` as that long).
-    pub never_told: usize,
-    /// Screens told they won; holds in the database.
-    pub winners_told: usize,
-    pub holds: i64,
-    pub audit: audit::Audit,
-    pub cpu: cpu::Share,
-}
-
-impl Draw {
-    /// p99 of the time to tell a screen its result, milliseconds.
-    pub fn told_p99_ms(&self) -> f64 {
-        self.told.value_at_quantile(0.99) as f64 / 1000.0
-    }
-}
 
 /// What one screen read: its result and when (µs since the epoch).
 #[derive(Default)]
@@ -77,12 +49,12 @@ pub async fn run(setup: golive::Setup<'_>) -> Result<Draw> {
     let stop = CancellationToken::new();
     let addr = setup.addr;
     let told_so_far = Arc::new(AtomicUsize::new(0));
-    let screens = golive::open_screens(golive::screens_for(entries), &stop, |i, ready, gate| {
+    let screens = measure::open_screens(measure::screens_for(entries), &stop, |i, ready, gate| {
         let cookie = setup.buyers[i].clone();
         let (stop, told_so_far) = (stop.clone(), told_so_far.clone());
         async move {
             let mut result = Outcome::default();
-            golive::watch(addr, cookie, ready, gate, stop, |text, read_at| {
+            measure::watch(addr, cookie, ready, gate, stop, |text, read_at| {
                 if result.told_at.is_some() || !text.contains("\"TICKET_UPDATED\"") {
                     return;
                 }

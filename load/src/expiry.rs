@@ -25,7 +25,6 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use hdrhistogram::Histogram;
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio_tungstenite::{
@@ -35,45 +34,16 @@ use tokio_tungstenite::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api,
-    api::Conn,
-    fanout::{self, now_micros},
-    hot::{self, new_histogram},
-    BenchError, Result,
+    api::{self, Conn},
+    error::{BenchError, Result},
+    fanout,
+    figures::{Bucket, Expiry},
+    hot,
+    measure::{new_histogram, now_micros},
 };
 
 /// Connections placing the holds.
 const RESERVERS: usize = 64;
-
-/// The expiry row.
-pub struct Expiry {
-    pub holds: usize,
-    pub ttl: Duration,
-    /// How long placing every hold took.
-    pub placing: Duration,
-    /// Every hold was placed before the first deadline (otherwise the matching is unsound).
-    pub placed_before_first_deadline: bool,
-    /// Deadline → unit seen back in stock by a watching client, in microseconds (0 for a unit
-    /// seen back before its matched deadline).
-    pub seen: Histogram<u64>,
-    /// Units seen back before their matched deadline: none if the worker never returns a unit
-    /// early and the clocks agree.
-    pub early: usize,
-    /// The server's own histogram: the bucket p50 and p99 fall in, in milliseconds.
-    pub server_p50_ms: Bucket,
-    pub server_p99_ms: Bucket,
-    /// Sockets watching besides the one that measures.
-    pub watchers: usize,
-    /// The hot drop over the deadlines, if the run was busy.
-    pub hot: Option<hot::Cell>,
-}
-
-impl Expiry {
-    /// p99 lateness as screens saw it, milliseconds.
-    pub fn p99_ms(&self) -> f64 {
-        self.seen.value_at_quantile(0.99) as f64 / 1000.0
-    }
-}
 
 /// What the expiry run needs.
 pub struct Setup<'a> {
@@ -298,27 +268,6 @@ fn histogram_buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     buckets
-}
-
-/// Where a quantile of a Prometheus histogram lies: between two bucket bounds, milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Bucket {
-    /// No data.
-    Empty,
-    /// Above the first bound and at most the second.
-    Within(f64, f64),
-    /// Past the last finite bound.
-    Above(f64),
-}
-
-impl std::fmt::Display for Bucket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Empty => write!(f, "no data"),
-            Self::Within(low, high) => write!(f, "{low}–{high}"),
-            Self::Above(low) => write!(f, "> {low}"),
-        }
-    }
 }
 
 /// The bucket holding the rank of quantile `q`.

@@ -25,7 +25,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use futures::StreamExt;
@@ -42,53 +42,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::Conn,
-    cpu, golive,
-    hot::{self, new_histogram},
-    BenchError, Result,
+    cpu,
+    error::{BenchError, Result},
+    figures::{Fanout, PER_PROCESS},
+    hot,
+    measure::{self, new_histogram, now_micros},
 };
 
 /// Connections that reserve at the fixed rate.
 const RESERVERS: usize = 32;
 
-/// Watching sockets one process holds at most, a watcher process of the generator or a server
-/// instance: the open-files limit is 20,000 per process here, and each needs some for itself.
-pub const PER_PROCESS: usize = 10_000;
-
 /// The generator's first argument when it runs as a watcher process ([`watcher_process`]).
 pub const WATCHER_FLAG: &str = "--fanout-watcher";
-
-/// One row of the fan-out table.
-pub struct Fanout {
-    pub clients: usize,
-    /// Server instances the clients were spread over (one database).
-    pub instances: usize,
-    /// Reserves committed per second, as achieved.
-    pub commits_per_second: f64,
-    /// Stock frames all clients received per second.
-    pub frames_per_second: f64,
-    /// Click (reserve sent) → client has that version or newer, in microseconds; a miss is
-    /// recorded at the ceiling.
-    pub latency: Histogram<u64>,
-    /// (click, client) pairs whose version never reached the client.
-    pub missed: u64,
-    /// How late the generator woke for its scheduled clicks, in microseconds.
-    pub wake_lag: Histogram<u64>,
-    /// Server memory growth per connected client (over every instance), in KiB.
-    pub kib_per_connection: f64,
-    pub connect_time: Duration,
-    pub cpu: cpu::Share,
-    /// Latency of the reserves made meanwhile, in microseconds.
-    pub reserve_latency: Histogram<u64>,
-    /// The hot drop that ran meanwhile, if any.
-    pub hot: Option<hot::Cell>,
-}
-
-impl Fanout {
-    /// p99 click to screen, milliseconds.
-    pub fn p99_ms(&self) -> f64 {
-        self.latency.value_at_quantile(0.99) as f64 / 1000.0
-    }
-}
 
 /// What a fan-out run needs.
 pub struct Setup<'a> {
@@ -113,13 +78,6 @@ struct Frame<'a> {
     kind: &'a str,
     drop_id: Option<i64>,
     version: Option<i64>,
-}
-
-/// Microseconds since the epoch, on the machine's clock.
-pub fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Connects the clients, runs the reserves, and measures.
@@ -354,7 +312,7 @@ pub async fn connect_watchers(
     clients: usize,
     stop: &CancellationToken,
 ) -> Result<Vec<JoinHandle<Vec<(i64, i64)>>>> {
-    golive::open_screens(clients, stop, |_, ready, gate| {
+    measure::open_screens(clients, stop, |_, ready, gate| {
         watch(addr, drop_id, ready, gate, stop.clone())
     })
     .await
@@ -416,25 +374,6 @@ async fn reserve_at_rate(
     Ok((commits, latency, wake_lag))
 }
 
-/// Reads a new socket's first frame, the snapshot; fails if the socket closes first.
-pub async fn snapshot_read<S>(ws: &mut S) -> Result<()>
-where
-    S: futures::Stream<Item = std::result::Result<Message, tokio_tungstenite::tungstenite::Error>>
-        + Unpin,
-{
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(_))) => return Ok(()),
-            Some(Ok(_)) => {}
-            _ => {
-                return Err(BenchError::Unexpected(
-                    "socket closed before its snapshot".into(),
-                ))
-            }
-        }
-    }
-}
-
 /// One watching client: connects, reads the snapshot, then notes (version, receive time) of
 /// every stock event of `drop_id` until told to stop.
 async fn watch(
@@ -453,7 +392,7 @@ async fn watch(
             return seen;
         }
     };
-    if let Err(error) = snapshot_read(&mut ws).await {
+    if let Err(error) = measure::snapshot_read(&mut ws).await {
         let _ = ready.send(Err(error)).await;
         return seen;
     }

@@ -23,85 +23,31 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use hdrhistogram::Histogram;
 use hyper::{header::COOKIE, Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::{postgres::PgPoolOptions, sqlite::SqliteConnectOptions, ConnectOptions, Connection};
 use tokio::sync::{mpsc, Semaphore};
-use tokio_tungstenite::{
-    connect_async,
-    tungstenite::{client::IntoClientRequest, Message},
-};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::{self, Conn},
     audit, cpu,
-    fanout::{self, now_micros},
-    hot::new_histogram,
+    error::{BenchError, Result},
+    figures::GoLive,
+    measure::{self, new_histogram},
     server::{Db, ADMIN_TOKEN},
-    BenchError, Result,
 };
 
 /// Connections that send the joins (and a draw's entries).
 const JOINERS: usize = 256;
 /// Connections the admitted buyers reserve over (a buyer's reserve waits for a free one).
 const RESERVERS: usize = 64;
-/// WebSocket handshakes in flight at once while the screens open.
-const CONNECTING_AT_ONCE: usize = 200;
 /// The server's default over-admission factor (`queue_over_admission`).
 const OVER_ADMISSION: f64 = 1.5;
-/// File descriptors the generator and the server keep for everything but the screens.
-const SPARE_FILES: u64 = 4_000;
 /// How long after go-live the run waits for every unit to be held.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// One row of the go-live table.
-pub struct GoLive {
-    pub buyers: usize,
-    /// Buyers with the dashboard open; the rest joined and walked away.
-    pub screens: usize,
-    pub units: i64,
-    pub joins_per_second: f64,
-    /// Join latency, µs.
-    pub join_latency: Histogram<u64>,
-    /// Joins that were not answered 201.
-    pub joins_refused: usize,
-    pub connect_time: Duration,
-    /// From `starts_at` to the 201 of the last unit's hold; `None` when not all were held.
-    pub all_held_after: Option<Duration>,
-    pub held: usize,
-    /// Turns the sockets heard of, and over how long (first to last).
-    pub admitted: usize,
-    pub admitting_for: Duration,
-    /// Place updates: `at` → read by the socket, µs.
-    pub place_latency: Histogram<u64>,
-    /// Waiting sockets that never heard their place.
-    pub never_placed: usize,
-    /// The most buyers in the shop plus sold seen at any sample, and how many that is past the
-    /// rule (0 when it held at every sample).
-    pub worst_in_shop: i64,
-    pub over_admitted: i64,
-    pub samples: usize,
-    /// From `starts_at` to the lobby in order (the database's `lined_up_at`).
-    pub lined_up_after: Duration,
-    pub audit: audit::Audit,
-    pub cpu: cpu::Share,
-}
-
-impl GoLive {
-    /// Admissions per second while the line was letting buyers in.
-    pub fn admissions_per_second(&self) -> f64 {
-        self.admitted as f64 / self.admitting_for.as_secs_f64().max(0.001)
-    }
-
-    /// p99 of the place updates, milliseconds.
-    pub fn place_p99_ms(&self) -> f64 {
-        self.place_latency.value_at_quantile(0.99) as f64 / 1000.0
-    }
-}
 
 /// What a go-live run needs, and a draw's (`draw.rs`).
 pub struct Setup<'a> {
@@ -145,12 +91,12 @@ struct Seen {
 /// Opens every screen, fills the lobby, goes live, and measures until every unit is held.
 pub async fn run(setup: Setup<'_>) -> Result<GoLive> {
     let buyers = setup.buyers.len();
-    let screens = screens_for(buyers);
+    let screens = measure::screens_for(buyers);
     let stop = CancellationToken::new();
     let (turns, admitted) = mpsc::unbounded_channel::<usize>();
     let connect_started = Instant::now();
     let addr = setup.addr;
-    let screens = open_screens(screens, &stop, |i, ready, gate| {
+    let screens = measure::open_screens(screens, &stop, |i, ready, gate| {
         let cookie = setup.buyers[i].clone();
         screen(addr, i, cookie, ready, gate, turns.clone(), stop.clone())
     })
@@ -256,96 +202,6 @@ pub async fn run(setup: Setup<'_>) -> Result<GoLive> {
     })
 }
 
-/// How many of `buyers` can have a screen open: each is a descriptor here and one in the
-/// server, whose open-files limit is this one's.
-pub fn screens_for(buyers: usize) -> usize {
-    let files = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(0, |(soft, _)| soft);
-    buyers.min(files.saturating_sub(SPARE_FILES) as usize)
-}
-
-/// `count` screens, each `screen(index, ready, gate)`; answers their handles once every one
-/// has read its snapshot (and cancels `stop` if one could not).
-pub async fn open_screens<T, F, Fut>(
-    count: usize,
-    stop: &CancellationToken,
-    screen: F,
-) -> Result<Vec<tokio::task::JoinHandle<T>>>
-where
-    F: Fn(usize, mpsc::Sender<Result<()>>, Arc<Semaphore>) -> Fut,
-    Fut: std::future::Future<Output = T> + Send + 'static,
-    T: Send + 'static,
-{
-    let gate = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
-    let (ready_tx, mut ready) = mpsc::channel(count.max(1));
-    let screens: Vec<_> = (0..count)
-        .map(|i| tokio::spawn(screen(i, ready_tx.clone(), gate.clone())))
-        .collect();
-    drop(ready_tx);
-    for _ in 0..count {
-        match ready.recv().await {
-            Some(Ok(())) => {}
-            Some(Err(error)) => {
-                stop.cancel();
-                return Err(error);
-            }
-            None => return Err(BenchError::Unexpected("a screen ended early".into())),
-        }
-    }
-    Ok(screens)
-}
-
-/// One buyer's dashboard: connects with their session (at most `gate`'s permits handshake at
-/// once), says so on `ready` once its snapshot is read, then hands every text frame with the
-/// moment it was read (µs since the epoch) to `frame`, until `stop`.
-pub async fn watch(
-    addr: SocketAddr,
-    cookie: String,
-    ready: mpsc::Sender<Result<()>>,
-    gate: Arc<Semaphore>,
-    stop: CancellationToken,
-    mut frame: impl FnMut(&str, i64),
-) {
-    let permit = gate.acquire_owned().await;
-    let request = format!("ws://{addr}/ws")
-        .into_client_request()
-        .map_err(BenchError::from)
-        .and_then(|mut request| {
-            let value = cookie
-                .parse()
-                .map_err(|_| BenchError::Unexpected("a cookie that is no header".into()))?;
-            request.headers_mut().insert(COOKIE, value);
-            Ok(request)
-        });
-    let connected = match request {
-        Ok(request) => connect_async(request).await.map_err(BenchError::from),
-        Err(error) => Err(error),
-    };
-    let mut ws = match connected {
-        Ok((ws, _)) => ws,
-        Err(error) => {
-            let _ = ready.send(Err(error)).await;
-            return;
-        }
-    };
-    if let Err(error) = fanout::snapshot_read(&mut ws).await {
-        let _ = ready.send(Err(error)).await;
-        return;
-    }
-    drop(permit);
-    let _ = ready.send(Ok(())).await;
-    loop {
-        let text = tokio::select! {
-            () = stop.cancelled() => break,
-            message = ws.next() => match message {
-                Some(Ok(Message::Text(text))) => text,
-                Some(Ok(_)) => continue,
-                _ => break,
-            },
-        };
-        frame(text.as_str(), now_micros());
-    }
-}
-
 /// One waiting buyer's screen: notes every place update and hands their turn to the
 /// reservers.
 async fn screen(
@@ -359,7 +215,7 @@ async fn screen(
 ) -> Seen {
     let mut seen = Seen::default();
     let mut waiting = false;
-    watch(addr, cookie, ready, gate, stop, |text, read_at| {
+    measure::watch(addr, cookie, ready, gate, stop, |text, read_at| {
         // Stock moves on every screen; only the queue's own frames matter here.
         if !text.contains("\"TICKET_UPDATED\"") && !text.contains("\"QUEUE_MOVED\"") {
             return;

@@ -21,60 +21,12 @@ use crate::{
     api::{Conn, Route},
     audit::{self, Audit},
     cpu,
+    error::{BenchError, Result},
+    figures::HotCell,
+    measure::new_histogram,
     server::Db,
     steps::{Batches, Reading},
-    Result,
 };
-
-/// One measured cell of the hot-drop table.
-pub struct Cell {
-    pub concurrency: usize,
-    pub route: Route,
-    /// Requests answered inside the measured window.
-    pub requests: u64,
-    /// 201 answers (a unit held) inside the window.
-    pub holds: u64,
-    /// Other answers by status, inside the window.
-    pub refused: BTreeMap<u16, u64>,
-    /// Requests that got no HTTP answer (connection lost), inside the window.
-    pub failed: u64,
-    /// From the end of the warm-up to the last answer counted.
-    pub window: Duration,
-    /// Request latency in microseconds.
-    pub latency: Histogram<u64>,
-    /// The buyers ran out before the window ended (the window is then shorter).
-    pub out_of_buyers: bool,
-    pub cpu: cpu::Share,
-    /// The server's reserve batches over the window, and where their time went.
-    pub batches: Batches,
-    /// 201 answers over the whole cell, warm-up included, to compare with the audit.
-    pub holds_total: u64,
-    pub audit: Audit,
-}
-
-impl Cell {
-    /// Successful holds per second.
-    pub fn holds_per_second(&self) -> f64 {
-        self.holds as f64 / self.window.as_secs_f64().max(1e-9)
-    }
-
-    /// Answers per second.
-    pub fn requests_per_second(&self) -> f64 {
-        self.requests as f64 / self.window.as_secs_f64().max(1e-9)
-    }
-
-    /// Latency at `quantile`, in milliseconds.
-    pub fn latency_ms(&self, quantile: f64) -> f64 {
-        self.latency.value_at_quantile(quantile) as f64 / 1000.0
-    }
-
-    /// The audit holds and every 201 the buyers saw is one active hold.
-    pub fn no_oversell(&self) -> bool {
-        self.audit.oversold() == 0
-            && self.audit.balanced()
-            && self.audit.active_holds == self.holds_total as i64
-    }
-}
 
 /// What a cell needs.
 pub struct Setup<'a> {
@@ -103,7 +55,7 @@ struct BuyerResult {
 }
 
 /// Runs one cell and audits the drop after it.
-pub async fn run(setup: Setup<'_>) -> Result<Cell> {
+pub async fn run(setup: Setup<'_>) -> Result<HotCell> {
     let mut conns = Vec::with_capacity(setup.concurrency);
     for _ in 0..setup.concurrency {
         conns.push(Conn::open(setup.addr).await?);
@@ -131,9 +83,9 @@ pub async fn run(setup: Setup<'_>) -> Result<Cell> {
         let before = Reading::take(addr).await?;
         tokio::time::sleep_until(end.into()).await;
         let cpu = first.share_until(&cpu::Sample::take(&parties));
-        Ok::<_, crate::BenchError>((cpu, Reading::take(addr).await?.since(&before)))
+        Ok::<_, BenchError>((cpu, Reading::take(addr).await?.since(&before)))
     });
-    let mut cell = Cell {
+    let mut cell = HotCell {
         concurrency: setup.concurrency,
         route: setup.route,
         requests: 0,
@@ -168,11 +120,6 @@ pub async fn run(setup: Setup<'_>) -> Result<Cell> {
     (cell.cpu, cell.batches) = watch.await??;
     cell.audit = audit::audit(setup.db, setup.db_url, setup.addr, setup.drop).await?;
     Ok(cell)
-}
-
-/// A latency histogram in microseconds, 1 µs to 60 s, 3 significant digits.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
 /// What every buyer of a cell shares.

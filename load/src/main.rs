@@ -14,11 +14,15 @@ mod api;
 mod audit;
 mod cpu;
 mod draw;
+mod error;
 mod expiry;
 mod fanout;
+mod figures;
 mod golive;
 mod hot;
+mod measure;
 mod openloop;
+mod options;
 mod page;
 mod report;
 mod sellout;
@@ -33,192 +37,10 @@ use std::{
 };
 
 use api::Route;
+use error::{BenchError, Result};
+use options::Options;
 use report::Runs;
 use server::{Database, Db, Launch, Server, ADMIN_TOKEN};
-
-/// Why a measurement could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    #[error("{0}")]
-    Unexpected(String),
-    #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("HTTP: {0}")]
-    Http(#[from] hyper::Error),
-    #[error("HTTP request: {0}")]
-    Request(#[from] hyper::http::Error),
-    #[error("WebSocket: {0}")]
-    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("task: {0}")]
-    Task(#[from] tokio::task::JoinError),
-}
-
-/// Results of the generator's own steps.
-pub type Result<T, E = BenchError> = std::result::Result<T, E>;
-
-const USAGE: &str = "\
-usage: dropline-load [options]   (run from the repository root, after `make build`)
-  --out PATH            report file                       [BENCHMARKS.md]
-  --server PATH         server binary                     [target/release/dropline]
-  --site PATH           built site (pkg/ with WASM/JS/CSS) [target/site]
-  --postgres URL        PostgreSQL admin URL; a database is created and dropped there
-                        [$DROPLINE_BENCH_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres]
-  --databases LIST      sqlite,postgres                   [sqlite,postgres]
-  --only LIST           hot,fanout,expiry,golive,draw,page [all]
-  --seconds N           measured seconds per hot-drop and fan-out run [5]
-  --buyers N            buyers signed in first per database; more are signed in when a
-                        hot-drop run needs them (one per reserve) [20000]
-  --concurrency LIST    concurrent buyers per hot-drop run [16,64,256]
-  --runs N              runs of each cell, and of Lighthouse (the report shows the median
-                        with the lowest and highest) [3]
-  --rates LIST          offered reserves per second of the open-loop runs [5000,10000,15000,20000]
-  --clients LIST        WebSocket clients per fan-out run; past 10,000 they spread over
-                        server instances of 10,000 each (PostgreSQL only) [1000,5000,20000]
-  --rate N              reserves per second during fan-out [100]
-  --holds N             holds in the expiry run            [10000]
-  --ttl N               hold time in the expiry run, seconds [15]
-  --units N             units of the go-live queue drop (every buyer joins its lobby) [500]
-  --lobby N             seconds the go-live lobby is open before go-live [15]
-  --entries N           entries in the draw (a draw drop of --units units) [100000]
-  --draw-window N       seconds entries are open before the draw [120]";
-
-/// Every scenario, in the order they run.
-const SCENARIOS: [&str; 6] = ["hot", "fanout", "expiry", "golive", "draw", "page"];
-
-/// What to run, from the command line.
-pub struct Options {
-    pub out: PathBuf,
-    pub server: PathBuf,
-    pub site: PathBuf,
-    pub postgres: String,
-    pub databases: Vec<Db>,
-    pub scenarios: Vec<String>,
-    pub seconds: u64,
-    pub buyers: usize,
-    pub concurrency: Vec<usize>,
-    pub runs: usize,
-    pub rates: Vec<usize>,
-    pub clients: Vec<usize>,
-    pub rate: u32,
-    pub holds: usize,
-    pub ttl: u64,
-    pub units: u64,
-    pub lobby: u64,
-    pub entries: usize,
-    pub draw_window: u64,
-}
-
-impl Options {
-    fn parse(args: impl Iterator<Item = String>) -> Result<Self, String> {
-        let mut o = Options {
-            out: "BENCHMARKS.md".into(),
-            server: "target/release/dropline".into(),
-            site: "target/site".into(),
-            postgres: std::env::var("DROPLINE_BENCH_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
-            databases: vec![Db::Sqlite, Db::Postgres],
-            scenarios: SCENARIOS.map(String::from).into(),
-            seconds: 5,
-            buyers: 20_000,
-            concurrency: vec![16, 64, 256],
-            runs: 3,
-            rates: vec![5_000, 10_000, 15_000, 20_000],
-            clients: vec![1_000, 5_000, 20_000],
-            rate: 100,
-            holds: 10_000,
-            ttl: 15,
-            units: 500,
-            lobby: 15,
-            entries: 100_000,
-            draw_window: 120,
-        };
-        let mut args = args.peekable();
-        while let Some(flag) = args.next() {
-            if flag == "--help" || flag == "-h" {
-                return Err(USAGE.into());
-            }
-            let value = args
-                .next()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-            let number = |v: &str| {
-                v.parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("{flag}: expected a positive number, got {v:?}"))
-            };
-            let list = |v: &str| {
-                v.split(',')
-                    .map(|n| number(n.trim()).map(|n| n as usize))
-                    .collect::<Result<Vec<_>, _>>()
-            };
-            match flag.as_str() {
-                "--out" => o.out = value.into(),
-                "--server" => o.server = value.into(),
-                "--site" => o.site = value.into(),
-                "--postgres" => o.postgres = value,
-                "--databases" => {
-                    o.databases = value
-                        .split(',')
-                        .map(|d| match d.trim() {
-                            "sqlite" => Ok(Db::Sqlite),
-                            "postgres" => Ok(Db::Postgres),
-                            other => Err(format!("--databases: unknown database {other:?}")),
-                        })
-                        .collect::<Result<_, _>>()?
-                }
-                "--only" => {
-                    o.scenarios = value.split(',').map(|s| s.trim().to_string()).collect();
-                    if let Some(bad) = o
-                        .scenarios
-                        .iter()
-                        .find(|s| !SCENARIOS.contains(&s.as_str()))
-                    {
-                        return Err(format!("--only: unknown scenario {bad:?}"));
-                    }
-                }
-                "--seconds" => o.seconds = number(&value)?,
-                "--buyers" => o.buyers = number(&value)? as usize,
-                "--concurrency" => o.concurrency = list(&value)?,
-                "--runs" => o.runs = number(&value)? as usize,
-                "--rates" => o.rates = list(&value)?,
-                "--clients" => o.clients = list(&value)?,
-                "--rate" => o.rate = u32::try_from(number(&value)?).map_err(|e| e.to_string())?,
-                "--holds" => o.holds = number(&value)? as usize,
-                "--ttl" => o.ttl = number(&value)?,
-                "--units" => o.units = number(&value)?,
-                "--lobby" => o.lobby = number(&value)?,
-                "--entries" => o.entries = number(&value)? as usize,
-                "--draw-window" => o.draw_window = number(&value)?,
-                other => return Err(format!("unknown option {other}\n{USAGE}")),
-            }
-        }
-        Ok(o)
-    }
-
-    /// The most WebSocket clients of a fan-out run on one server instance: the sockets that
-    /// watch beside a hot drop and while holds expire.
-    fn most_clients_on_one_instance(&self) -> usize {
-        self.clients
-            .iter()
-            .copied()
-            .filter(|&c| c <= fanout::PER_PROCESS)
-            .max()
-            .unwrap_or(fanout::PER_PROCESS)
-    }
-
-    /// The largest number of concurrent buyers of the hot-drop runs.
-    fn most_buyers(&self) -> usize {
-        self.concurrency.iter().copied().max().unwrap_or(256)
-    }
-
-    fn runs(&self, scenario: &str) -> bool {
-        self.scenarios.iter().any(|s| s == scenario)
-    }
-}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -511,7 +333,7 @@ async fn run_scenarios(
                 options.most_clients_on_one_instance(),
                 Some(options.most_buyers()),
             )])
-            .filter(|&(clients, _)| match (db, clients.div_ceil(fanout::PER_PROCESS)) {
+            .filter(|&(clients, _)| match (db, clients.div_ceil(figures::PER_PROCESS)) {
                 (_, 0 | 1) | (Db::Postgres, _) => true,
                 (Db::Sqlite, _) => {
                     eprintln!("fan-out {clients} clients: more than one instance takes; not on SQLite");
@@ -522,7 +344,7 @@ async fn run_scenarios(
         let runs = (0..options.runs).flat_map(|run| cells.iter().map(move |&cell| (run, cell)));
         for (run, (clients, busy)) in runs {
             let mut servers = Vec::new();
-            for instance in 0..clients.div_ceil(fanout::PER_PROCESS).max(1) {
+            for instance in 0..clients.div_ceil(figures::PER_PROCESS).max(1) {
                 servers.push(
                     Server::start(Launch {
                         binary: &options.server,

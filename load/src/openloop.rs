@@ -13,17 +13,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hdrhistogram::Histogram;
-
 use crate::{
     api::{Conn, Route},
-    hot::new_histogram,
-    Result,
+    error::{BenchError, Result},
+    figures::{OpenLoopCell, CONNECTIONS},
+    measure::new_histogram,
 };
-
-/// Connections the requests go out on: enough that, at the highest rate, a stall of about
-/// 50 ms still finds a free one for every due request.
-pub const CONNECTIONS: usize = 1_024;
 
 /// What a cell needs.
 pub struct Setup {
@@ -36,43 +31,13 @@ pub struct Setup {
     pub duration: Duration,
 }
 
-/// One offered rate.
-pub struct Cell {
-    pub rate: u32,
-    pub sent: u64,
-    /// 201 answers.
-    pub held: u64,
-    /// Anything else, or no answer.
-    pub refused: u64,
-    /// From the first due time to the last answer.
-    pub window: Duration,
-    /// Due time → whole answer read, microseconds.
-    pub latency: Histogram<u64>,
-    /// How late the generator woke to send a request it was waiting for (due time → awake),
-    /// microseconds: its own lag, which the latency above includes. Requests that found no
-    /// free connection at their due time are not in it (that wait is the server's).
-    pub send_lag: Histogram<u64>,
-}
-
-impl Cell {
-    /// Answered reserves per second.
-    pub fn answered_per_second(&self) -> f64 {
-        (self.held + self.refused) as f64 / self.window.as_secs_f64().max(1e-9)
-    }
-
-    /// Latency at `quantile`, in milliseconds.
-    pub fn latency_ms(&self, quantile: f64) -> f64 {
-        self.latency.value_at_quantile(quantile) as f64 / 1000.0
-    }
-}
-
 /// Requests one cell sends.
 pub fn requests(rate: u32, duration: Duration) -> usize {
     (f64::from(rate) * duration.as_secs_f64()).ceil() as usize
 }
 
 /// Sends the requests at their due times and measures.
-pub async fn run(setup: Setup) -> Result<Cell> {
+pub async fn run(setup: Setup) -> Result<OpenLoopCell> {
     let total = requests(setup.rate, setup.duration).min(setup.buyers.len());
     let mut conns = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
@@ -114,11 +79,11 @@ pub async fn run(setup: Setup) -> Result<Cell> {
                         }
                     }
                 }
-                Ok::<_, crate::BenchError>((held, refused, last, latency, send_lag))
+                Ok::<_, BenchError>((held, refused, last, latency, send_lag))
             })
         })
         .collect();
-    let mut cell = Cell {
+    let mut cell = OpenLoopCell {
         rate: setup.rate,
         sent: total as u64,
         held: 0,

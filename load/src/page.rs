@@ -9,58 +9,12 @@ use hyper::{
     header::{ACCEPT, ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING},
     Method, StatusCode,
 };
-use serde::Deserialize;
 
-use crate::{api::Conn, report::median, Result};
-
-/// One response, raw and as sent.
-#[derive(Clone, Debug)]
-pub struct Sent {
-    pub path: String,
-    /// Bytes of the content itself.
-    pub raw: u64,
-    /// Bytes on the wire when the client accepts brotli and gzip.
-    pub sent: u64,
-    /// The `Content-Encoding` it came with (`identity` for none).
-    pub encoding: String,
-    pub cache_control: String,
-}
-
-impl Sent {
-    /// True for the WASM, JS and CSS a page runs on (what the size target counts).
-    pub fn is_code(&self) -> bool {
-        self.path.starts_with("/pkg/")
-            && [".wasm", ".js", ".css"]
-                .iter()
-                .any(|ext| self.path.ends_with(ext))
-    }
-}
-
-/// Milliseconds of one throttled load.
-#[derive(Clone, Copy, Debug, Deserialize)]
-pub struct PhoneLoad {
-    pub hydrated_ms: f64,
-    pub fcp_ms: Option<f64>,
-}
-
-/// Lighthouse's scores (0 to 100) and the audits that cost points.
-#[derive(Clone, Debug, Default)]
-pub struct Lighthouse {
-    pub performance: f64,
-    pub accessibility: f64,
-    /// `category: audit title (score)` of each weighted audit below a full score.
-    pub losses: Vec<String>,
-}
-
-/// Everything measured about the page.
-#[derive(Clone, Debug)]
-pub struct PageReport {
-    pub html: Sent,
-    pub files: Vec<Sent>,
-    pub phone: std::result::Result<Vec<PhoneLoad>, String>,
-    /// Every Lighthouse run, or why one failed.
-    pub lighthouse: std::result::Result<Vec<Lighthouse>, String>,
-}
+use crate::{
+    api::Conn,
+    error::Result,
+    figures::{Lighthouse, PageReport, PhoneLoad, Sent},
+};
 
 /// Measures the dashboard the server at `addr` serves, with Lighthouse `runs` times (`work`
 /// holds Lighthouse's report).
@@ -226,32 +180,6 @@ fn lighthouse(url: &str, work: &Path) -> std::result::Result<Lighthouse, String>
         accessibility: score("accessibility"),
         losses,
     })
-}
-
-impl PageReport {
-    /// Bytes on the wire of the page's WASM, JS and CSS.
-    pub fn code_sent(&self) -> u64 {
-        self.files
-            .iter()
-            .filter(|f| f.is_code())
-            .map(|f| f.sent)
-            .sum()
-    }
-
-    /// Raw bytes of the page's WASM, JS and CSS.
-    pub fn code_raw(&self) -> u64 {
-        self.files
-            .iter()
-            .filter(|f| f.is_code())
-            .map(|f| f.raw)
-            .sum()
-    }
-
-    /// The median of the phone's loads to a working page, in milliseconds.
-    pub fn hydrated_median(&self) -> Option<f64> {
-        let loads = self.phone.as_ref().ok()?;
-        median(&loads.iter().map(|l| l.hydrated_ms).collect::<Vec<_>>())
-    }
 }
 
 #[cfg(test)]

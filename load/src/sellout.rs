@@ -25,9 +25,10 @@ use crate::{
     api::Conn,
     audit::{self, Audit},
     cpu,
-    hot::new_histogram,
+    error::{BenchError, Result},
+    figures::SellOutCell,
+    measure::new_histogram,
     server::Db,
-    BenchError, Result,
 };
 
 /// What a buyer does with a hold.
@@ -63,96 +64,6 @@ pub struct Setup<'a> {
     pub churn: bool,
 }
 
-/// One measured cell.
-pub struct Cell {
-    pub concurrency: usize,
-    pub churn: bool,
-    pub stock: i64,
-    pub buyers: usize,
-    /// 201 answers to reserves.
-    pub held: u64,
-    /// 409 `OUT_OF_STOCK` answers to reserves.
-    pub sold_out: u64,
-    /// Any other answer to a reserve, by status and error code.
-    pub other: BTreeMap<String, u64>,
-    /// Requests that got no HTTP answer.
-    pub failed: u64,
-    /// Purchases answered 200, cancels answered 200 or 204, and holds kept.
-    pub purchased: u64,
-    pub cancelled: u64,
-    pub kept: u64,
-    /// A purchase or cancel of one's own hold answered anything else.
-    pub follow_up_failed: u64,
-    /// From the first reserve sent to the last 201 answered.
-    pub to_last_hold: Duration,
-    /// From the first reserve sent to the last reserve answered.
-    pub to_last_answer: Duration,
-    /// Reserve latency in microseconds.
-    pub latency: Histogram<u64>,
-    pub cpu: cpu::Share,
-    pub audit: Audit,
-}
-
-impl Cell {
-    /// 201 answers per second, up to the last one.
-    pub fn held_per_second(&self) -> f64 {
-        self.held as f64 / self.to_last_hold.as_secs_f64().max(1e-9)
-    }
-
-    /// 409 `OUT_OF_STOCK` answers per second, over the whole cell.
-    pub fn sold_out_per_second(&self) -> f64 {
-        self.sold_out as f64 / self.to_last_answer.as_secs_f64().max(1e-9)
-    }
-
-    /// Reserve latency at `quantile`, in milliseconds.
-    pub fn latency_ms(&self, quantile: f64) -> f64 {
-        self.latency.value_at_quantile(quantile) as f64 / 1000.0
-    }
-
-    /// What went wrong, if anything: each check a buyer or an auditor would make.
-    pub fn faults(&self) -> Vec<String> {
-        let a = &self.audit;
-        let mut faults = Vec::new();
-        if self.held + self.sold_out + self.failed + self.other.values().sum::<u64>()
-            != self.buyers as u64
-        {
-            faults.push("answers do not add up to the buyers".into());
-        }
-        if !self.other.is_empty() || self.failed > 0 {
-            faults.push(format!(
-                "reserves answered neither 201 nor 409 OUT_OF_STOCK: {:?}, {} unanswered",
-                self.other, self.failed
-            ));
-        }
-        if self.follow_up_failed > 0 {
-            faults.push(format!(
-                "{} purchases or cancels of one's own hold failed",
-                self.follow_up_failed
-            ));
-        }
-        if a.oversold() > 0 || !a.balanced() {
-            faults.push(format!(
-                "available {} + held {} + bought {} vs total {} ({} distinct owners; API shows {})",
-                a.available, a.active_holds, a.purchases, a.total, a.owners, a.api_available
-            ));
-        }
-        if self.churn {
-            if a.active_holds != self.kept as i64 || a.purchases != self.purchased as i64 {
-                faults.push(format!(
-                    "database holds {} / purchases {}, buyers kept {} / bought {}",
-                    a.active_holds, a.purchases, self.kept, self.purchased
-                ));
-            }
-        } else if self.held != self.stock as u64 || a.active_holds != self.stock {
-            faults.push(format!(
-                "{} buyers got a 201 and {} hold for {} units",
-                self.held, a.active_holds, self.stock
-            ));
-        }
-        faults
-    }
-}
-
 #[derive(Default)]
 struct Tally {
     held: u64,
@@ -169,7 +80,7 @@ struct Tally {
 }
 
 /// Runs one cell and audits the drop after it.
-pub async fn run(setup: Setup<'_>) -> Result<Cell> {
+pub async fn run(setup: Setup<'_>) -> Result<SellOutCell> {
     let mut conns = Vec::with_capacity(setup.concurrency);
     for _ in 0..setup.concurrency {
         conns.push(Conn::open(setup.addr).await?);
@@ -191,7 +102,7 @@ pub async fn run(setup: Setup<'_>) -> Result<Cell> {
             ))
         })
         .collect();
-    let mut cell = Cell {
+    let mut cell = SellOutCell {
         concurrency: setup.concurrency,
         churn: setup.churn,
         stock: setup.stock,

@@ -11,7 +11,10 @@ use std::{
 use sqlx::Connection;
 use tokio::process::{Child, Command};
 
-use crate::{api, cpu, BenchError, Result};
+use crate::{
+    api, cpu,
+    error::{BenchError, Result},
+};
 
 /// The admin token every server under test gets.
 pub const ADMIN_TOKEN: &str = "bench-admin-token-bench-admin-token";

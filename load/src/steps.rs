@@ -7,7 +7,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr};
 
-use crate::{api, Result};
+use crate::{api, error::Result};
 
 /// The steps of a reserve batch, in order.
 pub const STEPS: [&str; 6] = ["begin", "lock", "check", "insert", "stock", "commit"];
