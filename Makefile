@@ -23,7 +23,7 @@ FUZZ_VENV := target/fuzz-venv
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run dev build test lint unit e2e fuzz bench tools wasm-target cargo-leptos wasm-bindgen npm-tools fuzz-tools chromium clean
+.PHONY: run dev build test lint unit e2e fuzz bench tools wasm-target cargo-leptos wasm-bindgen npm-tools fuzz-tools python chromium clean
 
 ## run: build the release and serve http://127.0.0.1:3000 on SQLite with demo drops
 run: build
@@ -38,12 +38,16 @@ dev: tools
 build: tools
 	cargo leptos build --release --precompress
 
-## test: formatting, clippy (ssr and hydrate), Rust tests on SQLite and PostgreSQL, Playwright,
-## and a schemathesis fuzz run of /api/v1 against its OpenAPI document
+## test: formatting, import circles, clippy (ssr and hydrate), Rust tests on SQLite and
+## PostgreSQL, Playwright, and a schemathesis fuzz run of /api/v1 against its OpenAPI document
 test: lint unit e2e fuzz
 
-lint: wasm-target
+## lint: formatting, no module of src/ or load/src/ using another round a loop
+## (scripts/import-cycles.py), and clippy
+lint: wasm-target python
 	cargo fmt --all --check
+	python3 -m unittest discover -s scripts -p 'test_*.py'
+	python3 scripts/import-cycles.py src load/src
 	cargo clippy --features ssr --all-targets -- -D warnings
 	cargo clippy -p dropline-load -- -D warnings
 	cargo clippy --features hydrate --lib --target wasm32-unknown-unknown -- -D warnings
@@ -91,10 +95,15 @@ end2end/node_modules/.installed: end2end/package.json end2end/package-lock.json
 
 fuzz-tools: $(FUZZ_VENV)/.installed
 
-$(FUZZ_VENV)/.installed: fuzz/requirements.txt
+$(FUZZ_VENV)/.installed: fuzz/requirements.txt | python
 	python3 -m venv $(FUZZ_VENV)
 	$(FUZZ_VENV)/bin/pip install --quiet --disable-pip-version-check -r fuzz/requirements.txt
 	touch $@
+
+# Python 3 with venv: the import-circle check and the fuzz run's virtualenv.
+python:
+	@python3 -c 'import ensurepip, venv' 2>/dev/null \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y python3 python3-venv; }
 
 chromium:
 	@command -v chromium >/dev/null \

@@ -334,7 +334,7 @@ async fn an_unreadable_notification_makes_sockets_resync() {
     api.db
         .execute(&format!(
             "SELECT pg_notify('{}', '{sealed}')",
-            dropline::server::events::PG_CHANNEL
+            dropline::server::store::listen::PG_CHANNEL
         ))
         .await;
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -400,7 +400,7 @@ async fn a_notification_forged_by_a_role_without_table_rights_reaches_no_screen(
     let sealed = format!("{}.{}", "0".repeat(64), stock);
     for payload in [&stock, &purchase, &sealed] {
         sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(dropline::server::events::PG_CHANNEL)
+            .bind(dropline::server::store::listen::PG_CHANNEL)
             .bind(payload)
             .execute(&mut forger)
             .await

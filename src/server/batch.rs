@@ -28,13 +28,12 @@ use tokio::sync::oneshot;
 
 use super::{
     metrics::Metrics,
-    rules::Refusal,
     settings::HoldTerms,
     store::{
         KeyClaim, KeyRequest, NewAccount, Progress, ReserveOutcome, Settlement, Store, StoreError,
     },
 };
-use crate::model::{ApiError, DropId, ErrorCode, SaleMode, Ticket, User, UserId};
+use crate::model::{ApiError, DropId, ErrorCode, Refusal, SaleMode, Ticket, User, UserId};
 
 /// A write that many requests can share: one transaction answers each request in the order
 /// given. Requests are grouped by a key (a drop), and one group's batches run one at a time.

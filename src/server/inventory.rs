@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use super::{
     batch::{Batcher, Joins, KeyClaims, Reserves, Settlements},
-    expiry::ExpiryClock,
     metrics::Metrics,
     settings::HoldTerms,
     store::{Cancelled, KeyClaim, KeyRequest, Reserved, Settlement, StockAudit, Store, StoreError},
+    workers::expiry::ExpiryClock,
 };
 use crate::model::{
     ApiError, AuditLater, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Reservation,

@@ -1,20 +1,10 @@
 //! `/metrics` in Prometheus text format: reserves by outcome, hold expiries and how late they
 //! were, open WebSockets, and request latency. One registry per server, no globals.
 
-use std::time::Instant;
-
-use axum::{
-    extract::{MatchedPath, Request, State},
-    http::{header, Method},
-    middleware::Next,
-    response::{IntoResponse, Response},
-};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
-
-use super::AppState;
 
 /// The server's instruments. Cheap to clone (every field is a shared handle).
 #[derive(Clone)]
@@ -39,7 +29,7 @@ pub struct Metrics {
     pub draw_units_passed_on: IntCounter,
     /// Live events refused, by why (see `events::refusal_counter`).
     pub live_events_refused: IntCounterVec,
-    requests: HistogramVec,
+    pub(crate) requests: HistogramVec,
 }
 
 impl Default for Metrics {
@@ -147,41 +137,4 @@ impl Metrics {
             .expect("text encoding cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
     }
-}
-
-/// `GET /metrics`.
-pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-}
-
-/// Times every request, labelled by its route pattern (not the raw path, which would make a
-/// label per drop id).
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // Only the standard verbs: any other token would mint a new series per request.
-    let method = match *request.method() {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    };
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_string();
-    let response = next.run(request).await;
-    state
-        .metrics
-        .requests
-        .with_label_values(&[method, &route, response.status().as_str()])
-        .observe(started.elapsed().as_secs_f64());
-    response
 }

@@ -1,5 +1,6 @@
-//! `GET /ws`: a snapshot of every drop on connect, then the committed events this client may
-//! see. A client that falls behind gets a fresh snapshot instead of an unbounded queue.
+//! The live feed of one socket (opened at `GET /ws`, `http::live`): a snapshot of every drop on
+//! connect, then the committed events this client may see. A client that falls behind gets a
+//! fresh snapshot instead of an unbounded queue.
 //!
 //! Stock changes are coalesced per drop: a socket sends the newest version of each changed drop
 //! when it is ready to write, so a slow socket skips the versions it could not send in time
@@ -16,14 +17,7 @@ use std::{
     time::Duration,
 };
 
-use axum::{
-    extract::{
-        ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
-        State,
-    },
-    http::{header, HeaderMap},
-    response::{IntoResponse, Response},
-};
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes};
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::{
     sync::{
@@ -39,11 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     events::{BusMessage, EventBus, OwnerEvents, StockBoard},
-    http::extract::{Caller, ClientAddr},
     snapshots::Snapshots,
-    AppState,
 };
-use crate::model::{ApiError, DropId, ErrorCode, UserId};
+use crate::model::{DropId, UserId};
 
 /// Stock frames per second this instance aims to send over all its sockets together once a
 /// drop is hot; past it, each socket waits longer between two stock frames.
@@ -54,10 +46,10 @@ pub const STOCK_FRAMES_PER_SECOND: u64 = 50_000;
 pub const MAX_STOCK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Read buffer per socket.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Largest message a client may send.
-const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Most queued events sent in one write before the socket looks at anything else.
 const MAX_BATCH: usize = 64;
@@ -86,7 +78,7 @@ impl SocketSlots {
 
     /// A place for one more socket from `ip`, held until the returned slot drops; `None` when
     /// the address already holds its share. A request without an address is not counted.
-    fn take(self: &Arc<Self>, ip: Option<IpAddr>) -> Option<Slot> {
+    pub(crate) fn take(self: &Arc<Self>, ip: Option<IpAddr>) -> Option<Slot> {
         let Some(ip) = ip else {
             return Some(Slot {
                 slots: None,
@@ -112,7 +104,7 @@ impl SocketSlots {
 }
 
 /// One socket's place among its address's sockets.
-struct Slot {
+pub struct Slot {
     slots: Option<Arc<SocketSlots>>,
     ip: Option<IpAddr>,
 }
@@ -130,70 +122,6 @@ impl Drop for Slot {
             }
         }
     }
-}
-
-/// Upgrades the request; the session decides which owner-only events the socket gets.
-///
-/// A page of another site may not open one (the buyer's cookie would ride along and hand it
-/// their owner-only events): an `Origin` that is present and not this site's gets 403. Browsers
-/// always send it; tools that send none pass. One address holds at most `ws_max_per_ip`
-/// sockets; the next gets 429.
-pub async fn handler(
-    ws: WebSocketUpgrade,
-    State(state): State<AppState>,
-    caller: Caller,
-    ClientAddr(ip): ClientAddr,
-    headers: HeaderMap,
-) -> Response {
-    if !origin_is_own(&headers) {
-        return ApiError::new(
-            ErrorCode::Forbidden,
-            "Live updates cannot be opened from another site.",
-        )
-        .into_response();
-    }
-    let Some(slot) = state.sockets.take(ip) else {
-        return ApiError::new(
-            ErrorCode::RateLimited,
-            "Too many live connections from this address.",
-        )
-        .into_response();
-    };
-    let feed = Feed {
-        snapshots: state.snapshots.clone(),
-        bus: state.bus.clone(),
-        shutdown: state.shutdown.clone(),
-        ping_interval: Duration::from_millis(state.settings.ws_ping_interval_ms),
-        write_timeout: Duration::from_millis(state.settings.ws_write_timeout_ms),
-    };
-    let user = caller.user();
-    // Clients send nothing but control frames: a small read buffer keeps thousands of open
-    // sockets cheap (the default is 128 KiB each), and small message and frame caps keep one
-    // from making the server buffer megabytes (a frame is refused as its header arrives).
-    ws.read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
-        .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)
-        .on_upgrade(move |socket: WebSocket| async move {
-            let _slot = slot;
-            let (sink, stream) = socket.split();
-            state.metrics.websockets.inc();
-            serve_socket(sink, stream, feed, user).await;
-            state.metrics.websockets.dec();
-        })
-}
-
-/// True unless the request names an `Origin` other than the host it was sent to.
-fn origin_is_own(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return true;
-    };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, rest)| rest);
-    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 /// What a socket needs of its instance.

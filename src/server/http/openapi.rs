@@ -19,44 +19,12 @@ use utoipa::{
 };
 
 use super::{
-    error::ErrorBody, idempotency::MAX_KEY_CHARS, protect::MAX_BODY_BYTES, routes::REST_PREFIX,
+    error::ErrorBody,
+    groups::{Rules, REST_PREFIX},
+    idempotency::MAX_KEY_CHARS,
+    protect::MAX_BODY_BYTES,
 };
 use crate::server::auth::SESSION_COOKIE;
-
-/// The layers in front of a group of routes; the router applies them and the document
-/// describes what they may answer.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Rules {
-    /// Counted against the caller's session and address (429 past either budget).
-    pub rate_limited: bool,
-    /// Safe to retry with an `Idempotency-Key`.
-    pub idempotent: bool,
-    /// Needs the admin token.
-    pub admin: bool,
-}
-
-impl Rules {
-    pub const LIMITED: Rules = Rules {
-        rate_limited: true,
-        idempotent: false,
-        admin: false,
-    };
-    pub const LIMITED_IDEMPOTENT: Rules = Rules {
-        rate_limited: true,
-        idempotent: true,
-        admin: false,
-    };
-    pub const IDEMPOTENT: Rules = Rules {
-        rate_limited: false,
-        idempotent: true,
-        admin: false,
-    };
-    pub const ADMIN_IDEMPOTENT: Rules = Rules {
-        rate_limited: false,
-        idempotent: true,
-        admin: true,
-    };
-}
 
 /// The parts of the document that belong to no handler.
 #[derive(utoipa::OpenApi)]

@@ -8,7 +8,7 @@
 use axum::{
     body::Bytes,
     extract::{Request, State},
-    http::header,
+    http::{header, HeaderName},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post, MethodRouter},
@@ -16,24 +16,24 @@ use axum::{
 };
 use leptos::{prelude::provide_context, server_fn::ServerFn};
 use leptos_axum::{generate_route_list_with_exclusions, LeptosRoutes};
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     assets,
     extract::{self, Admin, Caller, ClientAddr},
-    idempotency, openapi,
-    openapi::Rules,
-    rest,
+    groups::{Rules, REST_PREFIX},
+    idempotency, live, observe, openapi, protect, rest,
 };
 use crate::{
     api::{CancelHold, CreateDrop, JoinQueue, LeaveQueue, PurchaseHold, ReserveUnit, SignIn},
     app::{shell, App},
     model::{ApiError, ErrorCode},
-    server::{metrics, ws, AppState},
+    server::AppState,
 };
-
-/// Where the REST routes are nested: every REST path starts with it.
-pub const REST_PREFIX: &str = "/api/v1";
 
 /// The whole HTTP surface: REST, server functions, WebSocket, health, metrics, pages and
 /// static files.
@@ -47,7 +47,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/readyz", get(readyz));
     // With an address of its own, `/metrics` is not on the public port at all.
     if state.settings.metrics_addr().is_none() {
-        router = router.route("/metrics", get(metrics::handler));
+        router = router.route("/metrics", get(observe::handler));
     }
     router
         // Pages, and the server functions `rpc` does not route itself.
@@ -62,14 +62,14 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .layer(middleware::from_fn(assets::html_not_reused))
         .layer(assets::compression())
         // A socket's frames are tiny, and an upgrade has no body to compress.
-        .route("/ws", get(ws::handler))
+        .route("/ws", get(live::handler))
         .route(assets::PKG_ROUTE, assets::pkg(&state.leptos_options))
 }
 
 /// `/metrics` alone, for an address of its own (`metrics_addr`).
 pub fn metrics_only(state: &AppState) -> Router {
     Router::new()
-        .route("/metrics", get(metrics::handler))
+        .route("/metrics", get(observe::handler))
         .with_state(state.clone())
 }
 
@@ -78,37 +78,37 @@ fn rest(state: &AppState) -> Router<AppState> {
     let api = OpenApiRouter::default()
         .merge(
             OpenApiRouter::default()
-                .routes(routes!(rest::list_drops))
-                .routes(routes!(rest::get_drop))
-                .routes(routes!(rest::sign_out))
-                .routes(routes!(rest::my_reservations))
-                .routes(routes!(rest::my_ticket))
-                .routes(routes!(rest::my_entry)),
+                .routes(routes!(rest::drops::list_drops))
+                .routes(routes!(rest::drops::get_drop))
+                .routes(routes!(rest::session::sign_out))
+                .routes(routes!(rest::holds::my_reservations))
+                .routes(routes!(rest::queue::my_ticket))
+                .routes(routes!(rest::queue::my_entry)),
         )
         .merge(guard(
             state,
             Rules::LIMITED,
             OpenApiRouter::default()
-                .routes(routes!(rest::sign_in))
-                .routes(routes!(rest::cancel))
-                .routes(routes!(rest::join_queue))
-                .routes(routes!(rest::leave_queue))
-                .routes(routes!(rest::enter_draw))
-                .routes(routes!(rest::withdraw_entry))
-                .routes(routes!(rest::queue_audit))
-                .routes(routes!(rest::audit_later)),
+                .routes(routes!(rest::session::sign_in))
+                .routes(routes!(rest::holds::cancel))
+                .routes(routes!(rest::queue::join_queue))
+                .routes(routes!(rest::queue::leave_queue))
+                .routes(routes!(rest::queue::enter_draw))
+                .routes(routes!(rest::queue::withdraw_entry))
+                .routes(routes!(rest::audit::queue_audit))
+                .routes(routes!(rest::audit::audit_later)),
         ))
         .merge(guard(
             state,
             Rules::LIMITED_IDEMPOTENT,
             OpenApiRouter::default()
-                .routes(routes!(rest::reserve))
-                .routes(routes!(rest::purchase)),
+                .routes(routes!(rest::holds::reserve))
+                .routes(routes!(rest::holds::purchase)),
         ))
         .merge(guard(
             state,
             Rules::ADMIN_IDEMPOTENT,
-            OpenApiRouter::default().routes(routes!(rest::create_drop)),
+            OpenApiRouter::default().routes(routes!(rest::drops::create_drop)),
         ));
     let (router, paths) = api.split_for_parts();
     let document = serde_json::to_vec(&openapi::document(paths))
@@ -232,4 +232,37 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         status,
         Json(serde_json::json!({ "database": database, "live_events": live_events })),
     )
+}
+
+/// The whole HTTP surface with the layers every request passes through.
+pub fn router(state: AppState) -> Router {
+    let state_timeouts = state.settings.timeouts();
+    let app = routes(&state)
+        .layer(state.proxies.source().into_extension())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::track,
+        ))
+        .with_state(state);
+    // Every request gets an `x-request-id` (kept if a proxy already set one), logged on its
+    // span and echoed in the response, so a buyer's report can be found in the logs.
+    let request_id = HeaderName::from_static("x-request-id");
+    protect::layer(app, state_timeouts)
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id = %id,
+                )
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

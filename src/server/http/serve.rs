@@ -29,7 +29,7 @@ use tokio::{io::AsyncWriteExt, net::TcpListener};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt;
 
-use super::extract::{bucket, Proxies};
+use super::proxies::{bucket, Proxies};
 use crate::server::AppState;
 
 /// How long the loop waits for open connections to finish once it stops accepting.

@@ -1,6 +1,6 @@
 //! Sign-ups: a buyer and their first session, written together, many to a transaction like the
-//! stock writes (`writes.rs`). On SQLite every commit is synced to disk and writers take turns,
-//! so a sign-up written as two statements of its own paid two syncs and, meeting the other
+//! stock writes (`server::sale::holds`). On SQLite every commit is synced to disk and writers
+//! take turns, so a sign-up written as two statements of its own paid two syncs and, meeting the other
 //! writers in SQLite's busy handler, waited by sleeping. Their SQL is portable but for the
 //! database's "now", so each database's [`AccountTx`] impl is one body (`account_steps!`).
 
@@ -9,8 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    writes::{Dialect, WriteTx},
-    SessionId, StoreError,
+    error::StoreError,
+    rows::SessionId,
+    steps::{Dialect, WriteTx},
 };
 use crate::model::{User, UserId};
 
@@ -72,7 +73,7 @@ macro_rules! account_steps {
                 ))
                 .bind(id.to_string())
                 .bind(user)
-                .bind($crate::server::store::ttl_ms(lifetime))
+                .bind($crate::server::store::rows::ttl_ms(lifetime))
                 .execute(&mut *self.$conn)
                 .await?;
                 Ok(())

@@ -1,6 +1,6 @@
 //! Idempotency keys in the database: claims and settlements, written once for every database
-//! like the stock writes (`writes.rs`) and, like them, many to a transaction. On SQLite they
-//! take the writer's turn with everything else that writes; a claim that went straight to the
+//! like the stock writes (`server::sale::holds`) and, like them, many to a transaction. On
+//! SQLite they take the writer's turn with everything else that writes; a claim that went straight to the
 //! pool instead met the reserves' open transaction in SQLite's busy handler, which waits by
 //! sleeping, and a keyed reserve (the web app's every reserve) ran at a tenth of the rate.
 //! Their SQL is portable but for the database's "now", so each database's [`KeyTx`] impl is
@@ -9,8 +9,8 @@
 use async_trait::async_trait;
 
 use super::{
-    writes::{Dialect, WriteTx},
-    StoreError,
+    error::StoreError,
+    steps::{Dialect, WriteTx},
 };
 
 /// A request's claim on its idempotency key.

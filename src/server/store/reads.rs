@@ -17,6 +17,17 @@ macro_rules! reads {
             Ok(())
         }
 
+        async fn hold(
+            &self,
+            hold: $crate::model::ReservationId,
+        ) -> Result<Option<$crate::server::store::rows::HoldCheck>, $crate::server::store::StoreError>
+        {
+            Ok(sqlx::query_as($crate::server::store::holds::hold_check_sql!($($now)+))
+                .bind(hold)
+                .fetch_optional(&self.pool)
+                .await?)
+        }
+
         async fn user(
             &self,
             id: $crate::model::UserId,
@@ -33,16 +44,16 @@ macro_rules! reads {
         ) -> Result<Vec<$crate::model::ProductDrop>, $crate::server::store::StoreError> {
             // One snapshot, so stock and feed are of the same moment.
             let mut tx = self.pool.begin_with($begin_read).await?;
-            let drops: Vec<$crate::server::store::DropRow> = sqlx::query_as(concat!(
+            let drops: Vec<$crate::server::store::rows::DropRow> = sqlx::query_as(concat!(
                 "SELECT ",
-                $crate::server::store::drop_columns!($($now)+),
+                $crate::server::store::rows::drop_columns!($($now)+),
                 " FROM drops ORDER BY id"
             ))
             .fetch_all(&mut *tx)
             .await?;
             let purchasers = recent_purchasers_of(&mut tx, &drops).await?;
             tx.commit().await?;
-            Ok($crate::server::store::with_purchasers(drops, purchasers))
+            Ok($crate::server::store::rows::with_purchasers(drops, purchasers))
         }
 
         async fn get_drop(
@@ -50,17 +61,17 @@ macro_rules! reads {
             id: $crate::model::DropId,
         ) -> Result<Option<$crate::model::ProductDrop>, $crate::server::store::StoreError> {
             let mut tx = self.pool.begin_with($begin_read).await?;
-            let drop: Option<$crate::server::store::DropRow> = sqlx::query_as(concat!(
+            let drop: Option<$crate::server::store::rows::DropRow> = sqlx::query_as(concat!(
                 "SELECT ",
-                $crate::server::store::drop_columns!($($now)+),
+                $crate::server::store::rows::drop_columns!($($now)+),
                 " FROM drops WHERE id = $1"
             ))
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
             let Some(drop) = drop else { return Ok(None) };
-            let recent: Vec<$crate::server::store::PurchaserRow> =
-                sqlx::query_as($crate::server::store::RECENT_PURCHASERS)
+            let recent: Vec<$crate::server::store::rows::PurchaserRow> =
+                sqlx::query_as($crate::server::store::rows::RECENT_PURCHASERS)
                     .bind(id)
                     .fetch_all(&mut *tx)
                     .await?;
@@ -80,7 +91,7 @@ macro_rules! reads {
             ))
             .fetch_one(&self.pool)
             .await?;
-            Ok(ms.map($crate::server::store::until))
+            Ok(ms.map($crate::server::store::rows::until))
         }
 
         async fn next_go_live(
@@ -93,16 +104,16 @@ macro_rules! reads {
             ))
             .fetch_one(&self.pool)
             .await?;
-            Ok(ms.map($crate::server::store::until))
+            Ok(ms.map($crate::server::store::rows::until))
         }
 
         async fn user_reservations(
             &self,
             user: $crate::model::UserId,
         ) -> Result<Vec<$crate::model::Reservation>, $crate::server::store::StoreError> {
-            let rows: Vec<$crate::server::store::ReservationRow> = sqlx::query_as(concat!(
+            let rows: Vec<$crate::server::store::rows::ReservationRow> = sqlx::query_as(concat!(
                 "SELECT ",
-                $crate::server::store::reservation_columns!(),
+                $crate::server::store::rows::reservation_columns!(),
                 " FROM reservations WHERE user_id = $1 \
                   ORDER BY created_at DESC, id DESC LIMIT 100"
             ))
@@ -158,9 +169,9 @@ macro_rules! reads {
             drop: $crate::model::DropId,
             user: $crate::model::UserId,
         ) -> Result<Option<$crate::model::Ticket>, $crate::server::store::StoreError> {
-            let row: Option<$crate::server::store::TicketInLine> = sqlx::query_as(concat!(
+            let row: Option<$crate::server::store::tickets::TicketInLine> = sqlx::query_as(concat!(
                 "SELECT ",
-                $crate::server::store::ticket_in_line_columns!(),
+                $crate::server::store::tickets::ticket_in_line_columns!(),
                 " FROM tickets t JOIN drops d ON d.id = t.drop_id \
                   WHERE t.drop_id = $1 AND t.user_id = $2"
             ))
@@ -178,9 +189,9 @@ macro_rules! reads {
             Vec<($crate::model::DropId, $crate::model::Ticket)>,
             $crate::server::store::StoreError,
         > {
-            let rows: Vec<$crate::server::store::TicketInLine> = sqlx::query_as(concat!(
+            let rows: Vec<$crate::server::store::tickets::TicketInLine> = sqlx::query_as(concat!(
                 "SELECT ",
-                $crate::server::store::ticket_in_line_columns!(),
+                $crate::server::store::tickets::ticket_in_line_columns!(),
                 " FROM tickets t JOIN drops d ON d.id = t.drop_id WHERE t.user_id = $1 \
                   ORDER BY t.drop_id"
             ))
@@ -255,7 +266,7 @@ macro_rules! reads {
                 $($now)+,
                 ") - $1"
             ))
-            .bind($crate::server::store::ttl_ms(older_than))
+            .bind($crate::server::store::rows::ttl_ms(older_than))
             .execute(&self.pool)
             .await?;
             Ok(done.rows_affected())

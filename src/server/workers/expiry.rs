@@ -17,11 +17,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use super::{
+use crate::model::Reservation;
+use crate::server::{
     metrics::Metrics,
     store::{Store, StoreError, Writes, EXPIRY_BATCH},
 };
-use crate::model::Reservation;
 
 /// Lets the request path wake the worker when it makes a hold due before the worker's next
 /// planned wake-up.

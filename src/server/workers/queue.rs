@@ -5,23 +5,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{
+use crate::model::SaleMode;
+use crate::server::{
     metrics::Metrics,
-    rules::AdmissionRule,
+    settings::Pace,
     store::{Store, StoreError},
 };
-use crate::model::SaleMode;
-
-/// What the worker needs to know of the settings.
-#[derive(Clone, Copy, Debug)]
-pub struct Pace {
-    /// How a queue lets buyers in.
-    pub rule: AdmissionRule,
-    /// How long an admitted buyer has to reserve.
-    pub window: Duration,
-    /// How long a draw's winner has to buy.
-    pub claim: Duration,
-}
 
 /// Runs forever: one pass every `every`, and one at each go-live (a draw: its draw) that
 /// falls between, so a lobby is put in order and a draw made on time rather than up to a

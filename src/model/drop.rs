@@ -1,0 +1,64 @@
+//! A drop as everyone sees it: its stock and its newest buyers.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ids::DropId,
+    sale::{QueueLine, SaleMode},
+};
+
+/// A limited-edition product on sale: its stock and its three most recent buyers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema), schema(as = Drop))]
+pub struct ProductDrop {
+    pub id: DropId,
+    pub name: String,
+    pub description: String,
+    /// Path of the product image under the site root (`/images/...`), or empty.
+    pub image: String,
+    /// Price in integer cents.
+    pub price_cents: i64,
+    pub total_stock: i64,
+    /// Units neither held nor sold.
+    pub available_stock: i64,
+    /// Most units one buyer may buy.
+    pub max_per_user: i64,
+    /// When reserving opens.
+    pub starts_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    /// Rises by one with every change of `available_stock`; clients keep the newest they saw.
+    pub version: i64,
+    /// Newest first, at most three.
+    #[serde(default)]
+    pub recent_purchasers: Vec<Purchaser>,
+    /// How the drop is sold.
+    #[serde(default)]
+    pub sale_mode: SaleMode,
+    /// A queue: when buyers may start joining its lobby.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_opens_at: Option<DateTime<Utc>>,
+    /// A draw: when entries open (they close at `starts_at`, the draw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries_open_at: Option<DateTime<Utc>>,
+    /// A queue or a draw: the SHA-256 (64 hex digits) of the seed that puts the lobby in order at
+    /// go-live, published when the drop is created so the seed cannot change afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_sha256: Option<String>,
+    /// The seed itself (64 lowercase hex digits), once the drop has gone live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
+    /// A queue: how far its line has moved. A draw: `live` once drawn, `served_through` the
+    /// last place in the drawn order that has been given a unit, `closed` once no unit can
+    /// pass on any more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueLine>,
+}
+
+/// One line of a drop's activity feed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Purchaser {
+    pub name: String,
+    pub purchased_at: DateTime<Utc>,
+}

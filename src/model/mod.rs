@@ -1,0 +1,28 @@
+//! Types shared by the server and the browser, one file per concept: row ids, a drop, how it
+//! is sold (a queue's line, a ticket), its audit, holds and purchases, what an admin sends to
+//! create one, the live events, and the stable refusal codes.
+
+mod audit;
+mod drop;
+mod error;
+mod events;
+mod hold;
+mod ids;
+mod new_drop;
+mod sale;
+
+#[cfg(feature = "ssr")]
+pub use self::new_drop::validate_name;
+pub use self::{
+    audit::{Audit, AuditLater, AuditTicket, WaitlistMove},
+    drop::{ProductDrop, Purchaser},
+    error::{ApiError, ErrorCode, Refusal},
+    events::LiveEvent,
+    hold::{Purchase, Reservation, ReservationStatus, User},
+    ids::{DropId, PurchaseId, ReservationId, UserId},
+    new_drop::{
+        parse_price, NewDrop, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PRICE_CENTS, MAX_STOCK,
+        QUEUE_LOBBY_MINUTES,
+    },
+    sale::{QueueLine, SaleMode, Ticket, TicketState},
+};

@@ -1,0 +1,55 @@
+//! What every REST handler reads and answers with: a JSON body, a path id and query parameters
+//! whose rejections answer in the API's error shape.
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, Path, Query},
+    http::{request::Parts, StatusCode},
+};
+use serde::de::DeserializeOwned;
+
+use crate::model::{ApiError, ErrorCode};
+
+pub(super) type Result<T> = std::result::Result<T, ApiError>;
+
+/// A JSON body whose rejections answer in the API's error shape.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub(in crate::server::http) struct Body<T>(pub(super) T);
+
+/// A path id whose rejections answer in the API's error shape.
+pub(in crate::server::http) struct Id<T>(pub(super) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Id<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        let Path(id) = Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Id(id))
+    }
+}
+
+/// Query parameters whose rejections answer in the API's error shape.
+pub(in crate::server::http) struct Params<T>(pub(super) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        let Query(params) =
+            Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|rejection| {
+                    ApiError::new(ErrorCode::MalformedRequest, rejection.body_text())
+                })?;
+        Ok(Params(params))
+    }
+}
+
+/// 201 for a ticket (an entry) made now, 200 for the one the caller already had.
+pub(super) fn created_if(new: bool) -> StatusCode {
+    if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}

@@ -1,0 +1,183 @@
+//! A queue drop's line and a draw drop's entries: join or enter, where the caller stands,
+//! leave or withdraw.
+
+use axum::{extract::State, http::StatusCode, Json};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::body::{created_if, Id, Result};
+use crate::{
+    model::{DropId, SaleMode, Ticket},
+    server::{
+        http::{error::ErrorBody, extract::SignedIn},
+        AppState,
+    },
+};
+
+/// The caller's place in a drop's queue.
+#[derive(Serialize, ToSchema)]
+pub(in crate::server::http) struct TicketReply {
+    ticket: Ticket,
+}
+
+/// The caller's entry in a drop's draw.
+#[derive(Serialize, ToSchema)]
+pub(in crate::server::http) struct EntryReply {
+    entry: Ticket,
+}
+
+/// Join a drop's queue
+///
+/// A drop sold through a queue (`sale_mode` `queue`) takes reserves only from buyers whose
+/// turn has come. Joining from `queue_opens_at` on puts the caller in its lobby; at
+/// `starts_at` the lobby is put in a random order anyone can check (see the audit), and later
+/// arrivals join at the back. Joining again answers the same ticket.
+#[utoipa::path(
+    post,
+    path = "/drops/{id}/queue",
+    tag = "queue",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    security(("session" = [])),
+    responses(
+        (status = 201, description = "In line.", body = TicketReply),
+        (status = 200, description = "Already in line: the same ticket.", body = TicketReply),
+        (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`NOT_A_QUEUE` (the drop is first come, first served), `QUEUE_NOT_OPEN` (before `queue_opens_at`) or `OUT_OF_STOCK` (sold out: the queue has closed).", body = ErrorBody),
+    )
+)]
+pub(in crate::server::http) async fn join_queue(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Id(drop): Id<DropId>,
+) -> Result<(StatusCode, Json<TicketReply>)> {
+    let (ticket, new) = state.inventory.join(drop, SaleMode::Queue, user).await?;
+    Ok((created_if(new), Json(TicketReply { ticket })))
+}
+
+/// The caller's place in a drop's queue
+///
+/// `place` is null until go-live puts the lobby in order; while waiting, `ahead` and
+/// `eta_seconds` say how far the turn is; once `admitted`, reserve before `admitted_until`.
+#[utoipa::path(
+    get,
+    path = "/drops/{id}/queue/me",
+    tag = "queue",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The caller's ticket.", body = TicketReply),
+        (status = 404, description = "`TICKET_NOT_FOUND`: the caller never joined this drop's queue.", body = ErrorBody),
+    )
+)]
+pub(in crate::server::http) async fn my_ticket(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Id(drop): Id<DropId>,
+) -> Result<Json<TicketReply>> {
+    let ticket = state.inventory.ticket(drop, user).await?;
+    Ok(Json(TicketReply { ticket }))
+}
+
+/// Leave a drop's queue
+///
+/// Gives up the caller's place (and their turn, if it had come). Joining again later is
+/// allowed, at the back of the line once the drop has gone live.
+#[utoipa::path(
+    delete,
+    path = "/drops/{id}/queue/me",
+    tag = "queue",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "Out of line (or the ticket as it already stood, if it was no longer in line).", body = TicketReply),
+        (status = 404, description = "`DROP_NOT_FOUND` or `TICKET_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`NOT_A_QUEUE`", body = ErrorBody),
+    )
+)]
+pub(in crate::server::http) async fn leave_queue(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Id(drop): Id<DropId>,
+) -> Result<Json<TicketReply>> {
+    let ticket = state.inventory.leave(drop, SaleMode::Queue, user).await?;
+    Ok(Json(TicketReply { ticket }))
+}
+
+/// Enter a drop's draw
+///
+/// A drop sold by draw (`sale_mode` `draw`) takes entries from `entries_open_at` until
+/// `starts_at`, one per buyer. At `starts_at` the entries are put in the order of ascending
+/// `sha256_hex(seed + ":" + id)` (see the audit): the first `total_stock` each get a hold (they
+/// have `draw_claim_seconds` to buy), the rest wait in that order for a unit a winner leaves
+/// unused. Entering again answers the same entry.
+#[utoipa::path(
+    post,
+    path = "/drops/{id}/entry",
+    tag = "draw",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    security(("session" = [])),
+    responses(
+        (status = 201, description = "Entered.", body = EntryReply),
+        (status = 200, description = "Already entered: the same entry.", body = EntryReply),
+        (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`NOT_A_DRAW`, `ENTRIES_NOT_OPEN` (before `entries_open_at`) or `ENTRIES_CLOSED` (the draw has been made).", body = ErrorBody),
+    )
+)]
+pub(in crate::server::http) async fn enter_draw(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Id(drop): Id<DropId>,
+) -> Result<(StatusCode, Json<EntryReply>)> {
+    let (entry, new) = state.inventory.join(drop, SaleMode::Draw, user).await?;
+    Ok((created_if(new), Json(EntryReply { entry })))
+}
+
+/// The caller's entry in a drop's draw
+///
+/// `state` is `entered` before the draw; after it `won` (the caller holds a unit: see their
+/// reservations), `waitlisted` (`ahead` entries are before theirs on the waitlist), `lost` or
+/// `withdrawn`. `place` is the entry's place in the drawn order, null before the draw.
+#[utoipa::path(
+    get,
+    path = "/drops/{id}/entry",
+    tag = "draw",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The caller's entry.", body = EntryReply),
+        (status = 404, description = "`TICKET_NOT_FOUND`: the caller never entered this draw.", body = ErrorBody),
+    )
+)]
+pub(in crate::server::http) async fn my_entry(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Id(drop): Id<DropId>,
+) -> Result<Json<EntryReply>> {
+    let entry = state.inventory.ticket(drop, user).await?;
+    Ok(Json(EntryReply { entry }))
+}
+
+/// Withdraw from a drop's draw
+///
+/// Takes the caller's entry back: before the draw it takes no part; after it, it leaves the
+/// waitlist. Entering again is allowed until the draw.
+#[utoipa::path(
+    delete,
+    path = "/drops/{id}/entry",
+    tag = "draw",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "Withdrawn (or the entry as it already stood, if it had won, lost or was withdrawn).", body = EntryReply),
+        (status = 404, description = "`DROP_NOT_FOUND` or `TICKET_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`NOT_A_DRAW`", body = ErrorBody),
+    )
+)]
+pub(in crate::server::http) async fn withdraw_entry(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Id(drop): Id<DropId>,
+) -> Result<Json<EntryReply>> {
+    let entry = state.inventory.leave(drop, SaleMode::Draw, user).await?;
+    Ok(Json(EntryReply { entry }))
+}

@@ -1,0 +1,237 @@
+//! Who may join a queue or enter a draw, the order a lobby (a draw's entries) is put in, and
+//! how many a queue lets in at each pass. Plain functions, tested without a database; the
+//! queue's and the draw's flows (`sale::queue`, `sale::draw`) call them under the drop's lock.
+
+use sha2::{Digest, Sha256};
+
+use crate::{
+    model::{ErrorCode, SaleMode},
+    server::{
+        settings::AdmissionRule,
+        store::{rows::LockedDrop, tickets::LineTicket},
+    },
+};
+
+/// Why a buyer may not join a drop's queue (`mode` queue) or enter its draw (`mode` draw) now,
+/// if they may not. A queue takes buyers from its opening until it closes, a draw takes
+/// entries from its opening until the draw.
+pub fn may_join(drop: &LockedDrop, mode: SaleMode) -> Result<(), ErrorCode> {
+    let not_open = drop.opens_at.is_some_and(|opens| opens > drop.now);
+    match (drop.mode(), mode) {
+        (SaleMode::Queue, SaleMode::Queue) if not_open => Err(ErrorCode::QueueNotOpen),
+        (SaleMode::Queue, SaleMode::Queue) if drop.closed_at.is_some() => {
+            Err(ErrorCode::OutOfStock)
+        }
+        (SaleMode::Draw, SaleMode::Draw) if not_open => Err(ErrorCode::EntriesNotOpen),
+        (SaleMode::Draw, SaleMode::Draw) if drop.started() => Err(ErrorCode::EntriesClosed),
+        (actual, wanted) if actual == wanted => Ok(()),
+        (_, wanted) => Err(not_sold_by(wanted)),
+    }
+}
+
+/// The refusal of a queue's step (`mode` queue) or a draw's (`mode` draw) on a drop sold
+/// otherwise.
+pub fn not_sold_by(mode: SaleMode) -> ErrorCode {
+    match mode {
+        SaleMode::Draw => ErrorCode::NotADraw,
+        _ => ErrorCode::NotAQueue,
+    }
+}
+
+/// `sha256_hex(seed + ":" + ticket)`: where a lobby ticket stands in the drawn order (the
+/// lowest first). Anyone can recompute it from an audit.
+pub fn lobby_key(seed: &str, ticket: &str) -> String {
+    let mut digest = Sha256::new();
+    digest.update(seed.as_bytes());
+    digest.update(b":");
+    digest.update(ticket.as_bytes());
+    format!("{:x}", digest.finalize())
+}
+
+/// Places for the tickets in line at go-live: the lobby (joined before `starts_at`) by
+/// ascending [`lobby_key`], then those who joined later in the order they joined. Answers
+/// (ticket row id, place), place 1 first.
+pub fn line_up(seed: &str, starts_at: i64, tickets: &[LineTicket]) -> Vec<(i64, i64)> {
+    let (mut lobby, mut late): (Vec<&LineTicket>, Vec<&LineTicket>) =
+        tickets.iter().partition(|t| t.joined_at < starts_at);
+    lobby.sort_by_cached_key(|t| lobby_key(seed, &t.public_id));
+    late.sort_by_key(|t| (t.joined_at, t.id));
+    lobby
+        .into_iter()
+        .chain(late)
+        .zip(1..)
+        .map(|(ticket, place)| (ticket.id, place))
+        .collect()
+}
+
+/// Places for a draw's entries: every entry by ascending [`lobby_key`] (a draw's lobby is all
+/// of it). Answers (ticket row id, place), place 1 first.
+pub fn draw_order(seed: &str, entries: &[LineTicket]) -> Vec<(i64, i64)> {
+    line_up(seed, i64::MAX, entries)
+}
+
+/// What one admission pass of a queue does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Let this many more buyers in (maybe none).
+    Admit(i64),
+    /// Sold out: no unit left and none held; the queue is over.
+    Close,
+}
+
+/// The most buyers in the shop `unsold` units allow under `rule`.
+pub fn room(rule: &AdmissionRule, unsold: i64) -> i64 {
+    (unsold as f64 * rule.over_admission).floor() as i64
+}
+
+/// How a queue admits. The buyers "in the shop" — admitted but not yet reserving, plus those
+/// holding a unit — may be at most `over_admission` times the units not yet sold (available
+/// plus held): some admitted buyers never reserve, so a little more than the stock are let in.
+/// At most `per_second` are let in per second (spread over the time since the last pass, at
+/// most a second's worth at once).
+///
+/// A reserve changes neither side (an admission becomes a hold, a unit goes from available to
+/// held); cancels, expiries and lapses only shrink the left. So between passes the line can
+/// only move within the rule, and at every moment `in the shop + sold ≤ over_admission ×
+/// total`.
+///
+/// Decides one pass: `available` units on sale, `holds` held, `unused` admissions outstanding,
+/// `since_ms` since the last pass (`None`: none ran yet).
+pub fn admission(
+    rule: &AdmissionRule,
+    available: i64,
+    unused: i64,
+    holds: i64,
+    since_ms: Option<i64>,
+) -> Admission {
+    if available <= 0 && holds == 0 {
+        return Admission::Close;
+    }
+    let room = (room(rule, available + holds) - unused - holds).max(0);
+    let since_ms = since_ms.unwrap_or(1000).clamp(0, 1000);
+    let allowance = i64::from(rule.per_second) * since_ms / 1000;
+    Admission::Admit(room.min(allowance))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::rules::fixtures::{drop, NOW};
+
+    #[test]
+    fn joining_needs_an_open_queue() {
+        let queue = |opens_at, closed_at| LockedDrop {
+            sale_mode: "queue".into(),
+            opens_at,
+            closed_at,
+            ..drop(5)
+        };
+        let join = |drop: &LockedDrop| may_join(drop, SaleMode::Queue);
+        assert_eq!(join(&drop(5)), Err(ErrorCode::NotAQueue));
+        assert_eq!(
+            join(&queue(Some(NOW + 1), None)),
+            Err(ErrorCode::QueueNotOpen)
+        );
+        assert_eq!(
+            join(&queue(Some(NOW), Some(NOW))),
+            Err(ErrorCode::OutOfStock)
+        );
+        assert_eq!(join(&queue(Some(NOW), None)), Ok(()));
+    }
+
+    #[test]
+    fn a_draw_orders_every_entry_by_its_key() {
+        let entry = |id, public: &str, joined_at| LineTicket {
+            id,
+            public_id: public.into(),
+            joined_at,
+        };
+        let entries = [entry(1, "x", 50), entry(2, "y", 10), entry(3, "z", 99)];
+        let mut by_key = [
+            (lobby_key("s", "x"), 1),
+            (lobby_key("s", "y"), 2),
+            (lobby_key("s", "z"), 3),
+        ];
+        by_key.sort();
+        let places = draw_order("s", &entries);
+        assert_eq!(
+            places,
+            by_key
+                .iter()
+                .zip(1..)
+                .map(|((_, id), place)| (*id, place))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn the_lobby_key_is_the_published_rule() {
+        // sha256("abc:t1"), as `printf 'abc:t1' | sha256sum` gives it.
+        assert_eq!(
+            lobby_key("abc", "t1"),
+            "cfee85233c8a3db72341b276b2c9e669074817be84ddc63fbe84521f4ce2822e"
+        );
+    }
+
+    #[test]
+    fn the_lobby_goes_by_key_and_later_arrivals_by_time() {
+        let ticket = |id, public: &str, joined_at| LineTicket {
+            id,
+            public_id: public.into(),
+            joined_at,
+        };
+        let tickets = [
+            ticket(1, "a", 10),
+            ticket(2, "b", 11),
+            ticket(3, "c", 12),
+            ticket(4, "late-2", 30),
+            ticket(5, "late-1", 25),
+        ];
+        let places = line_up("seed", 20, &tickets);
+        let mut lobby: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|p| (lobby_key("seed", p), *p))
+            .collect();
+        lobby.sort();
+        let by_place: Vec<i64> = places.iter().map(|(id, _)| *id).collect();
+        let expected_lobby: Vec<i64> = lobby
+            .iter()
+            .map(|(_, p)| match *p {
+                "a" => 1,
+                "b" => 2,
+                _ => 3,
+            })
+            .collect();
+        assert_eq!(by_place[..3], expected_lobby[..]);
+        assert_eq!(by_place[3..], [5, 4]);
+        assert_eq!(
+            places.iter().map(|(_, place)| *place).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+    }
+
+    #[test]
+    fn admission_keeps_the_line_within_the_stock() {
+        let rule = AdmissionRule {
+            over_admission: 1.5,
+            per_second: 100,
+        };
+        // 10 units unsold: at most 15 in the shop, and at most 20 in 200 ms.
+        assert_eq!(admission(&rule, 10, 0, 0, Some(200)), Admission::Admit(15));
+        // 6 on sale and 4 held are still 10 unsold: 15 - 5 unused - 4 holding.
+        assert_eq!(admission(&rule, 6, 5, 4, Some(200)), Admission::Admit(6));
+        assert_eq!(admission(&rule, 100, 0, 0, Some(200)), Admission::Admit(20));
+        // The shop is full: nobody more.
+        assert_eq!(admission(&rule, 2, 9, 8, Some(1000)), Admission::Admit(0));
+        // Every unit held: one more may come in for a hold that lapses (3 x 1.5 = 4).
+        assert_eq!(admission(&rule, 0, 0, 3, Some(1000)), Admission::Admit(1));
+        // Nothing left and nothing held: sold out.
+        assert_eq!(admission(&rule, 0, 4, 0, Some(1000)), Admission::Close);
+        // A reserve (an admission becomes a hold, a unit goes from sale to held) leaves the
+        // room as it was.
+        assert_eq!(
+            admission(&rule, 10, 5, 0, Some(1000)),
+            admission(&rule, 9, 4, 1, Some(1000))
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! A draw's writes — the draw itself, the units passed down its waitlist, and the final audits
+//! an earlier version did not keep — written once for every database.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{
+    notices::{hold_event, line_event, stock_event, ticket_event},
+    queue::{furthest_place, put_in_order},
+};
+use crate::{
+    model::{DropId, QueueLine, SaleMode, TicketState, UserId},
+    server::{
+        events::Envelope,
+        rules::{self, HandOn},
+        store::{
+            draw::DrawTx,
+            final_audit_document,
+            holds::HoldTx,
+            ops::{DrawWrites, HandOnPass},
+            queue::QueueTx,
+            steps::{Dialect, WriteTx},
+            tickets::{LineTicket, TicketRow},
+            StoreError,
+        },
+    },
+};
+
+#[async_trait]
+impl<D> DrawWrites for D
+where
+    D: Dialect,
+    D::Tx: HoldTx + QueueTx + DrawTx,
+{
+    async fn draw(&self, drop: DropId, claim: Duration) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some((locked, placed)) = put_in_order(&mut tx, drop, SaleMode::Draw).await? else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let winners: Vec<TicketRow> = placed
+            .iter()
+            .filter(|ticket| ticket.state == TicketState::Won.as_str())
+            .cloned()
+            .collect();
+        let won = i64::try_from(winners.len()).unwrap_or(i64::MAX);
+        tx.note_draw(drop, won).await?;
+        let mut events = give_units(&mut tx, drop, &winners, claim).await?;
+        let line = QueueLine {
+            live: true,
+            served_through: won,
+            ..locked.line()
+        };
+        events.extend(
+            placed
+                .iter()
+                .map(|ticket| ticket_event(ticket, &line, locked.now)),
+        );
+        events.push(line_event(drop, line, locked.now));
+        tx.commit(events).await?;
+        Ok(true)
+    }
+
+    async fn keep_earlier_audits(&self) -> Result<usize, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let drops = tx.unaudited().await?;
+        for drop in &drops {
+            let placed = tx.placed(drop.id).await?;
+            let ordered: Vec<(&LineTicket, i64)> =
+                placed.iter().map(|t| (&t.ticket, t.place)).collect();
+            let mode = SaleMode::parse(&drop.sale_mode).unwrap_or_default();
+            let won_through = (mode == SaleMode::Draw).then_some(drop.winners_drawn);
+            let document = final_audit_document(
+                mode,
+                &drop.commitment,
+                drop.starts_at,
+                &ordered,
+                won_through,
+            );
+            let count = i64::try_from(ordered.len()).unwrap_or(i64::MAX);
+            tx.save_final_audit(drop.id, &document, count).await?;
+        }
+        tx.commit(Vec::new()).await?;
+        Ok(drops.len())
+    }
+
+    async fn hand_on(&self, drop: DropId, claim: Duration) -> Result<HandOnPass, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let locked = match tx.lock_drop(drop).await? {
+            Some(locked)
+                if locked.mode() == SaleMode::Draw
+                    && locked.lined_up_at.is_some()
+                    && locked.closed_at.is_none() =>
+            {
+                locked
+            }
+            _ => {
+                tx.rollback().await?;
+                return Ok(HandOnPass::default());
+            }
+        };
+        let (_, holds, waitlisted) = tx.counts(drop).await?;
+        let (handed, closed) = match rules::hand_on(locked.available_stock, holds, waitlisted) {
+            HandOn::Give(0) => {
+                tx.rollback().await?;
+                return Ok(HandOnPass::default());
+            }
+            HandOn::Give(n) => (tx.win(drop, n).await?, false),
+            HandOn::Close => {
+                let open = [TicketState::Entered, TicketState::Waitlisted];
+                tx.close(drop, open, TicketState::Lost).await?;
+                (Vec::new(), true)
+            }
+        };
+        let mut events = give_units(&mut tx, drop, &handed, claim).await?;
+        let line = QueueLine {
+            served_through: furthest_place(locked.served_through, &handed),
+            closed,
+            ..locked.line()
+        };
+        tx.note_pass(drop, 0, line.served_through).await?;
+        events.extend(
+            handed
+                .iter()
+                .map(|ticket| ticket_event(ticket, &line, locked.now)),
+        );
+        events.push(line_event(drop, line, locked.now));
+        tx.commit(events).await?;
+        Ok(HandOnPass {
+            handed_on: handed.len(),
+            closed,
+        })
+    }
+}
+
+/// Gives each of a draw's new winners a hold until now + `claim`, taking its unit from stock
+/// in the same transaction; answers the events that say so (each winner's hold, the stock).
+async fn give_units<T: WriteTx + HoldTx>(
+    tx: &mut T,
+    drop: DropId,
+    winners: &[TicketRow],
+    claim: Duration,
+) -> Result<Vec<Envelope>, sqlx::Error> {
+    if winners.is_empty() {
+        return Ok(Vec::new());
+    }
+    let users: Vec<UserId> = winners.iter().map(|ticket| ticket.user_id).collect();
+    let holds = tx.insert_holds(drop, &users, claim).await?;
+    let taken = i64::try_from(holds.len()).unwrap_or(i64::MAX);
+    let after = tx.add_stock(drop, -taken).await?.into_drop(Vec::new());
+    let mut events = vec![stock_event(&after)];
+    events.extend(holds.iter().map(hold_event));
+    Ok(events)
+}

@@ -1,0 +1,279 @@
+//! The writes that move stock — create a drop, seed the demo, reserve, purchase, cancel,
+//! expire — each written once for every database, as steps of one write transaction.
+//!
+//! The drop row is locked first (the lock order every writer follows, so writers never wait
+//! on each other in a cycle), the rules decide on what was read under that lock
+//! (`server::rules`), the rows are written, the drop's stock and version move, and the events
+//! go out only once the transaction has committed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+
+use super::notices::{expired_event, hold_event, stock_event, ticket_event};
+use crate::{
+    model::{
+        DropId, ErrorCode, LiveEvent, NewDrop, ProductDrop, Purchase, Reservation, ReservationId,
+        SaleMode, UserId,
+    },
+    server::{
+        events::Envelope,
+        rules::{self, BatchPlan},
+        settings::HoldTerms,
+        store::{
+            holds::{Closing, HoldTx},
+            ops::{Cancelled, Progress, Reads, ReserveOutcome, Reserved, Writes},
+            queue::QueueTx,
+            rows::{ReservationRow, Seed},
+            steps::{Dialect, WriteTx},
+            StoreError,
+        },
+    },
+};
+
+#[async_trait]
+impl<D> Writes for D
+where
+    D: Dialect + Reads,
+    D::Tx: HoldTx + QueueTx,
+{
+    async fn create_drop(&self, new: &NewDrop) -> Result<ProductDrop, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let drop = tx.insert_drop(new, seed_for(new).as_ref()).await?;
+        let drop = drop.into_drop(Vec::new());
+        let created = Envelope::public(LiveEvent::DropCreated { drop: drop.clone() });
+        tx.commit(vec![created]).await?;
+        Ok(drop)
+    }
+
+    async fn seed(&self, drops: &[NewDrop]) -> Result<Vec<ProductDrop>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        tx.lock_seeding().await?;
+        if tx.has_drops().await? {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let mut seeded = Vec::with_capacity(drops.len());
+        for new in drops {
+            let drop = tx.insert_drop(new, seed_for(new).as_ref()).await?;
+            seeded.push(drop.into_drop(Vec::new()));
+        }
+        let events = seeded
+            .iter()
+            .map(|drop| Envelope::public(LiveEvent::DropCreated { drop: drop.clone() }))
+            .collect();
+        tx.commit(events).await?;
+        Ok(seeded)
+    }
+
+    async fn reserve_many(
+        &self,
+        drop: DropId,
+        users: &[UserId],
+        terms: &HoldTerms,
+        progress: &mut Progress,
+    ) -> Result<Vec<ReserveOutcome>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write().await?;
+        progress.step("begin");
+        // Holding the drop's lock, the checks below see every hold and purchase committed
+        // before, and no reserve of this drop can slip in between.
+        let locked = tx.lock_drop(drop).await?;
+        progress.step("lock");
+        let checks = match &locked {
+            Some(locked) if locked.started() => {
+                let users = rules::distinct_users(users);
+                tx.buyer_checks(drop, &users, locked.now).await?
+            }
+            _ => Vec::new(),
+        };
+        let plan = rules::plan_batch(users, locked.as_ref(), &checks, terms);
+        progress.step("check");
+        // The unique index has the last word: the stock below is taken only for the rows that
+        // went in.
+        let inserted = if plan.takers.is_empty() {
+            Vec::new()
+        } else {
+            tx.insert_holds(drop, &plan.takers, terms.ttl).await?
+        };
+        progress.step("insert");
+        if inserted.is_empty() {
+            tx.rollback().await?;
+            progress.step("commit");
+            return Ok(batch_outcomes(users, plan, inserted, None));
+        }
+        let taken = i64::try_from(inserted.len()).unwrap_or(i64::MAX);
+        let after = tx.add_stock(drop, -taken).await?.into_drop(Vec::new());
+        progress.step("stock");
+        // Every tab of each buyer learns of their new hold, not just the one that asked.
+        let mut events = Vec::with_capacity(inserted.len() + 1);
+        events.push(stock_event(&after));
+        events.extend(inserted.iter().map(hold_event));
+        if let Some(queue) = locked.as_ref().filter(|d| d.mode() == SaleMode::Queue) {
+            // A queue's buyer reserves once per turn.
+            let holders: Vec<UserId> = inserted.iter().map(|row| row.user_id).collect();
+            let used = tx.use_admissions(drop, &holders).await?;
+            progress.step("admit");
+            let line = queue.line();
+            events.extend(
+                used.iter()
+                    .map(|ticket| ticket_event(ticket, &line, queue.now)),
+            );
+        }
+        tx.commit(events).await?;
+        progress.step("commit");
+        Ok(batch_outcomes(users, plan, inserted, Some(after)))
+    }
+
+    async fn purchase(
+        &self,
+        reservation: ReservationId,
+        user: UserId,
+    ) -> Result<Purchase, StoreError> {
+        let drop = owned_hold(self, reservation, user).await?;
+        let mut tx = self.begin_write().await?;
+        tx.lock_drop(drop).await?;
+        let Some(hold) = tx.close_hold(reservation, user, Closing::Purchased).await? else {
+            return refuse(tx, reservation, user).await;
+        };
+        let purchase = Purchase::from(tx.insert_purchase(&hold).await?);
+        let recent = tx.recent_purchasers(drop).await?;
+        tx.commit(vec![
+            Envelope::public(LiveEvent::ActivityUpdated {
+                drop_id: drop,
+                recent,
+            }),
+            Envelope::private(
+                user,
+                LiveEvent::PurchaseCompleted {
+                    purchase: purchase.clone(),
+                },
+            ),
+        ])
+        .await?;
+        Ok(purchase)
+    }
+
+    async fn cancel(
+        &self,
+        reservation: ReservationId,
+        user: UserId,
+    ) -> Result<Cancelled, StoreError> {
+        let drop = owned_hold(self, reservation, user).await?;
+        let mut tx = self.begin_write().await?;
+        tx.lock_drop(drop).await?;
+        let Some(hold) = tx.close_hold(reservation, user, Closing::Cancelled).await? else {
+            return refuse(tx, reservation, user).await;
+        };
+        let after = tx.add_stock(drop, 1).await?.into_drop(Vec::new());
+        let cancelled = Envelope::private(
+            user,
+            LiveEvent::HoldCancelled {
+                reservation_id: reservation,
+                drop_id: drop,
+            },
+        );
+        tx.commit(vec![stock_event(&after), cancelled]).await?;
+        Ok(Cancelled {
+            reservation: hold.into(),
+            drop: after,
+        })
+    }
+
+    async fn expire_due(&self, limit: i64) -> Result<Vec<Reservation>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let drops = tx.lock_due_drops().await?;
+        let expired = if drops.is_empty() {
+            Vec::new()
+        } else {
+            tx.expire_holds(&drops, limit).await?
+        };
+        if expired.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let mut events = Vec::with_capacity(expired.len() + drops.len());
+        for (drop, count) in count_by_drop(&expired) {
+            let after = tx.add_stock(drop, count).await?;
+            events.push(stock_event(&after.into_drop(Vec::new())));
+        }
+        events.extend(expired.iter().map(expired_event));
+        tx.commit(events).await?;
+        Ok(expired.into_iter().map(Reservation::from).collect())
+    }
+}
+
+/// The seed a new drop needs: a queue's orders its lobby at go-live, a draw's its entries.
+fn seed_for(new: &NewDrop) -> Option<Seed> {
+    matches!(new.sale_mode, Some(SaleMode::Queue | SaleMode::Draw)).then(Seed::draw)
+}
+
+/// The drop of the caller's hold, read before any lock is taken; a missing hold or someone
+/// else's is refused right here (see [`rules::not_theirs`]).
+async fn owned_hold(
+    db: &impl Reads,
+    reservation: ReservationId,
+    user: UserId,
+) -> Result<DropId, StoreError> {
+    let hold = db.hold(reservation).await?;
+    match (rules::not_theirs(hold.as_ref(), user), hold) {
+        (None, Some(hold)) => Ok(hold.drop_id),
+        (refusal, _) => Err(StoreError::Refused(
+            refusal.unwrap_or(ErrorCode::ReservationNotFound),
+        )),
+    }
+}
+
+/// Rolls back a purchase or cancel whose hold did not match, naming why.
+async fn refuse<T>(
+    mut tx: impl WriteTx + HoldTx,
+    reservation: ReservationId,
+    user: UserId,
+) -> Result<T, StoreError> {
+    let check = tx.hold(reservation).await?;
+    tx.rollback().await?;
+    Err(StoreError::Refused(rules::hold_refusal(
+        check.as_ref(),
+        user,
+    )))
+}
+
+/// Every user's outcome once the holds are in (`drop` as it stands after the batch, `None`
+/// when no hold went in). A taker whose row the unique index turned away (a live hold another
+/// writer made first) gets `ALREADY_RESERVED`; no unit was taken for it.
+fn batch_outcomes(
+    users: &[UserId],
+    plan: BatchPlan,
+    inserted: Vec<ReservationRow>,
+    drop: Option<ProductDrop>,
+) -> Vec<ReserveOutcome> {
+    let mut holds: HashMap<UserId, ReservationRow> =
+        inserted.into_iter().map(|row| (row.user_id, row)).collect();
+    users
+        .iter()
+        .zip(plan.refusals)
+        .map(|(user, refusal)| {
+            if let Some(refusal) = refusal {
+                return Err(refusal);
+            }
+            match (holds.remove(user), &drop) {
+                (Some(row), Some(drop)) => Ok(Reserved {
+                    reservation: row.into(),
+                    drop: drop.clone(),
+                }),
+                _ => Err(ErrorCode::AlreadyReserved.into()),
+            }
+        })
+        .collect()
+}
+
+/// How many of these holds belong to each drop, in drop order.
+fn count_by_drop(holds: &[ReservationRow]) -> BTreeMap<DropId, i64> {
+    let mut counts = BTreeMap::new();
+    for hold in holds {
+        *counts.entry(hold.drop_id).or_insert(0) += 1;
+    }
+    counts
+}

@@ -1,0 +1,328 @@
+//! A queue's writes — join, leave, put the lobby in order at go-live, admit — written once for
+//! every database. Every step runs under the drop row's lock, the first lock of every writer:
+//! joins, admissions and reserves of one drop never interleave, on any number of instances.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+
+use super::notices::{line_event, ticket_event};
+use crate::{
+    model::{DropId, ErrorCode, QueueLine, SaleMode, Ticket, TicketState, UserId},
+    server::{
+        events::Envelope,
+        rules::{self, Admission},
+        settings::AdmissionRule,
+        store::{
+            final_audit_document,
+            holds::HoldTx,
+            ops::{AdmitPass, QueueWrites},
+            queue::QueueTx,
+            rows::LockedDrop,
+            steps::{Dialect, WriteTx},
+            tickets::{LineTicket, NewTicket, TicketRow},
+            StoreError,
+        },
+    },
+};
+
+#[async_trait]
+impl<D> QueueWrites for D
+where
+    D: Dialect,
+    D::Tx: HoldTx + QueueTx,
+{
+    async fn join_many(
+        &self,
+        drop: DropId,
+        mode: SaleMode,
+        users: &[UserId],
+    ) -> Result<Vec<Result<(Ticket, bool), ErrorCode>>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(locked) = tx.lock_drop(drop).await? else {
+            tx.rollback().await?;
+            return Ok(vec![Err(ErrorCode::DropNotFound); users.len()]);
+        };
+        if locked.mode() != mode {
+            tx.rollback().await?;
+            return Ok(vec![Err(rules::not_sold_by(mode)); users.len()]);
+        }
+        let line = locked.line();
+        let distinct = rules::distinct_users(users);
+        let mut tickets: HashMap<UserId, TicketRow> = tx
+            .tickets_of(drop, &distinct)
+            .await?
+            .into_iter()
+            .map(|ticket| (ticket.user_id, ticket))
+            .collect();
+        // In line already, or out after having had a turn (one turn per buyer): as it stands.
+        // A withdrawn entry may enter again until the draw.
+        let settled = |t: &TicketRow| match TicketState::parse(&t.state) {
+            Some(TicketState::Left) => t.admitted_until.is_some(),
+            Some(TicketState::Withdrawn) => false,
+            _ => true,
+        };
+        let joining: Vec<UserId> = distinct
+            .iter()
+            .copied()
+            .filter(|user| !tickets.get(user).is_some_and(settled))
+            .collect();
+        let refusal = rules::may_join(&locked, mode).err();
+        if refusal.is_some() || joining.is_empty() {
+            tx.rollback().await?;
+            return Ok(answer_joins(
+                users,
+                &joining,
+                refusal,
+                &tickets,
+                &HashSet::new(),
+                &line,
+            ));
+        }
+        // After go-live, arrivals go to the back of the line at once, in arrival order.
+        let mut next = match locked.lined_up_at {
+            Some(_) => Some(tx.next_place(drop).await?),
+            None => None,
+        };
+        let mut place = || {
+            let this = next;
+            next = next.map(|n| n + 1);
+            this
+        };
+        let mut new = Vec::new();
+        for user in &joining {
+            match tickets.get(user) {
+                Some(left) => {
+                    let back = tx.rejoin(left.id, place(), joined_state(mode)).await?;
+                    tickets.insert(*user, back);
+                }
+                None => new.push(NewTicket {
+                    user_id: *user,
+                    public_id: format!("{:032x}", rand::random::<u128>()),
+                    place: place(),
+                }),
+            }
+        }
+        let mut fresh = HashSet::new();
+        if !new.is_empty() {
+            for ticket in tx.insert_tickets(drop, &new, joined_state(mode)).await? {
+                fresh.insert(ticket.user_id);
+                tickets.insert(ticket.user_id, ticket);
+            }
+        }
+        let events = joining
+            .iter()
+            .filter_map(|user| tickets.get(user))
+            .map(|ticket| ticket_event(ticket, &line, locked.now))
+            .collect();
+        tx.commit(events).await?;
+        Ok(answer_joins(users, &joining, None, &tickets, &fresh, &line))
+    }
+
+    async fn leave_queue(
+        &self,
+        drop: DropId,
+        mode: SaleMode,
+        user: UserId,
+    ) -> Result<Ticket, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(locked) = tx.lock_drop(drop).await? else {
+            tx.rollback().await?;
+            return Err(StoreError::Refused(ErrorCode::DropNotFound));
+        };
+        if locked.mode() != mode {
+            tx.rollback().await?;
+            return Err(StoreError::Refused(rules::not_sold_by(mode)));
+        }
+        let out = match mode {
+            SaleMode::Draw => TicketState::Withdrawn,
+            _ => TicketState::Left,
+        };
+        let line = locked.line();
+        let ticket = match tx.ticket(drop, user).await? {
+            Some(ticket) if TicketState::parse(&ticket.state).is_some_and(TicketState::in_line) => {
+                tx.leave(ticket.id, out).await?
+            }
+            Some(ticket) => {
+                tx.rollback().await?;
+                return Ok(ticket.ticket(&line));
+            }
+            None => {
+                tx.rollback().await?;
+                return Err(StoreError::Refused(ErrorCode::TicketNotFound));
+            }
+        };
+        tx.commit(vec![ticket_event(&ticket, &line, locked.now)])
+            .await?;
+        Ok(ticket.ticket(&line))
+    }
+
+    async fn line_up(&self, drop: DropId) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some((locked, placed)) = put_in_order(&mut tx, drop, SaleMode::Queue).await? else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let line = QueueLine {
+            live: true,
+            ..locked.line()
+        };
+        let mut events: Vec<Envelope> = placed
+            .iter()
+            .map(|ticket| ticket_event(ticket, &line, locked.now))
+            .collect();
+        events.push(line_event(drop, line, locked.now));
+        tx.commit(events).await?;
+        Ok(true)
+    }
+
+    async fn admit(
+        &self,
+        drop: DropId,
+        rule: AdmissionRule,
+        ttl: Duration,
+    ) -> Result<AdmitPass, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let locked = match tx.lock_drop(drop).await? {
+            Some(locked) if locked.lined_up_at.is_some() && locked.closed_at.is_none() => locked,
+            _ => {
+                tx.rollback().await?;
+                return Ok(AdmitPass::default());
+            }
+        };
+        let lapsed = tx.lapse(drop).await?;
+        let (unused, holds, _) = tx.counts(drop).await?;
+        let since_ms = locked.admitted_at.map(|at| locked.now - at);
+        let decision = rules::admission(&rule, locked.available_stock, unused, holds, since_ms);
+        let closed = decision == Admission::Close;
+        let admitted = match decision {
+            Admission::Close => {
+                let open = [TicketState::Waiting, TicketState::Admitted];
+                tx.close(drop, open, TicketState::Closed).await?;
+                Vec::new()
+            }
+            Admission::Admit(0) => Vec::new(),
+            Admission::Admit(n) => tx.admit(drop, n, ttl).await?,
+        };
+        let pass = AdmitPass {
+            admitted: admitted.len(),
+            lapsed: lapsed.len(),
+            closed,
+        };
+        // Admissions per second, smoothed so a waiting buyer's estimate does not jump about.
+        let window_ms = since_ms.unwrap_or(1000).max(1);
+        let rate_milli = admitted.len() as i64 * 1_000_000 / window_ms;
+        let smoothed = (locked.admit_rate_milli * 4 + rate_milli) / 5;
+        let line = QueueLine {
+            live: true,
+            served_through: furthest_place(locked.served_through, &admitted),
+            per_minute: smoothed * 60 / 1000,
+            closed,
+        };
+        tx.note_pass(drop, smoothed, line.served_through).await?;
+        let mut events: Vec<Envelope> = lapsed
+            .iter()
+            .chain(&admitted)
+            .map(|ticket| ticket_event(ticket, &line, locked.now))
+            .collect();
+        // The line's progress goes out at most once a second (and when it closes).
+        let new_second = locked
+            .admitted_at
+            .is_none_or(|at| at / 1000 != locked.now / 1000);
+        if new_second || closed {
+            events.push(line_event(drop, line, locked.now));
+        }
+        tx.commit(events).await?;
+        Ok(pass)
+    }
+}
+
+/// Every user's answer to a batch of joins, in the order given: the refusal for those who were
+/// to join when the queue refused them, else their ticket — new (`true`) for the first mention
+/// of a user whose ticket the batch inserted, as it stands otherwise.
+fn answer_joins(
+    users: &[UserId],
+    joining: &[UserId],
+    refusal: Option<ErrorCode>,
+    tickets: &HashMap<UserId, TicketRow>,
+    fresh: &HashSet<UserId>,
+    line: &QueueLine,
+) -> Vec<Result<(Ticket, bool), ErrorCode>> {
+    let mut answered = HashSet::new();
+    users
+        .iter()
+        .map(|user| match (refusal, tickets.get(user)) {
+            (Some(code), _) if joining.contains(user) => Err(code),
+            (_, Some(ticket)) => {
+                let new = fresh.contains(user) && answered.insert(*user);
+                Ok((ticket.ticket(line), new))
+            }
+            // Not in the rows read or written: cannot happen once the batch committed.
+            (_, None) => Err(ErrorCode::Internal),
+        })
+        .collect()
+}
+
+/// How far a line has been served once these tickets have had their turn (a draw: their
+/// unit): the highest of `through` and their places.
+pub(super) fn furthest_place(through: i64, tickets: &[TicketRow]) -> i64 {
+    tickets
+        .iter()
+        .filter_map(|ticket| ticket.place)
+        .fold(through, i64::max)
+}
+
+/// The state a new or returning ticket takes in a drop sold this way.
+fn joined_state(mode: SaleMode) -> TicketState {
+    match mode {
+        SaleMode::Draw => TicketState::Entered,
+        _ => TicketState::Waiting,
+    }
+}
+
+/// Go-live's first steps, done once: under the drop's lock, when a drop sold as `mode` has
+/// started and is not in order yet, gives every unplaced ticket its place (a queue's lobby by
+/// [`rules::line_up`]; a draw's entries by [`rules::draw_order`], the first as many as there
+/// are units winning and the rest waitlisted, in the same statement) and notes that it is in
+/// order. Answers the drop as the lock found it with the tickets placed, or `None` when it was
+/// not due.
+pub(super) async fn put_in_order<T: WriteTx + HoldTx + QueueTx>(
+    tx: &mut T,
+    drop: DropId,
+    mode: SaleMode,
+) -> Result<Option<(LockedDrop, Vec<TicketRow>)>, sqlx::Error> {
+    let locked = match tx.lock_drop(drop).await? {
+        Some(locked)
+            if locked.mode() == mode && locked.started() && locked.lined_up_at.is_none() =>
+        {
+            locked
+        }
+        _ => return Ok(None),
+    };
+    let commitment = tx.seed(drop).await?;
+    let seed = commitment.seed.clone().unwrap_or_default();
+    let unplaced = tx.unplaced(drop).await?;
+    let (places, won_through) = match mode {
+        SaleMode::Draw => {
+            let places = rules::draw_order(&seed, &unplaced);
+            let winners = locked.available_stock.min(places.len() as i64);
+            (places, Some(winners))
+        }
+        _ => (rules::line_up(&seed, locked.starts_at, &unplaced), None),
+    };
+    let placed = tx.set_places(&places, won_through).await?;
+    tx.mark_lined_up(drop).await?;
+    // The audit is final now: built once, here, with the order it shows.
+    let by_id: HashMap<i64, &LineTicket> = unplaced.iter().map(|t| (t.id, t)).collect();
+    let ordered: Vec<(&LineTicket, i64)> = places
+        .iter()
+        .filter_map(|(id, place)| Some((*by_id.get(id)?, *place)))
+        .collect();
+    let document = final_audit_document(mode, &commitment, locked.starts_at, &ordered, won_through);
+    let count = i64::try_from(ordered.len()).unwrap_or(i64::MAX);
+    tx.save_final_audit(drop, &document, count).await?;
+    Ok(Some((locked, placed)))
+}

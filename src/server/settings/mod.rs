@@ -1,0 +1,12 @@
+//! Runtime settings: every key with its default (`values`), how they are read and checked
+//! (`load`), and what they mean to the parts that read them (`terms`).
+
+mod load;
+mod terms;
+mod values;
+
+pub use self::{
+    load::{SettingsError, MIN_ADMIN_TOKEN_CHARS},
+    terms::{AdmissionRule, HoldTerms, Pace, Timeouts},
+    values::{CookieSecure, LogFormat, Settings, SqliteSync},
+};

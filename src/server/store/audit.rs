@@ -1,0 +1,114 @@
+//! A queue's or a draw's audit as the store keeps it: the final document written at go-live
+//! (the draw), and the later part read page by page.
+
+use crate::model::{Audit, AuditLater, AuditTicket, ErrorCode, SaleMode, WaitlistMove};
+
+use super::{
+    error::StoreError,
+    rows::from_ms,
+    tickets::{Commitment, LineTicket},
+};
+
+/// One ticket of a queue's audit.
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    pub(crate) public_id: String,
+    pub(crate) joined_at: i64,
+    pub(crate) place: i64,
+    pub(crate) won_at: Option<i64>,
+}
+
+/// Where an audit's later part starts, as a drop's row tells: how it is sold, how many won at
+/// the draw, and how many tickets the final audit placed (`None` before go-live).
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditStart {
+    pub(crate) sale_mode: String,
+    pub(crate) winners_drawn: i64,
+    pub(crate) placed: Option<i64>,
+}
+
+impl AuditStart {
+    /// The refusal for a drop with no audit (yet), else how it is sold and the highest place
+    /// the final audit covers.
+    pub(crate) fn after(row: Option<AuditStart>) -> Result<(SaleMode, i64), StoreError> {
+        let row = row.ok_or(StoreError::Refused(ErrorCode::DropNotFound))?;
+        match (audited(&row.sale_mode, row.placed.is_some())?, row.placed) {
+            (SaleMode::Draw, _) => Ok((SaleMode::Draw, row.winners_drawn)),
+            (mode, placed) => Ok((mode, placed.unwrap_or_default())),
+        }
+    }
+}
+
+/// How a drop whose final audit is (`kept`) or is not kept yet is sold; the refusal when it
+/// has no audit to show: `NOT_A_QUEUE` for a first-come drop, `NOT_STARTED` before go-live.
+pub(crate) fn audited(sale_mode: &str, kept: bool) -> Result<SaleMode, StoreError> {
+    match SaleMode::parse(sale_mode).unwrap_or_default() {
+        SaleMode::FirstCome => Err(StoreError::Refused(ErrorCode::NotAQueue)),
+        _ if !kept => Err(StoreError::Refused(ErrorCode::NotStarted)),
+        mode => Ok(mode),
+    }
+}
+
+/// One page of an audit's later part from its rows (a queue's tickets, a draw's moves), by
+/// place; the page is full when it has `limit` rows, and the next one starts after its last.
+pub(crate) fn later_page(mode: SaleMode, rows: Vec<AuditRow>, limit: i64) -> AuditLater {
+    let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
+    let next_after = rows.last().filter(|_| full).map(|row| row.place);
+    let mut later = AuditLater {
+        next_after,
+        ..AuditLater::default()
+    };
+    for row in rows {
+        match mode {
+            SaleMode::Draw => later.waitlist_moves.push(WaitlistMove {
+                id: row.public_id,
+                place: row.place,
+                at: from_ms(row.won_at.unwrap_or_default()),
+            }),
+            _ => later.tickets.push(AuditTicket {
+                id: row.public_id,
+                joined_at: from_ms(row.joined_at),
+                place: row.place,
+            }),
+        }
+    }
+    later
+}
+
+/// The final audit of a queue put in order or a draw made now, as its REST answer
+/// (`{"audit": ...}`): the seed and the SHA-256 published for it, go-live at `starts_at`, the
+/// tickets just placed (`placed`: (ticket, place)), and for a draw the places up to
+/// `won_through` as its winners.
+pub(crate) fn final_audit_document(
+    mode: SaleMode,
+    commitment: &Commitment,
+    starts_at: i64,
+    placed: &[(&LineTicket, i64)],
+    won_through: Option<i64>,
+) -> String {
+    let mut tickets: Vec<AuditTicket> = placed
+        .iter()
+        .map(|(ticket, place)| AuditTicket {
+            id: ticket.public_id.clone(),
+            joined_at: from_ms(ticket.joined_at),
+            place: *place,
+        })
+        .collect();
+    tickets.sort_by_key(|ticket| ticket.place);
+    let winners = won_through.map(|through| {
+        tickets
+            .iter()
+            .take_while(|ticket| ticket.place <= through)
+            .map(|ticket| ticket.id.clone())
+            .collect()
+    });
+    let audit = Audit {
+        sale_mode: mode,
+        seed_sha256: commitment.seed_sha256.clone().unwrap_or_default(),
+        seed: commitment.seed.clone().unwrap_or_default(),
+        starts_at: from_ms(starts_at),
+        tickets,
+        winners,
+    };
+    serde_json::to_string(&serde_json::json!({ "audit": audit })).expect("an audit serializes")
+}

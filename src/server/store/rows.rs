@@ -1,0 +1,374 @@
+//! The rows of drops, holds and purchases as the store reads them, the columns they are read
+//! from, and what a write reads under a drop's lock to decide on (`LockedDrop`, `BuyerCheck`,
+//! `HoldCheck`). Times are stored as milliseconds since the epoch.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{
+    DropId, ProductDrop, Purchase, PurchaseId, Purchaser, QueueLine, Reservation, ReservationId,
+    ReservationStatus, SaleMode, UserId,
+};
+
+/// How far a queue's line has moved, from the drop's columns that say so: when it went live
+/// and closed, its smoothed admissions per second (x1000), the highest place served.
+pub(crate) fn queue_line(
+    lined_up_at: Option<i64>,
+    closed_at: Option<i64>,
+    admit_rate_milli: i64,
+    served_through: i64,
+) -> QueueLine {
+    QueueLine {
+        live: lined_up_at.is_some(),
+        served_through,
+        per_minute: admit_rate_milli * 60 / 1000,
+        closed: closed_at.is_some(),
+    }
+}
+
+/// Columns of `drops` in the order [`DropRow`] reads them (a macro, so `concat!` can build
+/// `'static` SQL from it), given the database's "now": a queue's seed shows only from go-live.
+macro_rules! drop_columns {
+    ($($now:tt)+) => {
+        concat!(
+            "id, name, description, image, price_cents, total_stock, available_stock, \
+             max_per_user, starts_at, created_at, version, sale_mode, opens_at, seed_sha256, \
+             lined_up_at, closed_at, admit_rate_milli, served_through, \
+             CASE WHEN starts_at <= ",
+            $($now)+,
+            " THEN seed END AS seed"
+        )
+    };
+}
+pub(crate) use drop_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct DropRow {
+    pub(crate) id: DropId,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) image: String,
+    pub(crate) price_cents: i64,
+    pub(crate) total_stock: i64,
+    pub(crate) available_stock: i64,
+    pub(crate) max_per_user: i64,
+    pub(crate) starts_at: i64,
+    pub(crate) created_at: i64,
+    pub(crate) version: i64,
+    pub(crate) sale_mode: String,
+    pub(crate) opens_at: Option<i64>,
+    seed_sha256: Option<String>,
+    pub(crate) lined_up_at: Option<i64>,
+    pub(crate) closed_at: Option<i64>,
+    pub(crate) admit_rate_milli: i64,
+    pub(crate) served_through: i64,
+    /// Only once revealed (see [`drop_columns`]).
+    pub(crate) seed: Option<String>,
+}
+
+impl DropRow {
+    pub(crate) fn into_drop(self, recent_purchasers: Vec<Purchaser>) -> ProductDrop {
+        let sale_mode = SaleMode::parse(&self.sale_mode).unwrap_or_default();
+        let queue = (sale_mode != SaleMode::FirstCome).then(|| {
+            queue_line(
+                self.lined_up_at,
+                self.closed_at,
+                self.admit_rate_milli,
+                self.served_through,
+            )
+        });
+        ProductDrop {
+            id: self.id,
+            name: self.name,
+            description: self.description,
+            image: self.image,
+            price_cents: self.price_cents,
+            total_stock: self.total_stock,
+            available_stock: self.available_stock,
+            max_per_user: self.max_per_user,
+            starts_at: from_ms(self.starts_at),
+            created_at: from_ms(self.created_at),
+            version: self.version,
+            recent_purchasers,
+            sale_mode,
+            queue_opens_at: self
+                .opens_at
+                .filter(|_| sale_mode == SaleMode::Queue)
+                .map(from_ms),
+            entries_open_at: self
+                .opens_at
+                .filter(|_| sale_mode == SaleMode::Draw)
+                .map(from_ms),
+            seed_sha256: self.seed_sha256,
+            seed: self.seed,
+            queue,
+        }
+    }
+}
+
+/// Columns of `drops` in the order [`LockedDrop`] reads them
+/// (followed by the database's "now").
+macro_rules! locked_drop_columns {
+    () => {
+        "available_stock, max_per_user, starts_at, sale_mode, opens_at, lined_up_at, closed_at, \
+         admitted_at, admit_rate_milli, served_through"
+    };
+}
+pub(crate) use locked_drop_columns;
+
+/// A drop row as a write finds it under its lock, with the database's "now".
+#[derive(Clone, Debug, Default, sqlx::FromRow)]
+pub struct LockedDrop {
+    pub available_stock: i64,
+    pub max_per_user: i64,
+    pub starts_at: i64,
+    pub sale_mode: String,
+    /// A queue: when joining opens.
+    pub opens_at: Option<i64>,
+    /// A queue: when the lobby was put in order (go-live done).
+    pub lined_up_at: Option<i64>,
+    /// A queue: when it closed (sold out).
+    pub closed_at: Option<i64>,
+    /// A queue: when the last admission pass ran.
+    pub admitted_at: Option<i64>,
+    /// A queue: admissions per second, smoothed, x1000.
+    pub admit_rate_milli: i64,
+    /// A queue: the highest place whose turn has come.
+    pub served_through: i64,
+    pub now: i64,
+}
+
+impl LockedDrop {
+    /// True once the drop's sale has opened.
+    pub fn started(&self) -> bool {
+        self.starts_at <= self.now
+    }
+
+    /// How the drop is sold.
+    pub fn mode(&self) -> SaleMode {
+        SaleMode::parse(&self.sale_mode).unwrap_or_default()
+    }
+
+    /// How far the drop's queue has moved.
+    pub fn line(&self) -> QueueLine {
+        queue_line(
+            self.lined_up_at,
+            self.closed_at,
+            self.admit_rate_milli,
+            self.served_through,
+        )
+    }
+}
+
+/// What a reserve batch needs to know about one of its users, read under the drop's lock.
+#[derive(Clone, Copy, Debug, sqlx::FromRow)]
+pub struct BuyerCheck {
+    pub user_id: UserId,
+    /// The user exists (a stale session may name one that does not).
+    pub known: bool,
+    /// The user already has an ACTIVE hold on the drop.
+    pub holds_one: bool,
+    /// Units of the drop the user has bought.
+    pub bought: i64,
+    /// The user's turn in the drop's queue has come and not passed (a queue drop's reserves
+    /// need it).
+    pub admitted: bool,
+    /// Holds of the drop the user gave back: cancelled, or let run out.
+    pub released: i64,
+    /// When the last of those ended (a cancel's time, an expired hold's deadline).
+    pub released_at: Option<i64>,
+}
+
+/// A hold as a purchase or cancel finds it, with the database's "now".
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct HoldCheck {
+    pub id: ReservationId,
+    pub drop_id: DropId,
+    pub user_id: UserId,
+    pub status: String,
+    pub expires_at: i64,
+    pub now: i64,
+}
+
+/// The secret that orders a queue's lobby: 256 random bits as 64 lowercase hex digits, and its
+/// published SHA-256 (of those 64 ASCII digits, in hex).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seed {
+    pub hex: String,
+    pub sha256: String,
+}
+
+impl Seed {
+    /// A new seed no one can guess.
+    pub fn draw() -> Self {
+        use sha2::{Digest, Sha256};
+        let bytes: [u8; 32] = rand::random();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = format!("{:x}", Sha256::digest(hex.as_bytes()));
+        Self { hex, sha256 }
+    }
+}
+
+/// Columns of `reservations` in the order [`ReservationRow`] reads them.
+macro_rules! reservation_columns {
+    () => {
+        "id, drop_id, user_id, status, created_at, expires_at"
+    };
+}
+pub(crate) use reservation_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ReservationRow {
+    pub(crate) id: ReservationId,
+    pub(crate) drop_id: DropId,
+    pub(crate) user_id: UserId,
+    pub(crate) status: String,
+    pub(crate) created_at: i64,
+    pub(crate) expires_at: i64,
+}
+
+impl From<ReservationRow> for Reservation {
+    fn from(row: ReservationRow) -> Self {
+        Reservation::from(&row)
+    }
+}
+
+impl From<&ReservationRow> for Reservation {
+    fn from(row: &ReservationRow) -> Self {
+        Reservation {
+            id: row.id,
+            drop_id: row.drop_id,
+            user_id: row.user_id,
+            // The CHECK constraint admits only the four spellings.
+            status: ReservationStatus::parse(&row.status).unwrap_or(ReservationStatus::Expired),
+            created_at: from_ms(row.created_at),
+            expires_at: from_ms(row.expires_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PurchaseRow {
+    pub(crate) id: PurchaseId,
+    pub(crate) reservation_id: ReservationId,
+    pub(crate) drop_id: DropId,
+    pub(crate) user_id: UserId,
+    pub(crate) price_cents: i64,
+    pub(crate) created_at: i64,
+}
+
+impl From<PurchaseRow> for Purchase {
+    fn from(row: PurchaseRow) -> Self {
+        Purchase {
+            id: row.id,
+            reservation_id: row.reservation_id,
+            drop_id: row.drop_id,
+            user_id: row.user_id,
+            price_cents: row.price_cents,
+            created_at: from_ms(row.created_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PurchaserRow {
+    pub(crate) drop_id: DropId,
+    pub(crate) name: String,
+    pub(crate) created_at: i64,
+}
+
+impl From<PurchaserRow> for Purchaser {
+    fn from(row: PurchaserRow) -> Self {
+        Purchaser {
+            name: row.name,
+            purchased_at: from_ms(row.created_at),
+        }
+    }
+}
+
+/// The three newest purchasers of drop `$1`, newest first.
+pub(crate) const RECENT_PURCHASERS: &str =
+    "SELECT p.drop_id, u.name, p.created_at FROM purchases p \
+    JOIN users u ON u.id = p.user_id WHERE p.drop_id = $1 \
+    ORDER BY p.created_at DESC, p.id DESC LIMIT 3";
+
+/// Attaches each drop's purchasers (rows of several drops, newest first per drop).
+pub(crate) fn with_purchasers(
+    drops: Vec<DropRow>,
+    purchasers: Vec<PurchaserRow>,
+) -> Vec<ProductDrop> {
+    drops
+        .into_iter()
+        .map(|drop| {
+            let recent = purchasers
+                .iter()
+                .filter(|p| p.drop_id == drop.id)
+                .map(|p| Purchaser {
+                    name: p.name.clone(),
+                    purchased_at: from_ms(p.created_at),
+                })
+                .collect();
+            drop.into_drop(recent)
+        })
+        .collect()
+}
+
+/// Milliseconds since the epoch to a UTC time.
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A signed distance in milliseconds as a wait (zero for the past).
+pub(crate) fn until(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Milliseconds of a duration, for SQL arithmetic on stored times.
+pub(crate) fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// How many overdue holds one expiry statement takes.
+pub const EXPIRY_BATCH: i64 = 500;
+
+/// A session's id: 128 random bits, written as 32 lowercase hex digits in the cookie and the
+/// database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionId(u128);
+
+impl SessionId {
+    /// A new id no one can guess.
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl std::str::FromStr for SessionId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        // Exactly the 32 digits `Display` writes; `from_str_radix` alone would take a sign.
+        let digits = if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            text
+        } else {
+            "not hex"
+        };
+        u128::from_str_radix(digits, 16).map(Self)
+    }
+}
+
+/// A session as the database has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub user: UserId,
+    pub expires_at_ms: i64,
+    /// Neither revoked nor past its expiry, by the database's clock.
+    pub live: bool,
+}

@@ -1,0 +1,115 @@
+//! Tickets (a queue's places, a draw's entries) as the store reads and writes them.
+
+use crate::model::{DropId, QueueLine, Ticket, TicketState, UserId};
+
+use super::rows::{from_ms, queue_line};
+
+/// Columns of `tickets` in the order [`TicketRow`] reads them.
+macro_rules! ticket_columns {
+    () => {
+        "id, public_id, drop_id, user_id, place, state, admitted_until"
+    };
+}
+pub(crate) use ticket_columns;
+
+/// A ticket as stored.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct TicketRow {
+    pub(crate) id: i64,
+    pub(crate) public_id: String,
+    pub(crate) drop_id: DropId,
+    pub(crate) user_id: UserId,
+    pub(crate) place: Option<i64>,
+    pub(crate) state: String,
+    pub(crate) admitted_until: Option<i64>,
+}
+
+impl TicketRow {
+    /// The ticket as its owner sees it in a line that has moved this far.
+    pub(crate) fn ticket(&self, line: &QueueLine) -> Ticket {
+        let state = TicketState::parse(&self.state).unwrap_or(TicketState::Closed);
+        let waiting_place = self.place.filter(|_| state.waiting() && line.live);
+        Ticket {
+            id: self.public_id.clone(),
+            state,
+            place: self.place,
+            ahead: waiting_place.map(|place| line.ahead_of(place)),
+            eta_seconds: waiting_place.and_then(|place| line.eta_seconds(place)),
+            admitted_until: self.admitted_until.map(from_ms),
+        }
+    }
+}
+
+/// Columns of a ticket (`t`) joined with its drop (`d`), as [`TicketInLine`] reads them.
+macro_rules! ticket_in_line_columns {
+    () => {
+        "t.id, t.public_id, t.drop_id, t.user_id, t.place, t.state, t.admitted_until, \
+         d.lined_up_at, d.closed_at, d.admit_rate_milli, d.served_through"
+    };
+}
+pub(crate) use ticket_in_line_columns;
+
+/// A ticket read with how far its drop's line has moved.
+#[derive(sqlx::FromRow)]
+pub(crate) struct TicketInLine {
+    #[sqlx(flatten)]
+    pub(crate) ticket: TicketRow,
+    pub(crate) lined_up_at: Option<i64>,
+    pub(crate) closed_at: Option<i64>,
+    pub(crate) admit_rate_milli: i64,
+    pub(crate) served_through: i64,
+}
+
+impl TicketInLine {
+    pub(crate) fn ticket(&self) -> Ticket {
+        self.ticket.ticket(&queue_line(
+            self.lined_up_at,
+            self.closed_at,
+            self.admit_rate_milli,
+            self.served_through,
+        ))
+    }
+}
+
+/// A ticket as go-live finds it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct LineTicket {
+    pub id: i64,
+    pub public_id: String,
+    pub joined_at: i64,
+}
+
+/// A ticket about to be inserted.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct NewTicket {
+    pub user_id: UserId,
+    pub public_id: String,
+    /// After go-live: the back of the line.
+    pub place: Option<i64>,
+}
+
+/// A drop's secret seed and the SHA-256 of it published when the drop was created.
+#[derive(Clone, Debug, Default, sqlx::FromRow)]
+pub(crate) struct Commitment {
+    pub seed: Option<String>,
+    pub seed_sha256: Option<String>,
+}
+
+/// A drop put in order whose final audit was never kept.
+#[derive(sqlx::FromRow)]
+pub(crate) struct Unaudited {
+    pub(crate) id: DropId,
+    pub(crate) sale_mode: String,
+    pub(crate) starts_at: i64,
+    #[sqlx(flatten)]
+    pub(crate) commitment: Commitment,
+    pub(crate) winners_drawn: i64,
+}
+
+/// A ticket with the place it was given.
+#[derive(sqlx::FromRow)]
+pub(crate) struct PlacedTicket {
+    #[sqlx(flatten)]
+    pub(crate) ticket: LineTicket,
+    pub(crate) place: i64,
+}
