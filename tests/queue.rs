@@ -17,7 +17,7 @@ use std::{
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use common::{wait_until, Api, Auth, Backend, Client, TestDb};
+use common::{readme_recompute, wait_until, Api, Auth, Backend, Client, TestDb};
 use dropline::{model::LiveEvent, server::settings::Settings};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -161,39 +161,6 @@ fn spearman(a: &[i64], b: &[i64]) -> f64 {
     let n = a.len() as f64;
     let d2: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
     1.0 - 6.0 * d2 / (n * (n * n - 1.0))
-}
-
-/// The audit recomputation README.md shows, run as written (the Python block after its
-/// `audit-recompute` marker) against this server, for `drop`; answers what it printed.
-async fn readme_recompute(api: &Api, drop: i64) -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let after_marker = readme
-        .split("<!-- audit-recompute -->")
-        .nth(1)
-        .expect("README has the audit-recompute marker");
-    let script = after_marker
-        .split("```python\n")
-        .nth(1)
-        .and_then(|block| block.split("```").next())
-        .expect("a python block follows the marker");
-    let dir = tempfile::tempdir().unwrap();
-    let script_path = dir.path().join("recompute.py");
-    std::fs::write(&script_path, script).unwrap();
-    let addr = api.listen().await;
-    let output = tokio::process::Command::new("python3")
-        .arg(&script_path)
-        .arg(format!("http://{addr}"))
-        .arg(drop.to_string())
-        .output()
-        .await
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "the README's recomputation rejected the audit: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 async fn the_lobby_order_is_random_and_anyone_can_recompute_it(backend: Backend) {

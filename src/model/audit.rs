@@ -6,18 +6,31 @@ use serde::{Deserialize, Serialize};
 use super::sale::SaleMode;
 
 /// What anyone may check of a queue's order once it has gone live, or of a draw once it is
-/// made: the seed behind the published SHA-256, and every ticket placed then, with its place
-/// (no user ids or names). Final from that moment: it is built once, in the transaction that
-/// placed the tickets, and served as the same bytes ever after. What comes later (a queue's
-/// later arrivals, a draw's waitlist moves) is [`AuditLater`], page by page.
+/// made: what the order was drawn from (`order`: the seed behind the published SHA-256, or a
+/// drand round and the entry list sealed before it existed), and every ticket placed then,
+/// with its place (no user ids or names). Final from that moment: it is built once, in the
+/// transaction that placed the tickets, and served as the same bytes ever after. What comes
+/// later (a queue's later arrivals, a draw's waitlist moves) is [`AuditLater`], page by page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Audit {
     pub sale_mode: SaleMode,
-    pub seed_sha256: String,
-    pub seed: String,
+    /// What the order is drawn from; `source` below is `seed` or `randomness:root`.
+    #[serde(default)]
+    pub order: OrderSource,
+    /// Seed mode: the SHA-256 published at creation and the seed it was drawn from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
+    /// Beacon mode: the drand round, checked against the chain's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beacon: Option<AuditBeacon>,
+    /// Beacon mode: the entry list sealed at go-live (a draw: at its draw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries: Option<SealedEntries>,
     /// Go-live: tickets that joined before it are the lobby, ordered by
-    /// `sha256_hex(seed + ":" + id)`; later ones follow in the order they joined.
+    /// `sha256_hex(source + ":" + id)`; later ones follow in the order they joined.
     pub starts_at: DateTime<Utc>,
     /// Every ticket placed at go-live (a draw: every entry), by place.
     pub tickets: Vec<AuditTicket>,
@@ -25,6 +38,46 @@ pub struct Audit {
     /// places, or every entry when there were fewer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub winners: Option<Vec<String>>,
+}
+
+/// What a queue's or a draw's order is drawn from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OrderSource {
+    /// A seed the server drew at creation and published the SHA-256 of: checkable afterwards,
+    /// but known early to whoever can read the server's database.
+    #[default]
+    Seed,
+    /// A public drand round published only after the entry list was sealed: known to nobody
+    /// while the list could change.
+    Beacon,
+}
+
+/// The drand round a beacon-mode order is drawn from. Anyone can check `signature` under
+/// `public_key` as round `round` of chain `chain_hash` (unchained BLS on BLS12-381, the
+/// quicknet scheme, e.g. with `drand-verify`), and that `randomness` is its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AuditBeacon {
+    pub chain_hash: String,
+    pub public_key: String,
+    pub round: u64,
+    /// When the round was published: after `entries.sealed_at`.
+    pub round_at: DateTime<Utc>,
+    pub signature: String,
+    pub randomness: String,
+}
+
+/// The entry list sealed before the beacon round existed: the RFC 6962 Merkle root (SHA-256)
+/// over `ids`, sorted by their bytes, and how many there are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct SealedEntries {
+    pub root: String,
+    pub count: i64,
+    pub sealed_at: DateTime<Utc>,
+    pub ids: Vec<String>,
 }
 
 /// What happened to a queue or a draw after its audit was final, one page of it: a queue's

@@ -48,6 +48,11 @@ pub struct ProductDrop {
     /// The seed itself (64 lowercase hex digits), once the drop has gone live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<String>,
+    /// A queue or a draw ordered by a public beacon instead of a seed: the drand round, named
+    /// at creation, whose randomness orders it; it is published only after the entries are
+    /// sealed at go-live (a draw: its draw), so nobody can know the order before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beacon_round: Option<u64>,
     /// A queue: how far its line has moved. A draw: `live` once drawn, `served_through` the
     /// last place in the drawn order that has been given a unit, `closed` once no unit can
     /// pass on any more.

@@ -14,7 +14,9 @@ mod sale;
 #[cfg(feature = "ssr")]
 pub use self::new_drop::validate_name;
 pub use self::{
-    audit::{Audit, AuditLater, AuditTicket, WaitlistMove},
+    audit::{
+        Audit, AuditBeacon, AuditLater, AuditTicket, OrderSource, SealedEntries, WaitlistMove,
+    },
     drop::{ProductDrop, Purchaser},
     error::{ApiError, ErrorCode, Refusal},
     events::LiveEvent,

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod beacon;
 pub mod events;
 pub mod http;
 pub mod inventory;

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     auth::Auth,
+    beacon::Fetcher,
     events::{self, EventBus},
     http::{
         self,
@@ -83,6 +84,7 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         store.clone(),
         settings.queue_pace(),
         settings.queue_tick(),
+        settings.beacon().map(Fetcher::new),
         metrics.clone(),
     ));
     let sessions = Sessions::new(

@@ -547,3 +547,43 @@ impl Client {
         }
     }
 }
+
+/// The audit recomputation README.md shows, run as written (the Python block after its
+/// `audit-recompute` marker) against this server, for `drop`; answers what it printed, or
+/// what it refused the audit with.
+pub async fn readme_check(api: &Api, drop: i64) -> Result<String, String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let after_marker = readme
+        .split("<!-- audit-recompute -->")
+        .nth(1)
+        .expect("README has the audit-recompute marker");
+    let script = after_marker
+        .split("```python\n")
+        .nth(1)
+        .and_then(|block| block.split("```").next())
+        .expect("a python block follows the marker");
+    let dir = tempfile::tempdir().unwrap();
+    let script_path = dir.path().join("recompute.py");
+    std::fs::write(&script_path, script).unwrap();
+    let addr = api.listen().await;
+    let output = tokio::process::Command::new("python3")
+        .arg(&script_path)
+        .arg(format!("http://{addr}"))
+        .arg(drop.to_string())
+        .output()
+        .await
+        .expect("python3 runs");
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// [`readme_check`], which must accept the audit; answers what it printed.
+pub async fn readme_recompute(api: &Api, drop: i64) -> String {
+    readme_check(api, drop).await.unwrap_or_else(|refused| {
+        panic!("the README's recomputation rejected the audit: {refused}")
+    })
+}

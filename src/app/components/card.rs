@@ -69,6 +69,7 @@ impl CardData {
                     .or(drop.entries_open_at)
                     .map(|at| at.timestamp_millis()),
                 seed_sha256: drop.seed_sha256.clone().unwrap_or_default(),
+                beacon_round: drop.beacon_round,
                 mode: drop.sale_mode,
             }),
         }
@@ -145,8 +146,15 @@ fn CardView(data: CardData) -> impl IntoView {
     let join = ServerAction::<JoinQueue>::new();
     let leave = ServerAction::<LeaveQueue>::new();
     let queued = queue.is_some();
-    let (line, ticket, opens_ms, seed_sha256, mode) = match queue {
-        Some(q) => (q.line, q.ticket, q.opens_ms, Some(q.seed_sha256), q.mode),
+    let (line, ticket, opens_ms, seed_sha256, beacon_round, mode) = match queue {
+        Some(q) => (
+            q.line,
+            q.ticket,
+            q.opens_ms,
+            Some(q.seed_sha256),
+            q.beacon_round,
+            q.mode,
+        ),
         None => Default::default(),
     };
     let ticket = RwSignal::new(ticket);
@@ -303,7 +311,9 @@ fn CardView(data: CardData) -> impl IntoView {
                 {seed_sha256
                     .map(|seed_sha256| {
                         let revealed = Signal::derive(move || line.get().live);
-                        view! { <QueuePanel id standing revealed join leave seed_sha256 mode /> }
+                        view! {
+                            <QueuePanel id standing revealed join leave seed_sha256 beacon_round mode />
+                        }
                     })}
                 <ActivityFeed id recent />
             </div>

@@ -20,6 +20,8 @@ pub struct QueueData {
     /// When joining opens, in milliseconds since the epoch.
     pub opens_ms: Option<i64>,
     pub seed_sha256: String,
+    /// Beacon mode: the public drand round the order is drawn from (then no seed).
+    pub beacon_round: Option<u64>,
     /// Queue or draw.
     pub mode: SaleMode,
 }
@@ -267,6 +269,7 @@ pub fn QueuePanel(
     join: ServerAction<JoinQueue>,
     leave: ServerAction<LeaveQueue>,
     seed_sha256: String,
+    beacon_round: Option<u64>,
     mode: SaleMode,
 ) -> impl IntoView {
     let fields = move || {
@@ -301,16 +304,41 @@ pub fn QueuePanel(
                     label=leave_label.to_string()
                 />
             </Show>
-            <p class="queue-proof">
-                <Show
-                    when=move || revealed.get()
-                    fallback=|| "The order is sealed in advance: SHA-256 "
-                >
-                    <a href=format!("/api/v1/drops/{id}/audit")>"Check the order"</a>
-                    " drawn from the seed behind SHA-256 "
-                </Show>
-                <code title=seed_sha256>{hash}</code>
-            </p>
+            {match beacon_round {
+                Some(round) => {
+                    view! {
+                        <p class="queue-proof">
+                            <Show
+                                when=move || revealed.get()
+                                fallback=move || {
+                                    format!(
+                                        "The entries are sealed at the start; the order comes from public drand round {round}, drawn after."
+                                    )
+                                }
+                            >
+                                <a href=format!("/api/v1/drops/{id}/audit")>"Check the order"</a>
+                                {format!(" drawn from public drand round {round}")}
+                            </Show>
+                        </p>
+                    }
+                        .into_any()
+                }
+                None => {
+                    view! {
+                        <p class="queue-proof">
+                            <Show
+                                when=move || revealed.get()
+                                fallback=|| "The order is sealed in advance: SHA-256 "
+                            >
+                                <a href=format!("/api/v1/drops/{id}/audit")>"Check the order"</a>
+                                " drawn from the seed behind SHA-256 "
+                            </Show>
+                            <code title=seed_sha256>{hash}</code>
+                        </p>
+                    }
+                        .into_any()
+                }
+            }}
         </div>
     }
 }

@@ -12,6 +12,9 @@ pub mod reserve;
 
 pub use self::{
     draw::{hand_on, HandOn},
-    queue::{admission, draw_order, line_up, lobby_key, may_join, not_sold_by, room, Admission},
+    queue::{
+        admission, draw_order, entry_root, line_up, lobby_key, may_join, not_sold_by, order_source,
+        room, Admission,
+    },
     reserve::{distinct_users, hold_refusal, not_theirs, plan_batch, BatchPlan},
 };

@@ -2,6 +2,7 @@
 //! how many a queue lets in at each pass. Plain functions, tested without a database; the
 //! queue's and the draw's flows (`sale::queue`, `sale::draw`) call them under the drop's lock.
 
+use ct_merkle::mem_backed_tree::MemoryBackedTree;
 use sha2::{Digest, Sha256};
 
 use crate::{
@@ -38,23 +39,54 @@ pub fn not_sold_by(mode: SaleMode) -> ErrorCode {
     }
 }
 
-/// `sha256_hex(seed + ":" + ticket)`: where a lobby ticket stands in the drawn order (the
-/// lowest first). Anyone can recompute it from an audit.
-pub fn lobby_key(seed: &str, ticket: &str) -> String {
+/// `sha256_hex(source + ":" + ticket)`: where a lobby ticket stands in the drawn order (the
+/// lowest first), `source` being what the order is drawn from ([`order_source`]). Anyone can
+/// recompute it from an audit.
+pub fn lobby_key(source: &str, ticket: &str) -> String {
     let mut digest = Sha256::new();
-    digest.update(seed.as_bytes());
+    digest.update(source.as_bytes());
     digest.update(b":");
     digest.update(ticket.as_bytes());
     format!("{:x}", digest.finalize())
 }
 
+/// What a drop's order is drawn from, once it can be known: its seed; or in beacon mode
+/// `randomness + ":" + entry_root`, the beacon round's randomness bound to the sealed list, or
+/// `None` while the list is not sealed or the round not kept. A drop whose list is sealed and
+/// whose round is kept can be put in order.
+pub fn order_source(
+    seed: Option<&str>,
+    beacon_round: Option<i64>,
+    entry_root: Option<&str>,
+    randomness: Option<&str>,
+) -> Option<String> {
+    match (beacon_round, entry_root, randomness) {
+        (None, ..) => Some(seed.unwrap_or_default().to_string()),
+        (Some(_), Some(root), Some(randomness)) => Some(format!("{randomness}:{root}")),
+        (Some(_), ..) => None,
+    }
+}
+
+/// The RFC 6962 Merkle root (hex) over the public ids of a sealed entry list, sorted by their
+/// bytes first: leaves `SHA-256(0x00 || id)`, nodes `SHA-256(0x01 || left || right)`, the
+/// root of none `SHA-256("")`. Answers the root and the sorted ids.
+pub fn entry_root<'a>(ids: impl IntoIterator<Item = &'a str>) -> (String, Vec<String>) {
+    let mut sorted: Vec<String> = ids.into_iter().map(str::to_string).collect();
+    sorted.sort_unstable();
+    let mut tree = MemoryBackedTree::<Sha256, Vec<u8>>::new();
+    for id in &sorted {
+        tree.push(id.as_bytes().to_vec());
+    }
+    (hex::encode(tree.root().as_bytes()), sorted)
+}
+
 /// Places for the tickets in line at go-live: the lobby (joined before `starts_at`) by
 /// ascending [`lobby_key`], then those who joined later in the order they joined. Answers
 /// (ticket row id, place), place 1 first.
-pub fn line_up(seed: &str, starts_at: i64, tickets: &[LineTicket]) -> Vec<(i64, i64)> {
+pub fn line_up(source: &str, starts_at: i64, tickets: &[LineTicket]) -> Vec<(i64, i64)> {
     let (mut lobby, mut late): (Vec<&LineTicket>, Vec<&LineTicket>) =
         tickets.iter().partition(|t| t.joined_at < starts_at);
-    lobby.sort_by_cached_key(|t| lobby_key(seed, &t.public_id));
+    lobby.sort_by_cached_key(|t| lobby_key(source, &t.public_id));
     late.sort_by_key(|t| (t.joined_at, t.id));
     lobby
         .into_iter()
@@ -66,8 +98,8 @@ pub fn line_up(seed: &str, starts_at: i64, tickets: &[LineTicket]) -> Vec<(i64, 
 
 /// Places for a draw's entries: every entry by ascending [`lobby_key`] (a draw's lobby is all
 /// of it). Answers (ticket row id, place), place 1 first.
-pub fn draw_order(seed: &str, entries: &[LineTicket]) -> Vec<(i64, i64)> {
-    line_up(seed, i64::MAX, entries)
+pub fn draw_order(source: &str, entries: &[LineTicket]) -> Vec<(i64, i64)> {
+    line_up(source, i64::MAX, entries)
 }
 
 /// What one admission pass of a queue does.
@@ -232,6 +264,41 @@ mod tests {
         assert_eq!(
             admission(&rule, 10, 5, 0, Some(1000)),
             admission(&rule, 9, 4, 1, Some(1000))
+        );
+    }
+
+    /// RFC 6962's tree hash, written out for three leaves: `((a b) c)`.
+    #[test]
+    fn the_entry_root_is_rfc_6962_over_the_sorted_ids() {
+        let sha = |parts: &[&[u8]]| {
+            let mut digest = Sha256::new();
+            for part in parts {
+                digest.update(part);
+            }
+            digest.finalize().to_vec()
+        };
+        let leaf = |id: &str| sha(&[&[0], id.as_bytes()]);
+        let node = |l: &[u8], r: &[u8]| sha(&[&[1], l, r]);
+        let ab = node(&leaf("a"), &leaf("b"));
+        let expected = hex::encode(node(&ab, &leaf("c")));
+        let (root, sorted) = entry_root(["c", "a", "b"]);
+        assert_eq!(root, expected);
+        assert_eq!(sorted, ["a", "b", "c"]);
+        assert_eq!(entry_root([]).0, hex::encode(sha(&[])));
+        assert_ne!(entry_root(["a", "b"]).0, entry_root(["a", "b", "c"]).0);
+    }
+
+    #[test]
+    fn a_beacon_drop_has_no_order_until_sealed_and_drawn() {
+        assert_eq!(
+            order_source(Some("s"), None, None, None).as_deref(),
+            Some("s")
+        );
+        assert_eq!(order_source(None, Some(7), None, None), None);
+        assert_eq!(order_source(None, Some(7), Some("root"), None), None);
+        assert_eq!(
+            order_source(Some("ignored"), Some(7), Some("root"), Some("rand")).as_deref(),
+            Some("rand:root")
         );
     }
 }

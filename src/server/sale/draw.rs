@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{
     notices::{hold_event, line_event, stock_event, ticket_event},
-    queue::{furthest_place, put_in_order},
+    queue::{furthest_place, go_live},
 };
 use crate::{
     model::{DropId, QueueLine, SaleMode, TicketState, UserId},
@@ -22,7 +22,7 @@ use crate::{
             queue::QueueTx,
             steps::{Dialect, WriteTx},
             tickets::{LineTicket, TicketRow},
-            StoreError,
+            AuditHead, StoreError,
         },
     },
 };
@@ -34,9 +34,8 @@ where
     D::Tx: HoldTx + QueueTx + DrawTx,
 {
     async fn draw(&self, drop: DropId, claim: Duration) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let Some((locked, placed)) = put_in_order(&mut tx, drop, SaleMode::Draw).await? else {
-            tx.rollback().await?;
+        let tx = self.begin_write().await?;
+        let Some((mut tx, locked, placed)) = go_live(tx, drop, SaleMode::Draw).await? else {
             return Ok(false);
         };
         let winners: Vec<TicketRow> = placed
@@ -71,13 +70,13 @@ where
                 placed.iter().map(|t| (&t.ticket, t.place)).collect();
             let mode = SaleMode::parse(&drop.sale_mode).unwrap_or_default();
             let won_through = (mode == SaleMode::Draw).then_some(drop.winners_drawn);
-            let document = final_audit_document(
+            let head = AuditHead {
                 mode,
-                &drop.commitment,
-                drop.starts_at,
-                &ordered,
-                won_through,
-            );
+                commitment: &drop.commitment,
+                starts_at: drop.starts_at,
+                sealed: &[],
+            };
+            let document = final_audit_document(&head, &ordered, won_through);
             let count = i64::try_from(ordered.len()).unwrap_or(i64::MAX);
             tx.save_final_audit(drop.id, &document, count).await?;
         }

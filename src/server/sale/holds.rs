@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
+use chrono::Utc;
 
 use super::notices::{expired_event, hold_event, stock_event, ticket_event};
 use crate::{
@@ -17,14 +18,15 @@ use crate::{
         SaleMode, UserId,
     },
     server::{
+        beacon,
         events::Envelope,
         rules::{self, BatchPlan},
-        settings::HoldTerms,
+        settings::{BeaconChain, HoldTerms},
         store::{
             holds::{Closing, HoldTx},
             ops::{Cancelled, Progress, Reads, ReserveOutcome, Reserved, Writes},
             queue::QueueTx,
-            rows::{ReservationRow, Seed},
+            rows::{BeaconPlan, Order, ReservationRow, Seed},
             steps::{Dialect, WriteTx},
             StoreError,
         },
@@ -39,7 +41,9 @@ where
 {
     async fn create_drop(&self, new: &NewDrop) -> Result<ProductDrop, StoreError> {
         let mut tx = self.begin_write().await?;
-        let drop = tx.insert_drop(new, seed_for(new).as_ref()).await?;
+        let drop = tx
+            .insert_drop(new, order_for(new, self.beacon()).as_ref())
+            .await?;
         let drop = drop.into_drop(Vec::new());
         let created = Envelope::public(LiveEvent::DropCreated { drop: drop.clone() });
         tx.commit(vec![created]).await?;
@@ -55,7 +59,9 @@ where
         }
         let mut seeded = Vec::with_capacity(drops.len());
         for new in drops {
-            let drop = tx.insert_drop(new, seed_for(new).as_ref()).await?;
+            let drop = tx
+                .insert_drop(new, order_for(new, self.beacon()).as_ref())
+                .await?;
             seeded.push(drop.into_drop(Vec::new()));
         }
         let events = seeded
@@ -205,9 +211,24 @@ where
     }
 }
 
-/// The seed a new drop needs: a queue's orders its lobby at go-live, a draw's its entries.
-fn seed_for(new: &NewDrop) -> Option<Seed> {
-    matches!(new.sale_mode, Some(SaleMode::Queue | SaleMode::Draw)).then(Seed::draw)
+/// How a new drop will be ordered: a queue's lobby at go-live and a draw's entries at its
+/// draw, by the first round of the chain (`beacon`) published a margin after that time, or
+/// without a beacon by a seed drawn now. A first-come drop has no order to draw.
+fn order_for(new: &NewDrop, beacon: Option<&BeaconChain>) -> Option<Order> {
+    if !matches!(new.sale_mode, Some(SaleMode::Queue | SaleMode::Draw)) {
+        return None;
+    }
+    let Some(chain) = beacon else {
+        return Some(Order::Seed(Seed::draw()));
+    };
+    let go_live = new.starts_at.unwrap_or_else(Utc::now).timestamp_millis();
+    let (round, round_at) = beacon::round_for(chain, go_live);
+    Some(Order::Beacon(BeaconPlan {
+        chain_hash: chain.chain_hash.clone(),
+        public_key: hex::encode(chain.public_key),
+        round,
+        round_at,
+    }))
 }
 
 /// The drop of the caller's hold, read before any lock is taken; a missing hold or someone

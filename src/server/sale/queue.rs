@@ -24,7 +24,7 @@ use crate::{
             rows::LockedDrop,
             steps::{Dialect, WriteTx},
             tickets::{LineTicket, NewTicket, TicketRow},
-            StoreError,
+            AuditHead, StoreError,
         },
     },
 };
@@ -161,9 +161,8 @@ where
     }
 
     async fn line_up(&self, drop: DropId) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let Some((locked, placed)) = put_in_order(&mut tx, drop, SaleMode::Queue).await? else {
-            tx.rollback().await?;
+        let tx = self.begin_write().await?;
+        let Some((tx, locked, placed)) = go_live(tx, drop, SaleMode::Queue).await? else {
             return Ok(false);
         };
         let line = QueueLine {
@@ -177,6 +176,21 @@ where
         events.push(line_event(drop, line, locked.now));
         tx.commit(events).await?;
         Ok(true)
+    }
+
+    async fn keep_beacon(
+        &self,
+        drop: DropId,
+        round: u64,
+        signature: &str,
+        randomness: &str,
+    ) -> Result<bool, StoreError> {
+        // No drop names a round past i64::MAX: such a round matches none.
+        let round = i64::try_from(round).unwrap_or(i64::MAX);
+        let mut tx = self.begin_write().await?;
+        let kept = tx.keep_beacon(drop, round, signature, randomness).await?;
+        tx.commit(Vec::new()).await?;
+        Ok(kept)
     }
 
     async fn admit(
@@ -283,35 +297,80 @@ fn joined_state(mode: SaleMode) -> TicketState {
     }
 }
 
+/// [`put_in_order`] as the first step of a flow's transaction `tx`: answers it with the drop
+/// and the tickets placed, or `None` once it has ended it (committed a fresh seal, rolled back
+/// what was not due).
+pub(super) async fn go_live<T: WriteTx + HoldTx + QueueTx>(
+    mut tx: T,
+    drop: DropId,
+    mode: SaleMode,
+) -> Result<Option<(T, LockedDrop, Vec<TicketRow>)>, sqlx::Error> {
+    match put_in_order(&mut tx, drop, mode).await? {
+        GoLive::Ordered(locked, placed) => Ok(Some((tx, locked, placed))),
+        GoLive::Awaiting => tx.commit(Vec::new()).await.map(|()| None),
+        GoLive::NotDue => tx.rollback().await.map(|()| None),
+    }
+}
+
+/// What go-live's first step did (see [`put_in_order`]).
+enum GoLive {
+    /// Nothing to do: not started, in order already, or sold otherwise. Nothing written.
+    NotDue,
+    /// Beacon mode: the entry list is sealed (now or earlier) and the beacon round it waits
+    /// for is not kept yet. Commit what was written.
+    Awaiting,
+    /// In order: the drop as the lock found it, and the tickets just placed.
+    Ordered(LockedDrop, Vec<TicketRow>),
+}
+
 /// Go-live's first steps, done once: under the drop's lock, when a drop sold as `mode` has
 /// started and is not in order yet, gives every unplaced ticket its place (a queue's lobby by
 /// [`rules::line_up`]; a draw's entries by [`rules::draw_order`], the first as many as there
 /// are units winning and the rest waitlisted, in the same statement) and notes that it is in
-/// order. Answers the drop as the lock found it with the tickets placed, or `None` when it was
-/// not due.
-pub(super) async fn put_in_order<T: WriteTx + HoldTx + QueueTx>(
+/// order, with its final audit. In beacon mode the lobby (a draw: every entry) is sealed first
+/// — its Merkle root published before the round that orders it exists — and it is put in
+/// order once that round is kept ([`rules::order_source`]).
+async fn put_in_order<T: WriteTx + HoldTx + QueueTx>(
     tx: &mut T,
     drop: DropId,
     mode: SaleMode,
-) -> Result<Option<(LockedDrop, Vec<TicketRow>)>, sqlx::Error> {
+) -> Result<GoLive, sqlx::Error> {
     let locked = match tx.lock_drop(drop).await? {
         Some(locked)
             if locked.mode() == mode && locked.started() && locked.lined_up_at.is_none() =>
         {
             locked
         }
-        _ => return Ok(None),
+        _ => return Ok(GoLive::NotDue),
     };
-    let commitment = tx.seed(drop).await?;
-    let seed = commitment.seed.clone().unwrap_or_default();
+    let lobby_before = match mode {
+        SaleMode::Draw => i64::MAX,
+        _ => locked.starts_at,
+    };
+    let mut commitment = tx.commitment(drop).await?;
     let unplaced = tx.unplaced(drop).await?;
+    if commitment.beacon_round.is_some() && commitment.entry_root.is_none() {
+        let lobby = unplaced.iter().filter(|t| t.joined_at < lobby_before);
+        let (root, sealed) = rules::entry_root(lobby.map(|t| t.public_id.as_str()));
+        let count = i64::try_from(sealed.len()).unwrap_or(i64::MAX);
+        tx.seal(drop, lobby_before, &root, count).await?;
+        commitment.entry_root = Some(root);
+    }
+    let Some(source) = rules::order_source(
+        commitment.seed.as_deref(),
+        commitment.beacon_round,
+        commitment.entry_root.as_deref(),
+        commitment.beacon_randomness.as_deref(),
+    ) else {
+        return Ok(GoLive::Awaiting);
+    };
     let (places, won_through) = match mode {
         SaleMode::Draw => {
-            let places = rules::draw_order(&seed, &unplaced);
+            let places = rules::draw_order(&source, &unplaced);
             let winners = locked.available_stock.min(places.len() as i64);
             (places, Some(winners))
         }
-        _ => (rules::line_up(&seed, locked.starts_at, &unplaced), None),
+        _ => (rules::line_up(&source, locked.starts_at, &unplaced), None),
     };
     let placed = tx.set_places(&places, won_through).await?;
     tx.mark_lined_up(drop).await?;
@@ -321,8 +380,16 @@ pub(super) async fn put_in_order<T: WriteTx + HoldTx + QueueTx>(
         .iter()
         .filter_map(|(id, place)| Some((*by_id.get(id)?, *place)))
         .collect();
-    let document = final_audit_document(mode, &commitment, locked.starts_at, &ordered, won_through);
+    let mut sealed = tx.sealed_ids(drop).await?;
+    sealed.sort_unstable();
+    let head = AuditHead {
+        mode,
+        commitment: &commitment,
+        starts_at: locked.starts_at,
+        sealed: &sealed,
+    };
+    let document = final_audit_document(&head, &ordered, won_through);
     let count = i64::try_from(ordered.len()).unwrap_or(i64::MAX);
     tx.save_final_audit(drop, &document, count).await?;
-    Ok(Some((locked, placed)))
+    Ok(GoLive::Ordered(locked, placed))
 }

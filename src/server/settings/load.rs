@@ -88,6 +88,12 @@ impl Settings {
         "trusted_proxies",
         "idempotency_keys_per_buyer",
         "metrics_addr",
+        "beacon_url",
+        "beacon_chain_hash",
+        "beacon_public_key",
+        "beacon_genesis_seconds",
+        "beacon_period_seconds",
+        "beacon_margin_seconds",
     ];
 
     fn from_figment(figment: Figment) -> Result<Self, SettingsError> {
@@ -178,6 +184,51 @@ impl Settings {
                 ));
             }
             Ok(_) => {}
+        }
+        if !self.beacon_url.is_empty() {
+            if !(self.beacon_url.starts_with("http://") || self.beacon_url.starts_with("https://"))
+            {
+                return Err(bad(
+                    "BEACON_URL",
+                    &self.beacon_url,
+                    "expected an http:// or https:// drand endpoint, or empty",
+                ));
+            }
+            if !matches!(hex::decode(&self.beacon_chain_hash), Ok(hash) if hash.len() == 32) {
+                return Err(bad(
+                    "BEACON_CHAIN_HASH",
+                    &self.beacon_chain_hash,
+                    "expected 64 hex digits",
+                ));
+            }
+            if !matches!(hex::decode(&self.beacon_public_key), Ok(key) if key.len() == 96) {
+                return Err(bad(
+                    "BEACON_PUBLIC_KEY",
+                    &self.beacon_public_key,
+                    "expected 192 hex digits (a BLS12-381 G2 point)",
+                ));
+            }
+            if !(1..=3_600).contains(&self.beacon_period_seconds) {
+                return Err(bad(
+                    "BEACON_PERIOD_SECONDS",
+                    &self.beacon_period_seconds,
+                    "expected 1 to 3600",
+                ));
+            }
+            if !(0..=4_102_444_800).contains(&self.beacon_genesis_seconds) {
+                return Err(bad(
+                    "BEACON_GENESIS_SECONDS",
+                    &self.beacon_genesis_seconds,
+                    "expected Unix seconds",
+                ));
+            }
+            if self.beacon_margin_seconds > 3_600 {
+                return Err(bad(
+                    "BEACON_MARGIN_SECONDS",
+                    &self.beacon_margin_seconds,
+                    "expected 0 to 3600",
+                ));
+            }
         }
         if !self.session_secret.is_empty() && self.session_secret.len() < 32 {
             return Err(bad(

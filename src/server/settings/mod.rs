@@ -7,6 +7,8 @@ mod values;
 
 pub use self::{
     load::{SettingsError, MIN_ADMIN_TOKEN_CHARS},
-    terms::{AdmissionRule, HoldTerms, Pace, Timeouts},
-    values::{CookieSecure, LogFormat, Settings, SqliteSync},
+    terms::{AdmissionRule, BeaconChain, HoldTerms, Pace, Timeouts},
+    values::{
+        CookieSecure, LogFormat, Settings, SqliteSync, QUICKNET_CHAIN_HASH, QUICKNET_PUBLIC_KEY,
+    },
 };

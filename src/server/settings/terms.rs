@@ -72,6 +72,20 @@ impl Settings {
             .then(|| self.metrics_addr.parse().expect("validated at load"))
     }
 
+    /// The drand chain new queues and draws are ordered by, if a beacon is set (validated at
+    /// load).
+    pub fn beacon(&self) -> Option<BeaconChain> {
+        let key = hex::decode(&self.beacon_public_key).expect("validated at load");
+        (!self.beacon_url.is_empty()).then(|| BeaconChain {
+            url: self.beacon_url.trim_end_matches('/').to_string(),
+            chain_hash: self.beacon_chain_hash.to_ascii_lowercase(),
+            public_key: key.try_into().expect("validated at load"),
+            genesis_ms: self.beacon_genesis_seconds * 1000,
+            period_ms: (self.beacon_period_seconds * 1000) as i64,
+            margin_ms: (self.beacon_margin_seconds * 1000) as i64,
+        })
+    }
+
     /// How long a connection may take over each part of a request.
     pub fn timeouts(&self) -> Timeouts {
         Timeouts {
@@ -80,6 +94,21 @@ impl Settings {
             request: Duration::from_millis(self.request_timeout_ms),
         }
     }
+}
+
+/// A drand chain and where to read its rounds (see [`Settings::beacon`]); times in Unix
+/// milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BeaconChain {
+    /// The HTTP endpoint, without a trailing slash: a round is `{url}/{chain_hash}/public/{n}`.
+    pub url: String,
+    pub chain_hash: String,
+    /// The chain's public key, compressed on G2.
+    pub public_key: [u8; 96],
+    pub genesis_ms: i64,
+    pub period_ms: i64,
+    /// The least time between a drop's go-live and the round that orders it.
+    pub margin_ms: i64,
 }
 
 /// What a reserve checks beyond stock (see [`Settings::hold_terms`]).

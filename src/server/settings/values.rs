@@ -116,7 +116,32 @@ pub struct Settings {
     /// Where `/metrics` is served: empty for the site's own address, or an address of its own
     /// (`127.0.0.1:9100`, a private network's), which takes it off the public port.
     pub metrics_addr: String,
+    /// A drand HTTP endpoint (e.g. `https://api.drand.sh`): each new queue or draw is ordered by
+    /// the randomness of a round published after its entries are sealed. Empty: by a seed the
+    /// server draws at creation and publishes the SHA-256 of (which whoever can read the
+    /// database knows early).
+    pub beacon_url: String,
+    /// The drand chain the rounds come from (hex of its hash; quicknet by default).
+    pub beacon_chain_hash: String,
+    /// The chain's BLS public key (hex, 96 bytes, on G2): every round is checked against it.
+    pub beacon_public_key: String,
+    /// The chain's genesis (Unix seconds) and its period: round `r` is published at
+    /// `genesis + (r - 1) × period`.
+    pub beacon_genesis_seconds: i64,
+    pub beacon_period_seconds: u64,
+    /// How long after go-live (a draw: its draw time) the round that decides it comes at the
+    /// earliest: the entries are sealed at go-live, so the round must not exist then, even on a
+    /// clock that runs a little ahead.
+    pub beacon_margin_seconds: u64,
 }
+
+/// drand's quicknet (unchained BLS on BLS12-381, a round every 3 s since 2023-08-23), the
+/// chain a beacon is read from unless another is set.
+pub const QUICKNET_CHAIN_HASH: &str =
+    "52db9ba70e0cc0f6eaf7803dd07447a1f5477735fd3f661792ba94600c84e971";
+pub const QUICKNET_PUBLIC_KEY: &str = "83cf0f2896adee7eb8b5f01fcad3912212c437e0073e911fb90022d3e\
+    760183c8c4b450b6a0a6c3ac6a5776a2d1064510d1fec758c921cc22b0e17e63aaf4bcb5ed66304de9cf809bd274\
+    ca73bab4af5a6e9c76a4bc09e76eae8991ef5ece45a";
 
 /// When SQLite answers a commit (see [`Settings::sqlite_synchronous`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +211,12 @@ impl Default for Settings {
             trusted_proxies: String::new(),
             idempotency_keys_per_buyer: 1_000,
             metrics_addr: String::new(),
+            beacon_url: String::new(),
+            beacon_chain_hash: QUICKNET_CHAIN_HASH.into(),
+            beacon_public_key: QUICKNET_PUBLIC_KEY.into(),
+            beacon_genesis_seconds: 1_692_803_367,
+            beacon_period_seconds: 3,
+            beacon_margin_seconds: 10,
         }
     }
 }

@@ -1,7 +1,10 @@
 //! A queue's or a draw's audit as the store keeps it: the final document written at go-live
 //! (the draw), and the later part read page by page.
 
-use crate::model::{Audit, AuditLater, AuditTicket, ErrorCode, SaleMode, WaitlistMove};
+use crate::model::{
+    Audit, AuditBeacon, AuditLater, AuditTicket, ErrorCode, OrderSource, SaleMode, SealedEntries,
+    WaitlistMove,
+};
 
 use super::{
     error::StoreError,
@@ -75,14 +78,20 @@ pub(crate) fn later_page(mode: SaleMode, rows: Vec<AuditRow>, limit: i64) -> Aud
     later
 }
 
+/// What a final audit says of where its order came from: how the drop is sold, what it was
+/// committed to, its go-live, and (beacon mode) the sealed list's ids, sorted.
+pub(crate) struct AuditHead<'a> {
+    pub(crate) mode: SaleMode,
+    pub(crate) commitment: &'a Commitment,
+    pub(crate) starts_at: i64,
+    pub(crate) sealed: &'a [String],
+}
+
 /// The final audit of a queue put in order or a draw made now, as its REST answer
-/// (`{"audit": ...}`): the seed and the SHA-256 published for it, go-live at `starts_at`, the
-/// tickets just placed (`placed`: (ticket, place)), and for a draw the places up to
-/// `won_through` as its winners.
+/// (`{"audit": ...}`): where its order came from (`head`), the tickets just placed (`placed`:
+/// (ticket, place)), and for a draw the places up to `won_through` as its winners.
 pub(crate) fn final_audit_document(
-    mode: SaleMode,
-    commitment: &Commitment,
-    starts_at: i64,
+    head: &AuditHead<'_>,
     placed: &[(&LineTicket, i64)],
     won_through: Option<i64>,
 ) -> String {
@@ -102,11 +111,37 @@ pub(crate) fn final_audit_document(
             .map(|ticket| ticket.id.clone())
             .collect()
     });
+    let c = head.commitment;
+    let beacon = (|| {
+        Some(AuditBeacon {
+            chain_hash: c.beacon_chain.clone()?,
+            public_key: c.beacon_public_key.clone()?,
+            round: u64::try_from(c.beacon_round?).ok()?,
+            round_at: from_ms(c.beacon_round_at?),
+            signature: c.beacon_signature.clone()?,
+            randomness: c.beacon_randomness.clone()?,
+        })
+    })();
+    let entries = (|| {
+        Some(SealedEntries {
+            root: c.entry_root.clone()?,
+            count: c.entry_count?,
+            sealed_at: from_ms(c.sealed_at?),
+            ids: head.sealed.to_vec(),
+        })
+    })();
     let audit = Audit {
-        sale_mode: mode,
-        seed_sha256: commitment.seed_sha256.clone().unwrap_or_default(),
-        seed: commitment.seed.clone().unwrap_or_default(),
-        starts_at: from_ms(starts_at),
+        sale_mode: head.mode,
+        order: if c.beacon_round.is_some() {
+            OrderSource::Beacon
+        } else {
+            OrderSource::Seed
+        },
+        seed_sha256: c.seed_sha256.clone(),
+        seed: c.seed.clone(),
+        beacon,
+        entries,
+        starts_at: from_ms(head.starts_at),
         tickets,
         winners,
     };

@@ -11,13 +11,11 @@ pub async fn connect(settings: &Settings, bus: EventBus) -> Result<Arc<dyn Store
     let connections = settings.database_max_connections;
     if settings.is_postgres() {
         let heartbeat = Duration::from_millis(settings.listen_heartbeat_timeout_ms);
-        Ok(Arc::new(
-            PgStore::connect(url, connections, heartbeat, bus).await?,
-        ))
+        let store = PgStore::connect(url, connections, heartbeat, bus).await?;
+        Ok(Arc::new(store.with_beacon(settings.beacon())))
     } else {
         let sync = settings.sqlite_synchronous;
-        Ok(Arc::new(
-            SqliteStore::connect(url, connections, sync, bus).await?,
-        ))
+        let store = SqliteStore::connect(url, connections, sync, bus).await?;
+        Ok(Arc::new(store.with_beacon(settings.beacon())))
     }
 }

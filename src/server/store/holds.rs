@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::rows::{BuyerCheck, DropRow, HoldCheck, LockedDrop, PurchaseRow, ReservationRow, Seed};
+use super::rows::{BuyerCheck, DropRow, HoldCheck, LockedDrop, Order, PurchaseRow, ReservationRow};
 use crate::model::{DropId, NewDrop, Purchaser, ReservationId, UserId};
 
 /// Where a purchase or cancel takes a live hold.
@@ -74,11 +74,11 @@ pub(crate) trait HoldTx: Send {
         drops: &[DropId],
         limit: i64,
     ) -> Result<Vec<ReservationRow>, sqlx::Error>;
-    /// Inserts a validated drop (a queue's with its seed).
+    /// Inserts a validated drop (a queue's or a draw's with how it will be ordered).
     async fn insert_drop(
         &mut self,
         new: &NewDrop,
-        seed: Option<&Seed>,
+        order: Option<&Order>,
     ) -> Result<DropRow, sqlx::Error>;
     /// True when any drop exists.
     async fn has_drops(&mut self) -> Result<bool, sqlx::Error>;
@@ -284,16 +284,19 @@ macro_rules! hold_steps {
             async fn insert_drop(
                 &mut self,
                 new: &$crate::model::NewDrop,
-                seed: Option<&$crate::server::store::rows::Seed>,
+                order: Option<&$crate::server::store::rows::Order>,
             ) -> Result<$crate::server::store::rows::DropRow, sqlx::Error> {
+                let (seed, seed_sha256, chain, key, round, round_at) =
+                    $crate::server::store::rows::Order::columns(order);
                 sqlx::query_as(concat!(
                     "INSERT INTO drops (name, description, image, price_cents, total_stock, \
                      available_stock, max_per_user, starts_at, created_at, sale_mode, opens_at, \
-                     seed, seed_sha256) VALUES ($1, $2, $3, $4, $5, $5, $6, COALESCE($7, ",
+                     seed, seed_sha256, beacon_chain, beacon_public_key, beacon_round, \
+                     beacon_round_at) VALUES ($1, $2, $3, $4, $5, $5, $6, COALESCE($7, ",
                     $($now)+,
                     "), ",
                     $($now)+,
-                    ", $8, $9, $10, $11) RETURNING ",
+                    ", $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ",
                     $crate::server::store::rows::drop_columns!($($now)+)
                 ))
                 .bind(&new.name)
@@ -305,8 +308,12 @@ macro_rules! hold_steps {
                 .bind(new.starts_at.map(|t| t.timestamp_millis()))
                 .bind(new.sale_mode.unwrap_or_default().as_str())
                 .bind(new.opens_at().map(|t| t.timestamp_millis()))
-                .bind(seed.map(|s| s.hex.as_str()))
-                .bind(seed.map(|s| s.sha256.as_str()))
+                .bind(seed)
+                .bind(seed_sha256)
+                .bind(chain)
+                .bind(key)
+                .bind(round)
+                .bind(round_at)
                 .fetch_one(&mut *self.$conn)
                 .await
             }

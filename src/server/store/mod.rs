@@ -29,7 +29,9 @@ mod sqlite;
 pub(crate) mod steps;
 pub(crate) mod tickets;
 
-pub(crate) use self::audit::{audited, final_audit_document, later_page, AuditRow, AuditStart};
+pub(crate) use self::audit::{
+    audited, final_audit_document, later_page, AuditHead, AuditRow, AuditStart,
+};
 pub use self::{
     accounts::{AccountWrites, NewAccount},
     connect::connect,

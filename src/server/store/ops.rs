@@ -91,6 +91,9 @@ pub trait Reads: Send + Sync {
     /// closed, each with how it is sold and whether its lobby is in order (drawn) yet: the
     /// queue worker's round.
     async fn queues_due(&self) -> Result<Vec<(DropId, SaleMode, bool)>, StoreError>;
+    /// The beacon-mode drops whose entry list is sealed and whose round's time has come (by
+    /// the database's clock) but is not kept yet: (drop, round, chain hash).
+    async fn beacons_due(&self) -> Result<Vec<(DropId, u64, String)>, StoreError>;
     /// The user's ticket in the drop's queue, with where it stands in line.
     async fn ticket(&self, drop: DropId, user: UserId) -> Result<Option<Ticket>, StoreError>;
     /// Every ticket of the user, by drop.
@@ -214,6 +217,16 @@ pub trait QueueWrites: Send + Sync {
     /// (see `rules::line_up`) and tells every ticket its place. Answers false when it was not
     /// due or already done.
     async fn line_up(&self, drop: DropId) -> Result<bool, StoreError>;
+    /// Keeps a beacon-mode drop's round, its signature checked (see `server::beacon`), if it
+    /// is the round the drop named and none is kept; answers whether it was kept. The drop is
+    /// put in order at the next `line_up` (a draw: `draw`).
+    async fn keep_beacon(
+        &self,
+        drop: DropId,
+        round: u64,
+        signature: &str,
+        randomness: &str,
+    ) -> Result<bool, StoreError>;
     /// One admission pass: lapses admissions whose time ran out, lets the next buyers in as
     /// `rule` allows for `ttl`, and closes the queue once the drop has sold out.
     async fn admit(

@@ -29,7 +29,10 @@ use super::{
 };
 use crate::{
     model::{DropId, UserId},
-    server::events::{Envelope, EventBus, EventKey},
+    server::{
+        events::{Envelope, EventBus, EventKey},
+        settings::BeaconChain,
+    },
 };
 
 /// The PostgreSQL store.
@@ -38,9 +41,15 @@ pub struct PgStore {
     pool: PgPool,
     /// Seals the events every commit sends to the other instances.
     key: EventKey,
+    beacon: Option<BeaconChain>,
 }
 
 impl PgStore {
+    /// Orders new queues and draws by this chain's rounds (see `server::beacon`).
+    pub fn with_beacon(self, beacon: Option<BeaconChain>) -> Self {
+        Self { beacon, ..self }
+    }
+
     /// Connects, runs the migrations and starts this instance's LISTEN bridge into `bus`, which
     /// counts its connection dead when it hears no heartbeat for `heartbeat_timeout`.
     pub async fn connect(
@@ -60,6 +69,7 @@ impl PgStore {
         Ok(Self {
             pool,
             key: bus.key().clone(),
+            beacon: None,
         })
     }
 }
@@ -79,6 +89,10 @@ impl Dialect for PgStore {
             tx: self.pool.begin().await?,
             key: self.key.clone(),
         })
+    }
+
+    fn beacon(&self) -> Option<&BeaconChain> {
+        self.beacon.as_ref()
     }
 }
 

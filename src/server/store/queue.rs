@@ -60,8 +60,28 @@ pub(crate) trait QueueTx: Send {
     async fn next_place(&mut self, drop: DropId) -> Result<i64, sqlx::Error>;
     /// The waiting tickets (a draw's: entries) that have no place yet.
     async fn unplaced(&mut self, drop: DropId) -> Result<Vec<LineTicket>, sqlx::Error>;
-    /// The drop's seed and the SHA-256 of it published at creation.
-    async fn seed(&mut self, drop: DropId) -> Result<Commitment, sqlx::Error>;
+    /// What the drop's order is drawn from (its seed, or its beacon round and sealed list).
+    async fn commitment(&mut self, drop: DropId) -> Result<Commitment, sqlx::Error>;
+    /// Seals the drop's entry list (beacon mode), now: its Merkle root and count, and every
+    /// unplaced ticket in line that joined before `before` (a draw: `i64::MAX`) is in it.
+    async fn seal(
+        &mut self,
+        drop: DropId,
+        before: i64,
+        root: &str,
+        count: i64,
+    ) -> Result<(), sqlx::Error>;
+    /// The public ids of the drop's sealed tickets, in no order.
+    async fn sealed_ids(&mut self, drop: DropId) -> Result<Vec<String>, sqlx::Error>;
+    /// Keeps the drop's beacon round, checked, if it is the round the drop named and none is
+    /// kept yet; answers whether it was kept.
+    async fn keep_beacon(
+        &mut self,
+        drop: DropId,
+        round: i64,
+        signature: &str,
+        randomness: &str,
+    ) -> Result<bool, sqlx::Error>;
     /// The drops put in order before their audits were kept (by an earlier version), with
     /// their placed tickets: what their final audit shows.
     async fn unaudited(&mut self) -> Result<Vec<Unaudited>, sqlx::Error>;
@@ -230,25 +250,90 @@ macro_rules! queue_steps {
                 .await
             }
 
-            async fn seed(
+            async fn commitment(
                 &mut self,
                 drop: $crate::model::DropId,
             ) -> Result<$crate::server::store::tickets::Commitment, sqlx::Error> {
-                sqlx::query_as("SELECT seed, seed_sha256 FROM drops WHERE id = $1")
-                    .bind(drop)
-                    .fetch_one(&mut *self.$conn)
-                    .await
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    $crate::server::store::tickets::commitment_columns!(),
+                    " FROM drops WHERE id = $1"
+                ))
+                .bind(drop)
+                .fetch_one(&mut *self.$conn)
+                .await
+            }
+
+            async fn seal(
+                &mut self,
+                drop: $crate::model::DropId,
+                before: i64,
+                root: &str,
+                count: i64,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(
+                    "UPDATE tickets SET sealed = TRUE WHERE drop_id = $1 \
+                     AND state IN ('waiting', 'entered') AND place IS NULL AND joined_at < $2",
+                )
+                .bind(drop)
+                .bind(before)
+                .execute(&mut *self.$conn)
+                .await?;
+                sqlx::query(concat!(
+                    "UPDATE drops SET entry_root = $2, entry_count = $3, sealed_at = ",
+                    $($now)+,
+                    " WHERE id = $1 AND sealed_at IS NULL"
+                ))
+                .bind(drop)
+                .bind(root)
+                .bind(count)
+                .execute(&mut *self.$conn)
+                .await?;
+                Ok(())
+            }
+
+            async fn sealed_ids(
+                &mut self,
+                drop: $crate::model::DropId,
+            ) -> Result<Vec<String>, sqlx::Error> {
+                sqlx::query_scalar(
+                    "SELECT public_id FROM tickets WHERE drop_id = $1 AND sealed",
+                )
+                .bind(drop)
+                .fetch_all(&mut *self.$conn)
+                .await
+            }
+
+            async fn keep_beacon(
+                &mut self,
+                drop: $crate::model::DropId,
+                round: i64,
+                signature: &str,
+                randomness: &str,
+            ) -> Result<bool, sqlx::Error> {
+                let kept = sqlx::query(
+                    "UPDATE drops SET beacon_signature = $3, beacon_randomness = $4 \
+                     WHERE id = $1 AND beacon_round = $2 AND beacon_randomness IS NULL",
+                )
+                .bind(drop)
+                .bind(round)
+                .bind(signature)
+                .bind(randomness)
+                .execute(&mut *self.$conn)
+                .await?;
+                Ok(kept.rows_affected() == 1)
             }
 
             async fn unaudited(
                 &mut self,
             ) -> Result<Vec<$crate::server::store::tickets::Unaudited>, sqlx::Error> {
-                sqlx::query_as(
-                    "SELECT id, sale_mode, starts_at, seed, seed_sha256, winners_drawn FROM drops \
-                     WHERE lined_up_at IS NOT NULL \
+                sqlx::query_as(concat!(
+                    "SELECT id, sale_mode, starts_at, winners_drawn, ",
+                    $crate::server::store::tickets::commitment_columns!(),
+                    " FROM drops WHERE lined_up_at IS NOT NULL \
                      AND NOT EXISTS (SELECT 1 FROM final_audits f WHERE f.drop_id = drops.id) \
-                     ORDER BY id",
-                )
+                     ORDER BY id"
+                ))
                 .fetch_all(&mut *self.$conn)
                 .await
             }

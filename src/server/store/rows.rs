@@ -34,7 +34,7 @@ macro_rules! drop_columns {
         concat!(
             "id, name, description, image, price_cents, total_stock, available_stock, \
              max_per_user, starts_at, created_at, version, sale_mode, opens_at, seed_sha256, \
-             lined_up_at, closed_at, admit_rate_milli, served_through, \
+             lined_up_at, closed_at, admit_rate_milli, served_through, beacon_round, \
              CASE WHEN starts_at <= ",
             $($now)+,
             " THEN seed END AS seed"
@@ -63,6 +63,7 @@ pub(crate) struct DropRow {
     pub(crate) closed_at: Option<i64>,
     pub(crate) admit_rate_milli: i64,
     pub(crate) served_through: i64,
+    beacon_round: Option<i64>,
     /// Only once revealed (see [`drop_columns`]).
     pub(crate) seed: Option<String>,
 }
@@ -102,6 +103,7 @@ impl DropRow {
                 .map(from_ms),
             seed_sha256: self.seed_sha256,
             seed: self.seed,
+            beacon_round: self.beacon_round.and_then(|r| u64::try_from(r).ok()),
             queue,
         }
     }
@@ -207,6 +209,65 @@ impl Seed {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let sha256 = format!("{:x}", Sha256::digest(hex.as_bytes()));
         Self { hex, sha256 }
+    }
+}
+
+/// How a new queue or draw is put in order: by a seed drawn now (whose SHA-256 is published),
+/// or by a beacon round named now and published only after its entries are sealed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Order {
+    Seed(Seed),
+    Beacon(BeaconPlan),
+}
+
+/// The drand round a new drop will be ordered by, and the chain it is read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BeaconPlan {
+    pub chain_hash: String,
+    /// Hex of the chain's key, kept with the drop so its audit names the key it was checked by.
+    pub public_key: String,
+    pub round: u64,
+    /// When the round is published (Unix milliseconds).
+    pub round_at: i64,
+}
+
+impl Order {
+    fn seed(&self) -> Option<&Seed> {
+        match self {
+            Order::Seed(seed) => Some(seed),
+            Order::Beacon(_) => None,
+        }
+    }
+
+    fn beacon(&self) -> Option<&BeaconPlan> {
+        match self {
+            Order::Beacon(plan) => Some(plan),
+            Order::Seed(_) => None,
+        }
+    }
+
+    /// What `insert_drop` binds: seed, its SHA-256, chain, key, round, when it is published.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn columns(
+        order: Option<&Order>,
+    ) -> (
+        Option<&str>,
+        Option<&str>,
+        Option<&str>,
+        Option<&str>,
+        Option<i64>,
+        Option<i64>,
+    ) {
+        let seed = order.and_then(Order::seed);
+        let plan = order.and_then(Order::beacon);
+        (
+            seed.map(|s| s.hex.as_str()),
+            seed.map(|s| s.sha256.as_str()),
+            plan.map(|p| p.chain_hash.as_str()),
+            plan.map(|p| p.public_key.as_str()),
+            plan.map(|p| i64::try_from(p.round).unwrap_or(i64::MAX)),
+            plan.map(|p| p.round_at),
+        )
     }
 }
 

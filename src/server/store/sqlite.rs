@@ -24,7 +24,7 @@ use crate::{
     model::{DropId, UserId},
     server::{
         events::{Envelope, EventBus},
-        settings::SqliteSync,
+        settings::{BeaconChain, SqliteSync},
     },
 };
 
@@ -41,9 +41,15 @@ pub struct SqliteStore {
     pool: SqlitePool,
     bus: EventBus,
     writer: Arc<Mutex<()>>,
+    beacon: Option<BeaconChain>,
 }
 
 impl SqliteStore {
+    /// Orders new queues and draws by this chain's rounds (see `server::beacon`).
+    pub fn with_beacon(self, beacon: Option<BeaconChain>) -> Self {
+        Self { beacon, ..self }
+    }
+
     /// Opens (creating if asked by `mode=rwc`) the database and runs the migrations.
     pub async fn connect(
         url: &str,
@@ -71,6 +77,7 @@ impl SqliteStore {
             pool,
             bus,
             writer: Arc::new(Mutex::new(())),
+            beacon: None,
         })
     }
 
@@ -99,6 +106,10 @@ impl Dialect for SqliteStore {
             bus: self.bus.clone(),
             _turn: turn,
         })
+    }
+
+    fn beacon(&self) -> Option<&BeaconChain> {
+        self.beacon.as_ref()
     }
 }
 

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 
-use crate::server::events::Envelope;
+use crate::server::{events::Envelope, settings::BeaconChain};
 
 /// One write transaction of a database. Dropping it unfinished rolls it back.
 #[async_trait]
@@ -25,4 +25,6 @@ pub(crate) trait Dialect: Send + Sync {
     type Tx: WriteTx;
     /// Begins a write transaction (on SQLite, after waiting for the writer's turn).
     async fn begin_write(&self) -> Result<Self::Tx, sqlx::Error>;
+    /// The drand chain new queues and draws are ordered by, if a beacon is set.
+    fn beacon(&self) -> Option<&BeaconChain>;
 }

@@ -88,12 +88,32 @@ pub(crate) struct NewTicket {
     pub place: Option<i64>,
 }
 
-/// A drop's secret seed and the SHA-256 of it published when the drop was created.
+/// What a drop's order is drawn from: its secret seed and the SHA-256 of it published when the
+/// drop was created, or (beacon mode) the drand round named then, its signature and randomness
+/// once fetched and checked, and the entry list sealed at go-live.
 #[derive(Clone, Debug, Default, sqlx::FromRow)]
 pub(crate) struct Commitment {
     pub seed: Option<String>,
     pub seed_sha256: Option<String>,
+    pub beacon_chain: Option<String>,
+    pub beacon_public_key: Option<String>,
+    pub beacon_round: Option<i64>,
+    pub beacon_round_at: Option<i64>,
+    pub beacon_signature: Option<String>,
+    pub beacon_randomness: Option<String>,
+    pub entry_root: Option<String>,
+    pub entry_count: Option<i64>,
+    pub sealed_at: Option<i64>,
 }
+
+/// Columns of `drops` in the order [`Commitment`] reads them.
+macro_rules! commitment_columns {
+    () => {
+        "seed, seed_sha256, beacon_chain, beacon_public_key, beacon_round, beacon_round_at, \
+         beacon_signature, beacon_randomness, entry_root, entry_count, sealed_at"
+    };
+}
+pub(crate) use commitment_columns;
 
 /// A drop put in order whose final audit was never kept.
 #[derive(sqlx::FromRow)]

@@ -1,0 +1,480 @@
+//! Beacon mode: a queue's lobby and a draw's entries ordered by a public drand round that is
+//! published only after the entry list is sealed. The attacker here reads the whole database
+//! before go-live and grinds ticket ids as the seed would let them; with a beacon the ids they
+//! keep take no better places than anyone's. The beacon is a local one: a test key that signs
+//! rounds in quicknet's exact scheme (unchained BLS, signature on G1), served over HTTP as a
+//! drand endpoint serves them; the same verifier code accepts real quicknet rounds (see
+//! `server::beacon`'s tests).
+
+mod common;
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    routing::get,
+    Json, Router,
+};
+use bls12_381::{
+    hash_to_curve::{ExpandMsgXmd, HashToCurve},
+    G1Affine, G1Projective, G2Affine, Scalar,
+};
+use chrono::Utc;
+use common::{readme_check, readme_recompute, wait_until, Api, Auth, Backend};
+use dropline::server::{beacon, rules, settings::Settings};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// quicknet's domain separation tag (RFC 9380 hash to G1).
+const DST: &[u8] = b"BLS_SIG_BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_";
+const CHAIN_HASH: &str = "0d1ce5ed0d1ce5ed0d1ce5ed0d1ce5ed0d1ce5ed0d1ce5ed0d1ce5ed0d1ce5ed";
+
+/// A drand network of one, a round a second: signs with `secret`, and serves a round only
+/// from its time on (404 before, as drand does), noting when it first served each.
+struct LocalBeacon {
+    secret: Scalar,
+    genesis_seconds: i64,
+    first_served_ms: Mutex<HashMap<u64, i64>>,
+}
+
+impl LocalBeacon {
+    fn new(secret: u64) -> Arc<Self> {
+        Arc::new(Self {
+            secret: Scalar::from(secret),
+            genesis_seconds: Utc::now().timestamp() - 100,
+            first_served_ms: Mutex::default(),
+        })
+    }
+
+    fn public_key(&self) -> [u8; 96] {
+        G2Affine::from(G2Affine::generator() * self.secret).to_compressed()
+    }
+
+    /// Round `round`'s signature: the secret times the hash to G1 of SHA-256(round, 8 bytes
+    /// big-endian).
+    fn sign(&self, round: u64) -> [u8; 48] {
+        let message = <sha2_09::Sha256 as sha2_09::Digest>::digest(&round.to_be_bytes());
+        let point = <G1Projective as HashToCurve<ExpandMsgXmd<sha2_09::Sha256>>>::hash_to_curve(
+            message.as_slice(),
+            DST,
+        );
+        G1Affine::from(point * self.secret).to_compressed()
+    }
+
+    fn round_ms(&self, round: u64) -> i64 {
+        (self.genesis_seconds + round as i64 - 1) * 1000
+    }
+
+    /// Serves `/{chain}/public/{round}` on a loopback port.
+    async fn serve(self: &Arc<Self>) -> SocketAddr {
+        async fn round(
+            State(beacon): State<Arc<LocalBeacon>>,
+            Path((chain, round)): Path<(String, u64)>,
+        ) -> Result<Json<Value>, StatusCode> {
+            let now = Utc::now().timestamp_millis();
+            if chain != CHAIN_HASH || now < beacon.round_ms(round) {
+                return Err(StatusCode::NOT_FOUND);
+            }
+            beacon
+                .first_served_ms
+                .lock()
+                .unwrap()
+                .entry(round)
+                .or_insert(now);
+            let signature = beacon.sign(round);
+            Ok(Json(json!({
+                "round": round,
+                "randomness": hex::encode(Sha256::digest(signature)),
+                "signature": hex::encode(signature),
+            })))
+        }
+        let app = Router::new()
+            .route("/{chain}/public/{round}", get(round))
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+}
+
+/// Settings for a server that reads rounds from `addr`, checked against `trusted`'s key,
+/// a round coming at least `MARGIN` seconds after go-live; test crowds are let through.
+const MARGIN: u64 = 3;
+fn beacon_settings(trusted: &LocalBeacon, addr: SocketAddr) -> impl FnOnce(&mut Settings) {
+    let key = hex::encode(trusted.public_key());
+    let genesis = trusted.genesis_seconds;
+    move |settings: &mut Settings| {
+        crowd(settings);
+        settings.beacon_url = format!("http://{addr}");
+        settings.beacon_chain_hash = CHAIN_HASH.into();
+        settings.beacon_public_key = key;
+        settings.beacon_genesis_seconds = genesis;
+        settings.beacon_period_seconds = 1;
+        settings.beacon_margin_seconds = MARGIN;
+    }
+}
+
+/// A server ordering by a local beacon of its own (signing with `secret`), and the beacon.
+async fn on_beacon(backend: Backend, secret: u64) -> (Arc<LocalBeacon>, SocketAddr, Api) {
+    let beacon = LocalBeacon::new(secret);
+    let addr = beacon.serve().await;
+    let api = Api::configured(backend, beacon_settings(&beacon, addr)).await;
+    (beacon, addr, api)
+}
+
+fn crowd(settings: &mut Settings) {
+    settings.rate_limit_ip_per_second = 1_000_000;
+    settings.rate_limit_ip_burst = 1_000_000;
+    settings.rate_limit_session_per_second = 1_000;
+    settings.rate_limit_session_burst = 1_000;
+}
+
+/// A drop sold as `mode` ("queue" or "draw") of `stock` units, open now, going live in an
+/// hour; answers its JSON.
+async fn sale(api: &Api, mode: &str, stock: i64) -> Value {
+    let now = Utc::now();
+    let reply = api
+        .create_drop(json!({
+            "name": "Beacon Runner",
+            "price_cents": 100,
+            "total_stock": stock,
+            "sale_mode": mode,
+            "starts_at": now + chrono::Duration::hours(1),
+            "queue_opens_at": if mode == "queue" { json!(now - chrono::Duration::seconds(1)) } else { Value::Null },
+        }))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply.body["drop"].clone()
+}
+
+/// Brings go-live to now, as if the hour had passed. A beacon drop's round moves with it to the
+/// one creation would have named for this go-live (`beacon::round_for`): the first published
+/// `MARGIN` seconds after it.
+async fn go_live(api: &Api, drop: i64) {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let now_ms = Utc::now().timestamp_millis();
+    let round = match api.state.settings.beacon() {
+        Some(chain) => {
+            let (round, at) = beacon::round_for(&chain, now_ms);
+            format!(", beacon_round = {round}, beacon_round_at = {at}")
+        }
+        None => String::new(),
+    };
+    api.db
+        .execute(&format!(
+            "UPDATE drops SET starts_at = {now_ms}{round} WHERE id = {drop}"
+        ))
+        .await;
+}
+
+async fn call(api: &Api, method: &str, path: String, cookie: &str) -> common::Reply {
+    api.call(method, &path, None, Auth::Cookie(cookie)).await
+}
+
+/// Joins `cookie`'s buyer to the queue; answers the ticket id.
+async fn join(api: &Api, cookie: &str, drop: i64) -> String {
+    let reply = call(api, "POST", format!("/api/v1/drops/{drop}/queue"), cookie).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply.body["ticket"]["id"].as_str().unwrap().to_string()
+}
+
+async fn place(api: &Api, cookie: &str, drop: i64) -> Option<i64> {
+    let reply = call(api, "GET", format!("/api/v1/drops/{drop}/queue/me"), cookie).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body["ticket"]["place"].as_i64()
+}
+
+/// A drop's column as text, read straight from the database as its reader would.
+async fn column(api: &Api, drop: i64, expr: &str) -> Option<String> {
+    use sqlx::Connection;
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT CAST({expr} AS TEXT) FROM drops WHERE id = $1"
+    ));
+    match api.db.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&api.db.url).await.unwrap();
+            sqlx::query_scalar(sql)
+                .bind(drop)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&api.db.url).await.unwrap();
+            sqlx::query_scalar(sql)
+                .bind(drop)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
+    }
+}
+
+/// `n` buyers join the queue, it goes live, and the line is put in order.
+async fn lined_up(api: &Api, id: i64, n: usize) {
+    let mut cookies = Vec::new();
+    for i in 0..n {
+        let cookie = api.sign_in(&format!("buyer {i}")).await;
+        join(api, &cookie, id).await;
+        cookies.push(cookie);
+    }
+    go_live(api, id).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            place(api, &cookies[0], id).await.is_some()
+        })
+        .await,
+        "the line was never put in order"
+    );
+}
+
+/// The drop's final audit, as anyone gets it.
+async fn audit(api: &Api, drop: i64) -> common::Reply {
+    let path = format!("/api/v1/drops/{drop}/audit");
+    api.call("GET", &path, None, Auth::None).await
+}
+
+/// A drop's integer column, read straight from the database.
+async fn number(api: &Api, drop: i64, expr: &str) -> i64 {
+    let text = column(api, drop, expr).await.expect("set");
+    text.parse().unwrap()
+}
+
+/// The attack the seed allowed. 40 honest buyers join a queue of 5 units; then an attacker
+/// who reads the database (the seed is in it from creation) joins sybil after sybil, keeps
+/// every one whose key `sha256(seed:id)` beats all the honest buyers' and has the rest leave,
+/// until it keeps five. Answers the places the five got at go-live.
+async fn grind(api: &Api) -> Vec<i64> {
+    let id = sale(api, "queue", 5).await["id"].as_i64().unwrap();
+    let seed = column(api, id, "seed").await.unwrap_or_default();
+    let key = |ticket: &str| rules::lobby_key(&seed, ticket);
+    let mut best_honest = String::from("~");
+    for i in 0..40 {
+        let cookie = api.sign_in(&format!("honest {i}")).await;
+        best_honest = best_honest.min(key(&join(api, &cookie, id).await));
+    }
+    let mut kept = Vec::new();
+    for i in 0..5_000 {
+        if kept.len() == 5 {
+            break;
+        }
+        let cookie = api.sign_in(&format!("sybil {i}")).await;
+        if key(&join(api, &cookie, id).await) < best_honest {
+            kept.push(cookie);
+        } else {
+            let left = call(
+                api,
+                "DELETE",
+                format!("/api/v1/drops/{id}/queue/me"),
+                &cookie,
+            )
+            .await;
+            assert_eq!(left.status, StatusCode::OK, "{}", left.body);
+        }
+    }
+    assert_eq!(kept.len(), 5, "the grinding never found five ids");
+    go_live(api, id).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            place(api, &kept[0], id).await.is_some()
+        })
+        .await,
+        "go-live never put the line in order"
+    );
+    let mut places = Vec::new();
+    for cookie in &kept {
+        places.push(place(api, cookie, id).await.unwrap());
+    }
+    places.sort_unstable();
+    places
+}
+
+/// Without a beacon the seed is in the database from creation: the ground ids take places
+/// 1–5, and the audit says its order came from a seed.
+async fn a_database_reader_grinds_a_seed_order(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    assert_eq!(grind(&api).await, [1, 2, 3, 4, 5]);
+}
+
+/// With a beacon, the same attacker with the same database gets nothing: the order comes
+/// from a round published after the list was sealed, so the five land where chance puts them
+/// (all five in places 1–5 by chance: about one in 1.2 million).
+async fn grinding_gets_nothing_once_a_beacon_orders_the_line(backend: Backend) {
+    let (_, _, api) = on_beacon(backend, 0x5eed_cafe).await;
+    let places = grind(&api).await;
+    assert_ne!(
+        places,
+        [1, 2, 3, 4, 5],
+        "the ground ids took the first places"
+    );
+}
+
+/// A beacon queue, end to end: the drop names its round at creation, the list is sealed at
+/// go-live before the round exists, the round is fetched only once published, checked, and
+/// the audit — beacon, root, every place — passes README's recomputation.
+async fn a_beacon_queue_is_sealed_before_its_round_and_recomputes(backend: Backend) {
+    let (beacon, _, api) = on_beacon(backend, 77).await;
+    let drop = sale(&api, "queue", 3).await;
+    let id = drop["id"].as_i64().unwrap();
+    assert!(drop["beacon_round"].as_u64().is_some(), "{drop}");
+    assert!(
+        drop.get("seed_sha256").is_none(),
+        "no seed in beacon mode: {drop}"
+    );
+    assert_eq!(column(&api, id, "seed").await, None);
+    lined_up(&api, id, 30).await;
+    // A buyer who joins now is behind the sealed lobby.
+    let late = api.sign_in("late").await;
+    join(&api, &late, id).await;
+    assert_eq!(place(&api, &late, id).await, Some(31));
+
+    let round = number(&api, id, "beacon_round").await as u64;
+    let sealed_at = number(&api, id, "sealed_at").await;
+    let served = beacon.first_served_ms.lock().unwrap()[&round];
+    assert!(
+        served > sealed_at,
+        "round {round} was out at {served}, before the list was sealed at {sealed_at}"
+    );
+    let reply = audit(&api, id).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let audit = &reply.body["audit"];
+    assert_eq!(audit["order"], "beacon");
+    assert_eq!(audit["beacon"]["round"], round);
+    assert_eq!(audit["entries"]["count"], 30);
+    let ids: HashSet<&str> = audit["entries"]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 30);
+    // The signature verifies as a round of the chain the audit names.
+    let chain = api.state.settings.beacon().unwrap();
+    let signature = audit["beacon"]["signature"].as_str().unwrap();
+    let checked = beacon::check(&chain, round, signature).expect("the audit's round verifies");
+    assert_eq!(audit["beacon"]["randomness"], checked.randomness.as_str());
+    let printed = readme_recompute(&api, id).await;
+    assert!(
+        printed.starts_with("ok: 30 drawn in the lobby, 1 joined later"),
+        "{printed}"
+    );
+}
+
+/// A draw in beacon mode: its winners are the first places by the round's randomness, and
+/// README's recomputation agrees.
+async fn a_beacon_draw_recomputes(backend: Backend) {
+    let (_, _, api) = on_beacon(backend, 1234).await;
+    let id = sale(&api, "draw", 4).await["id"].as_i64().unwrap();
+    let mut cookies = Vec::new();
+    for i in 0..20 {
+        let cookie = api.sign_in(&format!("entrant {i}")).await;
+        let reply = call(&api, "POST", format!("/api/v1/drops/{id}/entry"), &cookie).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        cookies.push(cookie);
+    }
+    go_live(&api, id).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            let path = format!("/api/v1/drops/{id}/entry");
+            call(&api, "GET", path, &cookies[0]).await.body["entry"]["state"] != "entered"
+        })
+        .await,
+        "the draw was never made"
+    );
+    let printed = readme_recompute(&api, id).await;
+    assert!(printed.starts_with("ok: 20 entries, 4 won"), "{printed}");
+}
+
+/// A forged round — signed by a key other than the chain's — is never kept: the line stays
+/// unordered past the round's time, and there is no audit to show.
+async fn a_forged_round_orders_nothing(backend: Backend) {
+    let chain = LocalBeacon::new(42);
+    let forger = LocalBeacon::new(43);
+    let addr = forger.serve().await;
+    let api = Api::configured(backend, beacon_settings(&chain, addr)).await;
+    let id = sale(&api, "queue", 1).await["id"].as_i64().unwrap();
+    let cookie = api.sign_in("buyer").await;
+    join(&api, &cookie, id).await;
+    go_live(&api, id).await;
+    let round = number(&api, id, "beacon_round").await as u64;
+    // Past the round's time, with the forger serving it every pass.
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            forger.first_served_ms.lock().unwrap().contains_key(&round)
+        })
+        .await,
+        "the server never asked for its round"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(place(&api, &cookie, id).await, None);
+    assert_eq!(column(&api, id, "beacon_randomness").await, None);
+    let audit = audit(&api, id).await;
+    assert_eq!(audit.status, StatusCode::CONFLICT, "{}", audit.body);
+}
+
+/// The operator rewrites the stored audit after go-live — drops a ticket from the sealed list,
+/// publishes another root, swaps two places — and README's recomputation refuses each
+/// (served by a fresh instance, so no cached copy hides the change).
+async fn a_rewritten_audit_fails_the_public_check(backend: Backend) {
+    let (beacon, addr, api) = on_beacon(backend, 99).await;
+    let id = sale(&api, "queue", 2).await["id"].as_i64().unwrap();
+    lined_up(&api, id, 12).await;
+    let honest = audit(&api, id).await.body;
+    type Tamper = fn(&mut Value);
+    let tampers: [(&str, Tamper, &str); 3] = [
+        (
+            "a sealed ticket dropped",
+            |doc| {
+                doc["audit"]["entries"]["ids"].as_array_mut().unwrap().pop();
+            },
+            "the root is not of the ids",
+        ),
+        (
+            "another root",
+            |doc| doc["audit"]["entries"]["root"] = json!("00".repeat(32)),
+            "the root is not of the ids",
+        ),
+        (
+            "two places swapped",
+            |doc| {
+                let tickets = doc["audit"]["tickets"].as_array_mut().unwrap();
+                let first = tickets[0]["place"].clone();
+                tickets[0]["place"] = tickets[1]["place"].clone();
+                tickets[1]["place"] = first;
+            },
+            "the places do not follow the rule",
+        ),
+    ];
+    for (what, tamper, refusal) in tampers {
+        let mut doc = honest.clone();
+        tamper(&mut doc);
+        let text = doc.to_string().replace('\'', "''");
+        api.db
+            .execute(&format!(
+                "UPDATE final_audits SET document = '{text}' WHERE drop_id = {id}"
+            ))
+            .await;
+        let fresh = Api::on_with(api.db.clone(), beacon_settings(&beacon, addr)).await;
+        let checked = readme_check(&fresh, id).await;
+        assert!(
+            checked.as_ref().is_err_and(|e| e.contains(refusal)),
+            "{what}: the check answered {checked:?}"
+        );
+    }
+}
+
+on_both_databases!(
+    a_rewritten_audit_fails_the_public_check,
+    a_database_reader_grinds_a_seed_order,
+    grinding_gets_nothing_once_a_beacon_orders_the_line,
+    a_beacon_queue_is_sealed_before_its_round_and_recomputes,
+    a_beacon_draw_recomputes,
+    a_forged_round_orders_nothing,
+);
