@@ -241,20 +241,25 @@ async fn the_lobby_order_is_random_and_anyone_can_recompute_it(backend: Backend)
     assert_eq!(shown.body["drop"]["seed"], seed);
 }
 
-async fn later_arrivals_join_the_back_in_arrival_order(backend: Backend) {
-    let api = Api::configured(backend, crowd).await;
-    let id = queue_drop(&api, 1).await["id"].as_i64().unwrap();
-    let cookies = buyers(&api, 5).await;
-    for cookie in &cookies[..3] {
-        assert_eq!(join(&api, cookie, id).await.status, StatusCode::CREATED);
+/// These buyers join the lobby, and the queue goes live and is put in order.
+async fn live_with_lobby(api: &Api, id: i64, lobby: &[String]) {
+    for cookie in lobby {
+        assert_eq!(join(api, cookie, id).await.status, StatusCode::CREATED);
     }
     go_live(&api.db, id).await;
     assert!(
         wait_until(Duration::from_secs(10), || async {
-            !ticket(&api, &cookies[0], id).await["place"].is_null()
+            !ticket(api, &lobby[0], id).await["place"].is_null()
         })
         .await
     );
+}
+
+async fn later_arrivals_join_the_back_in_arrival_order(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    let id = queue_drop(&api, 1).await["id"].as_i64().unwrap();
+    let cookies = buyers(&api, 5).await;
+    live_with_lobby(&api, id, &cookies[..3]).await;
     for cookie in &cookies[3..] {
         assert_eq!(join(&api, cookie, id).await.status, StatusCode::CREATED);
     }
@@ -266,6 +271,51 @@ async fn later_arrivals_join_the_back_in_arrival_order(backend: Backend) {
     .await;
     assert_eq!(late, vec![4, 5]);
     assert!(readme_recompute(&api, id).await.starts_with("ok"));
+}
+
+/// A buyer who joined after go-live, leaves before their turn and joins again goes to the back
+/// with a new ticket; the old one keeps its place, so the places have no gap and README's
+/// check of an honest server's audit passes (it failed when the rejoin moved the old ticket
+/// to the back, leaving its place empty).
+async fn leaving_and_joining_again_after_go_live_leaves_no_gap(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    let id = queue_drop(&api, 1).await["id"].as_i64().unwrap();
+    let cookies = buyers(&api, 7).await;
+    live_with_lobby(&api, id, &cookies[..5]).await;
+    // Two arrive after go-live, sixth and seventh; one unit lets one buyer in, so both wait.
+    let sixth = join(&api, &cookies[5], id).await.body["ticket"].clone();
+    assert_eq!(
+        join(&api, &cookies[6], id).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(ticket(&api, &cookies[5], id).await["place"], 6);
+    let left = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/drops/{id}/queue/me"),
+            None,
+            Auth::Cookie(&cookies[5]),
+        )
+        .await;
+    assert_eq!(left.status, StatusCode::OK, "{}", left.body);
+    let again = join(&api, &cookies[5], id).await;
+    assert_eq!(ticket(&api, &cookies[5], id).await["place"], 8);
+    let printed = readme_recompute(&api, id).await;
+    assert!(
+        printed.starts_with("ok: 5 drawn in the lobby, 3 joined later"),
+        "{printed}"
+    );
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+    let new_id = again.body["ticket"]["id"].as_str().unwrap();
+    assert_ne!(
+        new_id, sixth["id"],
+        "a rejoin after go-live is a new ticket"
+    );
+    // Joining once more is the same new ticket.
+    assert_eq!(
+        join(&api, &cookies[5], id).await.body["ticket"]["id"],
+        new_id
+    );
 }
 
 async fn joins_at_once_give_each_buyer_one_ticket_and_one_place(backend: Backend) {
@@ -1129,6 +1179,7 @@ on_both_databases!(
     an_unused_win_passes_down_the_waitlist_and_never_back_on_sale,
     the_lobby_order_is_random_and_anyone_can_recompute_it,
     later_arrivals_join_the_back_in_arrival_order,
+    leaving_and_joining_again_after_go_live_leaves_no_gap,
     joins_at_once_give_each_buyer_one_ticket_and_one_place,
     a_reserve_needs_the_buyers_turn,
     selling_the_last_unit_tells_the_line_it_is_over,

@@ -93,16 +93,30 @@ where
             this
         };
         let mut new = Vec::new();
+        // Buyers back after leaving a place in line: a new ticket at the back, the old one
+        // keeping its place (no gap in the places; the audit shows both).
         for user in &joining {
+            let ticket = || NewTicket {
+                user_id: *user,
+                public_id: format!("{:032x}", rand::random::<u128>()),
+                place: None,
+            };
             match tickets.get(user) {
+                Some(left) if left.place.is_some() => {
+                    let ticket = NewTicket {
+                        place: place(),
+                        ..ticket()
+                    };
+                    tx.retire(left.id, &ticket.public_id).await?;
+                    new.push(ticket);
+                }
                 Some(left) => {
                     let back = tx.rejoin(left.id, place(), joined_state(mode)).await?;
                     tickets.insert(*user, back);
                 }
                 None => new.push(NewTicket {
-                    user_id: *user,
-                    public_id: format!("{:032x}", rand::random::<u128>()),
                     place: place(),
+                    ..ticket()
                 }),
             }
         }

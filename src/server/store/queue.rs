@@ -54,6 +54,9 @@ pub(crate) trait QueueTx: Send {
         place: Option<i64>,
         state: TicketState,
     ) -> Result<TicketRow, sqlx::Error>;
+    /// A ticket left after go-live, replaced by a new one (`public_id`) for its buyer: it keeps
+    /// its place, and the audit shows both.
+    async fn retire(&mut self, ticket: i64, public_id: &str) -> Result<(), sqlx::Error>;
     /// A ticket out of line, as `state` (left, or withdrawn).
     async fn leave(&mut self, ticket: i64, state: TicketState) -> Result<TicketRow, sqlx::Error>;
     /// The place after the last one given.
@@ -150,7 +153,7 @@ macro_rules! queue_steps {
                 sqlx::query_as(concat!(
                     "SELECT ",
                     $crate::server::store::tickets::ticket_columns!(),
-                    " FROM tickets WHERE drop_id = $1 AND user_id ",
+                    " FROM tickets WHERE drop_id = $1 AND rejoined_as IS NULL AND user_id ",
                     $in_ids, "$2", $in_ids_end
                 ))
                 .bind(drop)
@@ -185,7 +188,7 @@ macro_rules! queue_steps {
                 sqlx::query_as(concat!(
                     "SELECT ",
                     $crate::server::store::tickets::ticket_columns!(),
-                    " FROM tickets WHERE drop_id = $1 AND user_id = $2"
+                    " FROM tickets WHERE drop_id = $1 AND user_id = $2 AND rejoined_as IS NULL"
                 ))
                 .bind(drop)
                 .bind(user)
@@ -211,6 +214,15 @@ macro_rules! queue_steps {
                 .bind(state.as_str())
                 .fetch_one(&mut *self.$conn)
                 .await
+            }
+
+            async fn retire(&mut self, ticket: i64, public_id: &str) -> Result<(), sqlx::Error> {
+                sqlx::query("UPDATE tickets SET rejoined_as = $2 WHERE id = $1")
+                    .bind(ticket)
+                    .bind(public_id)
+                    .execute(&mut *self.$conn)
+                    .await?;
+                Ok(())
             }
 
             async fn leave(

@@ -191,7 +191,7 @@ macro_rules! reads {
                 "SELECT ",
                 $crate::server::store::tickets::ticket_in_line_columns!(),
                 " FROM tickets t JOIN drops d ON d.id = t.drop_id \
-                  WHERE t.drop_id = $1 AND t.user_id = $2"
+                  WHERE t.drop_id = $1 AND t.user_id = $2 AND t.rejoined_as IS NULL"
             ))
             .bind(drop)
             .bind(user)
@@ -211,7 +211,7 @@ macro_rules! reads {
                 "SELECT ",
                 $crate::server::store::tickets::ticket_in_line_columns!(),
                 " FROM tickets t JOIN drops d ON d.id = t.drop_id WHERE t.user_id = $1 \
-                  ORDER BY t.drop_id"
+                  AND t.rejoined_as IS NULL ORDER BY t.drop_id"
             ))
             .bind(user)
             .fetch_all(&self.pool)
