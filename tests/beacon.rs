@@ -217,8 +217,9 @@ async fn column(api: &Api, drop: i64, expr: &str) -> Option<String> {
     }
 }
 
-/// `n` buyers join the queue, it goes live, and the line is put in order.
-async fn lined_up(api: &Api, id: i64, n: usize) {
+/// `n` buyers join the queue, it goes live, and the line is put in order; answers their
+/// cookies.
+async fn lined_up(api: &Api, id: i64, n: usize) -> Vec<String> {
     let mut cookies = Vec::new();
     for i in 0..n {
         let cookie = api.sign_in(&format!("buyer {i}")).await;
@@ -233,6 +234,7 @@ async fn lined_up(api: &Api, id: i64, n: usize) {
         .await,
         "the line was never put in order"
     );
+    cookies
 }
 
 /// The drop's final audit, as anyone gets it.
@@ -334,11 +336,24 @@ async fn a_beacon_queue_is_sealed_before_its_round_and_recomputes(backend: Backe
         "no seed in beacon mode: {drop}"
     );
     assert_eq!(column(&api, id, "seed").await, None);
-    lined_up(&api, id, 30).await;
+    let cookies = lined_up(&api, id, 30).await;
     // A buyer who joins now is behind the sealed lobby.
     let late = api.sign_in("late").await;
     join(&api, &late, id).await;
     assert_eq!(place(&api, &late, id).await, Some(31));
+    // Each buyer's ticket says whether it is in the sealed list, and so does their page.
+    let sealed = |cookie: String| {
+        let api = &api;
+        async move {
+            let path = format!("/api/v1/drops/{id}/queue/me");
+            call(api, "GET", path, &cookie).await.body["ticket"]["sealed"] == true
+        }
+    };
+    assert!(sealed(cookies[0].clone()).await);
+    assert!(!sealed(late.clone()).await);
+    let marker = "Your entry is in the sealed list.";
+    assert!(api.page("/", Some(&cookies[0])).await.contains(marker));
+    assert!(!api.page("/", Some(&late)).await.contains(marker));
 
     let round = number(&api, id, "beacon_round").await as u64;
     let sealed_at = number(&api, id, "sealed_at").await;

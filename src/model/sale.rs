@@ -82,6 +82,10 @@ pub struct Ticket {
     pub eta_seconds: Option<i64>,
     /// While admitted: reserve before this.
     pub admitted_until: Option<DateTime<Utc>>,
+    /// Beacon mode: the ticket is in the entry list sealed at go-live (a draw: at the draw),
+    /// whose Merkle root the audit publishes before the round that orders it exists.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sealed: bool,
 }
 
 /// Where a ticket stands.

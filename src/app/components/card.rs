@@ -158,6 +158,7 @@ fn CardView(data: CardData) -> impl IntoView {
         None => Default::default(),
     };
     let ticket = RwSignal::new(ticket);
+    let sealed = Signal::derive(move || ticket.with(|t| t.as_ref().is_some_and(|t| t.sealed)));
     Effect::new(move |_| {
         if let Some(known) = live.ticket(id) {
             ticket.set(known);
@@ -312,7 +313,17 @@ fn CardView(data: CardData) -> impl IntoView {
                     .map(|seed_sha256| {
                         let revealed = Signal::derive(move || line.get().live);
                         view! {
-                            <QueuePanel id standing revealed join leave seed_sha256 beacon_round mode />
+                            <QueuePanel
+                                id
+                                standing
+                                revealed
+                                join
+                                leave
+                                seed_sha256
+                                beacon_round
+                                sealed
+                                mode
+                            />
                         }
                     })}
                 <ActivityFeed id recent />

@@ -270,6 +270,9 @@ pub fn QueuePanel(
     leave: ServerAction<LeaveQueue>,
     seed_sha256: String,
     beacon_round: Option<u64>,
+    /// The viewer's ticket is in the sealed entry list (beacon mode).
+    #[prop(into)]
+    sealed: Signal<bool>,
     mode: SaleMode,
 ) -> impl IntoView {
     let fields = move || {
@@ -319,6 +322,11 @@ pub fn QueuePanel(
                                 <a href=format!("/api/v1/drops/{id}/audit")>"Check the order"</a>
                                 {format!(" drawn from public drand round {round}")}
                             </Show>
+                            <Show when=move || sealed.get()>
+                                <span data-testid="queue-sealed">
+                                    " Your entry is in the sealed list."
+                                </span>
+                            </Show>
                         </p>
                     }
                         .into_any()
@@ -362,6 +370,7 @@ mod tests {
             ahead: None,
             eta_seconds: None,
             admitted_until: None,
+            sealed: false,
         }
     }
 

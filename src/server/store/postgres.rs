@@ -209,7 +209,7 @@ super::dialect::dialect_steps!(
                    won_at = CASE WHEN p.place <= $3 THEN dropline_now_ms() END \
                  FROM unnest($1::bigint[], $2::bigint[]) AS p(id, place) WHERE t.id = p.id \
                  RETURNING t.id, t.public_id, t.drop_id, t.user_id, t.place, t.state, \
-                   t.admitted_until",
+                   t.admitted_until, t.sealed",
             )
             .bind(ids)
             .bind(places)

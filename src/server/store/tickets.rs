@@ -7,7 +7,7 @@ use super::rows::{from_ms, queue_line};
 /// Columns of `tickets` in the order [`TicketRow`] reads them.
 macro_rules! ticket_columns {
     () => {
-        "id, public_id, drop_id, user_id, place, state, admitted_until"
+        "id, public_id, drop_id, user_id, place, state, admitted_until, sealed"
     };
 }
 pub(crate) use ticket_columns;
@@ -22,6 +22,7 @@ pub(crate) struct TicketRow {
     pub(crate) place: Option<i64>,
     pub(crate) state: String,
     pub(crate) admitted_until: Option<i64>,
+    pub(crate) sealed: bool,
 }
 
 impl TicketRow {
@@ -36,6 +37,7 @@ impl TicketRow {
             ahead: waiting_place.map(|place| line.ahead_of(place)),
             eta_seconds: waiting_place.and_then(|place| line.eta_seconds(place)),
             admitted_until: self.admitted_until.map(from_ms),
+            sealed: self.sealed,
         }
     }
 }
@@ -43,7 +45,7 @@ impl TicketRow {
 /// Columns of a ticket (`t`) joined with its drop (`d`), as [`TicketInLine`] reads them.
 macro_rules! ticket_in_line_columns {
     () => {
-        "t.id, t.public_id, t.drop_id, t.user_id, t.place, t.state, t.admitted_until, \
+        "t.id, t.public_id, t.drop_id, t.user_id, t.place, t.state, t.admitted_until, t.sealed, \
          d.lined_up_at, d.closed_at, d.admit_rate_milli, d.served_through"
     };
 }
