@@ -318,6 +318,85 @@ async fn leaving_and_joining_again_after_go_live_leaves_no_gap(backend: Backend)
     );
 }
 
+/// Whether `receipt` is signed by the hex Ed25519 key `key` over the message README documents.
+fn receipt_verifies(receipt: &Value, key: &str) -> bool {
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    let bytes = |hex_text: &Value| hex::decode(hex_text.as_str().unwrap()).unwrap();
+    let Ok(key) = <[u8; 32]>::try_from(hex::decode(key).unwrap()) else {
+        return false;
+    };
+    let Ok(signature) = <[u8; 64]>::try_from(bytes(&receipt["signature"])) else {
+        return false;
+    };
+    let message = format!(
+        "dropline receipt v1\ndrop {}\nticket {}\nissued_at {}",
+        receipt["drop_id"],
+        receipt["ticket"].as_str().unwrap(),
+        receipt["issued_at_ms"]
+    );
+    VerifyingKey::from_bytes(&key).is_ok_and(|key| {
+        key.verify(message.as_bytes(), &Signature::from_bytes(&signature))
+            .is_ok()
+    })
+}
+
+/// Joining answers a receipt signed with the key the audit names. When the operator rewrites
+/// the stored audit to leave a ticket out, its buyer's receipt still verifies under the
+/// published key and names a ticket the audit lacks: the proof that it was issued. A receipt
+/// whose ticket is changed does not verify.
+async fn a_receipt_proves_a_ticket_the_audit_left_out(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    let id = queue_drop(&api, 2).await["id"].as_i64().unwrap();
+    let cookies = buyers(&api, 3).await;
+    let mut receipts = Vec::new();
+    for cookie in &cookies {
+        let reply = join(&api, cookie, id).await;
+        assert_eq!(reply.body["receipt"]["ticket"], reply.body["ticket"]["id"]);
+        receipts.push(reply.body["receipt"].clone());
+    }
+    go_live(&api.db, id).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            audit(&api, id).await.status == StatusCode::OK
+        })
+        .await
+    );
+    let honest = audit(&api, id).await.body;
+    let key = honest["audit"]["receipt_key"].as_str().unwrap().to_string();
+    assert!(receipts.iter().all(|r| r["public_key"] == key.as_str()));
+    assert!(receipts.iter().all(|r| receipt_verifies(r, &key)));
+    let mut forged = receipts[0].clone();
+    forged["ticket"] = receipts[1]["ticket"].clone();
+    assert!(!receipt_verifies(&forged, &key));
+
+    // The operator leaves the first ticket out of the stored audit.
+    let left_out = receipts[0]["ticket"].as_str().unwrap();
+    let mut doc = honest.clone();
+    doc["audit"]["tickets"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|t| t["id"] != left_out);
+    api.db
+        .execute(&format!(
+            "UPDATE final_audits SET document = '{doc}' WHERE drop_id = {id}"
+        ))
+        .await;
+    let fresh = Api::on_with(api.db.clone(), crowd).await;
+    let shown = audit(&fresh, id).await.body;
+    let ids: Vec<&str> = shown["audit"]["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&left_out), "the rewrite did not take");
+    let published = shown["audit"]["receipt_key"].as_str().unwrap();
+    assert!(
+        receipt_verifies(&receipts[0], published),
+        "the receipt proves it was issued"
+    );
+}
+
 async fn joins_at_once_give_each_buyer_one_ticket_and_one_place(backend: Backend) {
     let api = Api::configured(backend, crowd).await;
     let id = queue_drop(&api, 5).await["id"].as_i64().unwrap();
@@ -1180,6 +1259,7 @@ on_both_databases!(
     the_lobby_order_is_random_and_anyone_can_recompute_it,
     later_arrivals_join_the_back_in_arrival_order,
     leaving_and_joining_again_after_go_live_leaves_no_gap,
+    a_receipt_proves_a_ticket_the_audit_left_out,
     joins_at_once_give_each_buyer_one_ticket_and_one_place,
     a_reserve_needs_the_buyers_turn,
     selling_the_last_unit_tells_the_line_it_is_over,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::sale::SaleMode;
+use super::{ids::DropId, sale::SaleMode};
 
 /// What anyone may check of a queue's order once it has gone live, or of a draw once it is
 /// made: what the order was drawn from (`order`: the seed behind the published SHA-256, or a
@@ -29,6 +29,10 @@ pub struct Audit {
     /// Beacon mode: the entry list sealed at go-live (a draw: at its draw).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entries: Option<SealedEntries>,
+    /// The public key (Ed25519, hex) the receipts of this drop's joins or entries are signed
+    /// with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_key: Option<String>,
     /// Go-live: tickets that joined before it are the lobby, ordered by
     /// `sha256_hex(source + ":" + id)`; later ones follow in the order they joined.
     pub starts_at: DateTime<Utc>,
@@ -38,6 +42,28 @@ pub struct Audit {
     /// places, or every entry when there were fewer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub winners: Option<Vec<String>>,
+}
+
+/// A signed receipt for a ticket: joining a queue or entering a draw answers one. `signature`
+/// is Ed25519 (hex) by `public_key` (hex, the key every final audit names as `receipt_key`)
+/// over [`receipt_message`]. A receipt for a ticket the audit leaves out proves it was issued.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Receipt {
+    pub drop_id: DropId,
+    pub ticket: String,
+    /// When it was issued, Unix milliseconds.
+    pub issued_at_ms: i64,
+    pub public_key: String,
+    pub signature: String,
+}
+
+/// What a receipt signs: `dropline receipt v1\ndrop {drop}\nticket {ticket}\nissued_at {ms}`.
+pub fn receipt_message(drop: DropId, ticket: &str, issued_at_ms: i64) -> String {
+    format!(
+        "dropline receipt v1\ndrop {}\nticket {ticket}\nissued_at {issued_at_ms}",
+        drop.0
+    )
 }
 
 /// What a queue's or a draw's order is drawn from.

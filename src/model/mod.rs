@@ -15,7 +15,8 @@ mod sale;
 pub use self::new_drop::validate_name;
 pub use self::{
     audit::{
-        Audit, AuditBeacon, AuditLater, AuditTicket, OrderSource, SealedEntries, WaitlistMove,
+        receipt_message, Audit, AuditBeacon, AuditLater, AuditTicket, OrderSource, Receipt,
+        SealedEntries, WaitlistMove,
     },
     drop::{ProductDrop, Purchaser},
     error::{ApiError, ErrorCode, Refusal},

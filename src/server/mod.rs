@@ -13,6 +13,7 @@ pub mod http;
 pub mod inventory;
 pub mod limits;
 pub mod metrics;
+pub mod receipts;
 pub mod rules;
 mod sale;
 pub mod sessions;

@@ -15,6 +15,7 @@ use super::{
     },
     inventory::Inventory,
     limits, metrics,
+    receipts::ReceiptKey,
     sessions::Sessions,
     settings::Settings,
     snapshots::Snapshots,
@@ -50,8 +51,12 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         "" => events::EventKey::random(),
         secret => events::EventKey::derive(secret),
     };
+    let receipts = match settings.session_secret.as_str() {
+        "" => ReceiptKey::random(),
+        secret => ReceiptKey::derive(secret),
+    };
     let bus = EventBus::new(4096, key, metrics.live_events_refused.clone());
-    let store = store::connect(settings, bus.clone()).await?;
+    let store = store::connect(settings, bus.clone(), Some(receipts.public_hex())).await?;
     // The start-up pass: holds that fell due while no server ran go back before anyone is served.
     let returned = expiry::expire_all_due(store.as_ref(), |_| {}).await?;
     if returned > 0 {
@@ -134,6 +139,7 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         bus,
         snapshots,
         audits: http::audit::FinalAudits::default(),
+        receipts,
         sockets: Arc::new(ws::SocketSlots::new(settings.ws_max_per_ip)),
         limits,
         proxies: Arc::new(http::proxies::Proxies::new(

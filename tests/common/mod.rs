@@ -86,7 +86,9 @@ impl TestDb {
             database_max_connections: 32,
             ..self.settings()
         };
-        store::connect(&settings, bus).await.expect("open store")
+        store::connect(&settings, bus, None)
+            .await
+            .expect("open store")
     }
 
     /// Runs one statement of SQL on this database, outside any server.

@@ -35,7 +35,9 @@ where
 {
     async fn draw(&self, drop: DropId, claim: Duration) -> Result<bool, StoreError> {
         let tx = self.begin_write().await?;
-        let Some((mut tx, locked, placed)) = go_live(tx, drop, SaleMode::Draw).await? else {
+        let receipts = self.receipt_key();
+        let Some((mut tx, locked, placed)) = go_live(tx, drop, SaleMode::Draw, receipts).await?
+        else {
             return Ok(false);
         };
         let winners: Vec<TicketRow> = placed
@@ -75,6 +77,7 @@ where
                 commitment: &drop.commitment,
                 starts_at: drop.starts_at,
                 sealed: &[],
+                receipt_key: None,
             };
             let document = final_audit_document(&head, &ordered, won_through);
             let count = i64::try_from(ordered.len()).unwrap_or(i64::MAX);

@@ -176,7 +176,8 @@ where
 
     async fn line_up(&self, drop: DropId) -> Result<bool, StoreError> {
         let tx = self.begin_write().await?;
-        let Some((tx, locked, placed)) = go_live(tx, drop, SaleMode::Queue).await? else {
+        let receipts = self.receipt_key();
+        let Some((tx, locked, placed)) = go_live(tx, drop, SaleMode::Queue, receipts).await? else {
             return Ok(false);
         };
         let line = QueueLine {
@@ -318,8 +319,9 @@ pub(super) async fn go_live<T: WriteTx + HoldTx + QueueTx>(
     mut tx: T,
     drop: DropId,
     mode: SaleMode,
+    receipt_key: Option<&str>,
 ) -> Result<Option<(T, LockedDrop, Vec<TicketRow>)>, sqlx::Error> {
-    match put_in_order(&mut tx, drop, mode).await? {
+    match put_in_order(&mut tx, drop, mode, receipt_key).await? {
         GoLive::Ordered(locked, placed) => Ok(Some((tx, locked, placed))),
         GoLive::Awaiting => tx.commit(Vec::new()).await.map(|()| None),
         GoLive::NotDue => tx.rollback().await.map(|()| None),
@@ -343,11 +345,12 @@ enum GoLive {
 /// are units winning and the rest waitlisted, in the same statement) and notes that it is in
 /// order, with its final audit. In beacon mode the lobby (a draw: every entry) is sealed first
 /// — its Merkle root published before the round that orders it exists — and it is put in
-/// order once that round is kept ([`rules::order_source`]).
+/// order once that round is kept ([`rules::order_source`]). The audit names `receipt_key`.
 async fn put_in_order<T: WriteTx + HoldTx + QueueTx>(
     tx: &mut T,
     drop: DropId,
     mode: SaleMode,
+    receipt_key: Option<&str>,
 ) -> Result<GoLive, sqlx::Error> {
     let locked = match tx.lock_drop(drop).await? {
         Some(locked)
@@ -401,6 +404,7 @@ async fn put_in_order<T: WriteTx + HoldTx + QueueTx>(
         commitment: &commitment,
         starts_at: locked.starts_at,
         sealed: &sealed,
+        receipt_key,
     };
     let document = final_audit_document(&head, &ordered, won_through);
     let count = i64::try_from(ordered.len()).unwrap_or(i64::MAX);

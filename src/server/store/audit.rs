@@ -85,6 +85,8 @@ pub(crate) struct AuditHead<'a> {
     pub(crate) commitment: &'a Commitment,
     pub(crate) starts_at: i64,
     pub(crate) sealed: &'a [String],
+    /// The public key receipts are signed with.
+    pub(crate) receipt_key: Option<&'a str>,
 }
 
 /// The final audit of a queue put in order or a draw made now, as its REST answer
@@ -141,6 +143,7 @@ pub(crate) fn final_audit_document(
         seed: c.seed.clone(),
         beacon,
         entries,
+        receipt_key: head.receipt_key.map(str::to_string),
         starts_at: from_ms(head.starts_at),
         tickets,
         winners,

@@ -2,20 +2,31 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{error::StoreError, ops::Store, postgres::PgStore, sqlite::SqliteStore};
+use super::{
+    error::StoreError, ops::Store, postgres::PgStore, sqlite::SqliteStore, steps::Commitments,
+};
 use crate::server::{events::EventBus, settings::Settings};
 
-/// Opens the store `database_url` names, runs its migrations and wires it to `bus`.
-pub async fn connect(settings: &Settings, bus: EventBus) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the store `database_url` names, runs its migrations and wires it to `bus`; final
+/// audits name `receipt_key`, the public key receipts are signed with.
+pub async fn connect(
+    settings: &Settings,
+    bus: EventBus,
+    receipt_key: Option<String>,
+) -> Result<Arc<dyn Store>, StoreError> {
     let url = &settings.database_url;
+    let commitments = Commitments {
+        beacon: settings.beacon(),
+        receipt_key,
+    };
     let connections = settings.database_max_connections;
     if settings.is_postgres() {
         let heartbeat = Duration::from_millis(settings.listen_heartbeat_timeout_ms);
         let store = PgStore::connect(url, connections, heartbeat, bus).await?;
-        Ok(Arc::new(store.with_beacon(settings.beacon())))
+        Ok(Arc::new(store.with_commitments(commitments)))
     } else {
         let sync = settings.sqlite_synchronous;
         let store = SqliteStore::connect(url, connections, sync, bus).await?;
-        Ok(Arc::new(store.with_beacon(settings.beacon())))
+        Ok(Arc::new(store.with_commitments(commitments)))
     }
 }

@@ -25,14 +25,11 @@ use super::{
     error::StoreError,
     listen::{listen_postgres, PG_CHANNEL},
     rows::{BuyerCheck, DropRow, PurchaserRow},
-    steps::{Dialect, WriteTx},
+    steps::{Commitments, Dialect, WriteTx},
 };
 use crate::{
     model::{DropId, UserId},
-    server::{
-        events::{Envelope, EventBus, EventKey},
-        settings::BeaconChain,
-    },
+    server::events::{Envelope, EventBus, EventKey},
 };
 
 /// The PostgreSQL store.
@@ -41,13 +38,16 @@ pub struct PgStore {
     pool: PgPool,
     /// Seals the events every commit sends to the other instances.
     key: EventKey,
-    beacon: Option<BeaconChain>,
+    commitments: Commitments,
 }
 
 impl PgStore {
-    /// Orders new queues and draws by this chain's rounds (see `server::beacon`).
-    pub fn with_beacon(self, beacon: Option<BeaconChain>) -> Self {
-        Self { beacon, ..self }
+    /// What new drops commit to and final audits name (see [`Commitments`]).
+    pub fn with_commitments(self, commitments: Commitments) -> Self {
+        Self {
+            commitments,
+            ..self
+        }
     }
 
     /// Connects, runs the migrations and starts this instance's LISTEN bridge into `bus`, which
@@ -69,7 +69,7 @@ impl PgStore {
         Ok(Self {
             pool,
             key: bus.key().clone(),
-            beacon: None,
+            commitments: Commitments::default(),
         })
     }
 }
@@ -91,8 +91,8 @@ impl Dialect for PgStore {
         })
     }
 
-    fn beacon(&self) -> Option<&BeaconChain> {
-        self.beacon.as_ref()
+    fn commitments(&self) -> &Commitments {
+        &self.commitments
     }
 }
 

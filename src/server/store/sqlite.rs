@@ -18,13 +18,13 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use super::{
     error::StoreError,
     rows::{BuyerCheck, DropRow, PurchaserRow, RECENT_PURCHASERS},
-    steps::{Dialect, WriteTx},
+    steps::{Commitments, Dialect, WriteTx},
 };
 use crate::{
     model::{DropId, UserId},
     server::{
         events::{Envelope, EventBus},
-        settings::{BeaconChain, SqliteSync},
+        settings::SqliteSync,
     },
 };
 
@@ -41,13 +41,16 @@ pub struct SqliteStore {
     pool: SqlitePool,
     bus: EventBus,
     writer: Arc<Mutex<()>>,
-    beacon: Option<BeaconChain>,
+    commitments: Commitments,
 }
 
 impl SqliteStore {
-    /// Orders new queues and draws by this chain's rounds (see `server::beacon`).
-    pub fn with_beacon(self, beacon: Option<BeaconChain>) -> Self {
-        Self { beacon, ..self }
+    /// What new drops commit to and final audits name (see [`Commitments`]).
+    pub fn with_commitments(self, commitments: Commitments) -> Self {
+        Self {
+            commitments,
+            ..self
+        }
     }
 
     /// Opens (creating if asked by `mode=rwc`) the database and runs the migrations.
@@ -77,7 +80,7 @@ impl SqliteStore {
             pool,
             bus,
             writer: Arc::new(Mutex::new(())),
-            beacon: None,
+            commitments: Commitments::default(),
         })
     }
 
@@ -108,8 +111,8 @@ impl Dialect for SqliteStore {
         })
     }
 
-    fn beacon(&self) -> Option<&BeaconChain> {
-        self.beacon.as_ref()
+    fn commitments(&self) -> &Commitments {
+        &self.commitments
     }
 }
 

@@ -19,12 +19,29 @@ pub(crate) trait WriteTx: Send + Sized {
     async fn rollback(self) -> Result<(), sqlx::Error>;
 }
 
+/// What a store's new drops commit to and its final audits name, the same for both databases:
+/// the drand chain that orders new queues and draws (`server::beacon`), and the public key of
+/// receipts (`server::receipts`).
+#[derive(Clone, Debug, Default)]
+pub struct Commitments {
+    pub beacon: Option<BeaconChain>,
+    pub receipt_key: Option<String>,
+}
+
 /// A database that can run [`WriteTx`]s.
 #[async_trait]
 pub(crate) trait Dialect: Send + Sync {
     type Tx: WriteTx;
     /// Begins a write transaction (on SQLite, after waiting for the writer's turn).
     async fn begin_write(&self) -> Result<Self::Tx, sqlx::Error>;
+    /// What new drops commit to and final audits name.
+    fn commitments(&self) -> &Commitments;
     /// The drand chain new queues and draws are ordered by, if a beacon is set.
-    fn beacon(&self) -> Option<&BeaconChain>;
+    fn beacon(&self) -> Option<&BeaconChain> {
+        self.commitments().beacon.as_ref()
+    }
+    /// The public key receipts are signed with, named in every final audit.
+    fn receipt_key(&self) -> Option<&str> {
+        self.commitments().receipt_key.as_deref()
+    }
 }

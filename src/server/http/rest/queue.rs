@@ -2,28 +2,33 @@
 //! leave or withdraw.
 
 use axum::{extract::State, http::StatusCode, Json};
+use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::body::{created_if, Id, Result};
 use crate::{
-    model::{DropId, SaleMode, Ticket},
+    model::{DropId, Receipt, SaleMode, Ticket},
     server::{
         http::{error::ErrorBody, extract::SignedIn},
         AppState,
     },
 };
 
-/// The caller's place in a drop's queue.
+/// The caller's place in a drop's queue; joining adds a signed receipt for it.
 #[derive(Serialize, ToSchema)]
 pub(in crate::server::http) struct TicketReply {
     ticket: Ticket,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt: Option<Receipt>,
 }
 
-/// The caller's entry in a drop's draw.
+/// The caller's entry in a drop's draw; entering adds a signed receipt for it.
 #[derive(Serialize, ToSchema)]
 pub(in crate::server::http) struct EntryReply {
     entry: Ticket,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt: Option<Receipt>,
 }
 
 /// Join a drop's queue
@@ -51,7 +56,8 @@ pub(in crate::server::http) async fn join_queue(
     Id(drop): Id<DropId>,
 ) -> Result<(StatusCode, Json<TicketReply>)> {
     let (ticket, new) = state.inventory.join(drop, SaleMode::Queue, user).await?;
-    Ok((created_if(new), Json(TicketReply { ticket })))
+    let receipt = Some(state.receipts.sign(drop, &ticket.id, Utc::now()));
+    Ok((created_if(new), Json(TicketReply { ticket, receipt })))
 }
 
 /// The caller's place in a drop's queue
@@ -75,7 +81,10 @@ pub(in crate::server::http) async fn my_ticket(
     Id(drop): Id<DropId>,
 ) -> Result<Json<TicketReply>> {
     let ticket = state.inventory.ticket(drop, user).await?;
-    Ok(Json(TicketReply { ticket }))
+    Ok(Json(TicketReply {
+        ticket,
+        receipt: None,
+    }))
 }
 
 /// Leave a drop's queue
@@ -100,7 +109,10 @@ pub(in crate::server::http) async fn leave_queue(
     Id(drop): Id<DropId>,
 ) -> Result<Json<TicketReply>> {
     let ticket = state.inventory.leave(drop, SaleMode::Queue, user).await?;
-    Ok(Json(TicketReply { ticket }))
+    Ok(Json(TicketReply {
+        ticket,
+        receipt: None,
+    }))
 }
 
 /// Enter a drop's draw
@@ -129,7 +141,8 @@ pub(in crate::server::http) async fn enter_draw(
     Id(drop): Id<DropId>,
 ) -> Result<(StatusCode, Json<EntryReply>)> {
     let (entry, new) = state.inventory.join(drop, SaleMode::Draw, user).await?;
-    Ok((created_if(new), Json(EntryReply { entry })))
+    let receipt = Some(state.receipts.sign(drop, &entry.id, Utc::now()));
+    Ok((created_if(new), Json(EntryReply { entry, receipt })))
 }
 
 /// The caller's entry in a drop's draw
@@ -154,7 +167,10 @@ pub(in crate::server::http) async fn my_entry(
     Id(drop): Id<DropId>,
 ) -> Result<Json<EntryReply>> {
     let entry = state.inventory.ticket(drop, user).await?;
-    Ok(Json(EntryReply { entry }))
+    Ok(Json(EntryReply {
+        entry,
+        receipt: None,
+    }))
 }
 
 /// Withdraw from a drop's draw
@@ -179,5 +195,8 @@ pub(in crate::server::http) async fn withdraw_entry(
     Id(drop): Id<DropId>,
 ) -> Result<Json<EntryReply>> {
     let entry = state.inventory.leave(drop, SaleMode::Draw, user).await?;
-    Ok(Json(EntryReply { entry }))
+    Ok(Json(EntryReply {
+        entry,
+        receipt: None,
+    }))
 }
