@@ -316,6 +316,17 @@ async fn leaving_and_joining_again_after_go_live_leaves_no_gap(backend: Backend)
         join(&api, &cookies[5], id).await.body["ticket"]["id"],
         new_id
     );
+    // The audit's later part says where the old ticket went.
+    let tickets = audit(&api, id).await.body["audit"]["tickets"].clone();
+    let old = tickets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == sixth["id"])
+        .expect("the old ticket stays in the audit")
+        .clone();
+    assert_eq!(old["place"], 6);
+    assert_eq!(old["rejoined_as"], new_id);
 }
 
 /// Whether `receipt` is signed by the hex Ed25519 key `key` over the message README documents.

@@ -137,4 +137,8 @@ pub struct AuditTicket {
     pub id: String,
     pub joined_at: DateTime<Utc>,
     pub place: i64,
+    /// A later ticket whose buyer left it and joined again: the new ticket's id (at the back;
+    /// this one keeps its place, so the places have no gap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejoined_as: Option<String>,
 }

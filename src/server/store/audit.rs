@@ -19,6 +19,7 @@ pub(crate) struct AuditRow {
     pub(crate) joined_at: i64,
     pub(crate) place: i64,
     pub(crate) won_at: Option<i64>,
+    pub(crate) rejoined_as: Option<String>,
 }
 
 /// Where an audit's later part starts, as a drop's row tells: how it is sold, how many won at
@@ -72,6 +73,7 @@ pub(crate) fn later_page(mode: SaleMode, rows: Vec<AuditRow>, limit: i64) -> Aud
                 id: row.public_id,
                 joined_at: from_ms(row.joined_at),
                 place: row.place,
+                rejoined_as: row.rejoined_as,
             }),
         }
     }
@@ -103,6 +105,7 @@ pub(crate) fn final_audit_document(
             id: ticket.public_id.clone(),
             joined_at: from_ms(ticket.joined_at),
             place: *place,
+            rejoined_as: None,
         })
         .collect();
     tickets.sort_by_key(|ticket| ticket.place);

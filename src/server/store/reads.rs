@@ -256,12 +256,12 @@ macro_rules! reads {
             // entries given a unit from the waitlist.
             let rows: Vec<AuditRow> = sqlx::query_as(match mode {
                 SaleMode::Draw => {
-                    "SELECT public_id, joined_at, place, won_at FROM tickets \
+                    "SELECT public_id, joined_at, place, won_at, rejoined_as FROM tickets \
                      WHERE drop_id = $1 AND place > $2 AND won_at IS NOT NULL \
                      ORDER BY place LIMIT $3"
                 }
                 _ => {
-                    "SELECT public_id, joined_at, place, won_at FROM tickets \
+                    "SELECT public_id, joined_at, place, won_at, rejoined_as FROM tickets \
                      WHERE drop_id = $1 AND place > $2 ORDER BY place LIMIT $3"
                 }
             })
