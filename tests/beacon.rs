@@ -439,6 +439,40 @@ async fn a_forged_round_orders_nothing(backend: Backend) {
     assert_eq!(audit.status, StatusCode::CONFLICT, "{}", audit.body);
 }
 
+/// The operator reconfigures the server with a key of their own (same chain hash) and serves
+/// rounds signed with it: a drop created under the chain's real key is checked against that
+/// key, so the operator's round is never kept and decides nothing.
+async fn a_reconfigured_key_cannot_decide_a_drop_made_under_another(backend: Backend) {
+    let chain = LocalBeacon::new(5);
+    let (operator, _, api) = on_beacon(backend, 6).await;
+    let id = sale(&api, "queue", 1).await["id"].as_i64().unwrap();
+    // As if created before the reconfiguration: under the chain's key.
+    let real_key = hex::encode(chain.public_key());
+    api.db
+        .execute(&format!(
+            "UPDATE drops SET beacon_public_key = '{real_key}' WHERE id = {id}"
+        ))
+        .await;
+    let cookie = api.sign_in("buyer").await;
+    join(&api, &cookie, id).await;
+    go_live(&api, id).await;
+    let round = number(&api, id, "beacon_round").await as u64;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            operator
+                .first_served_ms
+                .lock()
+                .unwrap()
+                .contains_key(&round)
+        })
+        .await,
+        "the server never asked for its round"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(place(&api, &cookie, id).await, None);
+    assert_eq!(column(&api, id, "beacon_randomness").await, None);
+}
+
 /// The operator rewrites the stored audit after go-live — drops a ticket from the sealed list,
 /// publishes another root, swaps two places — and README's recomputation refuses each
 /// (served by a fresh instance, so no cached copy hides the change).
@@ -491,6 +525,7 @@ async fn a_rewritten_audit_fails_the_public_check(backend: Backend) {
 }
 
 on_both_databases!(
+    a_reconfigured_key_cannot_decide_a_drop_made_under_another,
     a_rewritten_audit_fails_the_public_check,
     a_database_reader_grinds_a_seed_order,
     grinding_gets_nothing_once_a_beacon_orders_the_line,

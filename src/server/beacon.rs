@@ -66,7 +66,12 @@ pub fn round_for(chain: &BeaconChain, go_live_ms: i64) -> (u64, i64) {
 
 /// Checks `signature` (hex) as `round` of the chain; answers the round with its randomness.
 pub fn check(chain: &BeaconChain, round: u64, signature: &str) -> Result<Round, BeaconError> {
-    let key = G2PubkeyRfc::from_fixed(chain.public_key).map_err(|_| BeaconError::Key)?;
+    verify(&chain.public_key, round, signature)
+}
+
+/// Checks `signature` (hex) as `round` under `public_key` (compressed on G2).
+fn verify(public_key: &[u8; 96], round: u64, signature: &str) -> Result<Round, BeaconError> {
+    let key = G2PubkeyRfc::from_fixed(*public_key).map_err(|_| BeaconError::Key)?;
     let bytes = hex::decode(signature.trim()).map_err(|_| BeaconError::Malformed(round))?;
     match key.verify(round, b"", &bytes) {
         Ok(true) => Ok(Round {
@@ -79,10 +84,12 @@ pub fn check(chain: &BeaconChain, round: u64, signature: &str) -> Result<Round, 
     }
 }
 
-/// Reads rounds from the chain's HTTP endpoint (drand's `/{chain_hash}/public/{round}`).
+/// Reads rounds from a drand HTTP endpoint (`/{chain_hash}/public/{round}`), each checked
+/// against the key of the chain its drop was created under, not the one configured now.
 #[derive(Clone, Debug)]
 pub struct Fetcher {
-    chain: BeaconChain,
+    /// The endpoint, without a trailing slash.
+    url: String,
     http: reqwest::Client,
 }
 
@@ -94,26 +101,28 @@ struct Published {
 }
 
 impl Fetcher {
-    pub fn new(chain: BeaconChain) -> Self {
+    pub fn new(url: String) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .expect("a TLS client builds");
-        Self { chain, http }
+        Self { url, http }
     }
 
-    pub fn chain(&self) -> &BeaconChain {
-        &self.chain
-    }
-
-    /// Fetches `round` and checks it: a round the endpoint has not published yet (404, or
-    /// drand's 425 Too Early) is [`BeaconError::NotYet`]; one that does not verify is refused
-    /// whatever the endpoint says.
-    pub async fn fetch(&self, round: u64) -> Result<Round, BeaconError> {
-        let url = format!(
-            "{}/{}/public/{round}",
-            self.chain.url, self.chain.chain_hash
-        );
+    /// Fetches `round` of the chain `chain_hash` and checks it under `public_key` (hex): a
+    /// round the endpoint has not published yet (404, or drand's 425 Too Early) is
+    /// [`BeaconError::NotYet`]; one that does not verify is refused whatever the endpoint says.
+    pub async fn fetch(
+        &self,
+        chain_hash: &str,
+        public_key: &str,
+        round: u64,
+    ) -> Result<Round, BeaconError> {
+        let key: [u8; 96] = hex::decode(public_key)
+            .ok()
+            .and_then(|key| key.try_into().ok())
+            .ok_or(BeaconError::Key)?;
+        let url = format!("{}/{chain_hash}/public/{round}", self.url);
         let fetch = |source| BeaconError::Fetch { round, source };
         let answer = self.http.get(url).send().await.map_err(fetch)?;
         if matches!(answer.status().as_u16(), 404 | 425) {
@@ -131,7 +140,7 @@ impl Fetcher {
                 got: published.round,
             });
         }
-        check(&self.chain, round, &published.signature)
+        verify(&key, round, &published.signature)
     }
 }
 

@@ -89,7 +89,7 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         store.clone(),
         settings.queue_pace(),
         settings.queue_tick(),
-        settings.beacon().map(Fetcher::new),
+        settings.beacon().map(|chain| Fetcher::new(chain.url)),
         metrics.clone(),
     ));
     let sessions = Sessions::new(

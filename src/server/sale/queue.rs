@@ -397,7 +397,11 @@ async fn put_in_order<T: WriteTx + HoldTx + QueueTx>(
         .iter()
         .filter_map(|(id, place)| Some((*by_id.get(id)?, *place)))
         .collect();
-    let mut sealed = tx.sealed_ids(drop).await?;
+    // Only a beacon drop has a sealed list to publish.
+    let mut sealed = match commitment.entry_root {
+        Some(_) => tx.sealed_ids(drop).await?,
+        None => Vec::new(),
+    };
     sealed.sort_unstable();
     let head = AuditHead {
         mode,

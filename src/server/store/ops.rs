@@ -92,8 +92,9 @@ pub trait Reads: Send + Sync {
     /// queue worker's round.
     async fn queues_due(&self) -> Result<Vec<(DropId, SaleMode, bool)>, StoreError>;
     /// The beacon-mode drops whose entry list is sealed and whose round's time has come (by
-    /// the database's clock) but is not kept yet: (drop, round, chain hash).
-    async fn beacons_due(&self) -> Result<Vec<(DropId, u64, String)>, StoreError>;
+    /// the database's clock) but is not kept yet: (drop, round, chain hash, chain key), the
+    /// chain the drop was created under.
+    async fn beacons_due(&self) -> Result<Vec<(DropId, u64, String, String)>, StoreError>;
     /// The user's ticket in the drop's queue, with where it stands in line.
     async fn ticket(&self, drop: DropId, user: UserId) -> Result<Option<Ticket>, StoreError>;
     /// Every ticket of the user, by drop.

@@ -144,9 +144,13 @@ macro_rules! reads {
 
         async fn beacons_due(
             &self,
-        ) -> Result<Vec<($crate::model::DropId, u64, String)>, $crate::server::store::StoreError> {
-            let rows: Vec<($crate::model::DropId, i64, String)> = sqlx::query_as(concat!(
-                "SELECT id, beacon_round, beacon_chain FROM drops WHERE beacon_round IS NOT NULL \
+        ) -> Result<
+            Vec<($crate::model::DropId, u64, String, String)>,
+            $crate::server::store::StoreError,
+        > {
+            let rows: Vec<($crate::model::DropId, i64, String, String)> = sqlx::query_as(concat!(
+                "SELECT id, beacon_round, beacon_chain, beacon_public_key FROM drops \
+                 WHERE beacon_round IS NOT NULL \
                  AND beacon_randomness IS NULL AND sealed_at IS NOT NULL AND lined_up_at IS NULL \
                  AND beacon_round_at <= ",
                 $($now)+,
@@ -156,7 +160,9 @@ macro_rules! reads {
             .await?;
             Ok(rows
                 .into_iter()
-                .filter_map(|(id, round, chain)| Some((id, u64::try_from(round).ok()?, chain)))
+                .filter_map(|(id, round, chain, key)| {
+                    Some((id, u64::try_from(round).ok()?, chain, key))
+                })
                 .collect())
         }
 

@@ -79,12 +79,8 @@ pub async fn pass(
 /// round not published yet is asked again at the next pass; one that does not verify is never
 /// kept, whatever the endpoint answered.
 async fn keep_beacons(store: &dyn Store, fetcher: &Fetcher) -> Result<(), StoreError> {
-    for (drop, round, chain) in store.beacons_due().await? {
-        if chain != fetcher.chain().chain_hash {
-            tracing::warn!(drop = %drop, %chain, "drop waits for a round of a chain not configured");
-            continue;
-        }
-        match fetcher.fetch(round).await {
+    for (drop, round, chain, key) in store.beacons_due().await? {
+        match fetcher.fetch(&chain, &key, round).await {
             Ok(checked) => {
                 let kept = store
                     .keep_beacon(drop, checked.round, &checked.signature, &checked.randomness)
