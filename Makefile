@@ -50,11 +50,13 @@ lint: wasm-target python
 	python3 scripts/import-cycles.py src load/src
 	cargo clippy --features ssr --all-targets -- -D warnings
 	cargo clippy -p dropline-load -- -D warnings
+	cargo clippy -p dropline-verify --all-targets -- -D warnings
 	cargo clippy --features hydrate --lib --target wasm32-unknown-unknown -- -D warnings
 
 unit:
 	$(WITH_POSTGRES) bash -c 'DROPLINE_TEST_POSTGRES_URL="$$POSTGRES_URL" cargo test --features ssr'
 	cargo test -p dropline-load
+	cargo test -p dropline-verify
 
 e2e: build chromium
 	cd end2end && playwright test

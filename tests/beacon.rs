@@ -26,7 +26,7 @@ use bls12_381::{
     G1Affine, G1Projective, G2Affine, Scalar,
 };
 use chrono::Utc;
-use common::{readme_check, readme_recompute, wait_until, Api, Auth, Backend};
+use common::{verified, verify_audit, wait_until, Api, Auth, Backend};
 use dropline::server::{beacon, rules, settings::Settings};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -325,7 +325,7 @@ async fn grinding_gets_nothing_once_a_beacon_orders_the_line(backend: Backend) {
 
 /// A beacon queue, end to end: the drop names its round at creation, the list is sealed at
 /// go-live before the round exists, the round is fetched only once published, checked, and
-/// the audit — beacon, root, every place — passes README's recomputation.
+/// the audit — beacon, root, every place — passes the verifier.
 async fn a_beacon_queue_is_sealed_before_its_round_and_recomputes(backend: Backend) {
     let (beacon, _, api) = on_beacon(backend, 77).await;
     let drop = sale(&api, "queue", 3).await;
@@ -380,15 +380,51 @@ async fn a_beacon_queue_is_sealed_before_its_round_and_recomputes(backend: Backe
     let signature = audit["beacon"]["signature"].as_str().unwrap();
     let checked = beacon::check(&chain, round, signature).expect("the audit's round verifies");
     assert_eq!(audit["beacon"]["randomness"], checked.randomness.as_str());
-    let printed = readme_recompute(&api, id).await;
+    let printed = verified(&api, id).await;
     assert!(
         printed.starts_with("ok: 30 drawn in the lobby, 1 joined later"),
         "{printed}"
     );
+
+    // Each sealed ticket has a proof of being in the list under the published root; a path
+    // with a changed byte, or another id, proves nothing; a ticket not sealed has none.
+    let mine = call(
+        &api,
+        "GET",
+        format!("/api/v1/drops/{id}/queue/me"),
+        &cookies[0],
+    )
+    .await;
+    let ticket = mine.body["ticket"]["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/drops/{id}/entries/{ticket}/proof");
+    let reply = api.call("GET", &path, None, Auth::None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let proof: dropline_verify::EntryProof =
+        serde_json::from_value(reply.body["proof"].clone()).unwrap();
+    assert_eq!(proof.root, audit["entries"]["root"].as_str().unwrap());
+    assert_eq!(proof.count, 30);
+    assert!(dropline_verify::proves(&proof));
+    let mut bent = proof.clone();
+    let first = bent.path[0].clone();
+    bent.path[0] = format!(
+        "{}{}",
+        if &first[..1] == "0" { "1" } else { "0" },
+        &first[1..]
+    );
+    assert!(!dropline_verify::proves(&bent));
+    let mut other = proof.clone();
+    other.ticket = "f".repeat(32);
+    assert!(!dropline_verify::proves(&other));
+    let theirs = call(&api, "GET", format!("/api/v1/drops/{id}/queue/me"), &late).await;
+    let late_ticket = theirs.body["ticket"]["id"].as_str().unwrap();
+    let path = format!("/api/v1/drops/{id}/entries/{late_ticket}/proof");
+    let reply = api.call("GET", &path, None, Auth::None).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    assert_eq!(reply.body["error"]["code"], "TICKET_NOT_FOUND");
 }
 
 /// A draw in beacon mode: its winners are the first places by the round's randomness, and
-/// README's recomputation agrees.
+/// the verifier agrees.
 async fn a_beacon_draw_recomputes(backend: Backend) {
     let (_, _, api) = on_beacon(backend, 1234).await;
     let id = sale(&api, "draw", 4).await["id"].as_i64().unwrap();
@@ -408,7 +444,7 @@ async fn a_beacon_draw_recomputes(backend: Backend) {
         .await,
         "the draw was never made"
     );
-    let printed = readme_recompute(&api, id).await;
+    let printed = verified(&api, id).await;
     assert!(printed.starts_with("ok: 20 entries, 4 won"), "{printed}");
 }
 
@@ -473,37 +509,51 @@ async fn a_reconfigured_key_cannot_decide_a_drop_made_under_another(backend: Bac
     assert_eq!(column(&api, id, "beacon_randomness").await, None);
 }
 
-/// The operator rewrites the stored audit after go-live — drops a ticket from the sealed list,
-/// publishes another root, swaps two places — and README's recomputation refuses each
-/// (served by a fresh instance, so no cached copy hides the change).
+/// The operator rewrites the stored audit after go-live — re-signs the round with a key of
+/// their own, drops a ticket from the sealed list, publishes another root, swaps two places —
+/// and the verifier refuses each (served by a fresh instance, so no cached copy hides it).
 async fn a_rewritten_audit_fails_the_public_check(backend: Backend) {
     let (beacon, addr, api) = on_beacon(backend, 99).await;
     let id = sale(&api, "queue", 2).await["id"].as_i64().unwrap();
     lined_up(&api, id, 12).await;
     let honest = audit(&api, id).await.body;
-    type Tamper = fn(&mut Value);
-    let tampers: [(&str, Tamper, &str); 3] = [
+    type Tamper = Box<dyn Fn(&mut Value)>;
+    // A key of the operator's own, re-signing the round: a signature that verifies, but not
+    // under the chain's key.
+    let own = LocalBeacon::new(1234);
+    let tampers: [(&str, Tamper, &str); 4] = [
+        (
+            "the round signed with the operator's own key",
+            Box::new(move |doc| {
+                let beacon = &mut doc["audit"]["beacon"];
+                let signature = own.sign(beacon["round"].as_u64().unwrap());
+                beacon["public_key"] = json!(hex::encode(own.public_key()));
+                beacon["signature"] = json!(hex::encode(signature));
+                beacon["randomness"] = json!(hex::encode(Sha256::digest(signature)));
+            }),
+            "not the chain the order must come from",
+        ),
         (
             "a sealed ticket dropped",
-            |doc| {
+            Box::new(|doc| {
                 doc["audit"]["entries"]["ids"].as_array_mut().unwrap().pop();
-            },
-            "the root is not of the ids",
+            }),
+            "the sealed list's root is not the root of its ids",
         ),
         (
             "another root",
-            |doc| doc["audit"]["entries"]["root"] = json!("00".repeat(32)),
-            "the root is not of the ids",
+            Box::new(|doc| doc["audit"]["entries"]["root"] = json!("00".repeat(32))),
+            "the sealed list's root is not the root of its ids",
         ),
         (
             "two places swapped",
-            |doc| {
+            Box::new(|doc| {
                 let tickets = doc["audit"]["tickets"].as_array_mut().unwrap();
                 let first = tickets[0]["place"].clone();
                 tickets[0]["place"] = tickets[1]["place"].clone();
                 tickets[1]["place"] = first;
-            },
-            "the places do not follow the rule",
+            }),
+            "in the final audit but at",
         ),
     ];
     for (what, tamper, refusal) in tampers {
@@ -516,12 +566,97 @@ async fn a_rewritten_audit_fails_the_public_check(backend: Backend) {
             ))
             .await;
         let fresh = Api::on_with(api.db.clone(), beacon_settings(&beacon, addr)).await;
-        let checked = readme_check(&fresh, id).await;
+        let checked = verify_audit(&fresh, id, &[]).await;
         assert!(
             checked.as_ref().is_err_and(|e| e.contains(refusal)),
             "{what}: the check answered {checked:?}"
         );
     }
+}
+
+/// A server that cannot reach any drand endpoint: the operator pastes the round. Before the
+/// seal, and a signature by another key or for another round, are refused; the round that
+/// verifies is kept once, orders the line, and the verifier accepts the audit.
+async fn an_operator_pastes_the_round_a_server_cannot_fetch(backend: Backend) {
+    let chain = LocalBeacon::new(41);
+    // Rounds are asked of a port where nothing answers.
+    let unreachable: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let api = Api::configured(backend, beacon_settings(&chain, unreachable)).await;
+    let id = sale(&api, "queue", 2).await["id"].as_i64().unwrap();
+    let paste = |signature: String| {
+        let api = &api;
+        async move {
+            let body = json!({ "signature": signature }).to_string();
+            let path = format!("/api/v1/drops/{id}/beacon");
+            api.call(
+                "POST",
+                &path,
+                Some(&body),
+                Auth::Bearer(common::ADMIN_TOKEN),
+            )
+            .await
+        }
+    };
+    let early = paste(hex::encode(chain.sign(1))).await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.body);
+    assert_eq!(early.body["error"]["code"], "BEACON_NOT_DUE");
+
+    let mut cookies = Vec::new();
+    for i in 0..6 {
+        let cookie = api.sign_in(&format!("buyer {i}")).await;
+        join(&api, &cookie, id).await;
+        cookies.push(cookie);
+    }
+    go_live(&api, id).await;
+    let round = number(&api, id, "beacon_round").await as u64;
+    let published = number(&api, id, "beacon_round_at").await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            column(&api, id, "sealed_at").await.is_some()
+                && Utc::now().timestamp_millis() > published + 200
+        })
+        .await,
+        "the list was never sealed"
+    );
+    let forged = LocalBeacon::new(42);
+    for wrong in [
+        hex::encode(forged.sign(round)),
+        hex::encode(chain.sign(round + 1)),
+        "zz".into(),
+    ] {
+        let refused = paste(wrong).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            refused.body
+        );
+        assert_eq!(
+            refused.body["error"]["field"], "signature",
+            "{}",
+            refused.body
+        );
+    }
+    assert_eq!(column(&api, id, "beacon_randomness").await, None);
+
+    let kept = paste(hex::encode(chain.sign(round))).await;
+    assert_eq!(kept.status, StatusCode::OK, "{}", kept.body);
+    assert_eq!(kept.body["round"], round);
+    let again = paste(hex::encode(chain.sign(round))).await;
+    assert_eq!(again.body["error"]["code"], "BEACON_NOT_DUE", "kept once");
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            place(&api, &cookies[0], id).await.is_some()
+        })
+        .await,
+        "the pasted round never ordered the line"
+    );
+    let printed = verified(&api, id).await;
+    assert!(
+        printed.starts_with("ok: 6 drawn in the lobby")
+            && printed.contains(&format!("ordered by drand round {round}")),
+        "{printed}"
+    );
 }
 
 on_both_databases!(
@@ -532,4 +667,5 @@ on_both_databases!(
     a_beacon_queue_is_sealed_before_its_round_and_recomputes,
     a_beacon_draw_recomputes,
     a_forged_round_orders_nothing,
+    an_operator_pastes_the_round_a_server_cannot_fetch,
 );

@@ -17,7 +17,7 @@ use std::{
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use common::{readme_recompute, wait_until, Api, Auth, Backend, Client, TestDb};
+use common::{verified, wait_until, Api, Auth, Backend, Client, TestDb};
 use dropline::{model::LiveEvent, server::settings::Settings};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -231,9 +231,20 @@ async fn the_lobby_order_is_random_and_anyone_can_recompute_it(backend: Backend)
     for (place, ticket_id) in (1..).zip(recomputed) {
         assert_eq!(told[ticket_id], place, "ticket {ticket_id}");
     }
-    // And the recipe README gives anyone agrees.
-    let printed = readme_recompute(&api, id).await;
+    // And the verifier README gives anyone agrees.
+    let printed = verified(&api, id).await;
     assert!(printed.starts_with("ok"), "{printed}");
+    // Ordered by its seed, the drop has no sealed list to prove a ticket in.
+    let proof = api
+        .call(
+            "GET",
+            &format!("/api/v1/drops/{id}/entries/{}/proof", joined[0]),
+            None,
+            Auth::None,
+        )
+        .await;
+    assert_eq!(proof.status, StatusCode::CONFLICT, "{}", proof.body);
+    assert_eq!(proof.body["error"]["code"], "NOT_SEALED");
     // The drop shows its seed from go-live on.
     let shown = api
         .call("GET", &format!("/api/v1/drops/{id}"), None, Auth::None)
@@ -270,11 +281,11 @@ async fn later_arrivals_join_the_back_in_arrival_order(backend: Backend) {
     )
     .await;
     assert_eq!(late, vec![4, 5]);
-    assert!(readme_recompute(&api, id).await.starts_with("ok"));
+    assert!(verified(&api, id).await.starts_with("ok"));
 }
 
 /// A buyer who joined after go-live, leaves before their turn and joins again goes to the back
-/// with a new ticket; the old one keeps its place, so the places have no gap and README's
+/// with a new ticket; the old one keeps its place, so the places have no gap and the
 /// check of an honest server's audit passes (it failed when the rejoin moved the old ticket
 /// to the back, leaving its place empty).
 async fn leaving_and_joining_again_after_go_live_leaves_no_gap(backend: Backend) {
@@ -300,7 +311,7 @@ async fn leaving_and_joining_again_after_go_live_leaves_no_gap(backend: Backend)
     assert_eq!(left.status, StatusCode::OK, "{}", left.body);
     let again = join(&api, &cookies[5], id).await;
     assert_eq!(ticket(&api, &cookies[5], id).await["place"], 8);
-    let printed = readme_recompute(&api, id).await;
+    let printed = verified(&api, id).await;
     assert!(
         printed.starts_with("ok: 5 drawn in the lobby, 3 joined later"),
         "{printed}"
@@ -405,6 +416,235 @@ async fn a_receipt_proves_a_ticket_the_audit_left_out(backend: Backend) {
     assert!(
         receipt_verifies(&receipts[0], published),
         "the receipt proves it was issued"
+    );
+    // The verifier, given the buyers' receipts, refuses the rewritten audit; it accepts the
+    // receipts themselves, and refuses the forged one.
+    let held: Vec<dropline_verify::Receipt> = receipts
+        .iter()
+        .map(|r| serde_json::from_value(r.clone()).unwrap())
+        .collect();
+    let refused = common::verify_audit(&fresh, id, &held).await.unwrap_err();
+    assert!(
+        refused.contains("the final audit leaves it out"),
+        "{refused}"
+    );
+    assert!(!refused.contains("receipt"), "{refused}");
+    let forged: dropline_verify::Receipt = serde_json::from_value(forged).unwrap();
+    let refused = common::verify_audit(&fresh, id, &[forged])
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("is not one this server signed"),
+        "{refused}"
+    );
+}
+
+/// A queue whose lobby of five and two later arrivals are in line, one unit's admission done,
+/// and whose sixth buyer left after go-live and joined again (a new ticket, at place 8):
+/// answers the drop, with the buyers' receipts. Its audit is an honest server's.
+async fn rejoined_line(api: &Api) -> (i64, Vec<dropline_verify::Receipt>) {
+    let id = queue_drop(api, 1).await["id"].as_i64().unwrap();
+    let cookies = buyers(api, 7).await;
+    let mut receipts = Vec::new();
+    let mut receipt = |reply: common::Reply| {
+        assert!(reply.status.is_success(), "{}", reply.body);
+        receipts.push(serde_json::from_value(reply.body["receipt"].clone()).unwrap());
+    };
+    for cookie in &cookies[..5] {
+        receipt(join(api, cookie, id).await);
+    }
+    go_live(&api.db, id).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            for cookie in &cookies[..5] {
+                if ticket(api, cookie, id).await["state"] == "admitted" {
+                    return true;
+                }
+            }
+            false
+        })
+        .await,
+        "nobody was admitted"
+    );
+    for cookie in &cookies[5..] {
+        receipt(join(api, cookie, id).await);
+    }
+    let left = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/drops/{id}/queue/me"),
+            None,
+            Auth::Cookie(&cookies[5]),
+        )
+        .await;
+    assert_eq!(left.status, StatusCode::OK, "{}", left.body);
+    receipt(join(api, &cookies[5], id).await);
+    assert_eq!(ticket(api, &cookies[5], id).await["place"], 8);
+    (id, receipts)
+}
+
+/// The verifier checks an honest queue's whole audit — the committed seed, every place, the
+/// admission, the leave and the rejoin after go-live, every receipt — and accepts it.
+async fn the_verifier_accepts_an_honest_queue_with_a_rejoin(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    let (id, receipts) = rejoined_line(&api).await;
+    let printed = common::verify_audit(&api, id, &receipts).await;
+    let printed = printed.unwrap_or_else(|faults| panic!("{faults}"));
+    assert!(
+        printed.starts_with("ok: 5 drawn in the lobby, 3 joined later, 1 admitted in place order"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("8 tickets issued; 8 receipts match"),
+        "{printed}"
+    );
+}
+
+/// A buyer who joined from the web page (no receipt in its answer) fetches one for their
+/// ticket; the verifier accepts it with the audit. A buyer without a ticket, or signed out,
+/// gets none.
+async fn a_buyer_fetches_a_receipt_for_their_ticket(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    let id = queue_drop(&api, 1).await["id"].as_i64().unwrap();
+    let cookies = buyers(&api, 3).await;
+    live_with_lobby(&api, id, &cookies[..2]).await;
+    let path = format!("/api/v1/drops/{id}/receipt");
+    let reply = api
+        .call("GET", &path, None, Auth::Cookie(&cookies[0]))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body["ticket"],
+        ticket(&api, &cookies[0], id).await["id"]
+    );
+    let receipt: dropline_verify::Receipt = serde_json::from_value(reply.body).unwrap();
+    let printed = common::verify_audit(&api, id, &[receipt]).await;
+    assert!(
+        printed
+            .as_ref()
+            .is_ok_and(|p| p.contains("1 receipts match")),
+        "{printed:?}"
+    );
+    let none = api
+        .call("GET", &path, None, Auth::Cookie(&cookies[2]))
+        .await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND, "{}", none.body);
+    assert_eq!(none.body["error"]["code"], "TICKET_NOT_FOUND");
+    let signed_out = api.call("GET", &path, None, Auth::None).await;
+    assert_eq!(
+        signed_out.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        signed_out.body
+    );
+}
+
+/// The operator drops a ticket from the published stories: from the middle of the line, the
+/// places have a gap; renumbered to hide it, the buyer's receipt names a ticket the audit
+/// leaves out. The verifier refuses both.
+async fn a_dropped_ticket_fails_the_verifier(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    let (id, receipts) = rejoined_line(&api).await;
+    let (audit, honest) = common::fetch_audit(&api, id).await;
+    assert!(common::checked(id, &audit, &honest, &receipts).is_ok());
+    let mut tickets = honest.clone();
+    let dropped = tickets
+        .iter()
+        .position(|t| t.place == Some(7))
+        .expect("a ticket at place 7");
+    let gone = tickets.remove(dropped);
+    let refused = common::checked(id, &audit, &tickets, &[]).unwrap_err();
+    assert!(refused.contains("place 7 is missing"), "{refused}");
+    for ticket in &mut tickets {
+        if ticket.place == Some(8) {
+            ticket.place = Some(7);
+        }
+    }
+    assert!(
+        common::checked(id, &audit, &tickets, &[]).is_ok(),
+        "without the receipt the hiding is complete"
+    );
+    let refused = common::checked(id, &audit, &tickets, &receipts).unwrap_err();
+    assert_eq!(
+        refused,
+        format!(
+            "the server signed a receipt for ticket {}, which its audit leaves out",
+            gone.id
+        )
+    );
+}
+
+/// The operator lets the second in line in before the first: the stories show the first
+/// still waiting when the second's turn came, and the verifier refuses it.
+async fn an_admission_out_of_order_fails_the_verifier(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    let (id, _) = rejoined_line(&api).await;
+    let (audit, mut tickets) = common::fetch_audit(&api, id).await;
+    let at = |tickets: &[dropline_verify::History], place| {
+        tickets.iter().position(|t| t.place == Some(place)).unwrap()
+    };
+    let (first, second) = (at(&tickets, 1), at(&tickets, 2));
+    assert!(tickets[first].admitted_at.is_some() && tickets[second].admitted_at.is_none());
+    tickets[second].admitted_at = tickets[first].admitted_at.take();
+    let refused = common::checked(id, &audit, &tickets, &[]).unwrap_err();
+    assert_eq!(
+        refused,
+        format!(
+            "admitted ticket {} (place Some(2)) at {} while ticket {} (place Some(1)) ahead of it \
+             still waited",
+            tickets[second].id,
+            tickets[second].admitted_at.unwrap(),
+            tickets[first].id
+        )
+    );
+}
+
+/// A draw for one unit among four: the winner gives theirs back after the second withdrew
+/// from the waitlist, so it passes to the third. The verifier accepts the honest audit, and
+/// refuses it when the stories hide the withdrawal: a unit passed over an entry still waiting.
+async fn a_skipped_waitlist_entry_fails_the_verifier(backend: Backend) {
+    let api = Api::configured(backend, |s| {
+        crowd(s);
+        s.queue_tick_ms = 50;
+    })
+    .await;
+    let id = draw_drop(&api, 1).await["id"].as_i64().unwrap();
+    let cookies = buyers(&api, 4).await;
+    for cookie in &cookies {
+        entry_call(&api, "POST", cookie, id).await;
+    }
+    draw_now(&api, id, &cookies[0]).await;
+    let mut by_place = Vec::new();
+    for cookie in &cookies {
+        let place = entry(&api, cookie, id).await["place"].as_i64().unwrap();
+        by_place.push((place, cookie.clone()));
+    }
+    by_place.sort();
+    let [first, second, third] = [&by_place[0].1, &by_place[1].1, &by_place[2].1];
+    let withdrawn = entry_call(&api, "DELETE", second, id).await;
+    assert_eq!(withdrawn.status, StatusCode::OK, "{}", withdrawn.body);
+    let hold = live_holds(&api, first, id).await[0]["id"].as_i64().unwrap();
+    assert_eq!(api.cancel(first, hold).await.status, StatusCode::OK);
+    entry_in(&api, third, id, "won").await;
+    let printed = verified(&api, id).await;
+    assert!(
+        printed.starts_with("ok: 4 entries, 1 won, 1 passed down the waitlist"),
+        "{printed}"
+    );
+
+    let (audit, mut tickets) = common::fetch_audit(&api, id).await;
+    let second = tickets.iter().position(|t| t.place == Some(2)).unwrap();
+    assert_eq!(tickets[second].state, "withdrawn");
+    tickets[second].left_at = None;
+    tickets[second].state = "waitlisted".into();
+    let refused = common::checked(id, &audit, &tickets, &[]).unwrap_err();
+    assert!(
+        refused.starts_with("a unit passed to ticket ")
+            && refused.contains(&format!(
+                "while ticket {} (place Some(2))",
+                tickets[second].id
+            )),
+        "{refused}"
     );
 }
 
@@ -959,6 +1199,10 @@ async fn a_draw_is_reproducible_and_each_winner_holds_one_unit(backend: Backend)
     entry_call(&api, "DELETE", &cookies[10], id).await;
     let back = entry_call(&api, "POST", &cookies[10], id).await;
     assert_eq!(back.body["entry"]["state"], "entered", "{}", back.body);
+    // Back is a new entry; the withdrawn one stays, with its story, in the audit.
+    let back_id = back.body["entry"]["id"].as_str().unwrap().to_string();
+    assert_ne!(back_id, entered[10]);
+    entered[10] = back_id;
     // A draw takes no reserve, and its door is not a queue's.
     let refused = api.reserve(&cookies[0], id).await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
@@ -999,7 +1243,7 @@ async fn a_draw_is_reproducible_and_each_winner_holds_one_unit(backend: Backend)
         .map(|w| w.as_str().unwrap())
         .collect();
     assert_eq!(winners, order[..3], "the winners are the first three drawn");
-    assert!(readme_recompute(&api, id)
+    assert!(verified(&api, id)
         .await
         .starts_with("ok: 11 entries, 3 won, 0 passed"));
 
@@ -1104,7 +1348,7 @@ async fn an_unused_win_passes_down_the_waitlist_and_never_back_on_sale(backend: 
         .map(|m| m["place"].as_i64().unwrap())
         .collect();
     assert_eq!(moves, [2, 3]);
-    assert!(readme_recompute(&api, id)
+    assert!(verified(&api, id)
         .await
         .starts_with("ok: 3 entries, 1 won, 2 passed"));
 }
@@ -1201,7 +1445,7 @@ async fn an_audit_from_before_the_upgrade_is_kept_at_start(backend: Backend) {
     let reply = audit(&restarted, id).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["audit"]["tickets"].as_array().unwrap().len(), 4);
-    assert!(readme_recompute(&restarted, id)
+    assert!(verified(&restarted, id)
         .await
         .starts_with("ok: 4 drawn in the lobby"));
 }
@@ -1271,6 +1515,11 @@ on_both_databases!(
     later_arrivals_join_the_back_in_arrival_order,
     leaving_and_joining_again_after_go_live_leaves_no_gap,
     a_receipt_proves_a_ticket_the_audit_left_out,
+    the_verifier_accepts_an_honest_queue_with_a_rejoin,
+    a_buyer_fetches_a_receipt_for_their_ticket,
+    a_dropped_ticket_fails_the_verifier,
+    an_admission_out_of_order_fails_the_verifier,
+    a_skipped_waitlist_entry_fails_the_verifier,
     joins_at_once_give_each_buyer_one_ticket_and_one_place,
     a_reserve_needs_the_buyers_turn,
     selling_the_last_unit_tells_the_line_it_is_over,

@@ -579,7 +579,7 @@ async fn retries_with_an_idempotency_key_change_nothing(backend: Backend) {
 }
 
 /// The operations the README promises, as (method, path).
-const PROMISED: [(&str, &str); 17] = [
+const PROMISED: [(&str, &str); 21] = [
     ("POST", "/api/v1/session"),
     ("DELETE", "/api/v1/session"),
     ("GET", "/api/v1/drops"),
@@ -597,6 +597,10 @@ const PROMISED: [(&str, &str); 17] = [
     ("DELETE", "/api/v1/drops/{id}/entry"),
     ("GET", "/api/v1/drops/{id}/audit"),
     ("GET", "/api/v1/drops/{id}/audit/later"),
+    ("GET", "/api/v1/drops/{id}/audit/tickets"),
+    ("GET", "/api/v1/drops/{id}/entries/{ticket}/proof"),
+    ("POST", "/api/v1/drops/{id}/beacon"),
+    ("GET", "/api/v1/drops/{id}/receipt"),
 ];
 
 /// Every `$ref` in a JSON document.

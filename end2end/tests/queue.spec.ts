@@ -24,6 +24,14 @@ test("a queue: a random order at go-live, one turn for one unit, and the line to
     await expect(mine.getByRole("button", { name: "Leave the queue" })).toBeVisible();
   }
 
+  // Each buyer may keep a receipt for their place, signed by the server.
+  const link = card(buyers[0].page, drop.name).getByTestId("queue-receipt");
+  await expect(link).toHaveText("Keep your receipt");
+  const href = new URL((await link.getAttribute("href"))!, baseURL).toString();
+  const receipt = await (await buyers[0].page.request.get(href)).json();
+  expect(receipt.drop_id).toBe(drop.id);
+  expect(receipt.signature).toMatch(/^[0-9a-f]{128}$/);
+
   // After go-live: one unit, so exactly one buyer's turn; the other two see their place.
   const status = (i: number) => card(buyers[i].page, drop.name).getByTestId("queue-status");
   for (let i = 0; i < 3; i++) {
@@ -56,7 +64,11 @@ test("a queue: a random order at go-live, one turn for one unit, and the line to
   await expect(card(buyers[0].page, drop.name).getByRole("link", { name: "Check the order" })).toBeVisible();
   const audit = await request.get(`${baseURL}/api/v1/drops/${drop.id}/audit`);
   expect(audit.status()).toBe(200);
-  expect((await audit.json()).audit.tickets).toHaveLength(3);
+  const published = (await audit.json()).audit;
+  expect(published.tickets).toHaveLength(3);
+  // The receipt names a ticket of the audit, under the key the audit publishes.
+  expect(published.receipt_key).toBe(receipt.public_key);
+  expect(published.tickets.map((t: { id: string }) => t.id)).toContain(receipt.ticket);
   for (const { errors } of buyers) {
     expect(errors).toEqual([]);
   }

@@ -3,7 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ids::DropId, sale::SaleMode};
+use super::{
+    ids::DropId,
+    sale::{SaleMode, TicketState},
+};
 
 /// What anyone may check of a queue's order once it has gone live, or of a draw once it is
 /// made: what the order was drawn from (`order`: the seed behind the published SHA-256, or a
@@ -36,6 +39,13 @@ pub struct Audit {
     /// Go-live: tickets that joined before it are the lobby, ordered by
     /// `sha256_hex(source + ":" + id)`; later ones follow in the order they joined.
     pub starts_at: DateTime<Utc>,
+    /// When the tickets were put in order (a draw: drawn); at or after `starts_at`, and in
+    /// beacon mode once the round was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordered_at: Option<DateTime<Utc>>,
+    /// A draw: the units it was drawn for (the stock left at the draw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<i64>,
     /// Every ticket placed at go-live (a draw: every entry), by place.
     pub tickets: Vec<AuditTicket>,
     /// A draw: the entries that won at the draw, in the drawn order (the first `total_stock`
@@ -106,6 +116,21 @@ pub struct SealedEntries {
     pub ids: Vec<String>,
 }
 
+/// The proof that a ticket is in a drop's sealed entry list, there from the seal on (before
+/// the round that orders the list exists): leaf `index` of the RFC 6962 tree over the sorted
+/// ids whose root is `root`, by the audit path `path` (the sibling hashes, hex, from the leaf
+/// up, as RFC 6962 section 2.1.1 defines them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct EntryProof {
+    pub ticket: String,
+    pub index: u64,
+    pub count: i64,
+    pub root: String,
+    pub sealed_at: DateTime<Utc>,
+    pub path: Vec<String>,
+}
+
 /// What happened to a queue or a draw after its audit was final, one page of it: a queue's
 /// tickets placed since go-live, or a draw's units passed down the waitlist, by place.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,5 +165,41 @@ pub struct AuditTicket {
     /// A later ticket whose buyer left it and joined again: the new ticket's id (at the back;
     /// this one keeps its place, so the places have no gap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejoined_as: Option<String>,
+}
+
+/// Every ticket a queue or a draw ever issued, with its whole story, one page of it, in the
+/// order they were issued: what anyone needs, with the final [`Audit`], to check each place,
+/// admission and waitlist move (the `dropline-verify` crate does).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AuditHistory {
+    pub tickets: Vec<TicketHistory>,
+    /// The `after` of the next page; null on the last one.
+    pub next_after: Option<i64>,
+}
+
+/// One ticket's story. Times are the database's clock, taken under the drop's lock, so for
+/// one drop they order every move.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct TicketHistory {
+    pub id: String,
+    /// When it joined (a ticket back in the lobby before go-live: when it came back).
+    pub joined_at: DateTime<Utc>,
+    /// Beacon mode: in the entry list sealed before the round existed.
+    pub sealed: bool,
+    /// Its place, from go-live (a later one: from joining); none if it left before.
+    pub place: Option<i64>,
+    pub state: TicketState,
+    /// Left the line (a draw: withdrew).
+    pub left_at: Option<DateTime<Utc>>,
+    /// A queue: its turn came.
+    pub admitted_at: Option<DateTime<Utc>>,
+    /// Its turn was used or lapsed, or the line closed on it (a draw: lost).
+    pub ended_at: Option<DateTime<Utc>>,
+    /// A draw: it got a unit, at the draw or later from the waitlist.
+    pub won_at: Option<DateTime<Utc>>,
+    /// It left after go-live (or the seal) and its buyer joined again as this new ticket.
     pub rejoined_as: Option<String>,
 }

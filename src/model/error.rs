@@ -51,6 +51,8 @@ error_codes! {
     QueueNotOpen = ("QUEUE_NOT_OPEN", 409, "The queue for this drop is not open yet."),
     NotAQueue = ("NOT_A_QUEUE", 409, "This drop is not sold through a queue."),
     NotADraw = ("NOT_A_DRAW", 409, "This drop is not sold by draw."),
+    BeaconNotDue = ("BEACON_NOT_DUE", 409, "This drop is not waiting for a beacon round: it has none, its entry list is not sealed, its round is not published yet, or it is kept already."),
+    NotSealed = ("NOT_SEALED", 409, "This drop's entry list is not sealed: a drop ordered by a public beacon seals it at go-live."),
     EntriesNotOpen = ("ENTRIES_NOT_OPEN", 409, "Entries for this draw are not open yet."),
     EntriesClosed = ("ENTRIES_CLOSED", 409, "The draw has been made: entries are closed."),
     SoldByDraw = ("SOLD_BY_DRAW", 409, "This drop is sold by draw: only the entries drawn get a unit."),

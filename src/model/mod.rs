@@ -15,8 +15,8 @@ mod sale;
 pub use self::new_drop::validate_name;
 pub use self::{
     audit::{
-        receipt_message, Audit, AuditBeacon, AuditLater, AuditTicket, OrderSource, Receipt,
-        SealedEntries, WaitlistMove,
+        receipt_message, Audit, AuditBeacon, AuditHistory, AuditLater, AuditTicket, EntryProof,
+        OrderSource, Receipt, SealedEntries, TicketHistory, WaitlistMove,
     },
     drop::{ProductDrop, Purchaser},
     error::{ApiError, ErrorCode, Refusal},

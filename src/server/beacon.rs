@@ -69,6 +69,16 @@ pub fn check(chain: &BeaconChain, round: u64, signature: &str) -> Result<Round, 
     verify(&chain.public_key, round, signature)
 }
 
+/// Checks `signature` (hex) as `round` under a chain key stored with a drop (`public_key`:
+/// compressed on G2, hex): what a fetched round and one an operator pastes both go through.
+pub fn check_under(public_key: &str, round: u64, signature: &str) -> Result<Round, BeaconError> {
+    let key: [u8; 96] = hex::decode(public_key)
+        .ok()
+        .and_then(|key| key.try_into().ok())
+        .ok_or(BeaconError::Key)?;
+    verify(&key, round, signature)
+}
+
 /// Checks `signature` (hex) as `round` under `public_key` (compressed on G2).
 fn verify(public_key: &[u8; 96], round: u64, signature: &str) -> Result<Round, BeaconError> {
     let key = G2PubkeyRfc::from_fixed(*public_key).map_err(|_| BeaconError::Key)?;
@@ -118,10 +128,6 @@ impl Fetcher {
         public_key: &str,
         round: u64,
     ) -> Result<Round, BeaconError> {
-        let key: [u8; 96] = hex::decode(public_key)
-            .ok()
-            .and_then(|key| key.try_into().ok())
-            .ok_or(BeaconError::Key)?;
         let url = format!("{}/{chain_hash}/public/{round}", self.url);
         let fetch = |source| BeaconError::Fetch { round, source };
         let answer = self.http.get(url).send().await.map_err(fetch)?;
@@ -140,7 +146,7 @@ impl Fetcher {
                 got: published.round,
             });
         }
-        verify(&key, round, &published.signature)
+        check_under(public_key, round, &published.signature)
     }
 }
 

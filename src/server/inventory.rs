@@ -5,14 +5,16 @@ use std::sync::Arc;
 
 use super::{
     batch::{Batcher, Joins, KeyClaims, Reserves, Settlements},
+    beacon::{self, Round},
     metrics::Metrics,
+    rules,
     settings::HoldTerms,
     store::{Cancelled, KeyClaim, KeyRequest, Reserved, Settlement, StockAudit, Store, StoreError},
     workers::expiry::ExpiryClock,
 };
 use crate::model::{
-    ApiError, AuditLater, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Reservation,
-    ReservationId, SaleMode, Ticket, User, UserId,
+    ApiError, AuditHistory, AuditLater, DropId, EntryProof, ErrorCode, NewDrop, ProductDrop,
+    Purchase, Reservation, ReservationId, SaleMode, Ticket, User, UserId,
 };
 
 /// Runs a write to completion even if the caller goes away: a client that disconnects
@@ -200,6 +202,55 @@ impl Inventory {
         limit: i64,
     ) -> Result<AuditLater, ApiError> {
         Ok(self.store.audit_later(drop, after, limit).await?)
+    }
+
+    /// Every ticket of a queue or a draw with its story, in the order they were issued, after
+    /// position `after` (at most `limit` of them).
+    pub async fn audit_history(
+        &self,
+        drop: DropId,
+        after: i64,
+        limit: i64,
+    ) -> Result<AuditHistory, ApiError> {
+        Ok(self.store.audit_history(drop, after, limit).await?)
+    }
+
+    /// The proof that `ticket` is in the drop's sealed entry list (beacon mode, from the seal
+    /// on): `NOT_SEALED` before, `TICKET_NOT_FOUND` for a ticket not in it.
+    pub async fn entry_proof(&self, drop: DropId, ticket: &str) -> Result<EntryProof, ApiError> {
+        let sealed = self.store.sealed_entries(drop).await?;
+        let (index, path) = rules::entry_proof(&sealed.ids, ticket)
+            .ok_or_else(|| ApiError::refusal(ErrorCode::TicketNotFound))?;
+        Ok(EntryProof {
+            ticket: ticket.to_string(),
+            index,
+            count: sealed.count,
+            root: sealed.root,
+            sealed_at: sealed.sealed_at,
+            path,
+        })
+    }
+
+    /// Keeps the round drop `drop` waits for from a signature an operator pastes (hex), as
+    /// the queue worker keeps a fetched one: only once its entry list is sealed and the round
+    /// is published, and only if it verifies under the key the drop was created with
+    /// (`INVALID_INPUT` on `signature` otherwise). Answers the round kept.
+    pub async fn paste_beacon(&self, drop: DropId, signature: &str) -> Result<Round, ApiError> {
+        let due = self.store.beacons_due().await?;
+        let Some((_, round, _, key)) = due.into_iter().find(|(id, ..)| *id == drop) else {
+            return Err(ApiError::refusal(ErrorCode::BeaconNotDue));
+        };
+        let checked = beacon::check_under(&key, round, signature)
+            .map_err(|error| ApiError::invalid("signature", error.to_string()))?;
+        let kept = self
+            .store
+            .keep_beacon(drop, checked.round, &checked.signature, &checked.randomness)
+            .await?;
+        if !kept {
+            return Err(ApiError::refusal(ErrorCode::BeaconNotDue));
+        }
+        tracing::info!(drop = %drop, round, "beacon round pasted and kept: the order is decided");
+        Ok(checked)
     }
 
     /// Claims a request's idempotency key (in a batch with the other claims that arrive while

@@ -550,42 +550,87 @@ impl Client {
     }
 }
 
-/// The audit recomputation README.md shows, run as written (the Python block after its
-/// `audit-recompute` marker) against this server, for `drop`; answers what it printed, or
-/// what it refused the audit with.
-pub async fn readme_check(api: &Api, drop: i64) -> Result<String, String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let after_marker = readme
-        .split("<!-- audit-recompute -->")
-        .nth(1)
-        .expect("README has the audit-recompute marker");
-    let script = after_marker
-        .split("```python\n")
-        .nth(1)
-        .and_then(|block| block.split("```").next())
-        .expect("a python block follows the marker");
-    let dir = tempfile::tempdir().unwrap();
-    let script_path = dir.path().join("recompute.py");
-    std::fs::write(&script_path, script).unwrap();
+/// Drop `drop`'s audit as anyone fetches it from this server (over HTTP): the final document
+/// and every ticket's story.
+pub async fn fetch_audit(
+    api: &Api,
+    drop: i64,
+) -> (dropline_verify::Audit, Vec<dropline_verify::History>) {
     let addr = api.listen().await;
-    let output = tokio::process::Command::new("python3")
-        .arg(&script_path)
-        .arg(format!("http://{addr}"))
-        .arg(drop.to_string())
-        .output()
+    dropline_verify::fetch(&format!("http://{addr}"), drop)
         .await
-        .expect("python3 runs");
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        .expect("the audit can be fetched")
+}
+
+/// The drand chain this server's settings name (quicknet unless a test's beacon is set), as
+/// its operators would publish it.
+pub fn chain_of(api: &Api) -> dropline_verify::Chain {
+    let settings = &api.state.settings;
+    dropline_verify::Chain {
+        chain_hash: settings.beacon_chain_hash.clone(),
+        public_key: settings.beacon_public_key.clone(),
+        genesis_seconds: settings.beacon_genesis_seconds,
+        period_seconds: i64::try_from(settings.beacon_period_seconds).unwrap(),
     }
 }
 
-/// [`readme_check`], which must accept the audit; answers what it printed.
-pub async fn readme_recompute(api: &Api, drop: i64) -> String {
-    readme_check(api, drop).await.unwrap_or_else(|refused| {
-        panic!("the README's recomputation rejected the audit: {refused}")
-    })
+/// The independent verifier (`verify/`, what README.md tells anyone to run) on drop `drop`'s
+/// audit as this server publishes it, with `receipts`: answers what it printed, or every
+/// fault it found, one per line.
+pub async fn verify_audit(
+    api: &Api,
+    drop: i64,
+    receipts: &[dropline_verify::Receipt],
+) -> Result<String, String> {
+    let (audit, tickets) = fetch_audit(api, drop).await;
+    let evidence = dropline_verify::Evidence {
+        receipts: receipts.to_vec(),
+        ..Default::default()
+    };
+    outcome(dropline_verify::verify(
+        drop,
+        &audit,
+        &tickets,
+        &chain_of(api),
+        &evidence,
+    ))
+}
+
+/// [`verify_audit`] on a seed-mode audit already fetched (and maybe tampered with).
+pub fn checked(
+    drop: i64,
+    audit: &dropline_verify::Audit,
+    tickets: &[dropline_verify::History],
+    receipts: &[dropline_verify::Receipt],
+) -> Result<String, String> {
+    let evidence = dropline_verify::Evidence {
+        receipts: receipts.to_vec(),
+        ..Default::default()
+    };
+    let chain = dropline_verify::Chain::quicknet();
+    outcome(dropline_verify::verify(
+        drop, audit, tickets, &chain, &evidence,
+    ))
+}
+
+/// What the verifier printed, or its faults, one per line.
+fn outcome(
+    verdict: Result<dropline_verify::Summary, Vec<dropline_verify::Fault>>,
+) -> Result<String, String> {
+    verdict
+        .map(|summary| summary.to_string())
+        .map_err(|faults| {
+            faults
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+}
+
+/// [`verify_audit`], which must accept the audit; answers what it printed.
+pub async fn verified(api: &Api, drop: i64) -> String {
+    verify_audit(api, drop, &[])
+        .await
+        .unwrap_or_else(|faults| panic!("the verifier rejected the audit:\n{faults}"))
 }

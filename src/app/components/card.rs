@@ -158,7 +158,6 @@ fn CardView(data: CardData) -> impl IntoView {
         None => Default::default(),
     };
     let ticket = RwSignal::new(ticket);
-    let sealed = Signal::derive(move || ticket.with(|t| t.as_ref().is_some_and(|t| t.sealed)));
     Effect::new(move |_| {
         if let Some(known) = live.ticket(id) {
             ticket.set(known);
@@ -321,7 +320,7 @@ fn CardView(data: CardData) -> impl IntoView {
                                 leave
                                 seed_sha256
                                 beacon_round
-                                sealed
+                                ticket
                                 mode
                             />
                         }

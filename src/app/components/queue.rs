@@ -270,11 +270,16 @@ pub fn QueuePanel(
     leave: ServerAction<LeaveQueue>,
     seed_sha256: String,
     beacon_round: Option<u64>,
-    /// The viewer's ticket is in the sealed entry list (beacon mode).
+    /// The viewer's ticket, if they have one.
     #[prop(into)]
-    sealed: Signal<bool>,
+    ticket: Signal<Option<Ticket>>,
     mode: SaleMode,
 ) -> impl IntoView {
+    // In the sealed entry list (beacon mode): its id, for the proof.
+    let sealed = Signal::derive(move || {
+        ticket.with(|t| t.as_ref().filter(|t| t.sealed).map(|t| t.id.clone()))
+    });
+    let ticketed = Signal::derive(move || ticket.with(Option::is_some));
     let fields = move || {
         vec![
             ("drop_id", id.0.to_string()),
@@ -307,6 +312,23 @@ pub fn QueuePanel(
                     label=leave_label.to_string()
                 />
             </Show>
+            <Show when=move || ticketed.get()>
+                <p class="queue-receipt">
+                    <a
+                        data-testid="queue-receipt"
+                        href=format!("/api/v1/drops/{id}/receipt")
+                        download=format!("dropline-receipt-{id}.json")
+                    >
+                        "Keep your receipt"
+                    </a>
+                    " — signed proof that your "
+                    {match mode {
+                        SaleMode::Draw => "entry",
+                        _ => "place",
+                    }}
+                    " was issued."
+                </p>
+            </Show>
             {match beacon_round {
                 Some(round) => {
                     view! {
@@ -322,11 +344,21 @@ pub fn QueuePanel(
                                 <a href=format!("/api/v1/drops/{id}/audit")>"Check the order"</a>
                                 {format!(" drawn from public drand round {round}")}
                             </Show>
-                            <Show when=move || sealed.get()>
-                                <span data-testid="queue-sealed">
-                                    " Your entry is in the sealed list."
-                                </span>
-                            </Show>
+                            {move || {
+                                sealed
+                                    .get()
+                                    .map(|ticket| {
+                                        view! {
+                                            " "
+                                            <a
+                                                data-testid="queue-sealed"
+                                                href=format!("/api/v1/drops/{id}/entries/{ticket}/proof")
+                                            >
+                                                "Your entry is in the sealed list."
+                                            </a>
+                                        }
+                                    })
+                            }}
                         </p>
                     }
                         .into_any()

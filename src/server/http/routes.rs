@@ -83,7 +83,8 @@ fn rest(state: &AppState) -> Router<AppState> {
                 .routes(routes!(rest::session::sign_out))
                 .routes(routes!(rest::holds::my_reservations))
                 .routes(routes!(rest::queue::my_ticket))
-                .routes(routes!(rest::queue::my_entry)),
+                .routes(routes!(rest::queue::my_entry))
+                .routes(routes!(rest::queue::my_receipt)),
         )
         .merge(guard(
             state,
@@ -96,7 +97,9 @@ fn rest(state: &AppState) -> Router<AppState> {
                 .routes(routes!(rest::queue::enter_draw))
                 .routes(routes!(rest::queue::withdraw_entry))
                 .routes(routes!(rest::audit::queue_audit))
-                .routes(routes!(rest::audit::audit_later)),
+                .routes(routes!(rest::audit::audit_later))
+                .routes(routes!(rest::audit::audit_tickets))
+                .routes(routes!(rest::audit::entry_proof)),
         ))
         .merge(guard(
             state,
@@ -108,7 +111,9 @@ fn rest(state: &AppState) -> Router<AppState> {
         .merge(guard(
             state,
             Rules::ADMIN_IDEMPOTENT,
-            OpenApiRouter::default().routes(routes!(rest::drops::create_drop)),
+            OpenApiRouter::default()
+                .routes(routes!(rest::drops::create_drop))
+                .routes(routes!(rest::drops::paste_beacon)),
         ));
     let (router, paths) = api.split_for_parts();
     let document = serde_json::to_vec(&openapi::document(paths))

@@ -80,6 +80,20 @@ pub fn entry_root<'a>(ids: impl IntoIterator<Item = &'a str>) -> (String, Vec<St
     (hex::encode(tree.root().as_bytes()), sorted)
 }
 
+/// Where `ticket` is in a sealed entry list (`sorted`: its ids sorted by their bytes, as
+/// [`entry_root`] answers them) and the RFC 6962 audit path that proves it under the list's
+/// root: (leaf index, sibling hashes from the leaf up, hex). `None` when it is not in the list.
+pub fn entry_proof(sorted: &[String], ticket: &str) -> Option<(u64, Vec<String>)> {
+    let index = sorted.binary_search_by(|id| id.as_str().cmp(ticket)).ok()?;
+    let mut tree = MemoryBackedTree::<Sha256, Vec<u8>>::new();
+    for id in sorted {
+        tree.push(id.as_bytes().to_vec());
+    }
+    let proof = tree.prove_inclusion(index);
+    let path = proof.as_bytes().chunks(32).map(hex::encode).collect();
+    Some((u64::try_from(index).ok()?, path))
+}
+
 /// Places for the tickets in line at go-live: the lobby (joined before `starts_at`) by
 /// ascending [`lobby_key`], then those who joined later in the order they joined. Answers
 /// (ticket row id, place), place 1 first.

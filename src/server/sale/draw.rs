@@ -78,6 +78,8 @@ where
                 starts_at: drop.starts_at,
                 sealed: &[],
                 receipt_key: None,
+                ordered_at: None,
+                units: None,
             };
             let document = final_audit_document(&head, &ordered, won_through);
             let count = i64::try_from(ordered.len()).unwrap_or(i64::MAX);

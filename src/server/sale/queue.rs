@@ -93,32 +93,20 @@ where
             this
         };
         let mut new = Vec::new();
-        // Buyers back after leaving a place in line: a new ticket at the back, the old one
-        // keeping its place (no gap in the places; the audit shows both).
+        // A buyer back after leaving gets a new ticket (at the back once the line is in
+        // order); the old one keeps its place, its seal and its story, naming the new one. So
+        // the places have no gap, a sealed ticket never moves, and a receipt's ticket is never
+        // given a later `joined_at`: the audit shows both.
         for user in &joining {
-            let ticket = || NewTicket {
+            let ticket = NewTicket {
                 user_id: *user,
                 public_id: format!("{:032x}", rand::random::<u128>()),
-                place: None,
+                place: place(),
             };
-            match tickets.get(user) {
-                Some(left) if left.place.is_some() => {
-                    let ticket = NewTicket {
-                        place: place(),
-                        ..ticket()
-                    };
-                    tx.retire(left.id, &ticket.public_id).await?;
-                    new.push(ticket);
-                }
-                Some(left) => {
-                    let back = tx.rejoin(left.id, place(), joined_state(mode)).await?;
-                    tickets.insert(*user, back);
-                }
-                None => new.push(NewTicket {
-                    place: place(),
-                    ..ticket()
-                }),
+            if let Some(left) = tickets.get(user) {
+                tx.retire(left.id, &ticket.public_id).await?;
             }
+            new.push(ticket);
         }
         let mut fresh = HashSet::new();
         if !new.is_empty() {
@@ -390,7 +378,8 @@ async fn put_in_order<T: WriteTx + HoldTx + QueueTx>(
         _ => (rules::line_up(&source, locked.starts_at, &unplaced), None),
     };
     let placed = tx.set_places(&places, won_through).await?;
-    tx.mark_lined_up(drop).await?;
+    // PostgreSQL reads the lock's "now" before it waits for the lock; this one is after.
+    let ordered_at = tx.mark_lined_up(drop).await?;
     // The audit is final now: built once, here, with the order it shows.
     let by_id: HashMap<i64, &LineTicket> = unplaced.iter().map(|t| (t.id, t)).collect();
     let ordered: Vec<(&LineTicket, i64)> = places
@@ -409,6 +398,8 @@ async fn put_in_order<T: WriteTx + HoldTx + QueueTx>(
         starts_at: locked.starts_at,
         sealed: &sealed,
         receipt_key,
+        ordered_at: Some(ordered_at),
+        units: (mode == SaleMode::Draw).then_some(locked.available_stock),
     };
     let document = final_audit_document(&head, &ordered, won_through);
     let count = i64::try_from(ordered.len()).unwrap_or(i64::MAX);

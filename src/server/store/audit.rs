@@ -2,8 +2,8 @@
 //! (the draw), and the later part read page by page.
 
 use crate::model::{
-    Audit, AuditBeacon, AuditLater, AuditTicket, ErrorCode, OrderSource, SaleMode, SealedEntries,
-    WaitlistMove,
+    Audit, AuditBeacon, AuditHistory, AuditLater, AuditTicket, ErrorCode, OrderSource, SaleMode,
+    SealedEntries, TicketHistory, TicketState, WaitlistMove,
 };
 
 use super::{
@@ -32,6 +32,10 @@ pub(crate) struct AuditStart {
 }
 
 impl AuditStart {
+    /// The drop's row (`$1`) as this reads it.
+    pub(crate) const SQL: &'static str = "SELECT d.sale_mode, d.winners_drawn, f.placed \
+        FROM drops d LEFT JOIN final_audits f ON f.drop_id = d.id WHERE d.id = $1";
+
     /// The refusal for a drop with no audit (yet), else how it is sold and the highest place
     /// the final audit covers.
     pub(crate) fn after(row: Option<AuditStart>) -> Result<(SaleMode, i64), StoreError> {
@@ -80,6 +84,57 @@ pub(crate) fn later_page(mode: SaleMode, rows: Vec<AuditRow>, limit: i64) -> Aud
     later
 }
 
+/// One ticket's story as stored (see [`TicketHistory`]).
+#[derive(sqlx::FromRow)]
+pub(crate) struct HistoryRow {
+    pub(crate) id: i64,
+    pub(crate) public_id: String,
+    pub(crate) joined_at: i64,
+    pub(crate) sealed: bool,
+    pub(crate) place: Option<i64>,
+    pub(crate) state: String,
+    pub(crate) left_at: Option<i64>,
+    pub(crate) admitted_at: Option<i64>,
+    pub(crate) ended_at: Option<i64>,
+    pub(crate) won_at: Option<i64>,
+    pub(crate) rejoined_as: Option<String>,
+}
+
+/// Columns of `tickets` in the order [`HistoryRow`] reads them.
+macro_rules! history_columns {
+    () => {
+        "id, public_id, joined_at, sealed, place, state, left_at, admitted_at, ended_at, won_at, \
+         rejoined_as"
+    };
+}
+pub(crate) use history_columns;
+
+/// One page of every ticket's story from its rows, in the order they were issued; the page is
+/// full when it has `limit` rows, and the next one starts after its last.
+pub(crate) fn history_page(rows: Vec<HistoryRow>, limit: i64) -> AuditHistory {
+    let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
+    let next_after = rows.last().filter(|_| full).map(|row| row.id);
+    let tickets = rows
+        .into_iter()
+        .map(|row| TicketHistory {
+            id: row.public_id,
+            joined_at: from_ms(row.joined_at),
+            sealed: row.sealed,
+            place: row.place,
+            state: TicketState::parse(&row.state).unwrap_or(TicketState::Closed),
+            left_at: row.left_at.map(from_ms),
+            admitted_at: row.admitted_at.map(from_ms),
+            ended_at: row.ended_at.map(from_ms),
+            won_at: row.won_at.map(from_ms),
+            rejoined_as: row.rejoined_as,
+        })
+        .collect();
+    AuditHistory {
+        tickets,
+        next_after,
+    }
+}
+
 /// What a final audit says of where its order came from: how the drop is sold, what it was
 /// committed to, its go-live, and (beacon mode) the sealed list's ids, sorted.
 pub(crate) struct AuditHead<'a> {
@@ -89,6 +144,10 @@ pub(crate) struct AuditHead<'a> {
     pub(crate) sealed: &'a [String],
     /// The public key receipts are signed with.
     pub(crate) receipt_key: Option<&'a str>,
+    /// When the tickets were put in order (the database's clock, under the drop's lock).
+    pub(crate) ordered_at: Option<i64>,
+    /// A draw: the units it is drawn for.
+    pub(crate) units: Option<i64>,
 }
 
 /// The final audit of a queue put in order or a draw made now, as its REST answer
@@ -148,6 +207,8 @@ pub(crate) fn final_audit_document(
         entries,
         receipt_key: head.receipt_key.map(str::to_string),
         starts_at: from_ms(head.starts_at),
+        ordered_at: head.ordered_at.map(from_ms),
+        units: head.units,
         tickets,
         winners,
     };

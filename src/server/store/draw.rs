@@ -29,9 +29,10 @@ macro_rules! draw_steps {
                 n: i64,
             ) -> Result<Vec<$crate::server::store::tickets::TicketRow>, sqlx::Error> {
                 sqlx::query_as(concat!(
-                    "UPDATE tickets SET state = 'won', won_at = ",
+                    // One moment for every unit of the pass (see `admit`).
+                    "UPDATE tickets SET state = 'won', won_at = (SELECT ",
                     $($now)+,
-                    " WHERE id IN (SELECT id FROM tickets WHERE drop_id = $1 \
+                    ") WHERE id IN (SELECT id FROM tickets WHERE drop_id = $1 \
                        AND state = 'waitlisted' ORDER BY place LIMIT $2) RETURNING ",
                     $crate::server::store::tickets::ticket_columns!()
                 ))

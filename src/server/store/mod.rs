@@ -30,7 +30,8 @@ pub(crate) mod steps;
 pub(crate) mod tickets;
 
 pub(crate) use self::audit::{
-    audited, final_audit_document, later_page, AuditHead, AuditRow, AuditStart,
+    audited, final_audit_document, history_columns, history_page, later_page, AuditHead, AuditRow,
+    AuditStart, HistoryRow,
 };
 pub use self::{
     accounts::{AccountWrites, NewAccount},

@@ -15,8 +15,8 @@ use super::{
 };
 use crate::{
     model::{
-        AuditLater, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Refusal, Reservation,
-        ReservationId, SaleMode, Ticket, User, UserId,
+        AuditHistory, AuditLater, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Refusal,
+        Reservation, ReservationId, SaleMode, SealedEntries, Ticket, User, UserId,
     },
     server::settings::{AdmissionRule, HoldTerms},
 };
@@ -110,6 +110,18 @@ pub trait Reads: Send + Sync {
         after: i64,
         limit: i64,
     ) -> Result<AuditLater, StoreError>;
+    /// Every ticket the queue or draw issued, with its story, in the order they were issued,
+    /// after the one at `after` (a position [`AuditHistory::next_after`] gave), at most `limit`;
+    /// refused as [`Reads::final_audit`] is before go-live.
+    async fn audit_history(
+        &self,
+        drop: DropId,
+        after: i64,
+        limit: i64,
+    ) -> Result<AuditHistory, StoreError>;
+    /// The drop's sealed entry list (beacon mode), from the seal on, its ids sorted by their
+    /// bytes; `NOT_SEALED` before the seal or for a drop ordered by its seed.
+    async fn sealed_entries(&self, drop: DropId) -> Result<SealedEntries, StoreError>;
     /// Deletes idempotency keys first used longer ago than `older_than`; answers how many.
     async fn forget_keys(&self, older_than: Duration) -> Result<u64, StoreError>;
     /// The database's clock, in milliseconds since the epoch.

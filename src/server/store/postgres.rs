@@ -206,7 +206,7 @@ super::dialect::dialect_steps!(
                 "UPDATE tickets t SET place = p.place, \
                    state = CASE WHEN $3::bigint IS NULL THEN t.state \
                      WHEN p.place <= $3 THEN 'won' ELSE 'waitlisted' END, \
-                   won_at = CASE WHEN p.place <= $3 THEN dropline_now_ms() END \
+                   won_at = CASE WHEN p.place <= $3 THEN (SELECT dropline_now_ms()) END \
                  FROM unnest($1::bigint[], $2::bigint[]) AS p(id, place) WHERE t.id = p.id \
                  RETURNING t.id, t.public_id, t.drop_id, t.user_id, t.place, t.state, \
                    t.admitted_until, t.sealed",

@@ -47,15 +47,8 @@ pub(crate) trait QueueTx: Send {
         drop: DropId,
         users: &[UserId],
     ) -> Result<Vec<TicketRow>, sqlx::Error>;
-    /// A ticket back in line as `state` (joined again after leaving).
-    async fn rejoin(
-        &mut self,
-        ticket: i64,
-        place: Option<i64>,
-        state: TicketState,
-    ) -> Result<TicketRow, sqlx::Error>;
-    /// A ticket left after go-live, replaced by a new one (`public_id`) for its buyer: it keeps
-    /// its place, and the audit shows both.
+    /// A ticket its buyer left, replaced by a new one (`public_id`) as they join again: it
+    /// keeps its place, its seal and its story, and the audit shows both.
     async fn retire(&mut self, ticket: i64, public_id: &str) -> Result<(), sqlx::Error>;
     /// A ticket out of line, as `state` (left, or withdrawn).
     async fn leave(&mut self, ticket: i64, state: TicketState) -> Result<TicketRow, sqlx::Error>;
@@ -90,8 +83,9 @@ pub(crate) trait QueueTx: Send {
     async fn unaudited(&mut self) -> Result<Vec<Unaudited>, sqlx::Error>;
     /// A drop's placed tickets, by place.
     async fn placed(&mut self, drop: DropId) -> Result<Vec<PlacedTicket>, sqlx::Error>;
-    /// Notes that the line is in order.
-    async fn mark_lined_up(&mut self, drop: DropId) -> Result<(), sqlx::Error>;
+    /// Notes that the line is in order; answers when (the database's clock, read under the
+    /// drop's lock after every earlier write to its tickets).
+    async fn mark_lined_up(&mut self, drop: DropId) -> Result<i64, sqlx::Error>;
     /// Keeps the final audit (`document`, which places `placed` tickets), made as the line
     /// was put in order.
     async fn save_final_audit(
@@ -168,8 +162,9 @@ macro_rules! queue_steps {
                 users: &[$crate::model::UserId],
             ) -> Result<Vec<$crate::server::store::tickets::TicketRow>, sqlx::Error> {
                 sqlx::query_as(concat!(
-                    "UPDATE tickets SET state = 'used' WHERE drop_id = $1 \
-                     AND state = 'admitted' AND user_id ",
+                    "UPDATE tickets SET state = 'used', ended_at = ",
+                    $($now)+,
+                    " WHERE drop_id = $1 AND state = 'admitted' AND user_id ",
                     $in_ids, "$2", $in_ids_end,
                     " RETURNING ",
                     $crate::server::store::tickets::ticket_columns!()
@@ -196,26 +191,6 @@ macro_rules! queue_steps {
                 .await
             }
 
-            async fn rejoin(
-                &mut self,
-                ticket: i64,
-                place: Option<i64>,
-                state: $crate::model::TicketState,
-            ) -> Result<$crate::server::store::tickets::TicketRow, sqlx::Error> {
-                sqlx::query_as(concat!(
-                    "UPDATE tickets SET state = $3, admitted_until = NULL, place = $2, \
-                     joined_at = ",
-                    $($now)+,
-                    " WHERE id = $1 RETURNING ",
-                    $crate::server::store::tickets::ticket_columns!()
-                ))
-                .bind(ticket)
-                .bind(place)
-                .bind(state.as_str())
-                .fetch_one(&mut *self.$conn)
-                .await
-            }
-
             async fn retire(&mut self, ticket: i64, public_id: &str) -> Result<(), sqlx::Error> {
                 sqlx::query("UPDATE tickets SET rejoined_as = $2 WHERE id = $1")
                     .bind(ticket)
@@ -231,7 +206,9 @@ macro_rules! queue_steps {
                 state: $crate::model::TicketState,
             ) -> Result<$crate::server::store::tickets::TicketRow, sqlx::Error> {
                 sqlx::query_as(concat!(
-                    "UPDATE tickets SET state = $2 WHERE id = $1 RETURNING ",
+                    "UPDATE tickets SET state = $2, left_at = ",
+                    $($now)+,
+                    " WHERE id = $1 RETURNING ",
                     $crate::server::store::tickets::ticket_columns!()
                 ))
                 .bind(ticket)
@@ -363,12 +340,15 @@ macro_rules! queue_steps {
                 .await
             }
 
-            async fn mark_lined_up(&mut self, drop: $crate::model::DropId) -> Result<(), sqlx::Error> {
-                sqlx::query(concat!("UPDATE drops SET lined_up_at = ", $($now)+, " WHERE id = $1"))
-                    .bind(drop)
-                    .execute(&mut *self.$conn)
-                    .await?;
-                Ok(())
+            async fn mark_lined_up(&mut self, drop: $crate::model::DropId) -> Result<i64, sqlx::Error> {
+                sqlx::query_scalar(concat!(
+                    "UPDATE drops SET lined_up_at = ",
+                    $($now)+,
+                    " WHERE id = $1 RETURNING lined_up_at"
+                ))
+                .bind(drop)
+                .fetch_one(&mut *self.$conn)
+                .await
             }
 
             async fn save_final_audit(
@@ -397,8 +377,9 @@ macro_rules! queue_steps {
                 drop: $crate::model::DropId,
             ) -> Result<Vec<$crate::server::store::tickets::TicketRow>, sqlx::Error> {
                 sqlx::query_as(concat!(
-                    "UPDATE tickets SET state = 'lapsed' WHERE drop_id = $1 \
-                     AND state = 'admitted' AND admitted_until <= ",
+                    "UPDATE tickets SET state = 'lapsed', ended_at = ",
+                    $($now)+,
+                    " WHERE drop_id = $1 AND state = 'admitted' AND admitted_until <= ",
                     $($now)+,
                     " RETURNING ",
                     $crate::server::store::tickets::ticket_columns!()
@@ -430,7 +411,11 @@ macro_rules! queue_steps {
                 ttl: std::time::Duration,
             ) -> Result<Vec<$crate::server::store::tickets::TicketRow>, sqlx::Error> {
                 sqlx::query_as(concat!(
-                    "UPDATE tickets SET state = 'admitted', admitted_until = ",
+                    // One moment for the whole pass: PostgreSQL's clock moves from row to row, and
+                    // the audit orders admissions by it.
+                    "UPDATE tickets SET state = 'admitted', admitted_at = (SELECT ",
+                    $($now)+,
+                    "), admitted_until = ",
                     $($now)+,
                     " + $3 WHERE id IN (SELECT id FROM tickets WHERE drop_id = $1 \
                        AND state = 'waiting' AND place IS NOT NULL ORDER BY place LIMIT $2) \
@@ -450,9 +435,11 @@ macro_rules! queue_steps {
                 open: [$crate::model::TicketState; 2],
                 to: $crate::model::TicketState,
             ) -> Result<(), sqlx::Error> {
-                sqlx::query(
-                    "UPDATE tickets SET state = $4 WHERE drop_id = $1 AND state IN ($2, $3)",
-                )
+                sqlx::query(concat!(
+                    "UPDATE tickets SET state = $4, ended_at = ",
+                    $($now)+,
+                    " WHERE drop_id = $1 AND state IN ($2, $3)"
+                ))
                 .bind(drop)
                 .bind(open[0].as_str())
                 .bind(open[1].as_str())

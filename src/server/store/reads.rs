@@ -250,10 +250,7 @@ macro_rules! reads {
         ) -> Result<$crate::model::AuditLater, $crate::server::store::StoreError> {
             use $crate::{model::SaleMode, server::store::{AuditRow, AuditStart}};
             let mut tx = self.pool.begin_with($begin_read).await?;
-            let start: Option<AuditStart> = sqlx::query_as(
-                "SELECT d.sale_mode, d.winners_drawn, f.placed FROM drops d \
-                 LEFT JOIN final_audits f ON f.drop_id = d.id WHERE d.id = $1",
-            )
+            let start: Option<AuditStart> = sqlx::query_as(AuditStart::SQL)
             .bind(drop)
             .fetch_optional(&mut *tx)
             .await?;
@@ -278,6 +275,66 @@ macro_rules! reads {
             .await?;
             tx.commit().await?;
             Ok($crate::server::store::later_page(mode, rows, limit))
+        }
+
+        async fn audit_history(
+            &self,
+            drop: $crate::model::DropId,
+            after: i64,
+            limit: i64,
+        ) -> Result<$crate::model::AuditHistory, $crate::server::store::StoreError> {
+            use $crate::server::store::{AuditStart, HistoryRow};
+            let mut tx = self.pool.begin_with($begin_read).await?;
+            let start: Option<AuditStart> = sqlx::query_as(AuditStart::SQL)
+            .bind(drop)
+            .fetch_optional(&mut *tx)
+            .await?;
+            AuditStart::after(start)?;
+            let rows: Vec<HistoryRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                $crate::server::store::history_columns!(),
+                " FROM tickets WHERE drop_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            ))
+            .bind(drop)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok($crate::server::store::history_page(rows, limit))
+        }
+
+        async fn sealed_entries(
+            &self,
+            drop: $crate::model::DropId,
+        ) -> Result<$crate::model::SealedEntries, $crate::server::store::StoreError> {
+            use $crate::{model::ErrorCode, server::store::StoreError};
+            let mut tx = self.pool.begin_with($begin_read).await?;
+            let row: Option<(String, Option<String>, Option<i64>, Option<i64>)> = sqlx::query_as(
+                "SELECT sale_mode, entry_root, entry_count, sealed_at FROM drops WHERE id = $1",
+            )
+            .bind(drop)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (mode, root, count, sealed_at) =
+                row.ok_or(StoreError::Refused(ErrorCode::DropNotFound))?;
+            $crate::server::store::audited(&mode, true)?;
+            let (Some(root), Some(count), Some(sealed_at)) = (root, count, sealed_at) else {
+                return Err(StoreError::Refused(ErrorCode::NotSealed));
+            };
+            let mut ids: Vec<String> =
+                sqlx::query_scalar("SELECT public_id FROM tickets WHERE drop_id = $1 AND sealed")
+                    .bind(drop)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            tx.commit().await?;
+            ids.sort_unstable();
+            Ok($crate::model::SealedEntries {
+                root,
+                count,
+                sealed_at: $crate::server::store::rows::from_ms(sealed_at),
+                ids,
+            })
         }
 
         async fn forget_keys(

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use super::body::{Id, Params, Result};
 use crate::{
-    model::{ApiError, Audit, AuditLater, DropId},
+    model::{ApiError, Audit, AuditHistory, AuditLater, DropId, EntryProof},
     server::{http::error::ErrorBody, AppState},
 };
 
@@ -22,6 +22,18 @@ pub(in crate::server::http) struct LaterReply {
     later: AuditLater,
 }
 
+/// Every ticket's story, one page.
+#[derive(Serialize, ToSchema)]
+pub(in crate::server::http) struct HistoryReply {
+    history: AuditHistory,
+}
+
+/// A ticket's proof of being in the sealed entry list.
+#[derive(Serialize, ToSchema)]
+pub(in crate::server::http) struct ProofReply {
+    proof: EntryProof,
+}
+
 /// A queue's or a draw's audit
 ///
 /// Final from go-live (a draw: the draw) on, and the same bytes ever after, so clients and
@@ -31,8 +43,8 @@ pub(in crate::server::http) struct LaterReply {
 /// `starts_at`) is ordered by ascending `sha256_hex(seed + ":" + id)`; tickets that joined after
 /// `starts_at` but before the lobby was put in order follow in the order they joined. Anyone
 /// can recompute it. A draw's tickets are its entries, all ordered by that key; `winners` are
-/// the entries that won at the draw (the first `total_stock` places). What happened after go-live
-/// is `GET /drops/{id}/audit/later`.
+/// the entries that won at the draw (the first `units` places). What happened after go-live
+/// is `GET /drops/{id}/audit/later`; every ticket's whole story is `GET /drops/{id}/audit/tickets`.
 #[utoipa::path(
     get,
     path = "/drops/{id}/audit",
@@ -103,17 +115,89 @@ pub(in crate::server::http) async fn audit_later(
     Id(drop): Id<DropId>,
     Params(page): Params<LaterPage>,
 ) -> Result<Json<LaterReply>> {
-    let after = page.after.unwrap_or(0);
-    if after < 0 {
-        return Err(ApiError::invalid("after", "after must be 0 or more"));
-    }
-    let limit = page.limit.unwrap_or(LATER_PAGE_MAX);
-    if !(1..=LATER_PAGE_MAX).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("limit must be between 1 and {LATER_PAGE_MAX}"),
-        ));
-    }
+    let (after, limit) = page.checked()?;
     let later = state.inventory.audit_later(drop, after, limit).await?;
     Ok(Json(LaterReply { later }))
+}
+
+impl LaterPage {
+    /// (`after`, `limit`), checked, with their defaults (0, the most a page carries).
+    fn checked(&self) -> std::result::Result<(i64, i64), ApiError> {
+        let after = self.after.unwrap_or(0);
+        if after < 0 {
+            return Err(ApiError::invalid("after", "after must be 0 or more"));
+        }
+        let limit = self.limit.unwrap_or(LATER_PAGE_MAX);
+        if !(1..=LATER_PAGE_MAX).contains(&limit) {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("limit must be between 1 and {LATER_PAGE_MAX}"),
+            ));
+        }
+        Ok((after, limit))
+    }
+}
+
+/// Every ticket a queue or a draw issued, with its story
+///
+/// Each ticket ever issued, in the order they were issued, whatever became of it: when it
+/// joined, whether it is in the sealed list, its place, its state, and when it left (a draw:
+/// withdrew), had its turn, ended (used, lapsed, closed, lost) or won a unit, and the new
+/// ticket it came back as. With the final audit, enough to check every place, admission and
+/// waitlist move (`cargo run -p dropline-verify`). Live until the sale ends. One page at a
+/// time: the next starts at `next_after`, null on the last.
+#[utoipa::path(
+    get,
+    path = "/drops/{id}/audit/tickets",
+    tag = "queue",
+    params(
+        ("id" = i64, Path, description = "The drop's id."),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Answer tickets after this position (a page's `next_after`; 0 when left out)."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "At most this many tickets (1000 when left out)."),
+    ),
+    responses(
+        (status = 200, description = "One page.", body = HistoryReply),
+        (status = 400, description = "`MALFORMED_REQUEST`: `after` or `limit` is not an integer.", body = ErrorBody),
+        (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`NOT_STARTED` (before go-live) or `NOT_A_QUEUE`.", body = ErrorBody),
+        (status = 422, description = "`INVALID_INPUT`: `after` is negative or `limit` is not 1 to 1000.", body = ErrorBody),
+    )
+)]
+pub(in crate::server::http) async fn audit_tickets(
+    State(state): State<AppState>,
+    Id(drop): Id<DropId>,
+    Params(page): Params<LaterPage>,
+) -> Result<Json<HistoryReply>> {
+    let (after, limit) = page.checked()?;
+    let history = state.inventory.audit_history(drop, after, limit).await?;
+    Ok(Json(HistoryReply { history }))
+}
+
+/// The proof that a ticket is in the sealed entry list
+///
+/// Beacon mode: from the moment the entry list is sealed at go-live (a draw: at the draw),
+/// before the drand round that orders it exists, anyone can check that a ticket is in it:
+/// `path` is the RFC 6962 audit path of leaf `index` (the ticket's id, the list sorted by
+/// bytes) up to `root`, the Merkle root the final audit publishes, over `count` leaves.
+#[utoipa::path(
+    get,
+    path = "/drops/{id}/entries/{ticket}/proof",
+    tag = "queue",
+    params(
+        ("id" = i64, Path, description = "The drop's id."),
+        ("ticket" = String, Path, description = "The ticket's (the entry's) public id."),
+    ),
+    responses(
+        (status = 200, description = "The ticket is in the sealed list.", body = ProofReply),
+        (status = 400, description = "`MALFORMED_REQUEST`: the id is not an integer.", body = ErrorBody),
+        (status = 404, description = "`DROP_NOT_FOUND`, or `TICKET_NOT_FOUND`: no such ticket in the sealed list.", body = ErrorBody),
+        (status = 409, description = "`NOT_SEALED` (before the seal, or a drop ordered by its seed) or `NOT_A_QUEUE`.", body = ErrorBody),
+    )
+)]
+pub(in crate::server::http) async fn entry_proof(
+    State(state): State<AppState>,
+    Id((drop, ticket)): Id<(DropId, String)>,
+) -> Result<Json<ProofReply>> {
+    let proof = state.inventory.entry_proof(drop, &ticket).await?;
+    Ok(Json(ProofReply { proof }))
 }

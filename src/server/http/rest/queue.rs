@@ -200,3 +200,30 @@ pub(in crate::server::http) async fn withdraw_entry(
         receipt: None,
     }))
 }
+
+/// A signed receipt for the caller's ticket
+///
+/// The caller's current ticket in the drop's queue or draw, signed now (Ed25519, by the key
+/// every final audit names as `receipt_key`): the same receipt joining or entering answers,
+/// for a buyer who joined from the web page (whose "Keep your receipt" link fetches this).
+/// Kept, it proves the ticket was issued if an audit ever leaves it out (`dropline-verify URL
+/// DROP receipt.json`).
+#[utoipa::path(
+    get,
+    path = "/drops/{id}/receipt",
+    tag = "queue",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The receipt.", body = Receipt),
+        (status = 404, description = "`TICKET_NOT_FOUND`: the caller has no ticket in this drop's queue or draw.", body = ErrorBody),
+    )
+)]
+pub(in crate::server::http) async fn my_receipt(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Id(drop): Id<DropId>,
+) -> Result<Json<Receipt>> {
+    let ticket = state.inventory.ticket(drop, user).await?;
+    Ok(Json(state.receipts.sign(drop, &ticket.id, Utc::now())))
+}
