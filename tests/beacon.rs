@@ -574,6 +574,49 @@ async fn a_rewritten_audit_fails_the_public_check(backend: Backend) {
     }
 }
 
+/// The server was down past its go-live: when it seals the list, the round the drop named is
+/// already published, so whoever sealed could have known the order first. It names the next
+/// round the margin allows instead, and the audit says so and passes the verifier (it failed:
+/// "published before the list was sealed").
+async fn a_late_seal_names_a_later_round(backend: Backend) {
+    let (_, _, api) = on_beacon(backend, 8).await;
+    let id = sale(&api, "queue", 2).await["id"].as_i64().unwrap();
+    let mut cookies = Vec::new();
+    for i in 0..5 {
+        let cookie = api.sign_in(&format!("buyer {i}")).await;
+        join(&api, &cookie, id).await;
+        cookies.push(cookie);
+    }
+    // Go-live and its round both in the past: the outage.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let now_ms = Utc::now().timestamp_millis();
+    let chain = api.state.settings.beacon().unwrap();
+    let (stale, stale_at) = beacon::round_for(&chain, now_ms - 20_000);
+    assert!(stale_at < now_ms - 5_000);
+    api.db
+        .execute(&format!(
+            "UPDATE drops SET starts_at = {now_ms}, beacon_round = {stale}, \
+             beacon_round_at = {stale_at} WHERE id = {id}"
+        ))
+        .await;
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            place(&api, &cookies[0], id).await.is_some()
+        })
+        .await,
+        "the line was never put in order"
+    );
+    let round = number(&api, id, "beacon_round").await as u64;
+    assert!(round > stale, "the stale round {stale} still decides");
+    let sealed_at = number(&api, id, "sealed_at").await;
+    assert!(number(&api, id, "beacon_round_at").await > sealed_at);
+    let printed = verified(&api, id).await;
+    assert!(
+        printed.contains(&format!("ordered by drand round {round}")),
+        "{printed}"
+    );
+}
+
 /// A server that cannot reach any drand endpoint: the operator pastes the round. Before the
 /// seal, and a signature by another key or for another round, are refused; the round that
 /// verifies is kept once, orders the line, and the verifier accepts the audit.
@@ -668,4 +711,5 @@ on_both_databases!(
     a_beacon_draw_recomputes,
     a_forged_round_orders_nothing,
     an_operator_pastes_the_round_a_server_cannot_fetch,
+    a_late_seal_names_a_later_round,
 );

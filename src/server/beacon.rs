@@ -69,6 +69,21 @@ pub fn check(chain: &BeaconChain, round: u64, signature: &str) -> Result<Round, 
     verify(&chain.public_key, round, signature)
 }
 
+/// The round to name instead when a drop's list is sealed at `now_ms` but the round it named
+/// (`round_at`, on chain `chain_hash`) is published already or about to be — after an outage
+/// past the margin — so that whoever seals cannot know the order first: the round
+/// [`round_for`] names for go-live `now_ms`. `None` when the named round is still ahead, or
+/// the drop is on another chain than `chain` (whose round times this server does not know).
+pub fn renamed_round(
+    chain: &BeaconChain,
+    chain_hash: Option<&str>,
+    round_at: Option<i64>,
+    now_ms: i64,
+) -> Option<(u64, i64)> {
+    let published_soon = round_at? <= now_ms.saturating_add(chain.period_ms);
+    (published_soon && chain_hash? == chain.chain_hash).then(|| round_for(chain, now_ms))
+}
+
 /// Checks `signature` (hex) as `round` under a chain key stored with a drop (`public_key`:
 /// compressed on G2, hex): what a fetched round and one an operator pastes both go through.
 pub fn check_under(public_key: &str, round: u64, signature: &str) -> Result<Round, BeaconError> {
@@ -163,6 +178,24 @@ mod tests {
         }
         .beacon()
         .expect("a beacon is set")
+    }
+
+    /// A round still ahead stays; one published (or due within a period) at the seal is
+    /// replaced by the first the margin allows; a drop of another chain keeps its own.
+    #[test]
+    fn a_round_out_at_the_seal_is_replaced_by_a_later_one() {
+        let chain = quicknet();
+        let hash = Some(chain.chain_hash.as_str());
+        let now = 1_800_000_000_000;
+        let (_, ahead) = round_for(&chain, now);
+        assert_eq!(renamed_round(&chain, hash, Some(ahead), now), None);
+        let (later, at) = renamed_round(&chain, hash, Some(now - 60_000), now).unwrap();
+        assert!(at >= now + chain.margin_ms);
+        assert_eq!(round_time(&chain, later), at);
+        assert_eq!(
+            renamed_round(&chain, Some("00"), Some(now - 60_000), now),
+            None
+        );
     }
 
     /// Two rounds drand's quicknet published, with their signatures: from

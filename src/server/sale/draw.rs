@@ -35,8 +35,8 @@ where
 {
     async fn draw(&self, drop: DropId, claim: Duration) -> Result<bool, StoreError> {
         let tx = self.begin_write().await?;
-        let receipts = self.receipt_key();
-        let Some((mut tx, locked, placed)) = go_live(tx, drop, SaleMode::Draw, receipts).await?
+        let commitments = self.commitments();
+        let Some((mut tx, locked, placed)) = go_live(tx, drop, SaleMode::Draw, commitments).await?
         else {
             return Ok(false);
         };

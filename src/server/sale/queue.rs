@@ -13,6 +13,7 @@ use super::notices::{line_event, ticket_event};
 use crate::{
     model::{DropId, ErrorCode, QueueLine, SaleMode, Ticket, TicketState, UserId},
     server::{
+        beacon,
         events::Envelope,
         rules::{self, Admission},
         settings::AdmissionRule,
@@ -22,7 +23,7 @@ use crate::{
             ops::{AdmitPass, QueueWrites},
             queue::QueueTx,
             rows::LockedDrop,
-            steps::{Dialect, WriteTx},
+            steps::{Commitments, Dialect, WriteTx},
             tickets::{LineTicket, NewTicket, TicketRow},
             AuditHead, StoreError,
         },
@@ -164,8 +165,9 @@ where
 
     async fn line_up(&self, drop: DropId) -> Result<bool, StoreError> {
         let tx = self.begin_write().await?;
-        let receipts = self.receipt_key();
-        let Some((tx, locked, placed)) = go_live(tx, drop, SaleMode::Queue, receipts).await? else {
+        let commitments = self.commitments();
+        let Some((tx, locked, placed)) = go_live(tx, drop, SaleMode::Queue, commitments).await?
+        else {
             return Ok(false);
         };
         let line = QueueLine {
@@ -307,9 +309,9 @@ pub(super) async fn go_live<T: WriteTx + HoldTx + QueueTx>(
     mut tx: T,
     drop: DropId,
     mode: SaleMode,
-    receipt_key: Option<&str>,
+    commitments: &Commitments,
 ) -> Result<Option<(T, LockedDrop, Vec<TicketRow>)>, sqlx::Error> {
-    match put_in_order(&mut tx, drop, mode, receipt_key).await? {
+    match put_in_order(&mut tx, drop, mode, commitments).await? {
         GoLive::Ordered(locked, placed) => Ok(Some((tx, locked, placed))),
         GoLive::Awaiting => tx.commit(Vec::new()).await.map(|()| None),
         GoLive::NotDue => tx.rollback().await.map(|()| None),
@@ -333,12 +335,14 @@ enum GoLive {
 /// are units winning and the rest waitlisted, in the same statement) and notes that it is in
 /// order, with its final audit. In beacon mode the lobby (a draw: every entry) is sealed first
 /// — its Merkle root published before the round that orders it exists — and it is put in
-/// order once that round is kept ([`rules::order_source`]). The audit names `receipt_key`.
+/// order once that round is kept ([`rules::order_source`]); a round already published at
+/// the seal is replaced by a later one first ([`beacon::renamed_round`]). The audit names
+/// the receipt key of `commitments`.
 async fn put_in_order<T: WriteTx + HoldTx + QueueTx>(
     tx: &mut T,
     drop: DropId,
     mode: SaleMode,
-    receipt_key: Option<&str>,
+    commitments: &Commitments,
 ) -> Result<GoLive, sqlx::Error> {
     let locked = match tx.lock_drop(drop).await? {
         Some(locked)
@@ -355,6 +359,16 @@ async fn put_in_order<T: WriteTx + HoldTx + QueueTx>(
     let mut commitment = tx.commitment(drop).await?;
     let unplaced = tx.unplaced(drop).await?;
     if commitment.beacon_round.is_some() && commitment.entry_root.is_none() {
+        let renamed = commitments.beacon.as_ref().and_then(|chain| {
+            let hash = commitment.beacon_chain.as_deref();
+            beacon::renamed_round(chain, hash, commitment.beacon_round_at, locked.now)
+        });
+        if let Some((round, round_at)) = renamed {
+            let round = i64::try_from(round).unwrap_or(i64::MAX);
+            tx.rename_round(drop, round, round_at).await?;
+            commitment.beacon_round = Some(round);
+            commitment.beacon_round_at = Some(round_at);
+        }
         let lobby = unplaced.iter().filter(|t| t.joined_at < lobby_before);
         let (root, sealed) = rules::entry_root(lobby.map(|t| t.public_id.as_str()));
         let count = i64::try_from(sealed.len()).unwrap_or(i64::MAX);
@@ -397,7 +411,7 @@ async fn put_in_order<T: WriteTx + HoldTx + QueueTx>(
         commitment: &commitment,
         starts_at: locked.starts_at,
         sealed: &sealed,
-        receipt_key,
+        receipt_key: commitments.receipt_key.as_deref(),
         ordered_at: Some(ordered_at),
         units: (mode == SaleMode::Draw).then_some(locked.available_stock),
     };

@@ -56,6 +56,13 @@ pub(crate) trait QueueTx: Send {
     async fn next_place(&mut self, drop: DropId) -> Result<i64, sqlx::Error>;
     /// The waiting tickets (a draw's: entries) that have no place yet.
     async fn unplaced(&mut self, drop: DropId) -> Result<Vec<LineTicket>, sqlx::Error>;
+    /// Names another beacon round for the drop (before its list is sealed).
+    async fn rename_round(
+        &mut self,
+        drop: DropId,
+        round: i64,
+        round_at: i64,
+    ) -> Result<(), sqlx::Error>;
     /// What the drop's order is drawn from (its seed, or its beacon round and sealed list).
     async fn commitment(&mut self, drop: DropId) -> Result<Commitment, sqlx::Error>;
     /// Seals the drop's entry list (beacon mode), now: its Merkle root and count, and every
@@ -237,6 +244,24 @@ macro_rules! queue_steps {
                 .bind(drop)
                 .fetch_all(&mut *self.$conn)
                 .await
+            }
+
+            async fn rename_round(
+                &mut self,
+                drop: $crate::model::DropId,
+                round: i64,
+                round_at: i64,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(
+                    "UPDATE drops SET beacon_round = $2, beacon_round_at = $3 \
+                     WHERE id = $1 AND sealed_at IS NULL",
+                )
+                .bind(drop)
+                .bind(round)
+                .bind(round_at)
+                .execute(&mut *self.$conn)
+                .await?;
+                Ok(())
             }
 
             async fn commitment(

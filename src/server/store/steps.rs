@@ -40,8 +40,4 @@ pub(crate) trait Dialect: Send + Sync {
     fn beacon(&self) -> Option<&BeaconChain> {
         self.commitments().beacon.as_ref()
     }
-    /// The public key receipts are signed with, named in every final audit.
-    fn receipt_key(&self) -> Option<&str> {
-        self.commitments().receipt_key.as_deref()
-    }
 }
