@@ -180,7 +180,11 @@ pub async fn my_reservations() -> Result<Vec<Reservation>, ApiError> {
 pub async fn join_queue(drop_id: DropId, mode: SaleMode) -> Result<Ticket, ApiError> {
     ssr::respond(async move {
         let SignedIn(user) = ssr::extract().await?;
-        let (ticket, _) = ssr::state().inventory.join(drop_id, mode, user).await?;
+        let ClientAddr(from) = ssr::extract().await?;
+        let (ticket, _) = ssr::state()
+            .inventory
+            .join(drop_id, mode, user, from)
+            .await?;
         Ok(ticket)
     })
     .await

@@ -74,16 +74,20 @@ async fn join(api: &Api, cookie: &str, drop: i64) -> common::Reply {
     .await
 }
 
+/// `GET /queue/me` for the buyer.
+async fn ticket_reply(api: &Api, cookie: &str, drop: i64) -> common::Reply {
+    api.call(
+        "GET",
+        &format!("/api/v1/drops/{drop}/queue/me"),
+        None,
+        Auth::Cookie(cookie),
+    )
+    .await
+}
+
 /// The buyer's ticket as `GET /queue/me` answers it.
 async fn ticket(api: &Api, cookie: &str, drop: i64) -> Value {
-    let reply = api
-        .call(
-            "GET",
-            &format!("/api/v1/drops/{drop}/queue/me"),
-            None,
-            Auth::Cookie(cookie),
-        )
-        .await;
+    let reply = ticket_reply(api, cookie, drop).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     reply.body["ticket"].clone()
 }
@@ -646,6 +650,160 @@ async fn a_skipped_waitlist_entry_fails_the_verifier(backend: Backend) {
             )),
         "{refused}"
     );
+}
+
+/// Joins `cookie`'s buyer to drop `drop`'s queue (`/queue`) or draw (`/entry`) from `from`.
+async fn join_from(api: &Api, from: &str, door: &str, cookie: &str, drop: i64) -> common::Reply {
+    let peer: std::net::SocketAddr = from.parse().unwrap();
+    let path = format!("/api/v1/drops/{drop}/{door}");
+    api.call_from(peer, "POST", &path, None, Auth::Cookie(cookie), &[])
+        .await
+}
+
+/// A bot farm has many accounts and few networks. With caps of 3 tickets per IPv4 /24 and 1
+/// per IPv6 /64, one /24 gets 3 places and the rest of it `NETWORK_CAP_REACHED`; another
+/// network still gets in; a /64 gets one; a buyer who leaves and joins again takes no second
+/// share; a draw's entries count the same.
+async fn a_network_gets_at_most_its_cap_of_tickets(backend: Backend) {
+    let api = Api::configured(backend, |s| {
+        crowd(s);
+        s.join_cap_per_ipv4_24 = 3;
+        s.join_cap_per_ipv6_64 = 1;
+    })
+    .await;
+    let id = queue_drop(&api, 5).await["id"].as_i64().unwrap();
+    let cookies = buyers(&api, 9).await;
+    let mut statuses = Vec::new();
+    for (i, cookie) in cookies[..5].iter().enumerate() {
+        let reply = join_from(
+            &api,
+            &format!("203.0.113.{}:4000", i + 1),
+            "queue",
+            cookie,
+            id,
+        )
+        .await;
+        statuses.push((reply.status, reply.body["error"]["code"].clone()));
+    }
+    let refused = (StatusCode::CONFLICT, json!("NETWORK_CAP_REACHED"));
+    let joined = (StatusCode::CREATED, Value::Null);
+    assert_eq!(
+        statuses,
+        [
+            joined.clone(),
+            joined.clone(),
+            joined.clone(),
+            refused.clone(),
+            refused.clone()
+        ]
+    );
+    assert_eq!(
+        ticket_reply(&api, &cookies[3], id).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let other = join_from(&api, "198.51.100.7:4000", "queue", &cookies[5], id).await;
+    assert_eq!(other.status, StatusCode::CREATED, "{}", other.body);
+    let v6 = |addr: &str| format!("[{addr}]:4000");
+    let first = join_from(&api, &v6("2001:db8::1"), "queue", &cookies[6], id).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let same = join_from(&api, &v6("2001:db8::ffff:1"), "queue", &cookies[7], id).await;
+    assert_eq!(
+        same.body["error"]["code"], "NETWORK_CAP_REACHED",
+        "{}",
+        same.body
+    );
+    let next = join_from(&api, &v6("2001:db8:0:1::1"), "queue", &cookies[7], id).await;
+    assert_eq!(next.status, StatusCode::CREATED, "{}", next.body);
+
+    // Leaving and joining again from the /24: a new ticket, the same share.
+    let left = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/drops/{id}/queue/me"),
+            None,
+            Auth::Cookie(&cookies[0]),
+        )
+        .await;
+    assert_eq!(left.status, StatusCode::OK, "{}", left.body);
+    let back = join_from(&api, "203.0.113.1:4000", "queue", &cookies[0], id).await;
+    assert_eq!(back.status, StatusCode::CREATED, "{}", back.body);
+    let still = join_from(&api, "203.0.113.9:4000", "queue", &cookies[3], id).await;
+    assert_eq!(
+        still.body["error"]["code"], "NETWORK_CAP_REACHED",
+        "{}",
+        still.body
+    );
+
+    // A draw counts its entries the same way.
+    let draw = draw_drop(&api, 1).await["id"].as_i64().unwrap();
+    for (i, cookie) in cookies[..4].iter().enumerate() {
+        let reply = join_from(
+            &api,
+            &format!("192.0.2.{}:4000", i + 1),
+            "entry",
+            cookie,
+            draw,
+        )
+        .await;
+        let expected = if i < 3 {
+            StatusCode::CREATED
+        } else {
+            StatusCode::CONFLICT
+        };
+        assert_eq!(reply.status, expected, "{}", reply.body);
+    }
+}
+
+/// `accounts_before`: accounts made for the drop after its cutoff are refused
+/// `ACCOUNT_TOO_NEW` at the queue and the draw; one made before gets in; a first-come drop
+/// takes no cutoff.
+async fn an_account_made_after_the_cutoff_cannot_join(backend: Backend) {
+    let api = Api::configured(backend, crowd).await;
+    let old = api.sign_in("old hand").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let cutoff = Utc::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let fresh = api.sign_in("fresh face").await;
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    for mode in ["queue", "draw"] {
+        let reply = api
+            .create_drop(json!({
+                "name": "Members Only",
+                "price_cents": 100,
+                "total_stock": 2,
+                "sale_mode": mode,
+                "starts_at": now + chrono::Duration::hours(1),
+                "queue_opens_at": if mode == "queue" { json!(now - chrono::Duration::seconds(1)) } else { Value::Null },
+                "accounts_before": cutoff,
+            }))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        ids.push(reply.body["drop"]["id"].as_i64().unwrap());
+    }
+    for (id, door) in ids.iter().zip(["queue", "entry"]) {
+        let path = format!("/api/v1/drops/{id}/{door}");
+        let refused = api.call("POST", &path, None, Auth::Cookie(&fresh)).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+        assert_eq!(refused.body["error"]["code"], "ACCOUNT_TOO_NEW");
+        let welcome = api.call("POST", &path, None, Auth::Cookie(&old)).await;
+        assert_eq!(welcome.status, StatusCode::CREATED, "{}", welcome.body);
+    }
+    let first_come = api
+        .create_drop(json!({
+            "name": "Anyone",
+            "price_cents": 100,
+            "total_stock": 2,
+            "accounts_before": cutoff,
+        }))
+        .await;
+    assert_eq!(
+        first_come.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        first_come.body
+    );
+    assert_eq!(first_come.body["error"]["field"], "accounts_before");
 }
 
 async fn joins_at_once_give_each_buyer_one_ticket_and_one_place(backend: Backend) {
@@ -1517,6 +1675,8 @@ on_both_databases!(
     a_receipt_proves_a_ticket_the_audit_left_out,
     the_verifier_accepts_an_honest_queue_with_a_rejoin,
     a_buyer_fetches_a_receipt_for_their_ticket,
+    a_network_gets_at_most_its_cap_of_tickets,
+    an_account_made_after_the_cutoff_cannot_join,
     a_dropped_ticket_fails_the_verifier,
     an_admission_out_of_order_fails_the_verifier,
     a_skipped_waitlist_entry_fails_the_verifier,

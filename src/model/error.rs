@@ -52,6 +52,8 @@ error_codes! {
     NotAQueue = ("NOT_A_QUEUE", 409, "This drop is not sold through a queue."),
     NotADraw = ("NOT_A_DRAW", 409, "This drop is not sold by draw."),
     BeaconNotDue = ("BEACON_NOT_DUE", 409, "This drop is not waiting for a beacon round: it has none, its entry list is not sealed, its round is not published yet, or it is kept already."),
+    AccountTooNew = ("ACCOUNT_TOO_NEW", 403, "This drop takes only accounts made before its cutoff."),
+    NetworkCapReached = ("NETWORK_CAP_REACHED", 409, "This drop has taken as many entries from your network as one network may have."),
     NotSealed = ("NOT_SEALED", 409, "This drop's entry list is not sealed: a drop ordered by a public beacon seals it at go-live."),
     EntriesNotOpen = ("ENTRIES_NOT_OPEN", 409, "Entries for this draw are not open yet."),
     EntriesClosed = ("ENTRIES_CLOSED", 409, "The draw has been made: entries are closed."),

@@ -59,6 +59,10 @@ pub struct NewDrop {
     /// at once when left out.
     #[serde(default)]
     pub entries_open_at: Option<DateTime<Utc>>,
+    /// A queue or a draw: only accounts created before this time may join or enter (accounts
+    /// made in bulk for the drop get nothing); any account when left out.
+    #[serde(default)]
+    pub accounts_before: Option<DateTime<Utc>>,
 }
 
 /// How long before go-live a queue's lobby opens, unless the drop says.
@@ -199,6 +203,12 @@ impl NewDrop {
                 return Err(ApiError::invalid(
                     "entries_open_at",
                     "entries_open_at is only for a drop sold by draw (sale_mode draw)",
+                ))
+            }
+            SaleMode::FirstCome if self.accounts_before.is_some() => {
+                return Err(ApiError::invalid(
+                    "accounts_before",
+                    "accounts_before is only for a drop sold through a queue or by draw",
                 ))
             }
             SaleMode::FirstCome => {}

@@ -28,9 +28,10 @@ use tokio::sync::oneshot;
 
 use super::{
     metrics::Metrics,
-    settings::HoldTerms,
+    settings::{HoldTerms, NetworkCaps},
     store::{
-        KeyClaim, KeyRequest, NewAccount, Progress, ReserveOutcome, Settlement, Store, StoreError,
+        Joiner, KeyClaim, KeyRequest, NewAccount, Progress, ReserveOutcome, Settlement, Store,
+        StoreError,
     },
 };
 use crate::model::{ApiError, DropId, ErrorCode, Refusal, SaleMode, Ticket, User, UserId};
@@ -81,26 +82,28 @@ impl GroupWrite for Reserves {
     }
 }
 
-/// Joins of one drop's queue, or entries in its draw (the mode the caller asked for): each
-/// user's ticket, and whether it is new.
-pub struct Joins;
+/// Joins of one drop's queue, or entries in its draw (the mode the caller asked for), each
+/// from its network, at most `caps` from one: each user's ticket, and whether it is new.
+pub struct Joins {
+    pub caps: NetworkCaps,
+}
 
 #[async_trait]
 impl GroupWrite for Joins {
     const NAME: &'static str = "join";
     type Group = (DropId, SaleMode);
-    type Request = UserId;
+    type Request = Joiner;
     type Answer = (Ticket, bool);
 
     async fn write(
         &self,
         store: &dyn Store,
         (drop, mode): (DropId, SaleMode),
-        users: &[UserId],
+        joiners: &[Joiner],
         _: &mut Progress,
     ) -> Result<Vec<Result<(Ticket, bool), Refusal>>, StoreError> {
         Ok(store
-            .join_many(drop, mode, users)
+            .join_many(drop, mode, joiners, self.caps)
             .await?
             .into_iter()
             .map(|joined| joined.map_err(Refusal::from))

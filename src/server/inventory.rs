@@ -1,15 +1,18 @@
 //! The domain operations every entry point (REST, server functions) calls: input checks, the
 //! store call, and what follows a commit (waking the expiry worker).
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use super::{
     batch::{Batcher, Joins, KeyClaims, Reserves, Settlements},
     beacon::{self, Round},
     metrics::Metrics,
     rules,
-    settings::HoldTerms,
-    store::{Cancelled, KeyClaim, KeyRequest, Reserved, Settlement, StockAudit, Store, StoreError},
+    settings::{HoldTerms, NetworkCaps},
+    store::{
+        Cancelled, Joiner, KeyClaim, KeyRequest, Reserved, Settlement, StockAudit, Store,
+        StoreError,
+    },
     workers::expiry::ExpiryClock,
 };
 use crate::model::{
@@ -44,7 +47,8 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Wraps a store; holds are taken on `terms`; one caller may have `keys_per_caller`
+    /// Wraps a store; holds are taken on `terms`; a drop takes at most `caps` tickets from one
+    /// network; one caller may have `keys_per_caller`
     /// idempotency keys live; concurrent reserves of one drop share a transaction, up to
     /// `reserve_batch_max` of them (1: every reserve has its own), and so do concurrent joins of
     /// one queue and the claims and settlements of idempotency keys.
@@ -52,6 +56,7 @@ impl Inventory {
         store: Arc<dyn Store>,
         expiry: Arc<ExpiryClock>,
         terms: HoldTerms,
+        caps: NetworkCaps,
         keys_per_caller: u32,
         reserve_batch_max: usize,
         metrics: Metrics,
@@ -63,7 +68,12 @@ impl Inventory {
                 reserve_batch_max,
                 metrics.clone(),
             ),
-            joins: Batcher::new(store.clone(), Joins, reserve_batch_max, metrics.clone()),
+            joins: Batcher::new(
+                store.clone(),
+                Joins { caps },
+                reserve_batch_max,
+                metrics.clone(),
+            ),
             key_claims: Batcher::new(
                 store.clone(),
                 KeyClaims {
@@ -152,15 +162,19 @@ impl Inventory {
     }
 
     /// Joins the user to a queue drop's line (`mode` queue) or enters them in a draw (`mode`
-    /// draw): their ticket, and whether it is new (in a batch with the other joins of the drop
-    /// that arrive while one is being written).
+    /// draw), asking from address `from`: their ticket, and whether it is new (in a batch with
+    /// the other joins of the drop that arrive while one is being written).
     pub async fn join(
         &self,
         drop: DropId,
         mode: SaleMode,
         user: UserId,
+        from: Option<IpAddr>,
     ) -> Result<(Ticket, bool), ApiError> {
-        self.joins.submit((drop, mode), user).await
+        let network = from.map(rules::network_of);
+        self.joins
+            .submit((drop, mode), Joiner { user, network })
+            .await
     }
 
     /// Takes the user out of a queue drop's line, or withdraws their entry in a draw.

@@ -108,6 +108,7 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         store,
         clock,
         settings.hold_terms(),
+        settings.network_caps(),
         settings.idempotency_keys_per_buyer,
         settings.reserve_batch_max,
         metrics.clone(),

@@ -13,8 +13,8 @@ pub mod reserve;
 pub use self::{
     draw::{hand_on, HandOn},
     queue::{
-        admission, draw_order, entry_proof, entry_root, line_up, lobby_key, may_join, not_sold_by,
-        order_source, room, Admission,
+        admission, draw_order, entry_proof, entry_root, line_up, lobby_key, may_join, network_of,
+        not_sold_by, order_source, refuse_joiners, room, Admission,
     },
     reserve::{distinct_users, hold_refusal, not_theirs, plan_batch, BatchPlan},
 };

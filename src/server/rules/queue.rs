@@ -2,14 +2,20 @@
 //! how many a queue lets in at each pass. Plain functions, tested without a database; the
 //! queue's and the draw's flows (`sale::queue`, `sale::draw`) call them under the drop's lock.
 
+use std::{collections::HashMap, net::IpAddr};
+
 use ct_merkle::mem_backed_tree::MemoryBackedTree;
+use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    model::{ErrorCode, SaleMode},
+    model::{ErrorCode, SaleMode, UserId},
     server::{
-        settings::AdmissionRule,
-        store::{rows::LockedDrop, tickets::LineTicket},
+        settings::{AdmissionRule, NetworkCaps},
+        store::{
+            rows::LockedDrop,
+            tickets::{Joiner, LineTicket},
+        },
     },
 };
 
@@ -28,6 +34,58 @@ pub fn may_join(drop: &LockedDrop, mode: SaleMode) -> Result<(), ErrorCode> {
         (actual, wanted) if actual == wanted => Ok(()),
         (_, wanted) => Err(not_sold_by(wanted)),
     }
+}
+
+/// The network a client address counts against in a drop's caps: its IPv4 /24, or its IPv6
+/// /64 (an IPv4 address written as IPv6 counts as IPv4), as text. The address itself is never
+/// kept.
+pub fn network_of(addr: IpAddr) -> String {
+    let addr = match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    };
+    let prefix = if addr.is_ipv4() { 24 } else { 64 };
+    IpNet::new(addr, prefix)
+        .map(|net| net.trunc().to_string())
+        .unwrap_or_else(|_| addr.to_string())
+}
+
+/// Which of `joining` (buyers about to get a new ticket, in the order they asked, with their
+/// networks) a drop turns away, and why: an account created at or after the drop's
+/// `accounts_before` (`ACCOUNT_TOO_NEW`; `created` holds each account's creation), or one from a
+/// network that has its cap of tickets already (`NETWORK_CAP_REACHED`; `taken` holds how many
+/// each network has, counting those this batch takes in order). A cap of 0 is no cap.
+pub fn refuse_joiners(
+    joining: &[Joiner],
+    created: &HashMap<UserId, i64>,
+    accounts_before: Option<i64>,
+    mut taken: HashMap<String, i64>,
+    caps: NetworkCaps,
+) -> HashMap<UserId, ErrorCode> {
+    let mut refused = HashMap::new();
+    for joiner in joining {
+        let too_new = accounts_before
+            .is_some_and(|before| created.get(&joiner.user).is_none_or(|at| *at >= before));
+        if too_new {
+            refused.insert(joiner.user, ErrorCode::AccountTooNew);
+            continue;
+        }
+        let Some(network) = &joiner.network else {
+            continue;
+        };
+        let cap = if network.contains(':') {
+            caps.per_ipv6_64
+        } else {
+            caps.per_ipv4_24
+        };
+        let count = taken.entry(network.clone()).or_default();
+        if cap > 0 && *count >= cap {
+            refused.insert(joiner.user, ErrorCode::NetworkCapReached);
+        } else {
+            *count += 1;
+        }
+    }
+    refused
 }
 
 /// The refusal of a queue's step (`mode` queue) or a draw's (`mode` draw) on a drop sold
@@ -162,6 +220,65 @@ pub fn admission(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_network_is_a_v4_24_or_a_v6_64() {
+        let net = |a: &str| network_of(a.parse().unwrap());
+        assert_eq!(net("203.0.113.77"), "203.0.113.0/24");
+        assert_eq!(net("::ffff:203.0.113.9"), "203.0.113.0/24");
+        assert_eq!(net("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+    }
+
+    #[test]
+    fn joiners_are_refused_by_account_age_then_by_their_networks_cap() {
+        let joiner = |user, network: &str| Joiner {
+            user: UserId(user),
+            network: Some(network.into()),
+        };
+        let joining = [
+            joiner(1, "203.0.113.0/24"),
+            joiner(2, "203.0.113.0/24"),
+            joiner(3, "203.0.113.0/24"),
+            joiner(4, "198.51.100.0/24"),
+            joiner(5, "2001:db8::/64"),
+            joiner(6, "2001:db8::/64"),
+        ];
+        let created: HashMap<UserId, i64> = (1..=6).map(|u| (UserId(u), 100)).collect();
+        let caps = NetworkCaps {
+            per_ipv4_24: 2,
+            per_ipv6_64: 1,
+        };
+        let taken = HashMap::from([("203.0.113.0/24".to_string(), 1)]);
+        let refused = refuse_joiners(&joining, &created, None, taken, caps);
+        assert_eq!(
+            refused,
+            HashMap::from([
+                (UserId(2), ErrorCode::NetworkCapReached),
+                (UserId(3), ErrorCode::NetworkCapReached),
+                (UserId(6), ErrorCode::NetworkCapReached),
+            ])
+        );
+        // An account made at the cutoff or after is refused, and takes no network's place.
+        let mut created = created;
+        created.insert(UserId(1), 500);
+        let refused = refuse_joiners(&joining, &created, Some(500), HashMap::new(), caps);
+        assert_eq!(
+            refused,
+            HashMap::from([
+                (UserId(1), ErrorCode::AccountTooNew),
+                (UserId(6), ErrorCode::NetworkCapReached),
+            ])
+        );
+        // No caps, no cutoff: nobody is refused.
+        let open = refuse_joiners(
+            &joining,
+            &created,
+            None,
+            HashMap::new(),
+            NetworkCaps::default(),
+        );
+        assert!(open.is_empty());
+    }
     use crate::server::rules::fixtures::{drop, NOW};
 
     #[test]

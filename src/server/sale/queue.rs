@@ -16,7 +16,7 @@ use crate::{
         beacon,
         events::Envelope,
         rules::{self, Admission},
-        settings::AdmissionRule,
+        settings::{AdmissionRule, NetworkCaps},
         store::{
             final_audit_document,
             holds::HoldTx,
@@ -24,7 +24,7 @@ use crate::{
             queue::QueueTx,
             rows::LockedDrop,
             steps::{Commitments, Dialect, WriteTx},
-            tickets::{LineTicket, NewTicket, TicketRow},
+            tickets::{Joiner, LineTicket, NewTicket, TicketRow},
             AuditHead, StoreError,
         },
     },
@@ -40,8 +40,10 @@ where
         &self,
         drop: DropId,
         mode: SaleMode,
-        users: &[UserId],
+        joiners: &[Joiner],
+        caps: NetworkCaps,
     ) -> Result<Vec<Result<(Ticket, bool), ErrorCode>>, StoreError> {
+        let users: Vec<UserId> = joiners.iter().map(|j| j.user).collect();
         let mut tx = self.begin_write().await?;
         let Some(locked) = tx.lock_drop(drop).await? else {
             tx.rollback().await?;
@@ -52,7 +54,7 @@ where
             return Ok(vec![Err(rules::not_sold_by(mode)); users.len()]);
         }
         let line = locked.line();
-        let distinct = rules::distinct_users(users);
+        let distinct = rules::distinct_users(&users);
         let mut tickets: HashMap<UserId, TicketRow> = tx
             .tickets_of(drop, &distinct)
             .await?
@@ -66,18 +68,57 @@ where
             Some(TicketState::Withdrawn) => false,
             _ => true,
         };
-        let joining: Vec<UserId> = distinct
+        // Each asking for a new ticket, once, from the network of their first request.
+        let mut seen = HashSet::new();
+        let asking: Vec<Joiner> = joiners
             .iter()
-            .copied()
-            .filter(|user| !tickets.get(user).is_some_and(settled))
+            .filter(|j| !tickets.get(&j.user).is_some_and(settled) && seen.insert(j.user))
+            .cloned()
             .collect();
-        let refusal = rules::may_join(&locked, mode).err();
-        if refusal.is_some() || joining.is_empty() {
+        let refused: HashMap<UserId, ErrorCode> = match rules::may_join(&locked, mode) {
+            Err(code) => asking.iter().map(|j| (j.user, code)).collect(),
+            Ok(()) => {
+                let users: Vec<UserId> = asking.iter().map(|j| j.user).collect();
+                let created: HashMap<UserId, i64> = match locked.accounts_before {
+                    Some(_) if !users.is_empty() => {
+                        tx.account_ages(&users).await?.into_iter().collect()
+                    }
+                    _ => HashMap::new(),
+                };
+                let mut networks: Vec<String> =
+                    asking.iter().filter_map(|j| j.network.clone()).collect();
+                networks.sort_unstable();
+                networks.dedup();
+                let mut taken: HashMap<String, i64> = match caps {
+                    NetworkCaps {
+                        per_ipv4_24: 0,
+                        per_ipv6_64: 0,
+                    } => HashMap::new(),
+                    _ => tx
+                        .network_counts(drop, &networks)
+                        .await?
+                        .into_iter()
+                        .collect(),
+                };
+                // A buyer back after leaving gives their old ticket's place in the count up.
+                for joiner in &asking {
+                    let old = tickets.get(&joiner.user).and_then(|t| t.network.as_ref());
+                    if let Some(count) = old.and_then(|network| taken.get_mut(network)) {
+                        *count -= 1;
+                    }
+                }
+                rules::refuse_joiners(&asking, &created, locked.accounts_before, taken, caps)
+            }
+        };
+        let joining: Vec<&Joiner> = asking
+            .iter()
+            .filter(|j| !refused.contains_key(&j.user))
+            .collect();
+        if joining.is_empty() {
             tx.rollback().await?;
             return Ok(answer_joins(
-                users,
-                &joining,
-                refusal,
+                &users,
+                &refused,
                 &tickets,
                 &HashSet::new(),
                 &line,
@@ -98,31 +139,30 @@ where
         // order); the old one keeps its place, its seal and its story, naming the new one. So
         // the places have no gap, a sealed ticket never moves, and a receipt's ticket is never
         // given a later `joined_at`: the audit shows both.
-        for user in &joining {
+        for joiner in &joining {
             let ticket = NewTicket {
-                user_id: *user,
+                user_id: joiner.user,
                 public_id: format!("{:032x}", rand::random::<u128>()),
                 place: place(),
+                network: joiner.network.clone(),
             };
-            if let Some(left) = tickets.get(user) {
+            if let Some(left) = tickets.get(&joiner.user) {
                 tx.retire(left.id, &ticket.public_id).await?;
             }
             new.push(ticket);
         }
         let mut fresh = HashSet::new();
-        if !new.is_empty() {
-            for ticket in tx.insert_tickets(drop, &new, joined_state(mode)).await? {
-                fresh.insert(ticket.user_id);
-                tickets.insert(ticket.user_id, ticket);
-            }
+        for ticket in tx.insert_tickets(drop, &new, joined_state(mode)).await? {
+            fresh.insert(ticket.user_id);
+            tickets.insert(ticket.user_id, ticket);
         }
         let events = joining
             .iter()
-            .filter_map(|user| tickets.get(user))
+            .filter_map(|joiner| tickets.get(&joiner.user))
             .map(|ticket| ticket_event(ticket, &line, locked.now))
             .collect();
         tx.commit(events).await?;
-        Ok(answer_joins(users, &joining, None, &tickets, &fresh, &line))
+        Ok(answer_joins(&users, &refused, &tickets, &fresh, &line))
     }
 
     async fn leave_queue(
@@ -260,12 +300,11 @@ where
 }
 
 /// Every user's answer to a batch of joins, in the order given: the refusal for those who were
-/// to join when the queue refused them, else their ticket — new (`true`) for the first mention
+/// to join and were refused (`refused`), else their ticket — new (`true`) for the first mention
 /// of a user whose ticket the batch inserted, as it stands otherwise.
 fn answer_joins(
     users: &[UserId],
-    joining: &[UserId],
-    refusal: Option<ErrorCode>,
+    refused: &HashMap<UserId, ErrorCode>,
     tickets: &HashMap<UserId, TicketRow>,
     fresh: &HashSet<UserId>,
     line: &QueueLine,
@@ -273,8 +312,8 @@ fn answer_joins(
     let mut answered = HashSet::new();
     users
         .iter()
-        .map(|user| match (refusal, tickets.get(user)) {
-            (Some(code), _) if joining.contains(user) => Err(code),
+        .map(|user| match (refused.get(user), tickets.get(user)) {
+            (Some(code), _) => Err(*code),
             (_, Some(ticket)) => {
                 let new = fresh.contains(user) && answered.insert(*user);
                 Ok((ticket.ticket(line), new))

@@ -77,6 +77,8 @@ impl Settings {
         "queue_admit_per_second",
         "queue_admission_seconds",
         "queue_tick_ms",
+        "join_cap_per_ipv4_24",
+        "join_cap_per_ipv6_64",
         "draw_claim_seconds",
         "hold_cooldown_seconds",
         "max_released_holds",

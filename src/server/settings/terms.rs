@@ -46,6 +46,14 @@ impl Settings {
         }
     }
 
+    /// How many tickets one drop takes from one network.
+    pub fn network_caps(&self) -> NetworkCaps {
+        NetworkCaps {
+            per_ipv4_24: i64::from(self.join_cap_per_ipv4_24),
+            per_ipv6_64: i64::from(self.join_cap_per_ipv6_64),
+        }
+    }
+
     /// How often the queue worker runs.
     pub fn queue_tick(&self) -> Duration {
         Duration::from_millis(self.queue_tick_ms)
@@ -167,4 +175,11 @@ pub struct Pace {
 pub struct AdmissionRule {
     pub over_admission: f64,
     pub per_second: u32,
+}
+
+/// Most tickets one drop takes from one IPv4 /24 and from one IPv6 /64 (0: no cap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetworkCaps {
+    pub per_ipv4_24: i64,
+    pub per_ipv6_64: i64,
 }

@@ -81,6 +81,10 @@ pub struct Settings {
     /// How often each instance moves its queues along (milliseconds): go-live, admissions,
     /// lapses and closing happen within this time.
     pub queue_tick_ms: u64,
+    /// Most tickets (a draw: entries) one drop takes from one IPv4 /24, and from one IPv6
+    /// /64: one person with many accounts still has few networks. 0: no cap.
+    pub join_cap_per_ipv4_24: u32,
+    pub join_cap_per_ipv6_64: u32,
     /// How long a draw's winner has to buy (seconds): the deadline of the hold drawn for them,
     /// and of one passed on from the waitlist.
     pub draw_claim_seconds: u64,
@@ -200,6 +204,8 @@ impl Default for Settings {
             queue_admit_per_second: 200,
             queue_admission_seconds: 120,
             queue_tick_ms: 200,
+            join_cap_per_ipv4_24: 0,
+            join_cap_per_ipv6_64: 0,
             draw_claim_seconds: 600,
             hold_cooldown_seconds: 60,
             max_released_holds: 3,

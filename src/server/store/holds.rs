@@ -292,11 +292,12 @@ macro_rules! hold_steps {
                     "INSERT INTO drops (name, description, image, price_cents, total_stock, \
                      available_stock, max_per_user, starts_at, created_at, sale_mode, opens_at, \
                      seed, seed_sha256, beacon_chain, beacon_public_key, beacon_round, \
-                     beacon_round_at) VALUES ($1, $2, $3, $4, $5, $5, $6, COALESCE($7, ",
+                     beacon_round_at, accounts_before) \
+                     VALUES ($1, $2, $3, $4, $5, $5, $6, COALESCE($7, ",
                     $($now)+,
                     "), ",
                     $($now)+,
-                    ", $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ",
+                    ", $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING ",
                     $crate::server::store::rows::drop_columns!($($now)+)
                 ))
                 .bind(&new.name)
@@ -314,6 +315,7 @@ macro_rules! hold_steps {
                 .bind(key)
                 .bind(round)
                 .bind(round_at)
+                .bind(new.accounts_before.map(|t| t.timestamp_millis()))
                 .fetch_one(&mut *self.$conn)
                 .await
             }

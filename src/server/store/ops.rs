@@ -12,13 +12,14 @@ use super::{
     error::StoreError,
     keys::KeyWrites,
     rows::{HoldCheck, SessionId, SessionRecord},
+    tickets::Joiner,
 };
 use crate::{
     model::{
         AuditHistory, AuditLater, DropId, ErrorCode, NewDrop, ProductDrop, Purchase, Refusal,
         Reservation, ReservationId, SaleMode, SealedEntries, Ticket, User, UserId,
     },
-    server::settings::{AdmissionRule, HoldTerms},
+    server::settings::{AdmissionRule, HoldTerms, NetworkCaps},
 };
 
 /// A fresh hold and the drop as it stands after it.
@@ -211,12 +212,15 @@ pub trait QueueWrites: Send + Sync {
     /// ticket, and whether it is new. Joining again answers the same ticket; after leaving
     /// before their turn (or withdrawing before the draw), the buyer joins again like anyone
     /// else (the lobby before go-live, the back of the line after, in the order given). A
-    /// buyer gets one turn: after it, joining answers the ticket as it stands.
+    /// buyer gets one turn: after it, joining answers the ticket as it stands. A new ticket is
+    /// refused to an account made at or after the drop's `accounts_before`, and past `caps`
+    /// for its joiner's network (`rules::refuse_joiners`).
     async fn join_many(
         &self,
         drop: DropId,
         mode: SaleMode,
-        users: &[UserId],
+        joiners: &[Joiner],
+        caps: NetworkCaps,
     ) -> Result<Vec<Result<(Ticket, bool), ErrorCode>>, StoreError>;
     /// Takes the user out of the drop's queue (their admission too, if their turn had come), or
     /// withdraws their entry in its draw (their place on the waitlist too, after the draw).

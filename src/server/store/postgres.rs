@@ -171,6 +171,22 @@ super::dialect::dialect_steps!(
         }
     },
     queue: {
+        async fn network_counts(
+            &mut self,
+            drop: crate::model::DropId,
+            networks: &[String],
+        ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+            sqlx::query_as(
+                "SELECT n.network, (SELECT COUNT(*) FROM tickets t WHERE t.drop_id = $1 \
+                   AND t.network = n.network AND t.rejoined_as IS NULL) \
+                 FROM unnest($2::text[]) AS n(network)",
+            )
+            .bind(drop)
+            .bind(networks)
+            .fetch_all(&mut *self.tx)
+            .await
+        }
+
         async fn insert_tickets(
             &mut self,
             drop: crate::model::DropId,
@@ -180,11 +196,15 @@ super::dialect::dialect_steps!(
             let users: Vec<crate::model::UserId> = tickets.iter().map(|t| t.user_id).collect();
             let ids: Vec<&str> = tickets.iter().map(|t| t.public_id.as_str()).collect();
             let places: Vec<Option<i64>> = tickets.iter().map(|t| t.place).collect();
+            let networks: Vec<Option<&str>> =
+                tickets.iter().map(|t| t.network.as_deref()).collect();
             sqlx::query_as(concat!(
-                "INSERT INTO tickets (public_id, drop_id, user_id, joined_at, place, state) \
-                 SELECT t.public_id, $1, t.user_id, dropline_now_ms(), t.place, $5 \
-                 FROM unnest($2::text[], $3::bigint[], $4::bigint[]) \
-                   WITH ORDINALITY AS t(public_id, user_id, place, n) ORDER BY t.n RETURNING ",
+                "INSERT INTO tickets (public_id, drop_id, user_id, joined_at, place, state, \
+                   network) \
+                 SELECT t.public_id, $1, t.user_id, dropline_now_ms(), t.place, $5, t.network \
+                 FROM unnest($2::text[], $3::bigint[], $4::bigint[], $6::text[]) \
+                   WITH ORDINALITY AS t(public_id, user_id, place, network, n) \
+                 ORDER BY t.n RETURNING ",
                 crate::server::store::tickets::ticket_columns!()
             ))
             .bind(drop)
@@ -192,6 +212,7 @@ super::dialect::dialect_steps!(
             .bind(users)
             .bind(places)
             .bind(state.as_str())
+            .bind(networks)
             .fetch_all(&mut *self.tx)
             .await
         }
@@ -209,7 +230,7 @@ super::dialect::dialect_steps!(
                    won_at = CASE WHEN p.place <= $3 THEN (SELECT dropline_now_ms()) END \
                  FROM unnest($1::bigint[], $2::bigint[]) AS p(id, place) WHERE t.id = p.id \
                  RETURNING t.id, t.public_id, t.drop_id, t.user_id, t.place, t.state, \
-                   t.admitted_until, t.sealed",
+                   t.admitted_until, t.sealed, t.network",
             )
             .bind(ids)
             .bind(places)

@@ -47,6 +47,14 @@ pub(crate) trait QueueTx: Send {
         drop: DropId,
         users: &[UserId],
     ) -> Result<Vec<TicketRow>, sqlx::Error>;
+    /// When each of these users' accounts was created: (user, created_at).
+    async fn account_ages(&mut self, users: &[UserId]) -> Result<Vec<(UserId, i64)>, sqlx::Error>;
+    /// How many of the drop's current tickets came from each of these networks.
+    async fn network_counts(
+        &mut self,
+        drop: DropId,
+        networks: &[String],
+    ) -> Result<Vec<(String, i64)>, sqlx::Error>;
     /// A ticket its buyer left, replaced by a new one (`public_id`) as they join again: it
     /// keeps its place, its seal and its story, and the audit shows both.
     async fn retire(&mut self, ticket: i64, public_id: &str) -> Result<(), sqlx::Error>;
@@ -195,6 +203,19 @@ macro_rules! queue_steps {
                 .bind(drop)
                 .bind(user)
                 .fetch_optional(&mut *self.$conn)
+                .await
+            }
+
+            async fn account_ages(
+                &mut self,
+                users: &[$crate::model::UserId],
+            ) -> Result<Vec<($crate::model::UserId, i64)>, sqlx::Error> {
+                sqlx::query_as(concat!(
+                    "SELECT id, created_at FROM users WHERE id ",
+                    $in_ids, "$1", $in_ids_end
+                ))
+                .bind($ids(users))
+                .fetch_all(&mut *self.$conn)
                 .await
             }
 

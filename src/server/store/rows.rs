@@ -114,7 +114,7 @@ impl DropRow {
 macro_rules! locked_drop_columns {
     () => {
         "available_stock, max_per_user, starts_at, sale_mode, opens_at, lined_up_at, closed_at, \
-         admitted_at, admit_rate_milli, served_through"
+         admitted_at, admit_rate_milli, served_through, accounts_before"
     };
 }
 pub(crate) use locked_drop_columns;
@@ -138,6 +138,8 @@ pub struct LockedDrop {
     pub admit_rate_milli: i64,
     /// A queue: the highest place whose turn has come.
     pub served_through: i64,
+    /// A queue or a draw: only accounts created before this may join or enter.
+    pub accounts_before: Option<i64>,
     pub now: i64,
 }
 

@@ -179,6 +179,22 @@ super::dialect::dialect_steps!(
         }
     },
     queue: {
+        async fn network_counts(
+            &mut self,
+            drop: crate::model::DropId,
+            networks: &[String],
+        ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+            sqlx::query_as(
+                "SELECT n.value, (SELECT COUNT(*) FROM tickets t WHERE t.drop_id = $1 \
+                   AND t.network = n.value AND t.rejoined_as IS NULL) \
+                 FROM json_each($2) AS n",
+            )
+            .bind(drop)
+            .bind(ids(networks))
+            .fetch_all(&mut *self.tx)
+            .await
+        }
+
         async fn insert_tickets(
             &mut self,
             drop: crate::model::DropId,
@@ -188,10 +204,12 @@ super::dialect::dialect_steps!(
             // The rows travel as one JSON array of objects.
             let rows = serde_json::to_string(tickets).expect("tickets serialize");
             sqlx::query_as(concat!(
-                "INSERT INTO tickets (public_id, drop_id, user_id, joined_at, place, state) \
+                "INSERT INTO tickets (public_id, drop_id, user_id, joined_at, place, state, \
+                   network) \
                  SELECT t.value ->> 'public_id', $1, t.value ->> 'user_id', ",
                 now_ms!(),
-                ", t.value ->> 'place', $3 FROM json_each($2) AS t ORDER BY t.key RETURNING ",
+                ", t.value ->> 'place', $3, t.value ->> 'network' FROM json_each($2) AS t \
+                 ORDER BY t.key RETURNING ",
                 crate::server::store::tickets::ticket_columns!()
             ))
             .bind(drop)

@@ -7,7 +7,7 @@ use super::rows::{from_ms, queue_line};
 /// Columns of `tickets` in the order [`TicketRow`] reads them.
 macro_rules! ticket_columns {
     () => {
-        "id, public_id, drop_id, user_id, place, state, admitted_until, sealed"
+        "id, public_id, drop_id, user_id, place, state, admitted_until, sealed, network"
     };
 }
 pub(crate) use ticket_columns;
@@ -23,6 +23,8 @@ pub(crate) struct TicketRow {
     pub(crate) state: String,
     pub(crate) admitted_until: Option<i64>,
     pub(crate) sealed: bool,
+    /// The network it joined from (see [`crate::server::rules::network_of`]).
+    pub(crate) network: Option<String>,
 }
 
 impl TicketRow {
@@ -46,7 +48,7 @@ impl TicketRow {
 macro_rules! ticket_in_line_columns {
     () => {
         "t.id, t.public_id, t.drop_id, t.user_id, t.place, t.state, t.admitted_until, t.sealed, \
-         d.lined_up_at, d.closed_at, d.admit_rate_milli, d.served_through"
+         t.network, d.lined_up_at, d.closed_at, d.admit_rate_milli, d.served_through"
     };
 }
 pub(crate) use ticket_in_line_columns;
@@ -88,6 +90,15 @@ pub(crate) struct NewTicket {
     pub public_id: String,
     /// After go-live: the back of the line.
     pub place: Option<i64>,
+    pub network: Option<String>,
+}
+
+/// A buyer asking to join a queue or enter a draw, and the network they ask from (none when
+/// the address is unknown).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Joiner {
+    pub user: UserId,
+    pub network: Option<String>,
 }
 
 /// What a drop's order is drawn from: its secret seed and the SHA-256 of it published when the

@@ -10,7 +10,10 @@ use super::body::{created_if, Id, Result};
 use crate::{
     model::{DropId, Receipt, SaleMode, Ticket},
     server::{
-        http::{error::ErrorBody, extract::SignedIn},
+        http::{
+            error::ErrorBody,
+            extract::{ClientAddr, SignedIn},
+        },
         AppState,
     },
 };
@@ -46,16 +49,21 @@ pub(in crate::server::http) struct EntryReply {
     responses(
         (status = 201, description = "In line.", body = TicketReply),
         (status = 200, description = "Already in line: the same ticket.", body = TicketReply),
+        (status = 403, description = "`ACCOUNT_TOO_NEW`: the drop takes only accounts made before its `accounts_before`.", body = ErrorBody),
         (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
-        (status = 409, description = "`NOT_A_QUEUE` (the drop is first come, first served), `QUEUE_NOT_OPEN` (before `queue_opens_at`) or `OUT_OF_STOCK` (sold out: the queue has closed).", body = ErrorBody),
+        (status = 409, description = "`NOT_A_QUEUE` (the drop is first come, first served), `QUEUE_NOT_OPEN` (before `queue_opens_at`), `OUT_OF_STOCK` (sold out: the queue has closed) or `NETWORK_CAP_REACHED` (the drop has taken its cap of tickets from the caller's network: an IPv4 /24 or an IPv6 /64).", body = ErrorBody),
     )
 )]
 pub(in crate::server::http) async fn join_queue(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
+    ClientAddr(from): ClientAddr,
     Id(drop): Id<DropId>,
 ) -> Result<(StatusCode, Json<TicketReply>)> {
-    let (ticket, new) = state.inventory.join(drop, SaleMode::Queue, user).await?;
+    let (ticket, new) = state
+        .inventory
+        .join(drop, SaleMode::Queue, user, from)
+        .await?;
     let receipt = Some(state.receipts.sign(drop, &ticket.id, Utc::now()));
     Ok((created_if(new), Json(TicketReply { ticket, receipt })))
 }
@@ -131,16 +139,21 @@ pub(in crate::server::http) async fn leave_queue(
     responses(
         (status = 201, description = "Entered.", body = EntryReply),
         (status = 200, description = "Already entered: the same entry.", body = EntryReply),
+        (status = 403, description = "`ACCOUNT_TOO_NEW`: the drop takes only accounts made before its `accounts_before`.", body = ErrorBody),
         (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
-        (status = 409, description = "`NOT_A_DRAW`, `ENTRIES_NOT_OPEN` (before `entries_open_at`) or `ENTRIES_CLOSED` (the draw has been made).", body = ErrorBody),
+        (status = 409, description = "`NOT_A_DRAW`, `ENTRIES_NOT_OPEN` (before `entries_open_at`), `ENTRIES_CLOSED` (the draw has been made) or `NETWORK_CAP_REACHED` (the drop has taken its cap of entries from the caller's network).", body = ErrorBody),
     )
 )]
 pub(in crate::server::http) async fn enter_draw(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
+    ClientAddr(from): ClientAddr,
     Id(drop): Id<DropId>,
 ) -> Result<(StatusCode, Json<EntryReply>)> {
-    let (entry, new) = state.inventory.join(drop, SaleMode::Draw, user).await?;
+    let (entry, new) = state
+        .inventory
+        .join(drop, SaleMode::Draw, user, from)
+        .await?;
     let receipt = Some(state.receipts.sign(drop, &entry.id, Utc::now()));
     Ok((created_if(new), Json(EntryReply { entry, receipt })))
 }
