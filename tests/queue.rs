@@ -543,6 +543,44 @@ async fn a_buyer_fetches_a_receipt_for_their_ticket(backend: Backend) {
     );
 }
 
+/// A lone SQLite server without a session secret keeps the key it signs receipts with in its
+/// database: a receipt from before a restart still verifies under the audit made after it
+/// (it failed when each start drew a new key: an honest server's audit was refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_outlives_a_restart_without_a_secret() {
+    let unkeyed = |s: &mut Settings| {
+        crowd(s);
+        s.session_secret = String::new();
+    };
+    let api = Api::configured(Backend::Sqlite, unkeyed).await;
+    let id = queue_drop(&api, 1).await["id"].as_i64().unwrap();
+    let cookie = api.sign_in("buyer").await;
+    let reply = join(&api, &cookie, id).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let receipt: dropline_verify::Receipt =
+        serde_json::from_value(reply.body["receipt"].clone()).unwrap();
+    let restarted = Api::on_with(api.db.clone(), unkeyed).await;
+    assert_eq!(
+        restarted.state.receipts.public_hex(),
+        receipt.public_key,
+        "the restarted server signs with another key"
+    );
+    go_live(&restarted.db, id).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            audit(&restarted, id).await.status == StatusCode::OK
+        })
+        .await
+    );
+    let printed = common::verify_audit(&restarted, id, &[receipt]).await;
+    assert!(
+        printed
+            .as_ref()
+            .is_ok_and(|p| p.contains("1 receipts match")),
+        "{printed:?}"
+    );
+}
+
 /// The operator drops a ticket from the published stories: from the middle of the line, the
 /// places have a gap; renumbered to hide it, the buyer's receipt names a ticket the audit
 /// leaves out. The verifier refuses both.

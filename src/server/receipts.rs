@@ -23,11 +23,6 @@ impl ReceiptKey {
         Self(SigningKey::from_bytes(&seed))
     }
 
-    /// A key of this process alone (no session secret: one instance, on SQLite).
-    pub fn random() -> Self {
-        Self(SigningKey::from_bytes(&rand::random()))
-    }
-
     /// The public key, hex: what audits publish and receipts name.
     pub fn public_hex(&self) -> String {
         hex::encode(self.0.verifying_key().as_bytes())

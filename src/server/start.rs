@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     auth::Auth,
     beacon::Fetcher,
-    events::{self, EventBus},
+    events::{EventBus, EventKey},
     http::{
         self,
         state::{AppState, Shared},
@@ -45,17 +45,22 @@ pub enum StartError {
 /// Opens the database, returns overdue holds, seeds the demo and starts the expiry worker.
 pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
     let metrics = metrics::Metrics::default();
-    // Every instance of a deployment shares the session secret, so they share this key; one
-    // without a secret shares no events (it is alone, on SQLite).
-    let key = match settings.session_secret.as_str() {
-        "" => events::EventKey::random(),
-        secret => events::EventKey::derive(secret),
+    // Every instance of a deployment shares the session secret, so they share the keys derived
+    // from it (events, receipts); one without a secret is alone, on SQLite, and keeps a secret
+    // of its own in its database, so its receipts and audits outlive a restart.
+    let secret = match settings.session_secret.as_str() {
+        "" => {
+            let bus = EventBus::new(1, EventKey::random(), metrics.live_events_refused.clone());
+            store::kept_secret(settings, bus).await?
+        }
+        secret => secret.to_string(),
     };
-    let receipts = match settings.session_secret.as_str() {
-        "" => ReceiptKey::random(),
-        secret => ReceiptKey::derive(secret),
-    };
-    let bus = EventBus::new(4096, key, metrics.live_events_refused.clone());
+    let receipts = ReceiptKey::derive(&secret);
+    let bus = EventBus::new(
+        4096,
+        EventKey::derive(&secret),
+        metrics.live_events_refused.clone(),
+    );
     let store = store::connect(settings, bus.clone(), Some(receipts.public_hex())).await?;
     // The start-up pass: holds that fell due while no server ran go back before anyone is served.
     let returned = expiry::expire_all_due(store.as_ref(), |_| {}).await?;

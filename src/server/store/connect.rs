@@ -30,3 +30,17 @@ pub async fn connect(
         Ok(Arc::new(store.with_commitments(commitments)))
     }
 }
+
+/// The secret of a server started without `session_secret` — alone, on SQLite (PostgreSQL
+/// needs one shared by every instance): one drawn at its first start and kept in its database,
+/// so the keys derived from it (receipts, events) are the same after a restart.
+pub async fn kept_secret(settings: &Settings, bus: EventBus) -> Result<String, StoreError> {
+    let sync = settings.sqlite_synchronous;
+    let store = SqliteStore::connect(&settings.database_url, 1, sync, bus).await?;
+    let candidate: String = (0..4)
+        .map(|_| format!("{:016x}", rand::random::<u64>()))
+        .collect();
+    let secret = store.kept_secret(&candidate).await?;
+    store.pool().close().await;
+    Ok(secret)
+}

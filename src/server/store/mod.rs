@@ -35,7 +35,7 @@ pub(crate) use self::audit::{
 };
 pub use self::{
     accounts::{AccountWrites, NewAccount},
-    connect::connect,
+    connect::{connect, kept_secret},
     error::StoreError,
     keys::{KeyClaim, KeyRequest, KeyWrites, Settlement, StoredResponse},
     ops::{

@@ -84,6 +84,20 @@ impl SqliteStore {
         })
     }
 
+    /// The secret this database keeps for a server without a session secret: `candidate`
+    /// if it has none yet, else the one kept at an earlier start.
+    pub async fn kept_secret(&self, candidate: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO kept_secret (id, secret) VALUES (1, $1) ON CONFLICT DO NOTHING")
+            .bind(candidate)
+            .execute(&self.pool)
+            .await?;
+        Ok(
+            sqlx::query_scalar("SELECT secret FROM kept_secret WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// The connection pool, for what only SQLite has to say (its pragmas).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
