@@ -1605,6 +1605,14 @@ async fn a_final_audit_is_one_immutable_document(backend: Backend) {
     let after = api.call("GET", &path, None, Auth::None).await;
     assert_eq!(after.headers["etag"].to_str().unwrap(), etag);
     assert_eq!(after.body, first.body);
+    // Signed by the key it names, the same signature from every instance (the verifier checks
+    // it on every audit it fetches).
+    let signature = first.headers["dropline-signature"].to_str().unwrap();
+    assert_eq!(signature.len(), 128, "{signature}");
+    let other = Api::on(api.db.clone()).await;
+    let again = other.call("GET", &path, None, Auth::None).await;
+    assert_eq!(again.headers["dropline-signature"], signature);
+    assert!(verified(&other, id).await.starts_with("ok"));
     // One address asking again and again is slowed down.
     let peer = std::net::SocketAddr::from(([198, 51, 100, 77], 40_000));
     let mut limited = 0;

@@ -28,6 +28,13 @@ impl ReceiptKey {
         hex::encode(self.0.verifying_key().as_bytes())
     }
 
+    /// The signature (hex) over a final audit `document` as served: Ed25519 over
+    /// [`audit_message`]. Two different documents signed for one drop prove the server
+    /// showed different audits to different people.
+    pub fn sign_audit(&self, document: &[u8]) -> String {
+        hex::encode(self.0.sign(&audit_message(document)).to_bytes())
+    }
+
     /// A receipt for `ticket` of `drop`, issued at `at`.
     pub fn sign(&self, drop: DropId, ticket: &str, at: DateTime<Utc>) -> Receipt {
         let issued_at = at.timestamp_millis();
@@ -42,6 +49,11 @@ impl ReceiptKey {
             signature: hex::encode(signature.to_bytes()),
         }
     }
+}
+
+/// What an audit's signature signs: `dropline audit v1\n` followed by the document's bytes.
+pub fn audit_message(document: &[u8]) -> Vec<u8> {
+    [b"dropline audit v1\n".as_slice(), document].concat()
 }
 
 impl std::fmt::Debug for ReceiptKey {

@@ -180,6 +180,10 @@ pub fn proves(proof: &EntryProof) -> bool {
 pub enum FetchError {
     #[error("{0}")]
     Http(#[from] reqwest::Error),
+    #[error("the audit is not JSON of the documented shape: {0}")]
+    Unreadable(serde_json::Error),
+    #[error("the audit is not signed by the receipt key it names (its Dropline-Signature header)")]
+    Unsigned,
     #[error("{url} answered {status}: {body}")]
     Refused {
         url: String,
@@ -213,7 +217,19 @@ pub async fn fetch(base: &str, drop: i64) -> Result<(Audit, Vec<History>), Fetch
             Ok(reply)
         }
     };
-    let audit = get("audit".into()).await?.json::<Final>().await?.audit;
+    let reply = get("audit".into()).await?;
+    let signature = reply
+        .headers()
+        .get("dropline-signature")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    let document = reply.bytes().await?;
+    let audit = serde_json::from_slice::<Final>(&document)
+        .map_err(FetchError::Unreadable)?
+        .audit;
+    if !story::audit_signed(&audit, &document, signature.as_deref()) {
+        return Err(FetchError::Unsigned);
+    }
     let mut tickets = Vec::new();
     let mut after = Some(0);
     while let Some(from) = after {

@@ -187,3 +187,57 @@ pub(crate) fn receipts(
         }
     }
 }
+
+/// Whether `signature` (hex, the `Dropline-Signature` header) is the audit's receipt key's
+/// over `dropline audit v1\n` and the document's bytes as served. Kept, a signed document
+/// that differs from another signed for the same drop proves the server told two stories.
+pub(crate) fn audit_signed(audit: &Audit, document: &[u8], signature: Option<&str>) -> bool {
+    let key = audit
+        .receipt_key
+        .as_deref()
+        .and_then(|key| hex::decode(key).ok())
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok());
+    let signature = signature
+        .and_then(|hex_text| hex::decode(hex_text).ok())
+        .and_then(|bytes| Signature::from_slice(&bytes).ok());
+    let message = [b"dropline audit v1\n".as_slice(), document].concat();
+    match (key, signature) {
+        (Some(key), Some(signature)) => key.verify(&message, &signature).is_ok(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::{Signer, SigningKey};
+
+    use super::*;
+
+    fn audit(key: &SigningKey) -> Audit {
+        serde_json::from_value(serde_json::json!({
+            "sale_mode": "queue",
+            "starts_at": "2026-12-03T10:00:00Z",
+            "tickets": [],
+            "receipt_key": hex::encode(key.verifying_key().as_bytes()),
+        }))
+        .unwrap()
+    }
+
+    /// The signature holds over the document as served, by the key the audit names, and over
+    /// nothing else: a changed byte, another key, or no signature fail.
+    #[test]
+    fn an_audit_is_signed_by_the_key_it_names() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let document = br#"{"audit":{"sale_mode":"queue"}}"#;
+        let message = [b"dropline audit v1\n".as_slice(), document].concat();
+        let signature = hex::encode(key.sign(&message).to_bytes());
+        assert!(audit_signed(&audit(&key), document, Some(&signature)));
+        let mut changed = document.to_vec();
+        changed[3] ^= 1;
+        assert!(!audit_signed(&audit(&key), &changed, Some(&signature)));
+        let other = SigningKey::from_bytes(&[8; 32]);
+        assert!(!audit_signed(&audit(&other), document, Some(&signature)));
+        assert!(!audit_signed(&audit(&key), document, None));
+    }
+}

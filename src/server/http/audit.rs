@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     model::{ApiError, DropId, ErrorCode},
-    server::inventory::Inventory,
+    server::{inventory::Inventory, receipts::ReceiptKey},
 };
 
 /// What the final audits an instance keeps in memory may weigh together (bytes, all encodings).
@@ -32,12 +32,17 @@ struct Copy {
 
 /// A final audit, encoded once for every client. Each encoding is its own representation, so
 /// each has its own strong `ETag` (RFC 9110): `"<sha256 of the document>"`, with `-br` or
-/// `-gzip` for the compressed copies — the same on every instance.
+/// `-gzip` for the compressed copies — the same on every instance. `signature` is the
+/// receipt key's over the document (`Dropline-Signature`), the same on every instance too.
 pub struct Encoded {
     identity: Copy,
     brotli: Copy,
     gzip: Copy,
+    signature: HeaderValue,
 }
+
+/// The header a final audit's signature travels in.
+pub const SIGNATURE_HEADER: &str = "dropline-signature";
 
 /// The final audits this instance has encoded. Cheap to clone.
 #[derive(Clone)]
@@ -64,19 +69,26 @@ impl FinalAudits {
     /// The drop's final audit, encoded; read and encoded on first use, by one request while
     /// any others asking meanwhile wait for it. Refusals (not final yet, no such drop) are not
     /// kept.
-    pub async fn get(&self, inventory: &Inventory, drop: DropId) -> Result<Arc<Encoded>, ApiError> {
+    pub async fn get(
+        &self,
+        inventory: &Inventory,
+        key: &ReceiptKey,
+        drop: DropId,
+    ) -> Result<Arc<Encoded>, ApiError> {
         self.cache
             .try_get_with(drop, async {
                 let document = inventory.final_audit(drop).await?;
-                encode(document).await.map(Arc::new)
+                let signature = key.sign_audit(document.as_bytes());
+                encode(document, signature).await.map(Arc::new)
             })
             .await
             .map_err(|error: Arc<ApiError>| (*error).clone())
     }
 }
 
-/// Encodes a document off the async threads (brotli of megabytes takes a while).
-async fn encode(document: String) -> Result<Encoded, ApiError> {
+/// Encodes a document off the async threads (brotli of megabytes takes a while), with its
+/// signature (hex).
+async fn encode(document: String, signature: String) -> Result<Encoded, ApiError> {
     tokio::task::spawn_blocking(move || {
         let sha256 = format!("{:x}", Sha256::digest(document.as_bytes()));
         let copy = |suffix: &str, body: Vec<u8>| Copy {
@@ -95,6 +107,7 @@ async fn encode(document: String) -> Result<Encoded, ApiError> {
             brotli: copy("-br", brotli),
             gzip: copy("-gzip", gzip.finish()?),
             identity: copy("", document.into_bytes()),
+            signature: HeaderValue::from_str(&signature).expect("hex digits are header text"),
         })
     })
     .await
@@ -126,6 +139,10 @@ impl Encoded {
                 HeaderValue::from_static("public, max-age=31536000, immutable"),
             ),
             (header::VARY, HeaderValue::from_static("accept-encoding")),
+            (
+                header::HeaderName::from_static(SIGNATURE_HEADER),
+                self.signature.clone(),
+            ),
         ];
         if holds(headers, &copy.etag) {
             return (StatusCode::NOT_MODIFIED, common).into_response();
@@ -199,7 +216,7 @@ mod tests {
             "{{\"audit\":{{\"tickets\":[{}]}}}}",
             "1,".repeat(5000) + "1"
         );
-        let encoded = encode(document.clone()).await.unwrap();
+        let encoded = encode(document.clone(), "ab".into()).await.unwrap();
         let etag = encoded.identity.etag.to_str().unwrap().to_string();
         let sha256 = format!("{:x}", Sha256::digest(document.as_bytes()));
         assert_eq!(etag, format!("\"{sha256}\""));

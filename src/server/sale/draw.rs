@@ -77,7 +77,7 @@ where
                 commitment: &drop.commitment,
                 starts_at: drop.starts_at,
                 sealed: &[],
-                receipt_key: None,
+                receipt_key: self.commitments().receipt_key.as_deref(),
                 ordered_at: None,
                 units: None,
             };

@@ -58,6 +58,7 @@ pub(in crate::server::http) struct ProofReply {
             headers(
                 ("ETag" = String, description = "The SHA-256 of the document, quoted: the same on every instance."),
                 ("Cache-Control" = String, description = "`public, max-age=31536000, immutable`: it never changes."),
+                ("Dropline-Signature" = String, description = "Ed25519 (hex) by the audit's `receipt_key` over `dropline audit v1\\n` and the document's bytes (uncompressed): two different documents signed for one drop prove the server showed different audits."),
             )),
         (status = 304, description = "The copy named in `If-None-Match` is this one.",
             headers(
@@ -73,7 +74,10 @@ pub(in crate::server::http) async fn queue_audit(
     Id(drop): Id<DropId>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let audit = state.audits.get(&state.inventory, drop).await?;
+    let audit = state
+        .audits
+        .get(&state.inventory, &state.receipts, drop)
+        .await?;
     Ok(audit.respond(&headers))
 }
 
