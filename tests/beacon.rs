@@ -615,6 +615,23 @@ async fn a_late_seal_names_a_later_round(backend: Backend) {
         printed.contains(&format!("ordered by drand round {round}")),
         "{printed}"
     );
+    // The audit keeps the round named at creation: a watcher who noted it still agrees, and
+    // a replacement the seal did not force is refused.
+    let (mut audit, tickets) = common::fetch_audit(&api, id).await;
+    assert_eq!(audit.beacon.as_ref().unwrap().named_round, Some(stale));
+    let noted = dropline_verify::Evidence {
+        beacon_round: Some(stale),
+        ..Default::default()
+    };
+    let chain = common::chain_of(&api);
+    assert!(dropline_verify::verify(id, &audit, &tickets, &chain, &noted).is_ok());
+    audit.beacon.as_mut().unwrap().named_round = Some(round + 20);
+    let refused = dropline_verify::verify(id, &audit, &tickets, &chain, &Default::default());
+    let faults = refused.unwrap_err();
+    assert!(
+        faults[0].0.contains("was not out when the list was sealed"),
+        "{faults:?}"
+    );
 }
 
 /// A server that cannot reach any drand endpoint: the operator pastes the round. Before the

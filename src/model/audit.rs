@@ -101,6 +101,10 @@ pub struct AuditBeacon {
     pub round: u64,
     /// When the round was published: after `entries.sealed_at`.
     pub round_at: DateTime<Utc>,
+    /// The round the drop named at creation, when it was out already at the seal (the server
+    /// was down past the margin) and this later one was named instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub named_round: Option<u64>,
     pub signature: String,
     pub randomness: String,
 }

@@ -48,6 +48,10 @@ pub struct Beacon {
     pub round: u64,
     /// When the round was published.
     pub round_at: DateTime<Utc>,
+    /// The round named at creation, when it was out already at the seal and this later one
+    /// was named instead.
+    #[serde(default)]
+    pub named_round: Option<u64>,
     /// The round's signature (a compressed G1 point, 48 bytes, hex) and its SHA-256.
     pub signature: String,
     pub randomness: String,

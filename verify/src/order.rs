@@ -41,8 +41,28 @@ pub(crate) fn source(
         None
     };
     let beacon_mode = audit.order.as_deref() == Some("beacon");
+    // A round named at creation and replaced at a late seal: only one already out then.
+    if let (Some(beacon), Some(entries)) = (&audit.beacon, &audit.entries) {
+        if let Some(named) = beacon.named_round {
+            // Within a period of the seal: the server renames a round about to come out too.
+            let period = chrono::Duration::seconds(chain.period_seconds);
+            let out_at_seal = chain
+                .round_at(named)
+                .is_some_and(|at| at <= entries.sealed_at + period);
+            if !out_at_seal {
+                return fail(format!(
+                    "the drop named round {named} at creation and was ordered by round {} \
+                     instead, though round {named} was not out when the list was sealed",
+                    beacon.round
+                ));
+            }
+        }
+    }
     if let Some(round) = evidence.beacon_round {
-        let audited = audit.beacon.as_ref().map(|b| b.round);
+        let audited = audit
+            .beacon
+            .as_ref()
+            .map(|b| b.named_round.unwrap_or(b.round));
         if !beacon_mode || audited != Some(round) {
             return fail(format!(
                 "the drop named drand round {round} at creation, but the audit is ordered by {}",

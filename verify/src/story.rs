@@ -125,6 +125,12 @@ pub(crate) fn draw(audit: &Audit, tickets: &[History], faults: &mut Vec<Fault>) 
     (first, passed)
 }
 
+/// The Ed25519 key the audit names as `receipt_key`, if it names a valid one.
+fn receipt_key(audit: &Audit) -> Option<VerifyingKey> {
+    let bytes = hex::decode(audit.receipt_key.as_deref()?).ok()?;
+    VerifyingKey::from_bytes(&<[u8; 32]>::try_from(bytes).ok()?).ok()
+}
+
 /// How far the clock that signs receipts and the one that stamps tickets may disagree.
 const CLOCK_LEEWAY_MS: i64 = 1_000;
 
@@ -140,12 +146,7 @@ pub(crate) fn receipts(
     if receipts.is_empty() {
         return;
     }
-    let key = audit
-        .receipt_key
-        .as_deref()
-        .and_then(|key| hex::decode(key).ok())
-        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-        .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok());
+    let key = receipt_key(audit);
     let Some(key) = key else {
         faults.push(Fault(
             "the audit names no receipt key to check receipts with".into(),
@@ -192,12 +193,7 @@ pub(crate) fn receipts(
 /// over `dropline audit v1\n` and the document's bytes as served. Kept, a signed document
 /// that differs from another signed for the same drop proves the server told two stories.
 pub(crate) fn audit_signed(audit: &Audit, document: &[u8], signature: Option<&str>) -> bool {
-    let key = audit
-        .receipt_key
-        .as_deref()
-        .and_then(|key| hex::decode(key).ok())
-        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-        .and_then(|bytes| VerifyingKey::from_bytes(&bytes).ok());
+    let key = receipt_key(audit);
     let signature = signature
         .and_then(|hex_text| hex::decode(hex_text).ok())
         .and_then(|bytes| Signature::from_slice(&bytes).ok());

@@ -405,6 +405,8 @@ async fn put_in_order<T: WriteTx + HoldTx + QueueTx>(
         if let Some((round, round_at)) = renamed {
             let round = i64::try_from(round).unwrap_or(i64::MAX);
             tx.rename_round(drop, round, round_at).await?;
+            commitment.beacon_named_round =
+                commitment.beacon_named_round.or(commitment.beacon_round);
             commitment.beacon_round = Some(round);
             commitment.beacon_round_at = Some(round_at);
         }

@@ -182,6 +182,7 @@ pub(crate) fn final_audit_document(
             public_key: c.beacon_public_key.clone()?,
             round: u64::try_from(c.beacon_round?).ok()?,
             round_at: from_ms(c.beacon_round_at?),
+            named_round: c.beacon_named_round.and_then(|r| u64::try_from(r).ok()),
             signature: c.beacon_signature.clone()?,
             randomness: c.beacon_randomness.clone()?,
         })

@@ -64,7 +64,8 @@ pub(crate) trait QueueTx: Send {
     async fn next_place(&mut self, drop: DropId) -> Result<i64, sqlx::Error>;
     /// The waiting tickets (a draw's: entries) that have no place yet.
     async fn unplaced(&mut self, drop: DropId) -> Result<Vec<LineTicket>, sqlx::Error>;
-    /// Names another beacon round for the drop (before its list is sealed).
+    /// Names another beacon round for the drop (before its list is sealed), keeping the one
+    /// named at creation.
     async fn rename_round(
         &mut self,
         drop: DropId,
@@ -274,7 +275,8 @@ macro_rules! queue_steps {
                 round_at: i64,
             ) -> Result<(), sqlx::Error> {
                 sqlx::query(
-                    "UPDATE drops SET beacon_round = $2, beacon_round_at = $3 \
+                    "UPDATE drops SET beacon_named_round = COALESCE(beacon_named_round, \
+                       beacon_round), beacon_round = $2, beacon_round_at = $3 \
                      WHERE id = $1 AND sealed_at IS NULL",
                 )
                 .bind(drop)

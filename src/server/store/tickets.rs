@@ -112,6 +112,8 @@ pub(crate) struct Commitment {
     pub beacon_public_key: Option<String>,
     pub beacon_round: Option<i64>,
     pub beacon_round_at: Option<i64>,
+    /// The round named at creation, when a late seal named a later one.
+    pub beacon_named_round: Option<i64>,
     pub beacon_signature: Option<String>,
     pub beacon_randomness: Option<String>,
     pub entry_root: Option<String>,
@@ -123,6 +125,7 @@ pub(crate) struct Commitment {
 macro_rules! commitment_columns {
     () => {
         "seed, seed_sha256, beacon_chain, beacon_public_key, beacon_round, beacon_round_at, \
+         beacon_named_round, \
          beacon_signature, beacon_randomness, entry_root, entry_count, sealed_at"
     };
 }
