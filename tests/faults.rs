@@ -477,6 +477,9 @@ async fn postgres_outage_answers_503_and_recovers_by_itself() {
         // Buyers who cancel take the next unit at once, as they did before cooldowns.
         s.hold_cooldown_seconds = 0;
         s.max_released_holds = 1_000_000;
+        // A buyer whose cancel the outage turned away holds on until the hold runs out; soon,
+        // so the rush after recovery does not hang on holds nobody will end.
+        s.reservation_ttl_seconds = 2;
     })
     .await;
     let name = api.db.pg_name().unwrap().to_string();
