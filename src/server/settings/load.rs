@@ -203,11 +203,19 @@ impl Settings {
                     "expected 64 hex digits",
                 ));
             }
-            if !matches!(hex::decode(&self.beacon_public_key), Ok(key) if key.len() == 96) {
+            // A compressed point of G2 (what drand-verify checks rounds against), not merely
+            // 96 bytes: a key that is none would fail only at the first round, at go-live.
+            let point = hex::decode(&self.beacon_public_key)
+                .ok()
+                .and_then(|key| <[u8; 96]>::try_from(key).ok())
+                .is_some_and(|key| {
+                    <drand_verify::G2PubkeyRfc as drand_verify::Pubkey>::from_fixed(key).is_ok()
+                });
+            if !point {
                 return Err(bad(
                     "BEACON_PUBLIC_KEY",
                     &self.beacon_public_key,
-                    "expected 192 hex digits (a BLS12-381 G2 point)",
+                    "expected 192 hex digits of a compressed BLS12-381 G2 point",
                 ));
             }
             if !(1..=3_600).contains(&self.beacon_period_seconds) {
@@ -412,6 +420,21 @@ mod tests {
         let line = err.to_string();
         assert!(line.contains("RESERVATION_TTL_SECONDS"), "{line}");
         assert!(line.contains("soon"), "{line}");
+    }
+
+    /// 96 bytes that are not a point of G2 are refused at start, not when the first round
+    /// is checked against them; quicknet's own key loads.
+    #[test]
+    fn a_beacon_key_must_be_a_point_of_g2() {
+        let not_a_point = "11".repeat(96);
+        let env = [
+            ("beacon_url", "https://api.drand.sh"),
+            ("beacon_public_key", not_a_point.as_str()),
+        ];
+        let err = load("", &env).unwrap_err();
+        assert_eq!(err.key, "BEACON_PUBLIC_KEY");
+        assert!(err.to_string().contains("G2"), "{err}");
+        assert!(load("", &env[..1]).unwrap().beacon().is_some());
     }
 
     #[test]
