@@ -85,21 +85,14 @@ where
                     }
                     _ => HashMap::new(),
                 };
-                let mut networks: Vec<String> =
-                    asking.iter().filter_map(|j| j.network.clone()).collect();
-                networks.sort_unstable();
-                networks.dedup();
-                let mut taken: HashMap<String, i64> = match caps {
-                    NetworkCaps {
-                        per_ipv4_24: 0,
-                        per_ipv6_64: 0,
-                    } => HashMap::new(),
-                    _ => tx
-                        .network_counts(drop, &networks)
-                        .await?
-                        .into_iter()
-                        .collect(),
-                };
+                let mut taken: HashMap<String, i64> = HashMap::new();
+                if !caps.none() {
+                    let mut networks: Vec<String> =
+                        asking.iter().filter_map(|j| j.network.clone()).collect();
+                    networks.sort_unstable();
+                    networks.dedup();
+                    taken.extend(tx.network_counts(drop, &networks).await?);
+                }
                 // A buyer back after leaving gives their old ticket's place in the count up.
                 for joiner in &asking {
                     let old = tickets.get(&joiner.user).and_then(|t| t.network.as_ref());

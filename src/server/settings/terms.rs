@@ -183,3 +183,10 @@ pub struct NetworkCaps {
     pub per_ipv4_24: i64,
     pub per_ipv6_64: i64,
 }
+
+impl NetworkCaps {
+    /// True when neither cap is set: no join needs its network counted.
+    pub fn none(&self) -> bool {
+        self.per_ipv4_24 == 0 && self.per_ipv6_64 == 0
+    }
+}

@@ -333,9 +333,7 @@ macro_rules! queue_steps {
                 &mut self,
                 drop: $crate::model::DropId,
             ) -> Result<Vec<String>, sqlx::Error> {
-                sqlx::query_scalar(
-                    "SELECT public_id FROM tickets WHERE drop_id = $1 AND sealed",
-                )
+                sqlx::query_scalar($crate::server::store::tickets::SEALED_IDS_SQL)
                 .bind(drop)
                 .fetch_all(&mut *self.$conn)
                 .await

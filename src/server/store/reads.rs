@@ -323,7 +323,7 @@ macro_rules! reads {
                 return Err(StoreError::Refused(ErrorCode::NotSealed));
             };
             let mut ids: Vec<String> =
-                sqlx::query_scalar("SELECT public_id FROM tickets WHERE drop_id = $1 AND sealed")
+                sqlx::query_scalar($crate::server::store::tickets::SEALED_IDS_SQL)
                     .bind(drop)
                     .fetch_all(&mut *tx)
                     .await?;

@@ -75,6 +75,11 @@ impl TicketInLine {
     }
 }
 
+/// The public ids of a drop's (`$1`) sealed entry list, in no order (callers sort them by
+/// bytes, as the Merkle root is over them: PostgreSQL's collation is not bytes).
+pub(crate) const SEALED_IDS_SQL: &str =
+    "SELECT public_id FROM tickets WHERE drop_id = $1 AND sealed";
+
 /// A ticket as go-live finds it.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct LineTicket {
