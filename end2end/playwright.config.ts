@@ -1,7 +1,9 @@
 import { defineConfig } from "@playwright/test";
 
-// Two release servers, each on a fresh SQLite database seeded with the demo drops: the main
-// one with the default 60 s holds, and one whose holds last 3 s for the expiry test.
+// Three release servers, each on a fresh SQLite database seeded with the demo drops: the main
+// one with the defaults (60 s holds, a proof of work at every queue's and draw's door), one
+// whose holds last 3 s for the expiry test, and one that asks no proof of work, for the
+// browser without JavaScript (which cannot solve one).
 const port = Number(process.env.E2E_PORT ?? 3100);
 const baseURL = `http://127.0.0.1:${port}`;
 
@@ -53,10 +55,15 @@ export default defineConfig({
   },
   projects: [
     { name: "chromium", testIgnore: /nojs\.spec\.ts/ },
-    { name: "no-javascript", testMatch: /nojs\.spec\.ts/, use: { javaScriptEnabled: false } },
+    {
+      name: "no-javascript",
+      testMatch: /nojs\.spec\.ts/,
+      use: { javaScriptEnabled: false, baseURL: `http://127.0.0.1:${port + 2}` },
+    },
   ],
   webServer: [
     server(port, "e2e.db"),
     server(port + 1, "e2e-short.db", { RESERVATION_TTL_SECONDS: "3" }),
+    server(port + 2, "e2e-nojs.db", { PROOF_FLOOR: "0" }),
   ],
 });

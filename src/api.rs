@@ -174,16 +174,35 @@ pub async fn my_reservations() -> Result<Vec<Reservation>, ApiError> {
     }
 }
 
+/// A proof-of-work challenge (ALTCHA's JSON) for the caller to join or enter a drop, or
+/// `None` when the shop asks no proof.
+#[server(prefix = "/rpc", endpoint = "proof_challenge")]
+pub async fn proof_challenge(drop_id: DropId) -> Result<Option<String>, ApiError> {
+    ssr::respond(async move {
+        let SignedIn(user) = ssr::extract().await?;
+        let challenge = ssr::state().doors.challenge(drop_id, user);
+        Ok(challenge.map(|c| serde_json::to_string(&c).expect("a challenge serializes")))
+    })
+    .await
+}
+
 /// Joins the caller to a queue drop's line (`mode` queue) or enters them in its draw (`mode`
-/// draw); joining again answers the same ticket.
+/// draw) with `proof`, the solved proof of work of [`proof_challenge`] (base64 of its JSON)
+/// when the shop asks one; joining again answers the same ticket.
 #[server(prefix = "/rpc", endpoint = "join_queue")]
-pub async fn join_queue(drop_id: DropId, mode: SaleMode) -> Result<Ticket, ApiError> {
+pub async fn join_queue(
+    drop_id: DropId,
+    mode: SaleMode,
+    #[server(default)] proof: Option<String>,
+) -> Result<Ticket, ApiError> {
     ssr::respond(async move {
         let SignedIn(user) = ssr::extract().await?;
         let ClientAddr(from) = ssr::extract().await?;
-        let (ticket, _) = ssr::state()
+        let state = ssr::state();
+        let spend = state.doors.check(drop_id, user, proof.as_deref())?;
+        let (ticket, _) = state
             .inventory
-            .join(drop_id, mode, user, from)
+            .join(drop_id, mode, user, from, spend)
             .await?;
         Ok(ticket)
     })

@@ -20,6 +20,8 @@ test("a draw: three entries for one pair, one winner, and a cancelled win passed
     const mine = card(page, drop.name);
     await expect(mine.getByRole("button", { name: "Reserve" })).toHaveCount(0);
     await mine.getByRole("button", { name: "Enter the draw" }).click();
+    // The shop's proof of work, solved by the browser in a worker, in plain sight.
+    await expect(mine.getByTestId("proof-status")).toHaveText(/Checked you're human in \d+\.\d s/);
     await expect(mine.getByTestId("queue-status")).toContainText("Entered — draw in");
     await expect(mine.getByRole("button", { name: "Withdraw" })).toBeVisible();
   }

@@ -425,3 +425,52 @@ impl PageReport {
         median(&loads.iter().map(|l| l.hydrated_ms).collect::<Vec<_>>())
     }
 }
+
+/// What the proof scenario measured.
+pub struct ProofReport {
+    pub floor: Solves,
+    pub ceiling: Solves,
+    /// Seconds of each solve at the floor in a throttled phone's browser, or why not.
+    pub phone: std::result::Result<Vec<f64>, String>,
+    pub farm: Farm,
+}
+
+/// Solves measured at one setting of the doors.
+#[derive(Clone, Debug, Default)]
+pub struct Solves {
+    /// The server's mean tries (`PROOF_FLOOR` or `PROOF_CEILING`) and iterations per try.
+    pub mean_tries: u32,
+    pub cost: u32,
+    /// Each solve's counter (the tries it took) and seconds on one core.
+    pub counters: Vec<u32>,
+    pub seconds: Vec<f64>,
+}
+
+impl Solves {
+    /// Mean seconds of one solve.
+    pub fn mean_s(&self) -> f64 {
+        self.seconds.iter().sum::<f64>() / self.seconds.len().max(1) as f64
+    }
+
+    /// CPU-seconds one script spends on `entries` entries.
+    pub fn cpu_s_for(&self, entries: usize) -> f64 {
+        self.mean_s() * entries as f64
+    }
+}
+
+/// What a farm got at one queue's door, next to the real buyers.
+#[derive(Clone, Debug, Default)]
+pub struct Farm {
+    pub accounts: usize,
+    /// Of them, made before the drop's `accounts_before`.
+    pub aged: usize,
+    pub networks: usize,
+    /// Tickets per IPv4 /24 the server allows.
+    pub cap: u32,
+    /// The farm's answers by what they were: `joined`, or the refusal's code; per kind of try.
+    pub without_proof: BTreeMap<String, usize>,
+    pub with_anothers_proof: BTreeMap<String, usize>,
+    pub with_own_proof: BTreeMap<String, usize>,
+    pub real_buyers: usize,
+    pub real_joined: usize,
+}

@@ -24,6 +24,7 @@ mod measure;
 mod openloop;
 mod options;
 mod page;
+mod proof;
 mod report;
 mod sellout;
 mod server;
@@ -122,6 +123,13 @@ async fn run(options: Options) -> Result<()> {
         if let Err(error) = measure_page(&options, &work, &mut report).await {
             eprintln!("page: {error}");
             report.failures.push(format!("page: {error}"));
+        }
+    }
+    if options.runs("proof") {
+        eprintln!("== proof");
+        if let Err(error) = measure_proof(&options, &work, &mut report).await {
+            eprintln!("proof: {error}");
+            report.failures.push(format!("proof: {error}"));
         }
     }
     report.elapsed = started.elapsed();
@@ -756,6 +764,87 @@ async fn measure_page(options: &Options, work: &Path, report: &mut report::Repor
     server.stop().await?;
     database.remove().await?;
     report.page = Some(page?);
+    Ok(())
+}
+
+/// The doors' proof of work on SQLite (what it costs is the client's CPU, not the database's):
+/// a script's solves at the default floor and at the default ceiling, then the farm run.
+async fn measure_proof(options: &Options, work: &Path, report: &mut report::Report) -> Result<()> {
+    let defaults = |key: &str| -> Result<u32> {
+        report::leptos_default(key)
+            .ok_or_else(|| BenchError::Unexpected(format!("no {key} in Leptos.toml")))
+    };
+    let (floor, ceiling, cost) = (
+        defaults("proof_floor")?,
+        defaults("proof_ceiling")?,
+        defaults("proof_cost")?,
+    );
+    let mut measured = Vec::new();
+    let mut phone = Err("not measured".to_string());
+    for (label, tries, solves) in [("floor", floor, 100), ("ceiling", ceiling, 5)] {
+        let database = Database::create(Db::Sqlite, "proof", work, &options.postgres).await?;
+        let env = [
+            ("PROOF_FLOOR", tries.to_string()),
+            ("PROOF_CEILING", tries.to_string()),
+        ];
+        let server = Server::start(Launch {
+            binary: &options.server,
+            site: &options.site,
+            database: &database,
+            label: &format!("proof-{label}"),
+            work,
+            ttl_seconds: 60,
+            seed_demo: false,
+            env: &env,
+        })
+        .await?;
+        let solves = proof::script_cost(server.addr, solves, tries, cost).await;
+        if label == "floor" {
+            let url = format!("http://{}", server.addr);
+            phone = tokio::task::spawn_blocking(move || proof::phone_solves(&url, 5)).await?;
+        }
+        server.stop().await?;
+        database.remove().await?;
+        let solves = solves?;
+        eprintln!(
+            "proof {label}: {:.3} s a solve, {:.0} CPU-s for 10,000 entries",
+            solves.mean_s(),
+            solves.cpu_s_for(10_000)
+        );
+        measured.push(solves);
+    }
+    let database = Database::create(Db::Sqlite, "farm", work, &options.postgres).await?;
+    let cap = 3;
+    let env = [
+        ("PROOF_FLOOR", "5".to_string()),
+        ("PROOF_CEILING", "5".to_string()),
+        ("PROOF_COST", "1".to_string()),
+        ("JOIN_CAP_PER_IPV4_24", cap.to_string()),
+        ("TRUSTED_PROXIES", "127.0.0.1/32".to_string()),
+        ("CLIENT_IP_SOURCE", "RightmostXForwardedFor".to_string()),
+    ];
+    let server = Server::start(Launch {
+        binary: &options.server,
+        site: &options.site,
+        database: &database,
+        label: "proof-farm",
+        work,
+        ttl_seconds: 60,
+        seed_demo: false,
+        env: &env,
+    })
+    .await?;
+    let farm = proof::farm_run(server.addr, 1_000, 100, 4, cap, 50).await;
+    server.stop().await?;
+    database.remove().await?;
+    let ceiling = measured.pop().unwrap_or_default();
+    let floor = measured.pop().unwrap_or_default();
+    report.proof = Some(figures::ProofReport {
+        floor,
+        ceiling,
+        phone,
+        farm: farm?,
+    });
     Ok(())
 }
 

@@ -12,7 +12,7 @@ usage: dropline-load [options]   (run from the repository root, after `make buil
   --postgres URL        PostgreSQL admin URL; a database is created and dropped there
                         [$DROPLINE_BENCH_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres]
   --databases LIST      sqlite,postgres                   [sqlite,postgres]
-  --only LIST           hot,fanout,expiry,golive,draw,page [all]
+  --only LIST           hot,fanout,expiry,golive,draw,page,proof [all]
   --seconds N           measured seconds per hot-drop and fan-out run [5]
   --buyers N            buyers signed in first per database; more are signed in when a
                         hot-drop run needs them (one per reserve) [20000]
@@ -31,7 +31,7 @@ usage: dropline-load [options]   (run from the repository root, after `make buil
   --draw-window N       seconds entries are open before the draw [120]";
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [&str; 6] = ["hot", "fanout", "expiry", "golive", "draw", "page"];
+const SCENARIOS: [&str; 7] = ["hot", "fanout", "expiry", "golive", "draw", "page", "proof"];
 
 /// What to run, from the command line.
 pub struct Options {

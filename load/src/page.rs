@@ -99,14 +99,23 @@ fn references(html: &str) -> Vec<String> {
 
 /// Five cold loads of `url` on a throttled phone (`end2end/perf/phone.mjs`).
 fn phone_loads(url: &str, loads: usize) -> std::result::Result<Vec<PhoneLoad>, String> {
+    node_lines("perf/phone.mjs", &[url, &loads.to_string()])
+}
+
+/// Runs one of `end2end/perf`'s Node scripts and reads the JSON line it prints per measure.
+pub fn node_lines<T: serde::de::DeserializeOwned>(
+    script: &str,
+    args: &[&str],
+) -> std::result::Result<Vec<T>, String> {
     let output = Command::new("node")
-        .args(["perf/phone.mjs", url, &loads.to_string()])
+        .arg(script)
+        .args(args)
         .current_dir("end2end")
         .output()
-        .map_err(|e| format!("cannot run node perf/phone.mjs: {e}"))?;
+        .map_err(|e| format!("cannot run node {script}: {e}"))?;
     if !output.status.success() {
         return Err(format!(
-            "perf/phone.mjs failed: {}",
+            "{script} failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }

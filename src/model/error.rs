@@ -53,6 +53,8 @@ error_codes! {
     NotADraw = ("NOT_A_DRAW", 409, "This drop is not sold by draw."),
     BeaconNotDue = ("BEACON_NOT_DUE", 409, "This drop is not waiting for a beacon round: it has none, its entry list is not sealed, its round is not published yet, or it is kept already."),
     AccountTooNew = ("ACCOUNT_TOO_NEW", 403, "This drop takes only accounts made before its cutoff."),
+    ProofRequired = ("PROOF_REQUIRED", 403, "This door asks for a proof of work: fetch a challenge (GET /api/v1/drops/{id}/challenge), solve it, and send the proof in the Dropline-Proof header. In a browser, turn JavaScript on."),
+    ProofInvalid = ("PROOF_INVALID", 403, "That proof of work does not open this door: it is used already, expired, for another drop or buyer, or not a solution. Fetch a new challenge and solve it."),
     NetworkCapReached = ("NETWORK_CAP_REACHED", 409, "This drop has taken as many entries from your network as one network may have."),
     NotSealed = ("NOT_SEALED", 409, "This drop's entry list is not sealed: a drop ordered by a public beacon seals it at go-live."),
     EntriesNotOpen = ("ENTRIES_NOT_OPEN", 409, "Entries for this draw are not open yet."),

@@ -10,7 +10,7 @@ use super::{
     rules,
     settings::{HoldTerms, NetworkCaps},
     store::{
-        Cancelled, Joiner, KeyClaim, KeyRequest, Reserved, Settlement, StockAudit, Store,
+        Cancelled, Joiner, KeyClaim, KeyRequest, Reserved, Settlement, Spend, StockAudit, Store,
         StoreError,
     },
     workers::expiry::ExpiryClock,
@@ -162,19 +162,24 @@ impl Inventory {
     }
 
     /// Joins the user to a queue drop's line (`mode` queue) or enters them in a draw (`mode`
-    /// draw), asking from address `from`: their ticket, and whether it is new (in a batch with
-    /// the other joins of the drop that arrive while one is being written).
+    /// draw), asking from address `from` with `proof` (the checked proof of work a new ticket
+    /// spends, if the doors ask one): their ticket, and whether it is new (in a batch with the
+    /// other joins of the drop that arrive while one is being written).
     pub async fn join(
         &self,
         drop: DropId,
         mode: SaleMode,
         user: UserId,
         from: Option<IpAddr>,
+        proof: Option<Spend>,
     ) -> Result<(Ticket, bool), ApiError> {
         let network = from.map(rules::network_of);
-        self.joins
-            .submit((drop, mode), Joiner { user, network })
-            .await
+        let joiner = Joiner {
+            user,
+            network,
+            proof,
+        };
+        self.joins.submit((drop, mode), joiner).await
     }
 
     /// Takes the user out of a queue drop's line, or withdraws their entry in a draw.

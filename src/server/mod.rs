@@ -1,5 +1,5 @@
 //! Everything that runs only on the server, in layers that use only the ones below them:
-//! the HTTP edge (`http`, and `ws` for the live feed) over the domain (`inventory`,
+//! the HTTP edge (`http`, and `ws` for the live feed) over the domain (`inventory`, `doors`,
 //! `sessions`, `snapshots`, `workers`, `batch`, with the sale's flows in `sale` and its
 //! decisions in `rules`) over the store (`store`) and the event bus (`events`), with the
 //! settings (`settings`) and the shared types (`crate::model`) at the bottom. `start` wires
@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod batch;
 pub mod beacon;
+pub mod doors;
 pub mod events;
 pub mod http;
 pub mod inventory;

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     auth::Auth,
     beacon::Fetcher,
+    doors::Doors,
     events::{EventBus, EventKey},
     http::{
         self,
@@ -56,6 +57,7 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         secret => secret.to_string(),
     };
     let receipts = ReceiptKey::derive(&secret);
+    let doors = Doors::new(&secret, settings.proof_terms());
     let bus = EventBus::new(
         4096,
         EventKey::derive(&secret),
@@ -136,6 +138,7 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         settings: settings.clone(),
         leptos_options,
         inventory,
+        doors,
         auth: Auth::new(
             &settings.session_secret,
             &settings.admin_token,

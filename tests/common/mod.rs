@@ -124,6 +124,8 @@ impl TestDb {
             admin_token: ADMIN_TOKEN.into(),
             session_secret: "test-secret-test-secret-test-secret!".into(),
             site_addr: "127.0.0.1:0".into(),
+            // The doors' proof of work has tests of its own (`tests/proof.rs`).
+            proof_floor: 0,
             ..Settings::default()
         }
     }

@@ -4,6 +4,7 @@
 mod format;
 mod live;
 mod page;
+mod proof;
 mod rows;
 mod targets;
 mod writes;
@@ -16,7 +17,7 @@ pub use rows::{HotRow, Runs};
 
 use crate::{
     error::Result,
-    figures::{Draw, Expiry, Fanout, GoLive, OpenLoopCell, PageReport, SellOutCell},
+    figures::{Draw, Expiry, Fanout, GoLive, OpenLoopCell, PageReport, ProofReport, SellOutCell},
     options::Options,
     server::{Db, SETTINGS},
 };
@@ -84,17 +85,22 @@ pub struct Variant {
     pub value: Option<u32>,
 }
 
-/// Batched and unbatched when this build knows `reserve_batch_max` (listed in `Leptos.toml`),
-/// else one run as is.
-pub fn batching_variants() -> Vec<Variant> {
-    let default = std::fs::read_to_string("Leptos.toml")
+/// A numeric setting's default as this build's `Leptos.toml` lists it, if it does.
+pub fn leptos_default(key: &str) -> Option<u32> {
+    std::fs::read_to_string("Leptos.toml")
         .ok()
         .and_then(|toml| {
             toml.lines().find_map(|line| {
-                let (key, value) = line.split_once('=')?;
-                (key.trim() == "reserve_batch_max").then(|| value.trim().parse::<u32>().ok())?
+                let (name, value) = line.split_once('=')?;
+                (name.trim() == key).then(|| value.trim().parse::<u32>().ok())?
             })
-        });
+        })
+}
+
+/// Batched and unbatched when this build knows `reserve_batch_max` (listed in `Leptos.toml`),
+/// else one run as is.
+pub fn batching_variants() -> Vec<Variant> {
+    let default = leptos_default("reserve_batch_max");
     match default {
         None => vec![Variant {
             label: "none (no RESERVE_BATCH_MAX in this build)".into(),
@@ -134,6 +140,7 @@ pub struct Report {
     pub golive: Vec<Runs<GoLive>>,
     pub draw: Vec<Runs<Draw>>,
     pub page: Option<PageReport>,
+    pub proof: Option<ProofReport>,
     /// (database, buyers, sign-ins per second).
     pub sign_in: Vec<(Db, usize, f64)>,
     pub failures: Vec<String>,
@@ -176,6 +183,7 @@ impl Report {
             golive: Vec::new(),
             draw: Vec::new(),
             page: None,
+            proof: None,
             sign_in: Vec::new(),
             failures: Vec::new(),
             databases: options.databases.clone(),
@@ -267,6 +275,7 @@ impl Report {
         self.render_golive(&mut out);
         self.render_draw(&mut out);
         self.render_page(&mut out);
+        self.render_proof(&mut out);
         if !self.failures.is_empty() {
             let _ = writeln!(out, "## Runs that failed\n");
             for failure in &self.failures {

@@ -5,7 +5,11 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{action_button::ActionButton, countdown::format_remaining};
+use super::{
+    action_button::ActionButton,
+    countdown::format_remaining,
+    proof::{Check, DoorButton},
+};
 use crate::{
     api::{JoinQueue, LeaveQueue},
     model::{DropId, QueueLine, SaleMode, Ticket, TicketState},
@@ -280,6 +284,7 @@ pub fn QueuePanel(
         ticket.with(|t| t.as_ref().filter(|t| t.sealed).map(|t| t.id.clone()))
     });
     let ticketed = Signal::derive(move || ticket.with(Option::is_some));
+    let check = RwSignal::new(Check::default());
     let fields = move || {
         vec![
             ("drop_id", id.0.to_string()),
@@ -297,13 +302,11 @@ pub fn QueuePanel(
                 {move || standing.with(Standing::message)}
             </p>
             <Show when=move || standing.with(Standing::can_join)>
-                <ActionButton
-                    action=join
-                    fields=fields()
-                    class="btn btn-primary"
-                    label=join_label.to_string()
-                />
+                <DoorButton id mode action=join label=join_label check />
             </Show>
+            <p class="proof-status" data-testid="proof-status" role="status" aria-live="polite">
+                {move || check.with(Check::message)}
+            </p>
             <Show when=move || standing.with(Standing::can_leave)>
                 <ActionButton
                     action=leave

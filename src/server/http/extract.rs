@@ -135,6 +135,27 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
+/// The header a join or an entry carries its proof of work in.
+pub const PROOF_HEADER: &str = "dropline-proof";
+
+/// The proof of work a request carries in its `Dropline-Proof` header (base64 of ALTCHA's
+/// payload JSON), if any; `server::doors` checks it.
+#[derive(Clone, Debug, Default)]
+pub struct Proof(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Proof {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let proof = parts
+            .headers
+            .get(PROOF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(Proof(proof))
+    }
+}
+
 /// The address a client's per-IP limits count against: the socket peer, or — when the peer is
 /// one of the `trusted_proxies` — the client the proxy names in the `client_ip_source` header.
 /// A forwarding header from anyone else is the client's word, not its address: a script that

@@ -29,7 +29,10 @@ use super::{
     idempotency, live, observe, openapi, protect, rest,
 };
 use crate::{
-    api::{CancelHold, CreateDrop, JoinQueue, LeaveQueue, PurchaseHold, ReserveUnit, SignIn},
+    api::{
+        CancelHold, CreateDrop, JoinQueue, LeaveQueue, ProofChallenge, PurchaseHold, ReserveUnit,
+        SignIn,
+    },
     app::{shell, App},
     model::{ApiError, ErrorCode},
     server::AppState,
@@ -92,6 +95,7 @@ fn rest(state: &AppState) -> Router<AppState> {
             OpenApiRouter::default()
                 .routes(routes!(rest::session::sign_in))
                 .routes(routes!(rest::holds::cancel))
+                .routes(routes!(rest::queue::challenge))
                 .routes(routes!(rest::queue::join_queue))
                 .routes(routes!(rest::queue::leave_queue))
                 .routes(routes!(rest::queue::enter_draw))
@@ -145,6 +149,7 @@ fn rpc(state: &AppState) -> (Router<AppState>, Vec<String>) {
             Rules::LIMITED,
             server_fn(server_fn_route::<SignIn>(state))
                 .merge(server_fn(server_fn_route::<CancelHold>(state)))
+                .merge(server_fn(server_fn_route::<ProofChallenge>(state)))
                 .merge(server_fn(server_fn_route::<JoinQueue>(state)))
                 .merge(server_fn(server_fn_route::<LeaveQueue>(state))),
         ))

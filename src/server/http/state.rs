@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{audit::FinalAudits, proxies::Proxies};
 use crate::server::{
-    auth::Auth, events::EventBus, inventory::Inventory, limits, metrics, receipts::ReceiptKey,
-    sessions::Sessions, settings::Settings, snapshots::Snapshots, ws,
+    auth::Auth, doors::Doors, events::EventBus, inventory::Inventory, limits, metrics,
+    receipts::ReceiptKey, sessions::Sessions, settings::Settings, snapshots::Snapshots, ws,
 };
 
 /// What every handler and server function can reach. Cloned on every request by each
@@ -52,6 +52,8 @@ pub struct Shared {
     pub snapshots: Snapshots,
     /// The final audits this instance has encoded for serving.
     pub audits: FinalAudits,
+    /// The proofs of work a join or an entry takes.
+    pub doors: Doors,
     /// Signs the receipts of joins and entries.
     pub receipts: ReceiptKey,
     pub sockets: Arc<ws::SocketSlots>,

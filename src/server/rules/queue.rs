@@ -234,6 +234,7 @@ mod tests {
         let joiner = |user, network: &str| Joiner {
             user: UserId(user),
             network: Some(network.into()),
+            proof: None,
         };
         let joining = [
             joiner(1, "203.0.113.0/24"),

@@ -75,7 +75,7 @@ where
             .filter(|j| !tickets.get(&j.user).is_some_and(settled) && seen.insert(j.user))
             .cloned()
             .collect();
-        let refused: HashMap<UserId, ErrorCode> = match rules::may_join(&locked, mode) {
+        let mut refused: HashMap<UserId, ErrorCode> = match rules::may_join(&locked, mode) {
             Err(code) => asking.iter().map(|j| (j.user, code)).collect(),
             Ok(()) => {
                 let users: Vec<UserId> = asking.iter().map(|j| j.user).collect();
@@ -103,6 +103,14 @@ where
                 rules::refuse_joiners(&asking, &created, locked.accounts_before, taken, caps)
             }
         };
+        // A proof of work opens one door once: spent here, with the ticket it makes.
+        for joiner in &asking {
+            if let (Some(proof), false) = (&joiner.proof, refused.contains_key(&joiner.user)) {
+                if !tx.spend_proof(&proof.nonce, proof.expires_at).await? {
+                    refused.insert(joiner.user, ErrorCode::ProofInvalid);
+                }
+            }
+        }
         let joining: Vec<&Joiner> = asking
             .iter()
             .filter(|j| !refused.contains_key(&j.user))

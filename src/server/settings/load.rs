@@ -79,6 +79,11 @@ impl Settings {
         "queue_tick_ms",
         "join_cap_per_ipv4_24",
         "join_cap_per_ipv6_64",
+        "proof_floor",
+        "proof_ceiling",
+        "proof_cost",
+        "proof_pressure_per_second",
+        "proof_seconds",
         "draw_claim_seconds",
         "hold_cooldown_seconds",
         "max_released_holds",
@@ -239,6 +244,30 @@ impl Settings {
                     "expected 0 to 3600",
                 ));
             }
+        }
+        if self.proof_ceiling < self.proof_floor || self.proof_ceiling > 10_000_000 {
+            return Err(bad(
+                "PROOF_CEILING",
+                &self.proof_ceiling,
+                "expected proof_floor to 10000000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.proof_cost) {
+            return Err(bad("PROOF_COST", &self.proof_cost, "expected 1 to 1000000"));
+        }
+        if self.proof_pressure_per_second == 0 {
+            return Err(bad(
+                "PROOF_PRESSURE_PER_SECOND",
+                &self.proof_pressure_per_second,
+                "expected at least 1",
+            ));
+        }
+        if !(1..=86_400).contains(&self.proof_seconds) {
+            return Err(bad(
+                "PROOF_SECONDS",
+                &self.proof_seconds,
+                "expected 1 to 86400",
+            ));
         }
         if !self.session_secret.is_empty() && self.session_secret.len() < 32 {
             return Err(bad(

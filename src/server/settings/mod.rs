@@ -7,7 +7,7 @@ mod values;
 
 pub use self::{
     load::{SettingsError, MIN_ADMIN_TOKEN_CHARS},
-    terms::{AdmissionRule, BeaconChain, HoldTerms, NetworkCaps, Pace, Timeouts},
+    terms::{AdmissionRule, BeaconChain, HoldTerms, NetworkCaps, Pace, ProofTerms, Timeouts},
     values::{
         CookieSecure, LogFormat, Settings, SqliteSync, QUICKNET_CHAIN_HASH, QUICKNET_PUBLIC_KEY,
     },

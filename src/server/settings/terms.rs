@@ -54,6 +54,17 @@ impl Settings {
         }
     }
 
+    /// What a proof of work at the doors costs (see [`Settings::proof_floor`]).
+    pub fn proof_terms(&self) -> ProofTerms {
+        ProofTerms {
+            floor: self.proof_floor,
+            ceiling: self.proof_ceiling,
+            cost: self.proof_cost,
+            full_pressure: f64::from(self.proof_pressure_per_second),
+            lifetime: Duration::from_secs(self.proof_seconds),
+        }
+    }
+
     /// How often the queue worker runs.
     pub fn queue_tick(&self) -> Duration {
         Duration::from_millis(self.queue_tick_ms)
@@ -101,6 +112,33 @@ impl Settings {
             body: Duration::from_millis(self.request_body_timeout_ms),
             request: Duration::from_millis(self.request_timeout_ms),
         }
+    }
+}
+
+/// What a proof of work at the doors costs: the mean tries of a challenge, from `floor` while
+/// the doors are quiet to `ceiling` at `full_pressure` proofs a second, each try `cost`
+/// PBKDF2 iterations; a challenge is good for `lifetime`. A `floor` of 0 asks no proof.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProofTerms {
+    pub floor: u32,
+    pub ceiling: u32,
+    pub cost: u32,
+    pub full_pressure: f64,
+    pub lifetime: Duration,
+}
+
+impl ProofTerms {
+    /// Whether the doors ask a proof at all.
+    pub fn asked(&self) -> bool {
+        self.floor > 0
+    }
+
+    /// The mean tries of a challenge issued while `per_second` proofs a second are checked:
+    /// straight from the floor to the ceiling as the pressure rises to full, no higher past it.
+    pub fn tries(&self, per_second: f64) -> u32 {
+        let share = (per_second / self.full_pressure).clamp(0.0, 1.0);
+        let span = f64::from(self.ceiling - self.floor);
+        self.floor + (span * share).round() as u32
     }
 }
 

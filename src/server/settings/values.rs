@@ -85,6 +85,18 @@ pub struct Settings {
     /// /64: one person with many accounts still has few networks. 0: no cap.
     pub join_cap_per_ipv4_24: u32,
     pub join_cap_per_ipv6_64: u32,
+    /// Proof of work at the doors (a queue's join, a draw's entry): each new ticket takes a
+    /// fresh challenge (ALTCHA PoW v2, PBKDF2/SHA-256), bound to the buyer and the drop, that
+    /// the browser solves in a Web Worker and a script solves the same way. A challenge takes
+    /// `proof_floor` tries of `proof_cost` PBKDF2 iterations on average when the doors are
+    /// quiet, rising to `proof_ceiling` tries as the proofs checked per second (over the last
+    /// 10 s, on this instance) reach `proof_pressure_per_second`. `proof_floor = 0`: no proof.
+    pub proof_floor: u32,
+    pub proof_ceiling: u32,
+    pub proof_cost: u32,
+    pub proof_pressure_per_second: u32,
+    /// How long a challenge stays good after it is issued (seconds).
+    pub proof_seconds: u64,
     /// How long a draw's winner has to buy (seconds): the deadline of the hold drawn for them,
     /// and of one passed on from the waitlist.
     pub draw_claim_seconds: u64,
@@ -206,6 +218,11 @@ impl Default for Settings {
             queue_tick_ms: 200,
             join_cap_per_ipv4_24: 0,
             join_cap_per_ipv6_64: 0,
+            proof_floor: 300,
+            proof_ceiling: 4_500,
+            proof_cost: 5_000,
+            proof_pressure_per_second: 200,
+            proof_seconds: 120,
             draw_claim_seconds: 600,
             hold_cooldown_seconds: 60,
             max_released_holds: 3,

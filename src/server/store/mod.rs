@@ -45,5 +45,5 @@ pub use self::{
     postgres::PgStore,
     rows::{Seed, SessionId, SessionRecord, EXPIRY_BATCH},
     sqlite::SqliteStore,
-    tickets::Joiner,
+    tickets::{Joiner, Spend},
 };

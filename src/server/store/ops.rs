@@ -123,7 +123,8 @@ pub trait Reads: Send + Sync {
     /// The drop's sealed entry list (beacon mode), from the seal on, its ids sorted by their
     /// bytes; `NOT_SEALED` before the seal or for a drop ordered by its seed.
     async fn sealed_entries(&self, drop: DropId) -> Result<SealedEntries, StoreError>;
-    /// Deletes idempotency keys first used longer ago than `older_than`; answers how many.
+    /// Deletes idempotency keys first used longer ago than `older_than` (answers how many),
+    /// and the spent proofs whose challenges have expired.
     async fn forget_keys(&self, older_than: Duration) -> Result<u64, StoreError>;
     /// The database's clock, in milliseconds since the epoch.
     async fn now_ms(&self) -> Result<i64, StoreError>;

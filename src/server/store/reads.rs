@@ -350,6 +350,12 @@ macro_rules! reads {
             .bind($crate::server::store::rows::ttl_ms(older_than))
             .execute(&self.pool)
             .await?;
+            // A spent proof's challenge is refused once it has expired: no need to remember it.
+            let now = chrono::Utc::now().timestamp();
+            sqlx::query("DELETE FROM spent_proofs WHERE expires_at < $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
             Ok(done.rows_affected())
         }
 

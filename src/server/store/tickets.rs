@@ -98,12 +98,22 @@ pub(crate) struct NewTicket {
     pub network: Option<String>,
 }
 
-/// A buyer asking to join a queue or enter a draw, and the network they ask from (none when
-/// the address is unknown).
+/// A buyer asking to join a queue or enter a draw, the network they ask from (none when the
+/// address is unknown), and the proof of work they opened the door with (none when the doors
+/// ask none), spent as their new ticket is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Joiner {
     pub user: UserId,
     pub network: Option<String>,
+    pub proof: Option<Spend>,
+}
+
+/// A checked proof of work's challenge, to be spent once: its nonce, and when it expires
+/// (Unix seconds), after which nobody need remember it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spend {
+    pub nonce: String,
+    pub expires_at: i64,
 }
 
 /// What a drop's order is drawn from: its secret seed and the SHA-256 of it published when the

@@ -12,7 +12,7 @@ use crate::{
     server::{
         http::{
             error::ErrorBody,
-            extract::{ClientAddr, SignedIn},
+            extract::{ClientAddr, Proof, SignedIn},
         },
         AppState,
     },
@@ -24,6 +24,15 @@ pub(in crate::server::http) struct TicketReply {
     ticket: Ticket,
     #[serde(skip_serializing_if = "Option::is_none")]
     receipt: Option<Receipt>,
+}
+
+/// A proof-of-work challenge for the caller's join or entry.
+#[derive(Serialize, ToSchema)]
+pub(in crate::server::http) struct ChallengeReply {
+    /// ALTCHA's PoW v2 challenge (`{"parameters", "signature"}`), or null when this shop asks
+    /// no proof.
+    #[schema(value_type = Option<Object>)]
+    challenge: Option<altcha::Challenge>,
 }
 
 /// The caller's entry in a drop's draw; entering adds a signed receipt for it.
@@ -46,10 +55,11 @@ pub(in crate::server::http) struct EntryReply {
     tag = "queue",
     params(("id" = i64, Path, description = "The drop's id.")),
     security(("session" = [])),
+    params(("Dropline-Proof" = Option<String>, Header, description = "The solved proof of work (see `GET /drops/{id}/challenge`): base64 of `{\"challenge\", \"solution\"}`.")),
     responses(
         (status = 201, description = "In line.", body = TicketReply),
         (status = 200, description = "Already in line: the same ticket.", body = TicketReply),
-        (status = 403, description = "`ACCOUNT_TOO_NEW`: the drop takes only accounts made before its `accounts_before`.", body = ErrorBody),
+        (status = 403, description = "`PROOF_REQUIRED` (no proof of work sent), `PROOF_INVALID` (used already, expired, for another drop or buyer, or not a solution) or `ACCOUNT_TOO_NEW` (the drop takes only accounts made before its `accounts_before`).", body = ErrorBody),
         (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
         (status = 409, description = "`NOT_A_QUEUE` (the drop is first come, first served), `QUEUE_NOT_OPEN` (before `queue_opens_at`), `OUT_OF_STOCK` (sold out: the queue has closed) or `NETWORK_CAP_REACHED` (the drop has taken its cap of tickets from the caller's network: an IPv4 /24 or an IPv6 /64).", body = ErrorBody),
     )
@@ -58,14 +68,48 @@ pub(in crate::server::http) async fn join_queue(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
     ClientAddr(from): ClientAddr,
+    Proof(proof): Proof,
     Id(drop): Id<DropId>,
 ) -> Result<(StatusCode, Json<TicketReply>)> {
+    let spend = state.doors.check(drop, user, proof.as_deref())?;
     let (ticket, new) = state
         .inventory
-        .join(drop, SaleMode::Queue, user, from)
+        .join(drop, SaleMode::Queue, user, from, spend)
         .await?;
     let receipt = Some(state.receipts.sign(drop, &ticket.id, Utc::now()));
     Ok((created_if(new), Json(TicketReply { ticket, receipt })))
+}
+
+/// A proof-of-work challenge for joining or entering a drop
+///
+/// Joining a queue and entering a draw each take a proof of work, so that a thousand accounts
+/// cost a thousand solves: fetch a challenge (issued to the caller for this drop, good for
+/// `proof_seconds`), find the `counter` whose PBKDF2-SHA256 key (password: the `nonce` bytes
+/// then the counter as 4 bytes big-endian; salt: the `salt` bytes; `cost` iterations;
+/// `keyLength` bytes) starts with `keyPrefix` — counting up from 0, about a second in a phone's
+/// browser while the doors are quiet, longer under pressure — and send base64 of
+/// `{"challenge": <as given>, "solution": {"counter", "derivedKey"}}` as the join's or entry's
+/// `Dropline-Proof` header. This is ALTCHA's PoW v2; its libraries solve it (the `altcha`
+/// crate's `solve_challenge`, ALTCHA's JavaScript widget). Each proof opens one door once.
+#[utoipa::path(
+    get,
+    path = "/drops/{id}/challenge",
+    tag = "queue",
+    params(("id" = i64, Path, description = "The drop's id.")),
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "A fresh challenge, or null when this shop asks no proof.", body = ChallengeReply),
+        (status = 401, description = "`UNAUTHENTICATED`", body = ErrorBody),
+    )
+)]
+pub(in crate::server::http) async fn challenge(
+    State(state): State<AppState>,
+    SignedIn(user): SignedIn,
+    Id(drop): Id<DropId>,
+) -> Json<ChallengeReply> {
+    Json(ChallengeReply {
+        challenge: state.doors.challenge(drop, user),
+    })
 }
 
 /// The caller's place in a drop's queue
@@ -136,10 +180,11 @@ pub(in crate::server::http) async fn leave_queue(
     tag = "draw",
     params(("id" = i64, Path, description = "The drop's id.")),
     security(("session" = [])),
+    params(("Dropline-Proof" = Option<String>, Header, description = "The solved proof of work (see `GET /drops/{id}/challenge`): base64 of `{\"challenge\", \"solution\"}`.")),
     responses(
         (status = 201, description = "Entered.", body = EntryReply),
         (status = 200, description = "Already entered: the same entry.", body = EntryReply),
-        (status = 403, description = "`ACCOUNT_TOO_NEW`: the drop takes only accounts made before its `accounts_before`.", body = ErrorBody),
+        (status = 403, description = "`PROOF_REQUIRED` (no proof of work sent), `PROOF_INVALID` (used already, expired, for another drop or buyer, or not a solution) or `ACCOUNT_TOO_NEW` (the drop takes only accounts made before its `accounts_before`).", body = ErrorBody),
         (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
         (status = 409, description = "`NOT_A_DRAW`, `ENTRIES_NOT_OPEN` (before `entries_open_at`), `ENTRIES_CLOSED` (the draw has been made) or `NETWORK_CAP_REACHED` (the drop has taken its cap of entries from the caller's network).", body = ErrorBody),
     )
@@ -148,11 +193,13 @@ pub(in crate::server::http) async fn enter_draw(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
     ClientAddr(from): ClientAddr,
+    Proof(proof): Proof,
     Id(drop): Id<DropId>,
 ) -> Result<(StatusCode, Json<EntryReply>)> {
+    let spend = state.doors.check(drop, user, proof.as_deref())?;
     let (entry, new) = state
         .inventory
-        .join(drop, SaleMode::Draw, user, from)
+        .join(drop, SaleMode::Draw, user, from, spend)
         .await?;
     let receipt = Some(state.receipts.sign(drop, &entry.id, Utc::now()));
     Ok((created_if(new), Json(EntryReply { entry, receipt })))
