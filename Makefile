@@ -25,13 +25,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run dev build test lint unit e2e fuzz bench tools wasm-target cargo-leptos wasm-bindgen npm-tools fuzz-tools python chromium clean
 
-## run: build the release and serve http://127.0.0.1:3000 on SQLite with demo drops
+## run: build the release and serve http://127.0.0.1:3000 on SQLite with demo drops (and the
+## demo's sign-in by display name beside accounts with passwords)
 run: build
-	target/release/dropline
+	DEMO_SIGN_IN=true target/release/dropline
 
 ## dev: rebuild and reload on every change
 dev: tools
-	cargo leptos watch
+	DEMO_SIGN_IN=true cargo leptos watch
 
 ## build: the release server and site (WASM, JS, CSS, with content-hashed names and brotli/gzip
 ## copies beside them) under target/

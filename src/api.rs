@@ -15,7 +15,7 @@ use crate::{
     model::{parse_price, ErrorCode, NewDrop},
     server::http::{
         extract::{Admin, Caller, ClientAddr, SignedIn},
-        session,
+        session::{self, SignInBy},
     },
 };
 
@@ -98,12 +98,45 @@ pub async fn current_user() -> Result<Option<User>, ApiError> {
     }
 }
 
-/// Signs in with a display name (a new buyer each time) and sets the session cookie.
+/// Whether this server signs in by display name alone (the demo's `demo_sign_in`).
+#[server(prefix = "/rpc", endpoint = "demo_sign_in")]
+pub async fn demo_sign_in() -> Result<bool, ApiError> {
+    Ok(ssr::state().settings.demo_sign_in)
+}
+
+/// Signs in with a display name (the demo's: a new buyer each time) and sets the session
+/// cookie.
 #[server(prefix = "/rpc", endpoint = "sign_in")]
 pub async fn sign_in(name: String) -> Result<User, ApiError> {
+    signed_in_by(SignInBy::Name(&name)).await
+}
+
+/// Signs up with a username and a password and sets the session cookie.
+#[server(prefix = "/rpc", endpoint = "sign_up")]
+pub async fn sign_up(username: String, password: String) -> Result<User, ApiError> {
+    signed_in_by(SignInBy::SignUp {
+        username: &username,
+        password: &password,
+    })
+    .await
+}
+
+/// Signs in with an account's username and password and sets the session cookie.
+#[server(prefix = "/rpc", endpoint = "log_in")]
+pub async fn log_in(username: String, password: String) -> Result<User, ApiError> {
+    signed_in_by(SignInBy::Password {
+        username: &username,
+        password: &password,
+    })
+    .await
+}
+
+/// Signs the caller in `by` one of the ways, and sets the session cookie.
+#[cfg(feature = "ssr")]
+async fn signed_in_by(by: SignInBy<'_>) -> Result<User, ApiError> {
     ssr::respond(async move {
         let headers = ssr::extract::<axum::http::HeaderMap>().await?;
-        let (user, cookie) = session::sign_in(&ssr::state(), &name, &headers).await?;
+        let (user, cookie) = session::sign_in(&ssr::state(), by, &headers).await?;
         ssr::set_cookie(cookie);
         Ok(user)
     })

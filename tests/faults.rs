@@ -77,6 +77,7 @@ impl Process {
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
             .env("SESSION_SECRET", &settings.session_secret)
             .env("SEED_DEMO", "false")
+            .env("DEMO_SIGN_IN", "true")
             .env("RATE_LIMIT_SESSION_PER_SECOND", "100000")
             .env("RATE_LIMIT_SESSION_BURST", "100000")
             .env("RATE_LIMIT_IP_PER_SECOND", "100000")

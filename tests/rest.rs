@@ -579,7 +579,7 @@ async fn retries_with_an_idempotency_key_change_nothing(backend: Backend) {
 }
 
 /// The operations the README promises, as (method, path).
-const PROMISED: [(&str, &str); 22] = [
+const PROMISED: [(&str, &str); 23] = [
     ("POST", "/api/v1/session"),
     ("DELETE", "/api/v1/session"),
     ("GET", "/api/v1/drops"),
@@ -602,6 +602,7 @@ const PROMISED: [(&str, &str); 22] = [
     ("POST", "/api/v1/drops/{id}/beacon"),
     ("GET", "/api/v1/drops/{id}/receipt"),
     ("GET", "/api/v1/drops/{id}/challenge"),
+    ("POST", "/api/v1/accounts"),
 ];
 
 /// Every `$ref` in a JSON document.

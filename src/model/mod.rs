@@ -1,7 +1,8 @@
-//! Types shared by the server and the browser, one file per concept: row ids, a drop, how it
-//! is sold (a queue's line, a ticket), its audit, holds and purchases, what an admin sends to
-//! create one, the live events, and the stable refusal codes.
+//! Types shared by the server and the browser, one file per concept: row ids, an account's
+//! checks, a drop, how it is sold (a queue's line, a ticket), its audit, holds and purchases,
+//! what an admin sends to create one, the live events, and the stable refusal codes.
 
+mod account;
 mod audit;
 mod drop;
 mod error;
@@ -14,6 +15,10 @@ mod sale;
 #[cfg(feature = "ssr")]
 pub use self::new_drop::validate_name;
 pub use self::{
+    account::{
+        check_password_length, validate_username, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
+        USERNAME_CHARS,
+    },
     audit::{
         receipt_message, Audit, AuditBeacon, AuditHistory, AuditLater, AuditTicket, EntryProof,
         OrderSource, Receipt, SealedEntries, TicketHistory, WaitlistMove,

@@ -16,9 +16,12 @@ pub use super::store::SessionId;
 use super::{
     batch::{Batcher, SignUps},
     metrics::Metrics,
-    store::{NewAccount, SessionRecord, Store, StoreError},
+    passwords,
+    store::{NewAccount, NewLogin, SessionRecord, Store, StoreError},
 };
-use crate::model::{validate_name, ApiError, User, UserId};
+use crate::model::{
+    validate_name, validate_username, ApiError, ErrorCode, User, UserId, MAX_PASSWORD_BYTES,
+};
 
 /// A live session: who it signs in, and which session it is (sign-out revokes it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,8 +82,7 @@ impl Sessions {
     }
 
     /// Signs up a buyer by display name and opens their session, in a batch with the other
-    /// sign-ups that arrive while one is being written. This instance knows the session from
-    /// now on: a buyer's requests after signing in read nothing more.
+    /// sign-ups that arrive while one is being written.
     pub async fn sign_up(&self, name: &str) -> Result<(User, Session), ApiError> {
         let id = SessionId::random();
         let account = NewAccount {
@@ -89,7 +91,58 @@ impl Sessions {
             lifetime: self.lifetime,
         };
         let user = self.sign_ups.submit((), account).await?;
-        let session = Session { id, user: user.id };
+        Ok((user.clone(), self.opened(id, user.id)))
+    }
+
+    /// Signs up a buyer with a username and a password (refused below the strength floor, or
+    /// `USERNAME_TAKEN`) and opens their session.
+    pub async fn sign_up_with_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(User, Session), ApiError> {
+        let username = validate_username(username)?;
+        passwords::check_new(&username, password)?;
+        let login = NewLogin {
+            password_hash: passwords::hash(password.to_string()).await?,
+            username,
+        };
+        let id = SessionId::random();
+        match self.store.sign_up_login(&login, id, self.lifetime).await? {
+            Some(user) => Ok((user.clone(), self.opened(id, user.id))),
+            None => Err(ApiError::refusal(ErrorCode::UsernameTaken)),
+        }
+    }
+
+    /// Signs in the account of `username` (whatever its case) if `password` is its password,
+    /// and opens a session; else `WRONG_PASSWORD`, the same answer, after the same work, for a
+    /// username nobody has.
+    pub async fn sign_in_with_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(User, Session), ApiError> {
+        let found = match password.len() <= MAX_PASSWORD_BYTES {
+            true => self.store.login(username.trim()).await?,
+            false => None,
+        };
+        let (user, hash) = match found {
+            Some((user, hash)) => (Some(user), Some(hash)),
+            None => (None, None),
+        };
+        let right = passwords::matches(password.to_string(), hash).await?;
+        let Some(user) = user.filter(|_| right) else {
+            return Err(ApiError::refusal(ErrorCode::WrongPassword));
+        };
+        let id = SessionId::random();
+        self.store.open_session(user.id, id, self.lifetime).await?;
+        Ok((user.clone(), self.opened(id, user.id)))
+    }
+
+    /// The session just opened as `id` for `user`, which this instance knows from now on: the
+    /// buyer's requests after signing in read nothing more.
+    fn opened(&self, id: SessionId, user: UserId) -> Session {
+        let session = Session { id, user };
         if let Some(cache) = &self.cache {
             let lifetime_ms = i64::try_from(self.lifetime.as_millis()).unwrap_or(i64::MAX);
             let expires_at_ms = chrono::Utc::now()
@@ -98,12 +151,12 @@ impl Sessions {
             cache.insert(
                 id,
                 Known {
-                    user: Some(user.id),
+                    user: Some(user),
                     expires_at_ms,
                 },
             );
         }
-        Ok((user, session))
+        session
     }
 
     /// The live session with this id, if it is one.

@@ -124,8 +124,10 @@ impl TestDb {
             admin_token: ADMIN_TOKEN.into(),
             session_secret: "test-secret-test-secret-test-secret!".into(),
             site_addr: "127.0.0.1:0".into(),
-            // The doors' proof of work has tests of its own (`tests/proof.rs`).
+            // The doors' proof of work has tests of its own (`tests/proof.rs`), and so have
+            // accounts with passwords (`tests/accounts.rs`): the rest sign in by name.
             proof_floor: 0,
+            demo_sign_in: true,
             ..Settings::default()
         }
     }

@@ -1,28 +1,32 @@
-//! Sign-in by display name, who is signed in, and the live connection indicator: two islands
+//! Signing up and logging in with a username and a password (and, on the demo's server, signing
+//! in by display name alone), who is signed in, and the live connection indicator: two islands
 //! of the top bar.
 
 use leptos::{form::ActionForm, prelude::*};
 
 use super::toasts::ToastQueue;
 use crate::{
-    api::{SignIn, SignOut},
+    api::{LogIn, SignIn, SignOut, SignUp},
     live::{Connection, LiveStore},
     model::User,
 };
 
-/// The top-right corner: a sign-in form, or who is signed in with a sign-out button. `user`
-/// is who the page was rendered for.
+/// The top-right corner: the forms to log in or sign up (and, with `demo`, to sign in by
+/// display name), or who is signed in with a sign-out button. `user` is who the page was
+/// rendered for.
 #[island]
-pub fn SessionBar(user: Option<User>) -> impl IntoView {
+pub fn SessionBar(user: Option<User>, demo: bool) -> impl IntoView {
     let live = LiveStore::get();
     let toasts = ToastQueue::get();
     let sign_in = ServerAction::<SignIn>::new();
+    let log_in = ServerAction::<LogIn>::new();
+    let sign_up = ServerAction::<SignUp>::new();
     let sign_out = ServerAction::<SignOut>::new();
     let user = RwSignal::new(user);
     // A new session means new owner-only events and other holds: the live feed reopens under
     // it and the cards reload what the viewer holds.
-    Effect::new(move |_| {
-        let Some(outcome) = sign_in.value().get() else {
+    let welcome = move |outcome: Option<Result<User, crate::model::ApiError>>| {
+        let Some(outcome) = outcome else {
             return;
         };
         toasts.outcome(&outcome, |user| format!("Welcome, {}.", user.name));
@@ -30,7 +34,11 @@ pub fn SessionBar(user: Option<User>) -> impl IntoView {
             user.set(Some(signed_in));
             session_changed(live);
         }
-    });
+    };
+    Effect::new(move |_| welcome(sign_in.value().get()));
+    Effect::new(move |_| welcome(log_in.value().get()));
+    Effect::new(move |_| welcome(sign_up.value().get()));
+    let busy = move || sign_in.pending().get() || log_in.pending().get() || sign_up.pending().get();
     Effect::new(move |_| {
         let Some(outcome) = sign_out.value().get() else {
             return;
@@ -46,22 +54,82 @@ pub fn SessionBar(user: Option<User>) -> impl IntoView {
             when=move || user.with(Option::is_some)
             fallback=move || {
                 view! {
-                    <ActionForm action=sign_in attr:class="session sign-in">
-                        <label for="sign-in-name" class="visually-hidden">
-                            "Display name"
-                        </label>
-                        <input
-                            id="sign-in-name"
-                            name="name"
-                            placeholder="Your display name"
-                            autocomplete="nickname"
-                            maxlength="80"
-                            required
-                        />
-                        <button type="submit" class="btn" disabled=move || sign_in.pending().get()>
-                            "Sign in"
-                        </button>
-                    </ActionForm>
+                    <div class="session">
+                        {demo
+                            .then(|| {
+                                view! {
+                                    <ActionForm action=sign_in attr:class="session sign-in">
+                                        <label for="sign-in-name" class="visually-hidden">
+                                            "Display name"
+                                        </label>
+                                        <input
+                                            id="sign-in-name"
+                                            name="name"
+                                            placeholder="Your display name (demo)"
+                                            autocomplete="nickname"
+                                            maxlength="80"
+                                            required
+                                        />
+                                        <button type="submit" class="btn" disabled=busy>
+                                            "Sign in"
+                                        </button>
+                                    </ActionForm>
+                                }
+                            })}
+                        <details class="account">
+                            <summary class="btn">"Log in / Sign up"</summary>
+                            <div class="account-forms">
+                                <ActionForm action=log_in attr:class="account-form">
+                                    <h2>"Log in"</h2>
+                                    <label for="log-in-username">"Username"</label>
+                                    <input
+                                        id="log-in-username"
+                                        name="username"
+                                        autocomplete="username"
+                                        maxlength="20"
+                                        required
+                                    />
+                                    <label for="log-in-password">"Password"</label>
+                                    <input
+                                        id="log-in-password"
+                                        name="password"
+                                        type="password"
+                                        autocomplete="current-password"
+                                        required
+                                    />
+                                    <button type="submit" class="btn btn-primary" disabled=busy>
+                                        "Log in"
+                                    </button>
+                                </ActionForm>
+                                <ActionForm action=sign_up attr:class="account-form">
+                                    <h2>"Create an account"</h2>
+                                    <label for="sign-up-username">"Username (shown publicly)"</label>
+                                    <input
+                                        id="sign-up-username"
+                                        name="username"
+                                        autocomplete="username"
+                                        minlength="3"
+                                        maxlength="20"
+                                        pattern="[A-Za-z0-9][A-Za-z0-9_\\-]*"
+                                        title="3 to 20 letters, digits, _ or -"
+                                        required
+                                    />
+                                    <label for="sign-up-password">"Password (10+ characters, hard to guess)"</label>
+                                    <input
+                                        id="sign-up-password"
+                                        name="password"
+                                        type="password"
+                                        autocomplete="new-password"
+                                        minlength="10"
+                                        required
+                                    />
+                                    <button type="submit" class="btn btn-primary" disabled=busy>
+                                        "Sign up"
+                                    </button>
+                                </ActionForm>
+                            </div>
+                        </details>
+                    </div>
                 }
             }
         >

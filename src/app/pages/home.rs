@@ -10,7 +10,7 @@ use leptos::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    api::{current_user, list_drops, my_reservations, my_tickets, CreateDrop},
+    api::{current_user, demo_sign_in, list_drops, my_reservations, my_tickets, CreateDrop},
     app::components::{
         action_button::fresh_key,
         card::{Card, CardData, NewDrops},
@@ -26,6 +26,8 @@ use crate::{
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Page {
     user: Option<User>,
+    /// Whether this server signs in by display name alone (the demo's).
+    demo: bool,
     drops: Result<Vec<ProductDrop>, ApiError>,
     holds: Vec<Reservation>,
     tickets: Vec<(DropId, Ticket)>,
@@ -39,6 +41,7 @@ pub fn HomePage() -> impl IntoView {
         |_| async {
             Page {
                 user: current_user().await.ok().flatten(),
+                demo: demo_sign_in().await.unwrap_or(false),
                 drops: list_drops().await,
                 holds: my_reservations().await.unwrap_or_default(),
                 tickets: my_tickets().await.unwrap_or_default(),
@@ -50,6 +53,7 @@ pub fn HomePage() -> impl IntoView {
             {move || Suspend::new(async move {
                 let Page {
                     user,
+                    demo,
                     drops,
                     holds,
                     tickets,
@@ -63,7 +67,7 @@ pub fn HomePage() -> impl IntoView {
                     None => (None, Vec::new()),
                 };
                 view! {
-                    <TopBar user />
+                    <TopBar user demo />
                     <Hero />
                     <DropGrid drops holds tickets />
                     <CreateDropPanel key=fresh_key() refused=panel_refusal />
@@ -84,14 +88,14 @@ fn refusal() -> Option<(String, ApiError)> {
 
 /// The brand, the connection indicator and the session corner.
 #[component]
-fn TopBar(user: Option<User>) -> impl IntoView {
+fn TopBar(user: Option<User>, demo: bool) -> impl IntoView {
     view! {
         <header class="topbar">
             <a class="brand" href="/">
                 "Dropline"
             </a>
             <ConnectionBadge />
-            <SessionBar user />
+            <SessionBar user demo />
         </header>
     }
 }

@@ -30,8 +30,8 @@ use super::{
 };
 use crate::{
     api::{
-        CancelHold, CreateDrop, JoinQueue, LeaveQueue, ProofChallenge, PurchaseHold, ReserveUnit,
-        SignIn,
+        CancelHold, CreateDrop, JoinQueue, LeaveQueue, LogIn, ProofChallenge, PurchaseHold,
+        ReserveUnit, SignIn, SignUp,
     },
     app::{shell, App},
     model::{ApiError, ErrorCode},
@@ -94,6 +94,7 @@ fn rest(state: &AppState) -> Router<AppState> {
             Rules::LIMITED,
             OpenApiRouter::default()
                 .routes(routes!(rest::session::sign_in))
+                .routes(routes!(rest::session::sign_up))
                 .routes(routes!(rest::holds::cancel))
                 .routes(routes!(rest::queue::challenge))
                 .routes(routes!(rest::queue::join_queue))
@@ -148,6 +149,8 @@ fn rpc(state: &AppState) -> (Router<AppState>, Vec<String>) {
             state,
             Rules::LIMITED,
             server_fn(server_fn_route::<SignIn>(state))
+                .merge(server_fn(server_fn_route::<SignUp>(state)))
+                .merge(server_fn(server_fn_route::<LogIn>(state)))
                 .merge(server_fn(server_fn_route::<CancelHold>(state)))
                 .merge(server_fn(server_fn_route::<ProofChallenge>(state)))
                 .merge(server_fn(server_fn_route::<JoinQueue>(state)))

@@ -5,19 +5,53 @@ use axum::http::{HeaderMap, HeaderValue};
 
 use super::extract::Caller;
 use crate::{
-    model::{ApiError, User},
+    model::{ApiError, ErrorCode, User},
     server::AppState,
 };
 
-/// Signs a new buyer in under a display name: creates them, opens their session and answers
-/// the `Set-Cookie` value that carries it. The session the request's cookie carried, if any,
-/// ends: a copy of the old cookie is worth nothing from now on.
+/// How a buyer signs in.
+#[derive(Clone, Copy, Debug)]
+pub enum SignInBy<'a> {
+    /// The demo's display name alone: a new buyer each time (only with `demo_sign_in`).
+    Name(&'a str),
+    /// A new account with a username and a password.
+    SignUp {
+        username: &'a str,
+        password: &'a str,
+    },
+    /// An account's username and password.
+    Password {
+        username: &'a str,
+        password: &'a str,
+    },
+}
+
+/// Signs a buyer in `by` a display name, a new account or an account's password: opens their
+/// session and answers the `Set-Cookie` value that carries it. The session the request's
+/// cookie carried, if any, ends: a copy of the old cookie is worth nothing from now on.
 pub async fn sign_in(
     state: &AppState,
-    name: &str,
+    by: SignInBy<'_>,
     headers: &HeaderMap,
 ) -> Result<(User, HeaderValue), ApiError> {
-    let (user, session) = state.sessions.sign_up(name).await?;
+    let (user, session) = match by {
+        SignInBy::Name(_) if !state.settings.demo_sign_in => {
+            return Err(ApiError::refusal(ErrorCode::DemoSignInOff))
+        }
+        SignInBy::Name(name) => state.sessions.sign_up(name).await?,
+        SignInBy::SignUp { username, password } => {
+            state
+                .sessions
+                .sign_up_with_password(username, password)
+                .await?
+        }
+        SignInBy::Password { username, password } => {
+            state
+                .sessions
+                .sign_in_with_password(username, password)
+                .await?
+        }
+    };
     // After the new one, so a refused sign-in (a bad name) leaves the buyer signed in as they
     // were; a revocation that fails does not undo the sign-in the buyer was told of.
     if let Some(old) = state.auth.session_id(headers) {

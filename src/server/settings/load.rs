@@ -55,6 +55,7 @@ impl Settings {
         "admin_token",
         "session_secret",
         "seed_demo",
+        "demo_sign_in",
         "expiry_sweep_ms",
         "database_max_connections",
         "reserve_batch_max",

@@ -24,6 +24,10 @@ pub struct Settings {
     pub session_secret: String,
     /// Seed a few demo drops into an empty database.
     pub seed_demo: bool,
+    /// The demo's sign-in by display name alone (`POST /api/v1/session {"name"}`), which makes
+    /// a new account each time. Off: buyers sign up with a username and a password. `make run`
+    /// turns it on for its demo database.
+    pub demo_sign_in: bool,
     /// The expiry worker's safety-net sweep, in milliseconds, on top of its deadline wake-ups.
     pub expiry_sweep_ms: u64,
     /// Most connections in the database pool.
@@ -194,6 +198,7 @@ impl Default for Settings {
             admin_token: String::new(),
             session_secret: String::new(),
             seed_demo: true,
+            demo_sign_in: false,
             expiry_sweep_ms: 5_000,
             database_max_connections: 16,
             sqlite_synchronous: SqliteSync::Full,

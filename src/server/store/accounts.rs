@@ -1,7 +1,8 @@
-//! Sign-ups: a buyer and their first session, written together, many to a transaction like the
+//! Sign-ups: a buyer (by display name, or with a username and a password's hash) and their
+//! first session, written together; those by display name many to a transaction like the
 //! stock writes (`server::sale::holds`). On SQLite every commit is synced to disk and writers
-//! take turns, so a sign-up written as two statements of its own paid two syncs and, meeting the other
-//! writers in SQLite's busy handler, waited by sleeping. Their SQL is portable but for the
+//! take turns, so a sign-up written as two statements of its own paid two syncs and, meeting
+//! the other writers in SQLite's busy handler, waited by sleeping. Their SQL is portable but for the
 //! database's "now", so each database's [`AccountTx`] impl is one body (`account_steps!`).
 
 use std::time::Duration;
@@ -25,11 +26,21 @@ pub struct NewAccount {
     pub lifetime: Duration,
 }
 
+/// A buyer to sign up with a username (as typed; unique whatever its case) and the hash of
+/// their password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewLogin {
+    pub username: String,
+    pub password_hash: String,
+}
+
 /// The sign-up steps inside one write transaction.
 #[async_trait]
 pub(crate) trait AccountTx: Send {
     /// A new user; answers their id.
     async fn insert_user(&mut self, name: &str) -> Result<UserId, sqlx::Error>;
+    /// A new user with a login, named by their username; `None` when the username is taken.
+    async fn insert_login(&mut self, login: &NewLogin) -> Result<Option<UserId>, sqlx::Error>;
     /// A new session of `user` that lasts `lifetime`.
     async fn insert_session(
         &mut self,
@@ -56,6 +67,22 @@ macro_rules! account_steps {
                 ))
                 .bind(name)
                 .fetch_one(&mut *self.$conn)
+                .await
+            }
+
+            async fn insert_login(
+                &mut self,
+                login: &$crate::server::store::accounts::NewLogin,
+            ) -> Result<Option<$crate::model::UserId>, sqlx::Error> {
+                sqlx::query_scalar(concat!(
+                    "INSERT INTO users (name, created_at, username, password_hash) VALUES ($1, ",
+                    $($now)+,
+                    ", $2, $3) ON CONFLICT (username) DO NOTHING RETURNING id"
+                ))
+                .bind(&login.username)
+                .bind(login.username.to_ascii_lowercase())
+                .bind(&login.password_hash)
+                .fetch_optional(&mut *self.$conn)
                 .await
             }
 
@@ -89,6 +116,21 @@ pub trait AccountWrites: Send + Sync {
     /// Signs up each buyer with their session, in one transaction; answers the users in the
     /// order given.
     async fn sign_up_many(&self, accounts: &[NewAccount]) -> Result<Vec<User>, StoreError>;
+    /// Signs up a buyer with a login and opens their session, in one transaction; `None` when
+    /// the username is taken (nothing is written).
+    async fn sign_up_login(
+        &self,
+        login: &NewLogin,
+        session: SessionId,
+        lifetime: Duration,
+    ) -> Result<Option<User>, StoreError>;
+    /// Opens a session of `user`, who proved who they are.
+    async fn open_session(
+        &self,
+        user: UserId,
+        session: SessionId,
+        lifetime: Duration,
+    ) -> Result<(), StoreError>;
 }
 
 #[async_trait]
@@ -111,5 +153,36 @@ where
         }
         tx.commit(Vec::new()).await?;
         Ok(users)
+    }
+
+    async fn sign_up_login(
+        &self,
+        login: &NewLogin,
+        session: SessionId,
+        lifetime: Duration,
+    ) -> Result<Option<User>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let Some(id) = tx.insert_login(login).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        tx.insert_session(session, id, lifetime).await?;
+        tx.commit(Vec::new()).await?;
+        Ok(Some(User {
+            id,
+            name: login.username.clone(),
+        }))
+    }
+
+    async fn open_session(
+        &self,
+        user: UserId,
+        session: SessionId,
+        lifetime: Duration,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        tx.insert_session(session, user, lifetime).await?;
+        tx.commit(Vec::new()).await?;
+        Ok(())
     }
 }

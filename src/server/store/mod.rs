@@ -34,7 +34,7 @@ pub(crate) use self::audit::{
     AuditStart, HistoryRow,
 };
 pub use self::{
-    accounts::{AccountWrites, NewAccount},
+    accounts::{AccountWrites, NewAccount, NewLogin},
     connect::{connect, kept_secret},
     error::StoreError,
     keys::{KeyClaim, KeyRequest, KeyWrites, Settlement, StoredResponse},

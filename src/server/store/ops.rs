@@ -75,6 +75,8 @@ pub trait Reads: Send + Sync {
     /// A hold as it stands, read without any lock, with the database's "now".
     async fn hold(&self, hold: ReservationId) -> Result<Option<HoldCheck>, StoreError>;
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    /// The account signed up as `username` (whatever its case) and its password's hash.
+    async fn login(&self, username: &str) -> Result<Option<(User, String)>, StoreError>;
     /// Every drop, oldest first, each with its three newest purchasers.
     async fn list_drops(&self) -> Result<Vec<ProductDrop>, StoreError>;
     async fn get_drop(&self, id: DropId) -> Result<Option<ProductDrop>, StoreError>;

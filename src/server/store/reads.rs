@@ -39,6 +39,20 @@ macro_rules! reads {
             Ok(name.map(|name| $crate::model::User { id, name }))
         }
 
+        async fn login(
+            &self,
+            username: &str,
+        ) -> Result<Option<($crate::model::User, String)>, $crate::server::store::StoreError> {
+            let row: Option<($crate::model::UserId, String, String)> = sqlx::query_as(
+                "SELECT id, name, password_hash FROM users \
+                 WHERE username = $1 AND password_hash IS NOT NULL",
+            )
+            .bind(username.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.map(|(id, name, hash)| ($crate::model::User { id, name }, hash)))
+        }
+
         async fn list_drops(
             &self,
         ) -> Result<Vec<$crate::model::ProductDrop>, $crate::server::store::StoreError> {

@@ -2,7 +2,7 @@
 
 use axum::{
     extract::State,
-    http::{header, HeaderMap, StatusCode},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -11,20 +11,46 @@ use utoipa::ToSchema;
 
 use super::body::{Body, Result};
 use crate::{
-    model::User,
+    model::{ApiError, User},
     server::{
-        http::{error::ErrorBody, extract::Caller, session},
+        http::{
+            error::ErrorBody,
+            extract::Caller,
+            session::{self, SignInBy},
+        },
         AppState,
     },
 };
 
-/// What a buyer sends to sign in.
+/// What a buyer sends to sign in: their account's `username` and `password`, or — on the
+/// demo's server (`demo_sign_in`) — a display name alone, which makes a new buyer each time.
 #[derive(Deserialize, ToSchema)]
 pub(in crate::server::http) struct SignIn {
-    /// Display name: 1 to 80 characters after trimming, no control characters and no format
-    /// characters (bidi overrides, zero-width spaces and joiners); stored in Unicode NFC.
+    /// The demo's display name: 1 to 80 characters after trimming, no control characters and
+    /// no format characters (bidi overrides, zero-width spaces and joiners); stored in Unicode
+    /// NFC.
     #[schema(min_length = 1, max_length = 80, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
-    name: String,
+    name: Option<String>,
+    /// The account's username, in any case.
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// What a buyer sends to sign up.
+#[derive(Deserialize, ToSchema)]
+pub(in crate::server::http) struct SignUp {
+    /// Shown publicly: 3 to 20 ASCII letters, digits, `_` or `-`, starting with a letter or a
+    /// digit; unique whatever its case.
+    #[schema(
+        min_length = 3,
+        max_length = 20,
+        pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+    )]
+    username: String,
+    /// At least 10 characters and at most 256 bytes, and not easy to guess (common passwords,
+    /// keyboard walks, the username itself are refused).
+    #[schema(min_length = 10)]
+    password: String,
 }
 
 /// The signed-in buyer.
@@ -39,10 +65,12 @@ pub(in crate::server::http) struct SignedOut {
     signed_out: bool,
 }
 
-/// Sign in with a display name
+/// Sign in
 ///
-/// Creates a buyer and sets the signed session cookie that the buyer's routes read (named
-/// `__Host-dropline_session` when it is `Secure`). A session the request still carries ends.
+/// With `username` and `password`, signs in to that account; on the demo's server
+/// (`demo_sign_in`), `name` alone makes a new buyer. Sets the signed session cookie that the
+/// buyer's routes read (named `__Host-dropline_session` when it is `Secure`). A session the
+/// request still carries ends.
 #[utoipa::path(
     post,
     path = "/session",
@@ -52,7 +80,9 @@ pub(in crate::server::http) struct SignedOut {
         (status = 201, description = "Signed in.", body = UserReply,
             headers(("Set-Cookie" = String, description = "The signed session cookie `dropline_session` (`__Host-dropline_session` when Secure)."))),
         (status = 400, description = "`MALFORMED_REQUEST`: the body is not JSON sent as `application/json`.", body = ErrorBody),
-        (status = 422, description = "`INVALID_INPUT`: the name is missing, empty, longer than 80 characters or has control or format characters.", body = ErrorBody),
+        (status = 401, description = "`WRONG_PASSWORD`: no account has that username and password.", body = ErrorBody),
+        (status = 403, description = "`DEMO_SIGN_IN_OFF`: a display name alone signs in only on the demo's server.", body = ErrorBody),
+        (status = 422, description = "`INVALID_INPUT`: neither a username and a password nor a name; or the name is empty, longer than 80 characters or has control or format characters.", body = ErrorBody),
     )
 )]
 pub(in crate::server::http) async fn sign_in(
@@ -60,7 +90,52 @@ pub(in crate::server::http) async fn sign_in(
     headers: HeaderMap,
     Body(body): Body<SignIn>,
 ) -> Result<Response> {
-    let (user, cookie) = session::sign_in(&state, &body.name, &headers).await?;
+    let by = match (&body.username, &body.password, &body.name) {
+        (Some(username), Some(password), _) => SignInBy::Password { username, password },
+        (None, None, Some(name)) => SignInBy::Name(name),
+        _ => {
+            return Err(ApiError::invalid(
+                "username",
+                "Send a username and a password (or, on the demo, a name).",
+            ))
+        }
+    };
+    let (user, cookie) = session::sign_in(&state, by, &headers).await?;
+    signed_in(user, cookie)
+}
+
+/// Sign up
+///
+/// Makes an account with a username (shown publicly) and a password, and signs in to it (as
+/// `POST /session` does).
+#[utoipa::path(
+    post,
+    path = "/accounts",
+    tag = "session",
+    request_body = SignUp,
+    responses(
+        (status = 201, description = "Signed up and in.", body = UserReply,
+            headers(("Set-Cookie" = String, description = "The signed session cookie."))),
+        (status = 400, description = "`MALFORMED_REQUEST`: the body is not JSON sent as `application/json`.", body = ErrorBody),
+        (status = 409, description = "`USERNAME_TAKEN`", body = ErrorBody),
+        (status = 422, description = "`INVALID_INPUT`: the username is not 3 to 20 letters, digits, `_` or `-`; or the password is shorter than 10 characters, longer than 256 bytes, or easy to guess (`field` says which).", body = ErrorBody),
+    )
+)]
+pub(in crate::server::http) async fn sign_up(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body<SignUp>,
+) -> Result<Response> {
+    let by = SignInBy::SignUp {
+        username: &body.username,
+        password: &body.password,
+    };
+    let (user, cookie) = session::sign_in(&state, by, &headers).await?;
+    signed_in(user, cookie)
+}
+
+/// The answer to a sign-in or a sign-up.
+fn signed_in(user: User, cookie: HeaderValue) -> Result<Response> {
     Ok((
         StatusCode::CREATED,
         [(header::SET_COOKIE, cookie)],
