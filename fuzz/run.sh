@@ -61,9 +61,10 @@ for _ in $(seq 1 120); do
 done
 curl -fsS -o /dev/null "$base/readyz" || { echo "fuzz: the server never became ready" >&2; exit 1; }
 
-# A session for the buyer routes; the admin token for creating drops.
+# A session for the buyer routes (a real account: the demo's sign-in by name is off here);
+# the admin token for creating drops.
 cookie=$(curl -fsS -D - -o /dev/null -H 'content-type: application/json' \
-    -d '{"name":"Fuzz"}' "$base/api/v1/session" |
+    -d '{"username":"fuzzer","password":"violet kettle drums at noon"}' "$base/api/v1/accounts" |
     sed -n 's/^[Ss]et-[Cc]ookie: dropline_session=\([^;]*\).*/\1/p')
 [ -n "$cookie" ] || { echo "fuzz: sign-in set no session cookie" >&2; exit 1; }
 

@@ -13,9 +13,12 @@ use crate::model::{
 #[cfg(feature = "ssr")]
 use crate::{
     model::{parse_price, ErrorCode, NewDrop},
-    server::http::{
-        extract::{Admin, Caller, ClientAddr, SignedIn},
-        session::{self, SignInBy},
+    server::{
+        doors::Door,
+        http::{
+            extract::{Admin, Caller, ClientAddr, SignedIn},
+            session::{self, SignInBy},
+        },
     },
 };
 
@@ -111,12 +114,32 @@ pub async fn sign_in(name: String) -> Result<User, ApiError> {
     signed_in_by(SignInBy::Name(&name)).await
 }
 
-/// Signs up with a username and a password and sets the session cookie.
+/// A proof-of-work challenge (ALTCHA's JSON) for signing up, or `None` when the shop asks no
+/// proof.
+#[server(prefix = "/rpc", endpoint = "sign_up_challenge")]
+pub async fn sign_up_challenge() -> Result<Option<String>, ApiError> {
+    Ok(challenge_json(Door::SignUp))
+}
+
+/// A fresh challenge for `door` as JSON, if the shop asks one.
+#[cfg(feature = "ssr")]
+fn challenge_json(door: Door) -> Option<String> {
+    let challenge = ssr::state().doors.challenge(door)?;
+    Some(serde_json::to_string(&challenge).expect("a challenge serializes"))
+}
+
+/// Signs up with a username and a password (and `proof`, the solved proof of work of
+/// [`sign_up_challenge`], when the shop asks one) and sets the session cookie.
 #[server(prefix = "/rpc", endpoint = "sign_up")]
-pub async fn sign_up(username: String, password: String) -> Result<User, ApiError> {
+pub async fn sign_up(
+    username: String,
+    password: String,
+    #[server(default)] proof: Option<String>,
+) -> Result<User, ApiError> {
     signed_in_by(SignInBy::SignUp {
         username: &username,
         password: &password,
+        proof: proof.as_deref(),
     })
     .await
 }
@@ -213,8 +236,11 @@ pub async fn my_reservations() -> Result<Vec<Reservation>, ApiError> {
 pub async fn proof_challenge(drop_id: DropId) -> Result<Option<String>, ApiError> {
     ssr::respond(async move {
         let SignedIn(user) = ssr::extract().await?;
-        let challenge = ssr::state().doors.challenge(drop_id, user);
-        Ok(challenge.map(|c| serde_json::to_string(&c).expect("a challenge serializes")))
+        let door = Door::Join {
+            drop: drop_id,
+            buyer: user,
+        };
+        Ok(challenge_json(door))
     })
     .await
 }
@@ -232,7 +258,11 @@ pub async fn join_queue(
         let SignedIn(user) = ssr::extract().await?;
         let ClientAddr(from) = ssr::extract().await?;
         let state = ssr::state();
-        let spend = state.doors.check(drop_id, user, proof.as_deref())?;
+        let door = Door::Join {
+            drop: drop_id,
+            buyer: user,
+        };
+        let spend = state.doors.check(door, proof.as_deref())?;
         let (ticket, _) = state
             .inventory
             .join(drop_id, mode, user, from, spend)

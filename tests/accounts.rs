@@ -6,7 +6,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{Api, Auth, Backend};
+use common::{cheap_proofs, solve, Api, Auth, Backend};
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "violet kettle drums at noon";
@@ -221,8 +221,72 @@ async fn the_demo_sign_in_is_off_unless_set(backend: Backend) {
     assert_eq!(page.body["name"], "page_buyer");
 }
 
+/// Making an account is a door too: no proof, a join's proof, or a used one are refused; a
+/// sign-up's own proof makes the account, once.
+async fn a_sign_up_takes_a_proof_of_work(backend: Backend) {
+    let api = Api::configured(backend, cheap_proofs).await;
+    let challenge = |path: &'static str, cookie: Option<String>| {
+        let api = &api;
+        async move {
+            let auth = cookie.as_deref().map_or(Auth::None, Auth::Cookie);
+            let reply = api.call("GET", path, None, auth).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            solve(serde_json::from_value(reply.body["challenge"].clone()).unwrap())
+        }
+    };
+    let sign_up = |username: &'static str, proof: Option<String>| {
+        let api = &api;
+        async move {
+            let body = json!({ "username": username, "password": PASSWORD }).to_string();
+            let headers: Vec<(&str, &str)> = proof
+                .as_deref()
+                .map(|p| ("dropline-proof", p))
+                .into_iter()
+                .collect();
+            api.call_with(
+                "POST",
+                "/api/v1/accounts",
+                Some(&body),
+                Auth::None,
+                &headers,
+            )
+            .await
+        }
+    };
+    let bare = sign_up("farm_one", None).await;
+    assert_eq!(
+        code(&bare),
+        (StatusCode::FORBIDDEN, json!("PROOF_REQUIRED"), Value::Null)
+    );
+    let own = challenge("/api/v1/accounts/challenge", None).await;
+    let made = sign_up("farm_one", Some(own.clone())).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let cookie = made.cookie.clone().unwrap();
+    // A queue's proof does not open sign-up.
+    let join_proof = challenge("/api/v1/drops/1/challenge", Some(cookie)).await;
+    let moved = sign_up("farm_two", Some(join_proof)).await;
+    assert_eq!(
+        code(&moved),
+        (StatusCode::FORBIDDEN, json!("PROOF_INVALID"), Value::Null)
+    );
+    let again = sign_up("farm_three", Some(own)).await;
+    assert_eq!(
+        code(&again),
+        (StatusCode::FORBIDDEN, json!("PROOF_INVALID"), Value::Null)
+    );
+    // Nothing refused made an account.
+    let nobody = post(
+        &api,
+        "/api/v1/session",
+        json!({ "username": "farm_three", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(nobody.status, StatusCode::UNAUTHORIZED);
+}
+
 on_both_databases!(
     an_account_signs_up_logs_out_and_logs_in_again,
     the_database_keeps_only_a_salted_hash,
     the_demo_sign_in_is_off_unless_set,
+    a_sign_up_takes_a_proof_of_work,
 );

@@ -7,24 +7,11 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use altcha::{solve_challenge, Challenge, Payload, SolveChallengeOptions};
+use altcha::Challenge;
 use axum::http::StatusCode;
-use base64::{engine::general_purpose::STANDARD, Engine};
 use chrono::Utc;
-use common::{Api, Auth, Backend, TestDb};
-use dropline::server::settings::Settings;
+use common::{cheap_proofs, solve, Api, Auth, Backend, TestDb};
 use serde_json::{json, Value};
-
-/// Doors that ask a cheap proof, so the tests solve in milliseconds.
-fn cheap_proofs(settings: &mut Settings) {
-    settings.proof_floor = 20;
-    settings.proof_ceiling = 40;
-    settings.proof_cost = 10;
-    settings.rate_limit_session_per_second = 1_000;
-    settings.rate_limit_session_burst = 1_000;
-    settings.rate_limit_ip_per_second = 1_000;
-    settings.rate_limit_ip_burst = 1_000;
-}
 
 /// A drop sold through a queue (`door` "queue") or by draw ("entry"), open to joins now.
 async fn drop_for(api: &Api, door: &str) -> i64 {
@@ -56,18 +43,6 @@ async fn challenge(api: &Api, cookie: &str, drop: i64) -> Challenge {
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     serde_json::from_value(reply.body["challenge"].clone()).unwrap()
-}
-
-/// A challenge solved as a script solves it: the header value a join sends.
-fn solve(challenge: Challenge) -> String {
-    let solution = solve_challenge(SolveChallengeOptions::new(&challenge))
-        .unwrap()
-        .expect("a cheap challenge is solved at once");
-    let payload = Payload {
-        challenge,
-        solution,
-    };
-    STANDARD.encode(serde_json::to_vec(&payload).unwrap())
 }
 
 /// A fresh proof for `cookie`'s buyer to open `drop`'s door.

@@ -1,7 +1,8 @@
 import { expect, test } from "@playwright/test";
 
-// A real account from the page's own forms: sign up with a username and a password, sign out,
-// log in again with them; a wrong password and a weak one are refused in words a buyer reads.
+// A real account from the page's own forms: sign up with a username and a password (after the
+// shop's proof of work), sign out, log in again with them; a wrong password and a weak one are
+// refused in words a buyer reads.
 test("sign up with a password, sign out, log in again; a wrong password is refused", async ({
   page,
 }) => {
@@ -18,6 +19,8 @@ test("sign up with a password, sign out, log in again; a wrong password is refus
   await signUp.getByLabel("Username (shown publicly)").fill(username);
   await signUp.getByLabel("Password (10+ characters, hard to guess)").fill("password1234");
   await signUp.getByRole("button", { name: "Sign up" }).click();
+  // Making an account pays the shop's proof of work first, in plain sight.
+  await expect(signUp.getByTestId("sign-up-proof")).toHaveText(/Checked you're human in \d+\.\d s/);
   await expect(page.locator(".toasts")).toContainText("too easy to guess");
   await expect(page.getByTestId("user-name")).toHaveCount(0);
 

@@ -1,8 +1,9 @@
-//! Proof of work at the doors: a new ticket in a queue or a new entry in a draw takes a
-//! solved ALTCHA challenge (PoW v2, PBKDF2/SHA-256, the `altcha` crate). A challenge is issued
-//! to one buyer for one drop and signed with a key derived from the deployment's secret, so it
-//! cannot be moved to another buyer, another drop or an easier cost; it expires; and its nonce
-//! is spent with the ticket it makes (`store`), so it opens one door once, on every instance.
+//! Proof of work at the doors: a new account, a new ticket in a queue and a new entry in a draw
+//! each take a solved ALTCHA challenge (PoW v2, PBKDF2/SHA-256, the `altcha` crate). A
+//! challenge is issued for one door (one buyer's join of one drop, or signing up) and signed
+//! with a key derived from the deployment's secret, so it cannot be moved to another door or an
+//! easier cost; it expires; and its nonce is spent with what it opens (`store`), so it opens
+//! one door once, on every instance.
 //!
 //! It is issued in ALTCHA's deterministic mode: the server picks the counter a solver must
 //! reach, so the work is known, and checks a solution by one HMAC of the key it derived
@@ -31,6 +32,32 @@ use crate::model::{ApiError, DropId, ErrorCode, UserId};
 const ALGORITHM: &str = "PBKDF2/SHA-256";
 /// The pressure window, in seconds.
 const WINDOW: usize = 10;
+
+/// A door a proof of work opens: what its challenge is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Door {
+    /// A buyer's join of a drop's queue, or entry in its draw.
+    Join { drop: DropId, buyer: UserId },
+    /// Making an account.
+    SignUp,
+}
+
+impl Door {
+    /// What a challenge for this door carries (and its HMAC covers).
+    fn data(self) -> BTreeMap<String, serde_json::Value> {
+        let pairs = match self {
+            Door::Join { drop, buyer } => vec![
+                ("buyer", serde_json::json!(buyer.0)),
+                ("drop", serde_json::json!(drop.0)),
+            ],
+            Door::SignUp => vec![("door", serde_json::json!("sign_up"))],
+        };
+        pairs
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect()
+    }
+}
 
 /// The doors' challenges and their checks. One per instance.
 pub struct Doors {
@@ -70,8 +97,8 @@ impl Doors {
         self.terms.tries(self.pressure.per_second(now_secs()))
     }
 
-    /// A fresh challenge for `user` to join or enter `drop`; `None` when no proof is asked.
-    pub fn challenge(&self, drop: DropId, user: UserId) -> Option<Challenge> {
+    /// A fresh challenge for `door`; `None` when no proof is asked.
+    pub fn challenge(&self, door: Door) -> Option<Challenge> {
         if !self.asked() {
             return None;
         }
@@ -79,16 +106,12 @@ impl Doors {
         // Uniform around the mean, never below half of it: the work a buyer waits for is
         // predictable, and no challenge is free.
         let counter = rand::rng().random_range(mean / 2..=mean + mean / 2);
-        let data = BTreeMap::from([
-            ("buyer".to_string(), serde_json::json!(user.0)),
-            ("drop".to_string(), serde_json::json!(drop.0)),
-        ]);
         let expires_at = now_secs() + self.terms.lifetime.as_secs();
         let challenge = create_challenge(CreateChallengeOptions {
             algorithm: ALGORITHM.into(),
             counter: Some(counter),
             cost: self.terms.cost,
-            data: Some(data),
+            data: Some(door.data()),
             expires_at: Some(expires_at),
             hmac_signature_secret: Some(self.signing.clone()),
             hmac_key_signature_secret: Some(self.key_signing.clone()),
@@ -104,16 +127,12 @@ impl Doors {
         }
     }
 
-    /// Checks the proof `user` sent to join or enter `drop` (base64 of ALTCHA's payload JSON,
-    /// `{"challenge", "solution"}`): what to spend with the new ticket, `None` when no proof is
-    /// asked. `PROOF_REQUIRED` without one; `PROOF_INVALID` for one that is not a solution of a
-    /// challenge of ours, has expired, or was issued for another buyer or drop.
-    pub fn check(
-        &self,
-        drop: DropId,
-        user: UserId,
-        proof: Option<&str>,
-    ) -> Result<Option<Spend>, ApiError> {
+    /// Checks the proof sent to open `door` (base64 of ALTCHA's payload JSON, `{"challenge",
+    /// "solution"}`): what to spend with what it opens (a ticket, an account), `None` when no
+    /// proof is asked. `PROOF_REQUIRED` without one; `PROOF_INVALID` for one that is not a
+    /// solution of a challenge of ours, has expired, or was issued for another door (another
+    /// drop or buyer, or sign-up).
+    pub fn check(&self, door: Door, proof: Option<&str>) -> Result<Option<Spend>, ApiError> {
         if !self.asked() {
             return Ok(None);
         }
@@ -146,16 +165,10 @@ impl Doors {
                 "That proof of work does not solve a challenge this shop issued.",
             ));
         }
-        let bound = |name: &str| {
-            parameters
-                .data
-                .as_ref()
-                .and_then(|data| data.get(name))
-                .and_then(serde_json::Value::as_i64)
-        };
-        if bound("drop") != Some(drop.0) || bound("buyer") != Some(user.0) {
+        if parameters.data.as_ref() != Some(&door.data()) {
             return Err(invalid(
-                "That proof of work was issued for another drop or another buyer.",
+                "That proof of work was issued for another door: another drop or another buyer, \
+                 or signing up.",
             ));
         }
         self.pressure.count(now_secs());
@@ -253,39 +266,39 @@ mod tests {
     #[test]
     fn a_solved_challenge_opens_its_own_door_only() {
         let doors = Doors::new("a-secret-of-thirty-two-characters!", terms());
-        let challenge = doors.challenge(DropId(7), UserId(3)).unwrap();
+        let join = |drop, buyer| Door::Join {
+            drop: DropId(drop),
+            buyer: UserId(buyer),
+        };
+        let challenge = doors.challenge(join(7, 3)).unwrap();
         let proof = solved(&challenge);
-        let spend = doors.check(DropId(7), UserId(3), Some(&proof)).unwrap();
+        let spend = doors.check(join(7, 3), Some(&proof)).unwrap();
         assert_eq!(spend.unwrap().nonce, challenge.parameters.nonce);
         let code = |r: Result<Option<Spend>, ApiError>| r.unwrap_err().code;
-        assert_eq!(
-            code(doors.check(DropId(8), UserId(3), Some(&proof))),
-            ErrorCode::ProofInvalid
-        );
-        assert_eq!(
-            code(doors.check(DropId(7), UserId(4), Some(&proof))),
-            ErrorCode::ProofInvalid
-        );
-        assert_eq!(
-            code(doors.check(DropId(7), UserId(3), None)),
-            ErrorCode::ProofRequired
-        );
-        assert_eq!(
-            code(doors.check(DropId(7), UserId(3), Some("%%"))),
-            ErrorCode::ProofInvalid
-        );
+        let invalid = ErrorCode::ProofInvalid;
+        assert_eq!(code(doors.check(join(8, 3), Some(&proof))), invalid);
+        assert_eq!(code(doors.check(join(7, 4), Some(&proof))), invalid);
+        assert_eq!(code(doors.check(Door::SignUp, Some(&proof))), invalid);
+        let required = ErrorCode::ProofRequired;
+        assert_eq!(code(doors.check(join(7, 3), None)), required);
+        assert_eq!(code(doors.check(join(7, 3), Some("%%"))), invalid);
         // Another deployment's secret did not sign it.
         let other = Doors::new("another-secret-of-thirty-two-chars", terms());
-        assert_eq!(
-            code(other.check(DropId(7), UserId(3), Some(&proof))),
-            ErrorCode::ProofInvalid
-        );
+        assert_eq!(code(other.check(join(7, 3), Some(&proof))), invalid);
+        // A sign-up's proof opens sign-up only.
+        let sign_up = solved(&doors.challenge(Door::SignUp).unwrap());
+        assert_eq!(code(doors.check(join(7, 3), Some(&sign_up))), invalid);
+        assert!(doors.check(Door::SignUp, Some(&sign_up)).unwrap().is_some());
     }
 
     #[test]
     fn an_easier_challenge_made_by_the_buyer_is_refused() {
         let doors = Doors::new("a-secret-of-thirty-two-characters!", terms());
-        let mut challenge = doors.challenge(DropId(7), UserId(3)).unwrap();
+        let door = Door::Join {
+            drop: DropId(7),
+            buyer: UserId(3),
+        };
+        let mut challenge = doors.challenge(door).unwrap();
         // Rewritten to the cheapest counter there is, and solved: the signature no longer
         // covers it.
         challenge.parameters.cost = 1;
@@ -300,7 +313,7 @@ mod tests {
         easy.signature = challenge.signature.clone();
         easy.parameters.key_signature = challenge.parameters.key_signature.clone();
         let proof = solved(&easy);
-        let refused = doors.check(DropId(7), UserId(3), Some(&proof)).unwrap_err();
+        let refused = doors.check(door, Some(&proof)).unwrap_err();
         assert_eq!(refused.code, ErrorCode::ProofInvalid);
     }
 
@@ -313,7 +326,7 @@ mod tests {
                 ..terms()
             },
         );
-        assert!(doors.challenge(DropId(1), UserId(1)).is_none());
-        assert_eq!(doors.check(DropId(1), UserId(1), None).unwrap(), None);
+        assert!(doors.challenge(Door::SignUp).is_none());
+        assert_eq!(doors.check(Door::SignUp, None).unwrap(), None);
     }
 }

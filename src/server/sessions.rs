@@ -17,7 +17,7 @@ use super::{
     batch::{Batcher, SignUps},
     metrics::Metrics,
     passwords,
-    store::{NewAccount, NewLogin, SessionRecord, Store, StoreError},
+    store::{NewAccount, NewLogin, SessionRecord, Spend, Store, StoreError},
 };
 use crate::model::{
     validate_name, validate_username, ApiError, ErrorCode, User, UserId, MAX_PASSWORD_BYTES,
@@ -95,11 +95,13 @@ impl Sessions {
     }
 
     /// Signs up a buyer with a username and a password (refused below the strength floor, or
-    /// `USERNAME_TAKEN`) and opens their session.
+    /// `USERNAME_TAKEN`), spending `proof` (a checked proof of work, if the shop asks one), and
+    /// opens their session.
     pub async fn sign_up_with_password(
         &self,
         username: &str,
         password: &str,
+        proof: Option<Spend>,
     ) -> Result<(User, Session), ApiError> {
         let username = validate_username(username)?;
         passwords::check_new(&username, password)?;
@@ -108,10 +110,11 @@ impl Sessions {
             username,
         };
         let id = SessionId::random();
-        match self.store.sign_up_login(&login, id, self.lifetime).await? {
-            Some(user) => Ok((user.clone(), self.opened(id, user.id))),
-            None => Err(ApiError::refusal(ErrorCode::UsernameTaken)),
-        }
+        let user = self
+            .store
+            .sign_up_login(&login, proof.as_ref(), id, self.lifetime)
+            .await?;
+        Ok((user.clone(), self.opened(id, user.id)))
     }
 
     /// Signs in the account of `username` (whatever its case) if `password` is its password,

@@ -1,11 +1,13 @@
-//! The door of a queue or a draw: its join (or enter) button, which pays the shop's proof of
-//! work first. With JavaScript a click fetches a challenge, solves it in a Web Worker
+//! The doors' proof of work in the page: a queue's or a draw's join (or enter) button, which
+//! pays it first, and the solver the sign-up form uses too. With JavaScript a click fetches a challenge, solves it in a Web Worker
 //! (`/proof-worker.js`) while the card says "Checking you're human… 0.8 s", then joins with the
 //! proof. Without JavaScript it is the plain form, posted as it stands: a shop that asks a
 //! proof answers it with `PROOF_REQUIRED`.
 
 use leptos::{ev::SubmitEvent, prelude::*, server_fn::ServerFn};
 
+#[cfg(feature = "hydrate")]
+use crate::api::proof_challenge;
 use crate::{
     api::JoinQueue,
     model::{DropId, SaleMode},
@@ -55,7 +57,13 @@ pub fn DoorButton(
         event.prevent_default();
         #[cfg(feature = "hydrate")]
         if !busy() {
-            browser::open(id, mode, action, check);
+            browser::solve_then(proof_challenge(id), check, move |proof| {
+                action.dispatch(JoinQueue {
+                    drop_id: id,
+                    mode,
+                    proof,
+                });
+            });
         }
     };
     view! {
@@ -75,7 +83,7 @@ pub fn DoorButton(
 }
 
 #[cfg(feature = "hydrate")]
-mod browser {
+pub mod browser {
     use std::time::Duration;
 
     use leptos::{prelude::*, task::spawn_local};
@@ -83,21 +91,18 @@ mod browser {
     use wasm_bindgen_futures::JsFuture;
 
     use super::Check;
-    use crate::{
-        api::{proof_challenge, JoinQueue},
-        model::{DropId, SaleMode},
-    };
+    use crate::model::ApiError;
 
-    /// Fetches the drop's challenge, solves it off the page's thread with the seconds shown
-    /// as they pass, and joins with the proof.
-    pub(super) fn open(
-        id: DropId,
-        mode: SaleMode,
-        action: ServerAction<JoinQueue>,
+    /// Fetches a challenge (`None`: the shop asks no proof), solves it off the page's thread
+    /// with the seconds shown in `check` as they pass, then hands the proof to `then`. A
+    /// failure is said in `check`, and `then` is not called.
+    pub fn solve_then(
+        challenge: impl std::future::Future<Output = Result<Option<String>, ApiError>> + 'static,
         check: RwSignal<Check>,
+        then: impl FnOnce(Option<String>) + 'static,
     ) {
         spawn_local(async move {
-            let challenge = match proof_challenge(id).await {
+            let challenge = match challenge.await {
                 Ok(challenge) => challenge,
                 Err(error) => {
                     check.set(Check::Failed(error.message));
@@ -131,12 +136,18 @@ mod browser {
                     }
                 }
             };
-            action.dispatch(JoinQueue {
-                drop_id: id,
-                mode,
-                proof,
-            });
+            then(proof);
         });
+    }
+
+    /// The value of the field `name` of the form a submit event came from.
+    pub fn form_field(event: &leptos::ev::SubmitEvent, name: &str) -> String {
+        event
+            .target()
+            .and_then(|target| target.dyn_into::<web_sys::HtmlFormElement>().ok())
+            .and_then(|form| web_sys::FormData::new_with_form(&form).ok())
+            .and_then(|data| data.get(name).as_string())
+            .unwrap_or_default()
     }
 
     /// The proof of `challenge` (ALTCHA's JSON), solved by `/proof-worker.js`.

@@ -2,9 +2,11 @@
 //! in by display name alone), who is signed in, and the live connection indicator: two islands
 //! of the top bar.
 
-use leptos::{form::ActionForm, prelude::*};
+use leptos::{ev::SubmitEvent, form::ActionForm, prelude::*, server_fn::ServerFn};
 
-use super::toasts::ToastQueue;
+use super::{proof::Check, toasts::ToastQueue};
+#[cfg(feature = "hydrate")]
+use crate::api::sign_up_challenge;
 use crate::{
     api::{LogIn, SignIn, SignOut, SignUp},
     live::{Connection, LiveStore},
@@ -38,7 +40,31 @@ pub fn SessionBar(user: Option<User>, demo: bool) -> impl IntoView {
     Effect::new(move |_| welcome(sign_in.value().get()));
     Effect::new(move |_| welcome(log_in.value().get()));
     Effect::new(move |_| welcome(sign_up.value().get()));
-    let busy = move || sign_in.pending().get() || log_in.pending().get() || sign_up.pending().get();
+    // Signing up pays the shop's proof of work first (see `proof`); without JavaScript the
+    // form posts as it stands.
+    let sign_up_check = RwSignal::new(Check::default());
+    let busy = move || {
+        sign_in.pending().get()
+            || log_in.pending().get()
+            || sign_up.pending().get()
+            || matches!(sign_up_check.get(), Check::Solving(_))
+    };
+    let on_sign_up = move |event: SubmitEvent| {
+        event.prevent_default();
+        #[cfg(feature = "hydrate")]
+        if !busy() {
+            use super::proof::browser::{form_field, solve_then};
+            let username = form_field(&event, "username");
+            let password = form_field(&event, "password");
+            solve_then(sign_up_challenge(), sign_up_check, move |proof| {
+                sign_up.dispatch(SignUp {
+                    username,
+                    password,
+                    proof,
+                });
+            });
+        }
+    };
     Effect::new(move |_| {
         let Some(outcome) = sign_out.value().get() else {
             return;
@@ -101,7 +127,12 @@ pub fn SessionBar(user: Option<User>, demo: bool) -> impl IntoView {
                                         "Log in"
                                     </button>
                                 </ActionForm>
-                                <ActionForm action=sign_up attr:class="account-form">
+                                <form
+                                    class="account-form"
+                                    method="post"
+                                    action=SignUp::PATH
+                                    on:submit=on_sign_up
+                                >
                                     <h2>"Create an account"</h2>
                                     <label for="sign-up-username">"Username (shown publicly)"</label>
                                     <input
@@ -126,7 +157,15 @@ pub fn SessionBar(user: Option<User>, demo: bool) -> impl IntoView {
                                     <button type="submit" class="btn btn-primary" disabled=busy>
                                         "Sign up"
                                     </button>
-                                </ActionForm>
+                                    <p
+                                        class="proof-status"
+                                        data-testid="sign-up-proof"
+                                        role="status"
+                                        aria-live="polite"
+                                    >
+                                        {move || sign_up_check.with(Check::message)}
+                                    </p>
+                                </form>
                             </div>
                         </details>
                     </div>

@@ -31,7 +31,7 @@ use super::{
 use crate::{
     api::{
         CancelHold, CreateDrop, JoinQueue, LeaveQueue, LogIn, ProofChallenge, PurchaseHold,
-        ReserveUnit, SignIn, SignUp,
+        ReserveUnit, SignIn, SignUp, SignUpChallenge,
     },
     app::{shell, App},
     model::{ApiError, ErrorCode},
@@ -95,6 +95,7 @@ fn rest(state: &AppState) -> Router<AppState> {
             OpenApiRouter::default()
                 .routes(routes!(rest::session::sign_in))
                 .routes(routes!(rest::session::sign_up))
+                .routes(routes!(rest::session::sign_up_challenge))
                 .routes(routes!(rest::holds::cancel))
                 .routes(routes!(rest::queue::challenge))
                 .routes(routes!(rest::queue::join_queue))
@@ -150,6 +151,7 @@ fn rpc(state: &AppState) -> (Router<AppState>, Vec<String>) {
             Rules::LIMITED,
             server_fn(server_fn_route::<SignIn>(state))
                 .merge(server_fn(server_fn_route::<SignUp>(state)))
+                .merge(server_fn(server_fn_route::<SignUpChallenge>(state)))
                 .merge(server_fn(server_fn_route::<LogIn>(state)))
                 .merge(server_fn(server_fn_route::<CancelHold>(state)))
                 .merge(server_fn(server_fn_route::<ProofChallenge>(state)))

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use super::extract::Caller;
 use crate::{
     model::{ApiError, ErrorCode, User},
-    server::AppState,
+    server::{doors::Door, AppState},
 };
 
 /// How a buyer signs in.
@@ -14,10 +14,12 @@ use crate::{
 pub enum SignInBy<'a> {
     /// The demo's display name alone: a new buyer each time (only with `demo_sign_in`).
     Name(&'a str),
-    /// A new account with a username and a password.
+    /// A new account with a username and a password, and the proof of work sign-up takes
+    /// when the shop asks one.
     SignUp {
         username: &'a str,
         password: &'a str,
+        proof: Option<&'a str>,
     },
     /// An account's username and password.
     Password {
@@ -39,10 +41,15 @@ pub async fn sign_in(
             return Err(ApiError::refusal(ErrorCode::DemoSignInOff))
         }
         SignInBy::Name(name) => state.sessions.sign_up(name).await?,
-        SignInBy::SignUp { username, password } => {
+        SignInBy::SignUp {
+            username,
+            password,
+            proof,
+        } => {
+            let proof = state.doors.check(Door::SignUp, proof)?;
             state
                 .sessions
-                .sign_up_with_password(username, password)
+                .sign_up_with_password(username, password, proof)
                 .await?
         }
         SignInBy::Password { username, password } => {

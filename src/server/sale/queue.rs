@@ -21,6 +21,7 @@ use crate::{
             final_audit_document,
             holds::HoldTx,
             ops::{AdmitPass, QueueWrites},
+            proofs::ProofTx,
             queue::QueueTx,
             rows::LockedDrop,
             steps::{Commitments, Dialect, WriteTx},
@@ -34,7 +35,7 @@ use crate::{
 impl<D> QueueWrites for D
 where
     D: Dialect,
-    D::Tx: HoldTx + QueueTx,
+    D::Tx: HoldTx + QueueTx + ProofTx,
 {
     async fn join_many(
         &self,

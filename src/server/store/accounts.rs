@@ -11,10 +11,12 @@ use async_trait::async_trait;
 
 use super::{
     error::StoreError,
+    proofs::ProofTx,
     rows::SessionId,
     steps::{Dialect, WriteTx},
+    tickets::Spend,
 };
-use crate::model::{User, UserId};
+use crate::model::{ErrorCode, User, UserId};
 
 /// A buyer to sign up, with the session they are signed in by.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,14 +118,16 @@ pub trait AccountWrites: Send + Sync {
     /// Signs up each buyer with their session, in one transaction; answers the users in the
     /// order given.
     async fn sign_up_many(&self, accounts: &[NewAccount]) -> Result<Vec<User>, StoreError>;
-    /// Signs up a buyer with a login and opens their session, in one transaction; `None` when
-    /// the username is taken (nothing is written).
+    /// Signs up a buyer with a login, spending `proof` (the proof of work that opened the
+    /// door, if one did), and opens their session, in one transaction. Refused, writing
+    /// nothing: `USERNAME_TAKEN`, or `PROOF_INVALID` for a proof spent already.
     async fn sign_up_login(
         &self,
         login: &NewLogin,
+        proof: Option<&Spend>,
         session: SessionId,
         lifetime: Duration,
-    ) -> Result<Option<User>, StoreError>;
+    ) -> Result<User, StoreError>;
     /// Opens a session of `user`, who proved who they are.
     async fn open_session(
         &self,
@@ -137,7 +141,7 @@ pub trait AccountWrites: Send + Sync {
 impl<D> AccountWrites for D
 where
     D: Dialect,
-    D::Tx: AccountTx,
+    D::Tx: AccountTx + ProofTx,
 {
     async fn sign_up_many(&self, accounts: &[NewAccount]) -> Result<Vec<User>, StoreError> {
         let mut tx = self.begin_write().await?;
@@ -158,20 +162,27 @@ where
     async fn sign_up_login(
         &self,
         login: &NewLogin,
+        proof: Option<&Spend>,
         session: SessionId,
         lifetime: Duration,
-    ) -> Result<Option<User>, StoreError> {
+    ) -> Result<User, StoreError> {
         let mut tx = self.begin_write().await?;
+        if let Some(proof) = proof {
+            if !tx.spend_proof(&proof.nonce, proof.expires_at).await? {
+                tx.rollback().await?;
+                return Err(StoreError::Refused(ErrorCode::ProofInvalid));
+            }
+        }
         let Some(id) = tx.insert_login(login).await? else {
             tx.rollback().await?;
-            return Ok(None);
+            return Err(StoreError::Refused(ErrorCode::UsernameTaken));
         };
         tx.insert_session(session, id, lifetime).await?;
         tx.commit(Vec::new()).await?;
-        Ok(Some(User {
+        Ok(User {
             id,
             name: login.username.clone(),
-        }))
+        })
     }
 
     async fn open_session(

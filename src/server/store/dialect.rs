@@ -46,6 +46,7 @@ macro_rules! dialect_steps {
         $crate::server::store::draw::draw_steps!($tx, conn: $conn, now: [$($now)+]);
         $crate::server::store::keys::key_steps!($tx, conn: $conn, now: [$($now)+]);
         $crate::server::store::accounts::account_steps!($tx, conn: $conn, now: [$($now)+]);
+        $crate::server::store::proofs::proof_steps!($tx, conn: $conn);
         $crate::server::store::reads::reads!($store, now: [$($now)+], begin_read: $begin_read);
     };
 }

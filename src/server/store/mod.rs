@@ -22,6 +22,7 @@ mod keys;
 pub mod listen;
 pub(crate) mod ops;
 mod postgres;
+pub(crate) mod proofs;
 pub(crate) mod queue;
 mod reads;
 pub(crate) mod rows;

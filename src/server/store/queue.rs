@@ -55,9 +55,6 @@ pub(crate) trait QueueTx: Send {
         drop: DropId,
         networks: &[String],
     ) -> Result<Vec<(String, i64)>, sqlx::Error>;
-    /// Spends a proof of work's challenge (`nonce`, good until `expires_at`, Unix seconds):
-    /// false if it was spent already.
-    async fn spend_proof(&mut self, nonce: &str, expires_at: i64) -> Result<bool, sqlx::Error>;
     /// A ticket its buyer left, replaced by a new one (`public_id`) as they join again: it
     /// keeps its place, its seal and its story, and the audit shows both.
     async fn retire(&mut self, ticket: i64, public_id: &str) -> Result<(), sqlx::Error>;
@@ -221,22 +218,6 @@ macro_rules! queue_steps {
                 .bind($ids(users))
                 .fetch_all(&mut *self.$conn)
                 .await
-            }
-
-            async fn spend_proof(
-                &mut self,
-                nonce: &str,
-                expires_at: i64,
-            ) -> Result<bool, sqlx::Error> {
-                let done = sqlx::query(
-                    "INSERT INTO spent_proofs (nonce, expires_at) VALUES ($1, $2) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(nonce)
-                .bind(expires_at)
-                .execute(&mut *self.$conn)
-                .await?;
-                Ok(done.rows_affected() == 1)
             }
 
             async fn retire(&mut self, ticket: i64, public_id: &str) -> Result<(), sqlx::Error> {

@@ -10,6 +10,7 @@ use super::body::{created_if, Id, Result};
 use crate::{
     model::{DropId, Receipt, SaleMode, Ticket},
     server::{
+        doors::Door,
         http::{
             error::ErrorBody,
             extract::{ClientAddr, Proof, SignedIn},
@@ -32,7 +33,7 @@ pub(in crate::server::http) struct ChallengeReply {
     /// ALTCHA's PoW v2 challenge (`{"parameters", "signature"}`), or null when this shop asks
     /// no proof.
     #[schema(value_type = Option<Object>)]
-    challenge: Option<altcha::Challenge>,
+    pub(in crate::server::http) challenge: Option<altcha::Challenge>,
 }
 
 /// The caller's entry in a drop's draw; entering adds a signed receipt for it.
@@ -53,9 +54,11 @@ pub(in crate::server::http) struct EntryReply {
     post,
     path = "/drops/{id}/queue",
     tag = "queue",
-    params(("id" = i64, Path, description = "The drop's id.")),
+    params(
+        ("id" = i64, Path, description = "The drop's id."),
+        ("Dropline-Proof" = Option<String>, Header, description = "The solved proof of work (see `GET /drops/{id}/challenge`): base64 of `{\"challenge\", \"solution\"}`."),
+    ),
     security(("session" = [])),
-    params(("Dropline-Proof" = Option<String>, Header, description = "The solved proof of work (see `GET /drops/{id}/challenge`): base64 of `{\"challenge\", \"solution\"}`.")),
     responses(
         (status = 201, description = "In line.", body = TicketReply),
         (status = 200, description = "Already in line: the same ticket.", body = TicketReply),
@@ -71,7 +74,9 @@ pub(in crate::server::http) async fn join_queue(
     Proof(proof): Proof,
     Id(drop): Id<DropId>,
 ) -> Result<(StatusCode, Json<TicketReply>)> {
-    let spend = state.doors.check(drop, user, proof.as_deref())?;
+    let spend = state
+        .doors
+        .check(Door::Join { drop, buyer: user }, proof.as_deref())?;
     let (ticket, new) = state
         .inventory
         .join(drop, SaleMode::Queue, user, from, spend)
@@ -108,7 +113,7 @@ pub(in crate::server::http) async fn challenge(
     Id(drop): Id<DropId>,
 ) -> Json<ChallengeReply> {
     Json(ChallengeReply {
-        challenge: state.doors.challenge(drop, user),
+        challenge: state.doors.challenge(Door::Join { drop, buyer: user }),
     })
 }
 
@@ -178,9 +183,11 @@ pub(in crate::server::http) async fn leave_queue(
     post,
     path = "/drops/{id}/entry",
     tag = "draw",
-    params(("id" = i64, Path, description = "The drop's id.")),
+    params(
+        ("id" = i64, Path, description = "The drop's id."),
+        ("Dropline-Proof" = Option<String>, Header, description = "The solved proof of work (see `GET /drops/{id}/challenge`): base64 of `{\"challenge\", \"solution\"}`."),
+    ),
     security(("session" = [])),
-    params(("Dropline-Proof" = Option<String>, Header, description = "The solved proof of work (see `GET /drops/{id}/challenge`): base64 of `{\"challenge\", \"solution\"}`.")),
     responses(
         (status = 201, description = "Entered.", body = EntryReply),
         (status = 200, description = "Already entered: the same entry.", body = EntryReply),
@@ -196,7 +203,9 @@ pub(in crate::server::http) async fn enter_draw(
     Proof(proof): Proof,
     Id(drop): Id<DropId>,
 ) -> Result<(StatusCode, Json<EntryReply>)> {
-    let spend = state.doors.check(drop, user, proof.as_deref())?;
+    let spend = state
+        .doors
+        .check(Door::Join { drop, buyer: user }, proof.as_deref())?;
     let (entry, new) = state
         .inventory
         .join(drop, SaleMode::Draw, user, from, spend)

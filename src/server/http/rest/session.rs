@@ -9,13 +9,17 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::body::{Body, Result};
+use super::{
+    body::{Body, Result},
+    queue::ChallengeReply,
+};
 use crate::{
     model::{ApiError, User},
     server::{
+        doors::Door,
         http::{
             error::ErrorBody,
-            extract::Caller,
+            extract::{Caller, Proof},
             session::{self, SignInBy},
         },
         AppState,
@@ -113,10 +117,12 @@ pub(in crate::server::http) async fn sign_in(
     path = "/accounts",
     tag = "session",
     request_body = SignUp,
+    params(("Dropline-Proof" = Option<String>, Header, description = "The solved proof of work (see `GET /accounts/challenge`): base64 of `{\"challenge\", \"solution\"}`.")),
     responses(
         (status = 201, description = "Signed up and in.", body = UserReply,
             headers(("Set-Cookie" = String, description = "The signed session cookie."))),
         (status = 400, description = "`MALFORMED_REQUEST`: the body is not JSON sent as `application/json`.", body = ErrorBody),
+        (status = 403, description = "`PROOF_REQUIRED` (no proof of work sent) or `PROOF_INVALID` (used already, expired, for another door, or not a solution).", body = ErrorBody),
         (status = 409, description = "`USERNAME_TAKEN`", body = ErrorBody),
         (status = 422, description = "`INVALID_INPUT`: the username is not 3 to 20 letters, digits, `_` or `-`; or the password is shorter than 10 characters, longer than 256 bytes, or easy to guess (`field` says which).", body = ErrorBody),
     )
@@ -124,14 +130,37 @@ pub(in crate::server::http) async fn sign_in(
 pub(in crate::server::http) async fn sign_up(
     State(state): State<AppState>,
     headers: HeaderMap,
+    Proof(proof): Proof,
     Body(body): Body<SignUp>,
 ) -> Result<Response> {
     let by = SignInBy::SignUp {
         username: &body.username,
         password: &body.password,
+        proof: proof.as_deref(),
     };
     let (user, cookie) = session::sign_in(&state, by, &headers).await?;
     signed_in(user, cookie)
+}
+
+/// A proof-of-work challenge for signing up
+///
+/// Making an account takes a proof of work, as joining a queue does (see `GET
+/// /drops/{id}/challenge` for how to solve one): send the solution as `POST /accounts`'s
+/// `Dropline-Proof` header.
+#[utoipa::path(
+    get,
+    path = "/accounts/challenge",
+    tag = "session",
+    responses(
+        (status = 200, description = "A fresh challenge, or null when this shop asks no proof.", body = ChallengeReply),
+    )
+)]
+pub(in crate::server::http) async fn sign_up_challenge(
+    State(state): State<AppState>,
+) -> Json<ChallengeReply> {
+    Json(ChallengeReply {
+        challenge: state.doors.challenge(Door::SignUp),
+    })
 }
 
 /// The answer to a sign-in or a sign-up.
