@@ -61,9 +61,24 @@ for _ in $(seq 1 120); do
 done
 curl -fsS -o /dev/null "$base/readyz" || { echo "fuzz: the server never became ready" >&2; exit 1; }
 
-# A session for the buyer routes (a real account: the demo's sign-in by name is off here);
-# the admin token for creating drops.
-cookie=$(curl -fsS -D - -o /dev/null -H 'content-type: application/json' \
+# A session for the buyer routes: a real account (the demo's sign-in by name is off here), made
+# as any script makes one, solving the sign-up door's proof of work (ALTCHA PoW v2: the counter
+# whose PBKDF2-SHA256 key starts with keyPrefix); the admin token for creating drops.
+proof=$(curl -fsS "$base/api/v1/accounts/challenge" | python3 -c '
+import base64, hashlib, json, sys
+challenge = json.load(sys.stdin)["challenge"]
+p = challenge["parameters"]
+nonce, salt = bytes.fromhex(p["nonce"]), bytes.fromhex(p["salt"])
+counter = 0
+while True:
+    key = hashlib.pbkdf2_hmac("sha256", nonce + counter.to_bytes(4, "big"), salt, p["cost"], p["keyLength"]).hex()
+    if key.startswith(p["keyPrefix"]):
+        break
+    counter += 1
+solution = {"counter": counter, "derivedKey": key}
+print(base64.b64encode(json.dumps({"challenge": challenge, "solution": solution}).encode()).decode())
+')
+cookie=$(curl -fsS -D - -o /dev/null -H 'content-type: application/json' -H "Dropline-Proof: $proof" \
     -d '{"username":"fuzzer","password":"violet kettle drums at noon"}' "$base/api/v1/accounts" |
     sed -n 's/^[Ss]et-[Cc]ookie: dropline_session=\([^;]*\).*/\1/p')
 [ -n "$cookie" ] || { echo "fuzz: sign-in set no session cookie" >&2; exit 1; }
