@@ -223,7 +223,7 @@ impl Default for Settings {
             queue_tick_ms: 200,
             join_cap_per_ipv4_24: 0,
             join_cap_per_ipv6_64: 0,
-            proof_floor: 300,
+            proof_floor: 400,
             proof_ceiling: 4_500,
             proof_cost: 5_000,
             proof_pressure_per_second: 200,
