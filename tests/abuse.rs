@@ -143,12 +143,10 @@ async fn a_loop_of_cancels_is_slowed_down(backend: Backend) {
 
     // The same through the web app's server function.
     let reply = api
-        .call_with(
-            "POST",
+        .form(
             "/rpc/cancel_hold",
-            Some("reservation_id=900001"),
+            "reservation_id=900001",
             Auth::Cookie(&bob),
-            &[("content-type", "application/x-www-form-urlencoded")],
         )
         .await;
     assert_eq!(

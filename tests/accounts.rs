@@ -196,25 +196,15 @@ async fn the_demo_sign_in_is_off_unless_set(backend: Backend) {
         )
     );
     assert!(rest.cookie.is_none());
-    let rpc = api
-        .call_with(
-            "POST",
-            "/rpc/sign_in",
-            Some("name=Drifter"),
-            Auth::None,
-            &[("content-type", "application/x-www-form-urlencoded")],
-        )
-        .await;
+    let rpc = api.form("/rpc/sign_in", "name=Drifter", Auth::None).await;
     assert_eq!(rpc.status, StatusCode::FORBIDDEN, "{}", rpc.body);
     assert_eq!(rpc.body["code"], "DEMO_SIGN_IN_OFF");
     // Accounts with passwords still sign up, by the page's server function too.
     let page = api
-        .call_with(
-            "POST",
+        .form(
             "/rpc/sign_up",
-            Some("username=page_buyer&password=violet+kettle+drums+at+noon"),
+            "username=page_buyer&password=violet+kettle+drums+at+noon",
             Auth::None,
-            &[("content-type", "application/x-www-form-urlencoded")],
         )
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);

@@ -176,26 +176,18 @@ async fn the_pages_server_function_takes_the_same_proof(backend: Backend) {
         let api = &api;
         let buyer = buyer.clone();
         async move {
-            api.call_with(
-                "POST",
-                "/rpc/join_queue",
-                Some(&body),
-                Auth::Cookie(&buyer),
-                &[("content-type", "application/x-www-form-urlencoded")],
-            )
-            .await
+            api.form("/rpc/join_queue", &body, Auth::Cookie(&buyer))
+                .await
         }
     };
     let bare = send(form("")).await;
     assert_eq!(bare.status, StatusCode::FORBIDDEN, "{}", bare.body);
     assert_eq!(bare.body["code"], "PROOF_REQUIRED", "{}", bare.body);
     let rpc = api
-        .call_with(
-            "POST",
+        .form(
             "/rpc/proof_challenge",
-            Some(&format!("drop_id={drop}")),
+            &format!("drop_id={drop}"),
             Auth::Cookie(&buyer),
-            &[("content-type", "application/x-www-form-urlencoded")],
         )
         .await;
     assert_eq!(rpc.status, StatusCode::OK, "{}", rpc.body);

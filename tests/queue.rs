@@ -921,12 +921,10 @@ async fn a_reserve_needs_the_buyers_turn(backend: Backend) {
     assert_eq!(not_yet.body["error"]["code"], "NOT_ADMITTED");
     // The server function path is held to the same rule.
     let rpc = api
-        .call_with(
-            "POST",
+        .form(
             "/rpc/reserve_unit",
-            Some(&format!("drop_id={id}")),
+            &format!("drop_id={id}"),
             Auth::Cookie(waiting),
-            &[("content-type", "application/x-www-form-urlencoded")],
         )
         .await;
     assert_eq!(rpc.status, StatusCode::CONFLICT, "{}", rpc.body);

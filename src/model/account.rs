@@ -4,9 +4,9 @@
 use super::ApiError;
 
 /// Shortest and longest username.
-pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=20;
+const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=20;
 /// Shortest password, and the longest one the server hashes (Argon2id's work grows with it).
-pub const MIN_PASSWORD_CHARS: usize = 10;
+const MIN_PASSWORD_CHARS: usize = 10;
 pub const MAX_PASSWORD_BYTES: usize = 256;
 
 /// A username as typed, checked: 3 to 20 ASCII letters, digits, `_` or `-`, starting with a

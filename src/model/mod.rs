@@ -15,10 +15,7 @@ mod sale;
 #[cfg(feature = "ssr")]
 pub use self::new_drop::validate_name;
 pub use self::{
-    account::{
-        check_password_length, validate_username, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS,
-        USERNAME_CHARS,
-    },
+    account::{check_password_length, validate_username, MAX_PASSWORD_BYTES},
     audit::{
         receipt_message, Audit, AuditBeacon, AuditHistory, AuditLater, AuditTicket, EntryProof,
         OrderSource, Receipt, SealedEntries, TicketHistory, WaitlistMove,

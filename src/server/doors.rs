@@ -88,12 +88,12 @@ impl Doors {
     }
 
     /// Whether a door asks a proof at all.
-    pub fn asked(&self) -> bool {
+    fn asked(&self) -> bool {
         self.terms.asked()
     }
 
     /// The mean tries of a challenge issued now.
-    pub fn tries(&self) -> u32 {
+    fn tries(&self) -> u32 {
         self.terms.tries(self.pressure.per_second(now_secs()))
     }
 

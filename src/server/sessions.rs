@@ -125,14 +125,12 @@ impl Sessions {
         username: &str,
         password: &str,
     ) -> Result<(User, Session), ApiError> {
-        let found = match password.len() <= MAX_PASSWORD_BYTES {
-            true => self.store.login(username.trim()).await?,
-            false => None,
+        let found = if password.len() <= MAX_PASSWORD_BYTES {
+            self.store.login(username.trim()).await?
+        } else {
+            None
         };
-        let (user, hash) = match found {
-            Some((user, hash)) => (Some(user), Some(hash)),
-            None => (None, None),
-        };
+        let (user, hash) = found.unzip();
         let right = passwords::matches(password.to_string(), hash).await?;
         let Some(user) = user.filter(|_| right) else {
             return Err(ApiError::refusal(ErrorCode::WrongPassword));

@@ -265,6 +265,12 @@ impl Api {
         self.send(None, method, path, body, auth, headers).await
     }
 
+    /// A form post to a server function under `/rpc`, as the page's forms send one.
+    pub async fn form(&self, path: &str, body: &str, auth: Auth<'_>) -> Reply {
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        self.call_with("POST", path, Some(body), auth, &form).await
+    }
+
     /// [`Api::call_with`] from a socket peer at `peer`, as a request the server accepted.
     pub async fn call_from(
         &self,
