@@ -24,6 +24,8 @@ function server(port: number, db: string, env: Record<string, string> = {}) {
       RUST_LOG: "warn",
       // Most specs sign buyers in by display name; accounts.spec.ts uses the real forms.
       DEMO_SIGN_IN: "true",
+      // Passkeys are bound to a host name (browsers refuse them at an IP address).
+      PUBLIC_ORIGIN: `http://localhost:${port}`,
       ...env,
     },
   };

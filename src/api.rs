@@ -8,7 +8,8 @@
 use leptos::prelude::*;
 
 use crate::model::{
-    ApiError, DropId, ProductDrop, Purchase, Reservation, ReservationId, SaleMode, Ticket, User,
+    ApiError, DropId, PasskeyOptions, ProductDrop, Purchase, Reservation, ReservationId, SaleMode,
+    SignInWays, Ticket, User,
 };
 #[cfg(feature = "ssr")]
 use crate::{
@@ -17,7 +18,7 @@ use crate::{
         doors::Door,
         http::{
             extract::{Admin, Caller, ClientAddr, SignedIn},
-            session::{self, SignInBy},
+            session::{self, PasskeyFor, SignInBy},
         },
     },
 };
@@ -101,10 +102,15 @@ pub async fn current_user() -> Result<Option<User>, ApiError> {
     }
 }
 
-/// Whether this server signs in by display name alone (the demo's `demo_sign_in`).
-#[server(prefix = "/rpc", endpoint = "demo_sign_in")]
-pub async fn demo_sign_in() -> Result<bool, ApiError> {
-    Ok(ssr::state().settings.demo_sign_in)
+/// How this server signs buyers in: by display name alone too (the demo's `demo_sign_in`), and
+/// where its passkeys work.
+#[server(prefix = "/rpc", endpoint = "ways_to_sign_in")]
+pub async fn ways_to_sign_in() -> Result<SignInWays, ApiError> {
+    let settings = &ssr::state().settings;
+    Ok(SignInWays {
+        demo: settings.demo_sign_in,
+        passkey_origin: settings.public_origin.clone(),
+    })
 }
 
 /// Signs in with a display name (the demo's: a new buyer each time) and sets the session
@@ -150,6 +156,53 @@ pub async fn log_in(username: String, password: String) -> Result<User, ApiError
     signed_in_by(SignInBy::Password {
         username: &username,
         password: &password,
+    })
+    .await
+}
+
+/// Begins a passkey ceremony for `username`: making that account (`sign_up`, with `proof`, the
+/// solved proof of work of [`sign_up_challenge`], when the shop asks one) or signing in to it.
+/// Answers the options for `navigator.credentials`; the answer goes to [`passkey_sign_in`].
+#[server(prefix = "/rpc", endpoint = "begin_passkey")]
+pub async fn begin_passkey(
+    username: String,
+    sign_up: bool,
+    #[server(default)] proof: Option<String>,
+) -> Result<PasskeyOptions, ApiError> {
+    ssr::respond(async move {
+        let ceremony = match sign_up {
+            true => PasskeyFor::SignUp {
+                username: &username,
+                proof: proof.as_deref(),
+            },
+            false => PasskeyFor::SignIn {
+                username: &username,
+            },
+        };
+        session::begin_passkey(&ssr::state(), ceremony).await
+    })
+    .await
+}
+
+/// Signs up (`sign_up`) or in with the authenticator's answer (`credential`, the JSON of
+/// `PublicKeyCredential.toJSON()`) to the passkey ceremony `ceremony`, and sets the session
+/// cookie.
+#[server(prefix = "/rpc", endpoint = "passkey_sign_in")]
+pub async fn passkey_sign_in(
+    ceremony: String,
+    credential: String,
+    sign_up: bool,
+) -> Result<User, ApiError> {
+    let (ceremony, credential) = (ceremony.as_str(), credential.as_str());
+    signed_in_by(match sign_up {
+        true => SignInBy::PasskeySignUp {
+            ceremony,
+            credential,
+        },
+        false => SignInBy::Passkey {
+            ceremony,
+            credential,
+        },
     })
     .await
 }

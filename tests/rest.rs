@@ -579,7 +579,7 @@ async fn retries_with_an_idempotency_key_change_nothing(backend: Backend) {
 }
 
 /// The operations the README promises, as (method, path).
-const PROMISED: [(&str, &str); 24] = [
+const PROMISED: [(&str, &str); 28] = [
     ("POST", "/api/v1/session"),
     ("DELETE", "/api/v1/session"),
     ("GET", "/api/v1/drops"),
@@ -604,6 +604,10 @@ const PROMISED: [(&str, &str); 24] = [
     ("GET", "/api/v1/drops/{id}/challenge"),
     ("POST", "/api/v1/accounts"),
     ("GET", "/api/v1/accounts/challenge"),
+    ("POST", "/api/v1/passkeys/sign-up"),
+    ("POST", "/api/v1/passkeys/sign-up/answer"),
+    ("POST", "/api/v1/passkeys/sign-in"),
+    ("POST", "/api/v1/passkeys/sign-in/answer"),
 ];
 
 /// Every `$ref` in a JSON document.

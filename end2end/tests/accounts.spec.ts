@@ -18,14 +18,14 @@ test("sign up with a password, sign out, log in again; a wrong password is refus
   const signUp = account.locator("form").filter({ hasText: "Create an account" });
   await signUp.getByLabel("Username (shown publicly)").fill(username);
   await signUp.getByLabel("Password (10+ characters, hard to guess)").fill("password1234");
-  await signUp.getByRole("button", { name: "Sign up" }).click();
+  await signUp.getByRole("button", { name: "Sign up", exact: true }).click();
   // Making an account pays the shop's proof of work first, in plain sight.
   await expect(signUp.getByTestId("sign-up-proof")).toHaveText(/Checked you're human in \d+\.\d s/);
   await expect(page.locator(".toasts")).toContainText("too easy to guess");
   await expect(page.getByTestId("user-name")).toHaveCount(0);
 
   await signUp.getByLabel("Password (10+ characters, hard to guess)").fill(password);
-  await signUp.getByRole("button", { name: "Sign up" }).click();
+  await signUp.getByRole("button", { name: "Sign up", exact: true }).click();
   await expect(page.getByTestId("user-name")).toHaveText(username);
   await expect(page.locator(".connection")).toHaveAttribute("data-state", "live");
 
@@ -36,14 +36,14 @@ test("sign up with a password, sign out, log in again; a wrong password is refus
   const logIn = page.locator("details.account form").filter({ hasText: "Log in" }).first();
   await logIn.getByLabel("Username").fill(username);
   await logIn.getByLabel("Password").fill("violet kettle drums at nine");
-  await logIn.getByRole("button", { name: "Log in" }).click();
+  await logIn.getByRole("button", { name: "Log in", exact: true }).click();
   await expect(page.locator(".toasts")).toContainText(
     "That username and password do not match an account.",
   );
   await expect(page.getByTestId("user-name")).toHaveCount(0);
 
   await logIn.getByLabel("Password").fill(password);
-  await logIn.getByRole("button", { name: "Log in" }).click();
+  await logIn.getByRole("button", { name: "Log in", exact: true }).click();
   await expect(page.getByTestId("user-name")).toHaveText(username);
   // Signed in for real: the session survives a reload.
   await page.reload();

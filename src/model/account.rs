@@ -1,7 +1,28 @@
 //! A real account: the username a buyer picks at sign-up (shown publicly, unique whatever its
 //! case) and the checks it and its password pass before the server hashes anything.
 
+use serde::{Deserialize, Serialize};
+
 use super::ApiError;
+
+/// The ways this shop signs buyers in, beside a username with a password.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInWays {
+    /// By display name alone (the demo's `demo_sign_in`).
+    pub demo: bool,
+    /// Where passkeys work: the shop's `public_origin` (a browser offers them on its pages
+    /// only).
+    pub passkey_origin: String,
+}
+
+/// A passkey ceremony begun: its id, sent back with the authenticator's answer, and the options
+/// for the browser's `navigator.credentials` (JSON, `{"publicKey": ...}`, binary fields as
+/// unpadded base64url, as `PublicKeyCredential.parseCreationOptionsFromJSON` takes them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyOptions {
+    pub ceremony: String,
+    pub options: String,
+}
 
 /// Shortest and longest username.
 const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=20;

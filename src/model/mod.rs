@@ -15,7 +15,9 @@ mod sale;
 #[cfg(feature = "ssr")]
 pub use self::new_drop::validate_name;
 pub use self::{
-    account::{check_password_length, validate_username, MAX_PASSWORD_BYTES},
+    account::{
+        check_password_length, validate_username, PasskeyOptions, SignInWays, MAX_PASSWORD_BYTES,
+    },
     audit::{
         receipt_message, Audit, AuditBeacon, AuditHistory, AuditLater, AuditTicket, EntryProof,
         OrderSource, Receipt, SealedEntries, TicketHistory, WaitlistMove,

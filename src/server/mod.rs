@@ -14,6 +14,7 @@ pub mod http;
 pub mod inventory;
 pub mod limits;
 pub mod metrics;
+pub mod passkeys;
 pub mod passwords;
 pub mod receipts;
 pub mod rules;

@@ -16,11 +16,16 @@ pub use super::store::SessionId;
 use super::{
     batch::{Batcher, SignUps},
     metrics::Metrics,
+    passkeys::{Passkeys, CEREMONY_LIFETIME},
     passwords,
-    store::{NewAccount, NewLogin, SessionRecord, Spend, Store, StoreError},
+    store::{
+        Ceremony, CeremonyFor, LoginKey, NewAccount, NewLogin, SessionRecord, Spend, Store,
+        StoreError,
+    },
 };
 use crate::model::{
-    validate_name, validate_username, ApiError, ErrorCode, User, UserId, MAX_PASSWORD_BYTES,
+    validate_name, validate_username, ApiError, ErrorCode, PasskeyOptions, User, UserId,
+    MAX_PASSWORD_BYTES,
 };
 
 /// A live session: who it signs in, and which session it is (sign-out revokes it).
@@ -49,18 +54,20 @@ pub struct Sessions {
     lifetime: Duration,
     cache: Option<Cache<SessionId, Known>>,
     sign_ups: Arc<Batcher<SignUps>>,
+    passkeys: Arc<Passkeys>,
 }
 
 impl Sessions {
     /// Sessions that last `lifetime`; remembered unless `remember` is false (then every
     /// request reads the database). Concurrent sign-ups share a transaction, up to
-    /// `batch_max` of them.
+    /// `batch_max` of them. Passkeys are those of `passkeys`' relying party.
     pub fn new(
         store: Arc<dyn Store>,
         lifetime: Duration,
         remember: bool,
         batch_max: usize,
         metrics: Metrics,
+        passkeys: Passkeys,
     ) -> Self {
         let cache = remember.then(|| {
             Cache::builder()
@@ -73,6 +80,7 @@ impl Sessions {
             store,
             lifetime,
             cache,
+            passkeys: Arc::new(passkeys),
         }
     }
 
@@ -106,13 +114,150 @@ impl Sessions {
         let username = validate_username(username)?;
         passwords::check_new(&username, password)?;
         let login = NewLogin {
-            password_hash: passwords::hash(password.to_string()).await?,
+            key: LoginKey::Password {
+                hash: passwords::hash(password.to_string()).await?,
+            },
             username,
         };
+        self.sign_up_as(&login, proof.as_ref()).await
+    }
+
+    /// Begins making an account named `username` (checked, and not taken) with a passkey,
+    /// spending `proof`: the options for the browser, whose answer goes to
+    /// [`Sessions::sign_up_with_passkey`].
+    pub async fn begin_passkey_sign_up(
+        &self,
+        username: &str,
+        proof: Option<Spend>,
+    ) -> Result<PasskeyOptions, ApiError> {
+        let username = validate_username(username)?;
+        if self.store.account(&username).await?.is_some() {
+            return Err(ApiError::refusal(ErrorCode::UsernameTaken));
+        }
+        let begun = self.passkeys.register(&username)?;
+        let for_whom = CeremonyFor::SignUp { username };
+        self.begin_ceremony(for_whom, begun, proof).await
+    }
+
+    /// Signs up with the passkey the authenticator made in the ceremony `ceremony`
+    /// (`credential`: its answer as JSON) and opens a session; `CEREMONY_EXPIRED` for a
+    /// ceremony unknown, answered already or expired, `PASSKEY_REFUSED` for an answer that
+    /// does not check out.
+    pub async fn sign_up_with_passkey(
+        &self,
+        ceremony: &str,
+        credential: &str,
+    ) -> Result<(User, Session), ApiError> {
+        let Some(Ceremony {
+            for_whom: CeremonyFor::SignUp { username },
+            state,
+        }) = self.store.take_ceremony(ceremony).await?
+        else {
+            return Err(ApiError::refusal(ErrorCode::CeremonyExpired));
+        };
+        let passkey = self.passkeys.registered(&state, credential)?;
+        let login = NewLogin {
+            username,
+            key: LoginKey::Passkey {
+                id: passkey.id,
+                passkey: passkey.passkey,
+            },
+        };
+        // The proof of work was spent when the ceremony began.
+        self.sign_up_as(&login, None).await
+    }
+
+    /// Begins signing in to `username`'s account with one of its passkeys (`NO_PASSKEY` if it
+    /// has none): the options for the browser, whose answer goes to
+    /// [`Sessions::sign_in_with_passkey`].
+    pub async fn begin_passkey_sign_in(&self, username: &str) -> Result<PasskeyOptions, ApiError> {
+        let refused = || ApiError::refusal(ErrorCode::NoPasskey);
+        let account = self
+            .store
+            .account(username.trim())
+            .await?
+            .ok_or_else(refused)?;
+        let passkeys = self.store.passkeys(account.user.id).await?;
+        if passkeys.is_empty() {
+            return Err(refused());
+        }
+        let begun = self.passkeys.challenge(&passkeys)?;
+        let for_whom = CeremonyFor::SignIn {
+            user: account.user.id,
+        };
+        self.begin_ceremony(for_whom, begun, None).await
+    }
+
+    /// Signs in with the passkey that answered the ceremony `ceremony` and opens a session;
+    /// refused as [`Sessions::sign_up_with_passkey`] is.
+    pub async fn sign_in_with_passkey(
+        &self,
+        ceremony: &str,
+        credential: &str,
+    ) -> Result<(User, Session), ApiError> {
+        let Some(Ceremony {
+            for_whom: CeremonyFor::SignIn { user },
+            state,
+        }) = self.store.take_ceremony(ceremony).await?
+        else {
+            return Err(ApiError::refusal(ErrorCode::CeremonyExpired));
+        };
+        let passkeys = self.store.passkeys(user).await?;
+        let passkey = self.passkeys.authenticated(&state, &passkeys, credential)?;
+        let user = self
+            .store
+            .user(user)
+            .await?
+            .ok_or_else(|| ApiError::refusal(ErrorCode::PasskeyRefused))?;
+        self.sign_in_as(user, Some((&passkey.id, &passkey.passkey)))
+            .await
+    }
+
+    /// Keeps a ceremony's state for its answer, under a fresh random id.
+    async fn begin_ceremony(
+        &self,
+        for_whom: CeremonyFor,
+        begun: super::passkeys::Begun,
+        proof: Option<Spend>,
+    ) -> Result<PasskeyOptions, ApiError> {
+        let id = SessionId::random().to_string();
+        let ceremony = Ceremony {
+            for_whom,
+            state: begun.state,
+        };
+        self.store
+            .begin_ceremony(&id, &ceremony, proof.as_ref(), CEREMONY_LIFETIME)
+            .await?;
+        Ok(PasskeyOptions {
+            ceremony: id,
+            options: begun.options,
+        })
+    }
+
+    /// Signs up `login`, spending `proof`, and opens the new account's session.
+    async fn sign_up_as(
+        &self,
+        login: &NewLogin,
+        proof: Option<&Spend>,
+    ) -> Result<(User, Session), ApiError> {
         let id = SessionId::random();
         let user = self
             .store
-            .sign_up_login(&login, proof.as_ref(), id, self.lifetime)
+            .sign_up_login(login, proof, id, self.lifetime)
+            .await?;
+        Ok((user.clone(), self.opened(id, user.id)))
+    }
+
+    /// Opens a session of `user`, who proved who they are (with `passkey` as it stands after,
+    /// if they used one).
+    async fn sign_in_as(
+        &self,
+        user: User,
+        passkey: Option<(&str, &str)>,
+    ) -> Result<(User, Session), ApiError> {
+        let id = SessionId::random();
+        self.store
+            .open_session(user.id, passkey, id, self.lifetime)
             .await?;
         Ok((user.clone(), self.opened(id, user.id)))
     }
@@ -126,18 +271,18 @@ impl Sessions {
         password: &str,
     ) -> Result<(User, Session), ApiError> {
         let found = if password.len() <= MAX_PASSWORD_BYTES {
-            self.store.login(username.trim()).await?
+            self.store.account(username.trim()).await?
         } else {
             None
         };
-        let (user, hash) = found.unzip();
+        let (user, hash) = found
+            .and_then(|account| Some((account.user, account.password_hash?)))
+            .unzip();
         let right = passwords::matches(password.to_string(), hash).await?;
         let Some(user) = user.filter(|_| right) else {
             return Err(ApiError::refusal(ErrorCode::WrongPassword));
         };
-        let id = SessionId::random();
-        self.store.open_session(user.id, id, self.lifetime).await?;
-        Ok((user.clone(), self.opened(id, user.id)))
+        self.sign_in_as(user, None).await
     }
 
     /// The session just opened as `id` for `user`, which this instance knows from now on: the

@@ -16,6 +16,7 @@ use super::{
     },
     inventory::Inventory,
     limits, metrics,
+    passkeys::Passkeys,
     receipts::ReceiptKey,
     sessions::Sessions,
     settings::Settings,
@@ -36,6 +37,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Api(#[from] ApiError),
+    #[error("{0}")]
+    Passkeys(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -105,6 +108,7 @@ pub async fn start(settings: &Settings) -> Result<AppState, StartError> {
         settings.session_cache_seconds > 0,
         settings.reserve_batch_max,
         metrics.clone(),
+        Passkeys::new(&settings.public_origin).map_err(StartError::Passkeys)?,
     );
     if settings.session_cache_seconds > 0 {
         let every = std::time::Duration::from_secs(settings.session_cache_seconds);

@@ -5,6 +5,7 @@ pub mod action_button;
 pub mod card;
 pub mod countdown;
 pub mod create_drop;
+pub mod passkey;
 pub mod proof;
 pub mod queue;
 pub mod session;

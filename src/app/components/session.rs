@@ -1,29 +1,30 @@
-//! Signing up and logging in with a username and a password (and, on the demo's server, signing
-//! in by display name alone), who is signed in, and the live connection indicator: two islands
+//! Signing up and logging in with a username and a password or a passkey (and, on the demo's
+//! server, signing in by display name alone), who is signed in, and the live connection indicator: two islands
 //! of the top bar.
 
 use leptos::{ev::SubmitEvent, form::ActionForm, prelude::*, server_fn::ServerFn};
 
-use super::{proof::Check, toasts::ToastQueue};
+use super::{passkey::PasskeyButton, proof::Check, toasts::ToastQueue};
 #[cfg(feature = "hydrate")]
 use crate::api::sign_up_challenge;
 use crate::{
-    api::{LogIn, SignIn, SignOut, SignUp},
+    api::{LogIn, PasskeySignIn, SignIn, SignOut, SignUp},
     live::{Connection, LiveStore},
-    model::User,
+    model::{SignInWays, User},
 };
 
-/// The top-right corner: the forms to log in or sign up (and, with `demo`, to sign in by
-/// display name), or who is signed in with a sign-out button. `user` is who the page was
-/// rendered for.
+/// The top-right corner: the forms to log in or sign up, with a password or a passkey (and, on
+/// the demo's server, to sign in by display name), or who is signed in with a sign-out button.
+/// `user` is who the page was rendered for.
 #[island]
-pub fn SessionBar(user: Option<User>, demo: bool) -> impl IntoView {
+pub fn SessionBar(user: Option<User>, ways: SignInWays) -> impl IntoView {
     let live = LiveStore::get();
     let toasts = ToastQueue::get();
     let sign_in = ServerAction::<SignIn>::new();
     let log_in = ServerAction::<LogIn>::new();
     let sign_up = ServerAction::<SignUp>::new();
     let sign_out = ServerAction::<SignOut>::new();
+    let passkey = ServerAction::<PasskeySignIn>::new();
     let user = RwSignal::new(user);
     // A new session means new owner-only events and other holds: the live feed reopens under
     // it and the cards reload what the viewer holds.
@@ -40,6 +41,7 @@ pub fn SessionBar(user: Option<User>, demo: bool) -> impl IntoView {
     Effect::new(move |_| welcome(sign_in.value().get()));
     Effect::new(move |_| welcome(log_in.value().get()));
     Effect::new(move |_| welcome(sign_up.value().get()));
+    Effect::new(move |_| welcome(passkey.value().get()));
     // Signing up pays the shop's proof of work first (see `proof`); without JavaScript the
     // form posts as it stands.
     let sign_up_check = RwSignal::new(Check::default());
@@ -47,6 +49,7 @@ pub fn SessionBar(user: Option<User>, demo: bool) -> impl IntoView {
         sign_in.pending().get()
             || log_in.pending().get()
             || sign_up.pending().get()
+            || passkey.pending().get()
             || matches!(sign_up_check.get(), Check::Solving(_))
     };
     let on_sign_up = move |event: SubmitEvent| {
@@ -75,10 +78,15 @@ pub fn SessionBar(user: Option<User>, demo: bool) -> impl IntoView {
             session_changed(live);
         }
     });
+    let SignInWays {
+        demo,
+        passkey_origin,
+    } = ways;
     view! {
         <Show
             when=move || user.with(Option::is_some)
             fallback=move || {
+                let (log_in_origin, sign_up_origin) = (passkey_origin.clone(), passkey_origin.clone());
                 view! {
                     <div class="session">
                         {demo
@@ -126,6 +134,13 @@ pub fn SessionBar(user: Option<User>, demo: bool) -> impl IntoView {
                                     <button type="submit" class="btn btn-primary" disabled=busy>
                                         "Log in"
                                     </button>
+                                    <PasskeyButton
+                                        sign_up=false
+                                        username_input="log-in-username"
+                                        origin=log_in_origin
+                                        check=sign_up_check
+                                        action=passkey
+                                    />
                                 </ActionForm>
                                 <form
                                     class="account-form"
@@ -157,6 +172,13 @@ pub fn SessionBar(user: Option<User>, demo: bool) -> impl IntoView {
                                     <button type="submit" class="btn btn-primary" disabled=busy>
                                         "Sign up"
                                     </button>
+                                    <PasskeyButton
+                                        sign_up=true
+                                        username_input="sign-up-username"
+                                        origin=sign_up_origin
+                                        check=sign_up_check
+                                        action=passkey
+                                    />
                                     <p
                                         class="proof-status"
                                         data-testid="sign-up-proof"

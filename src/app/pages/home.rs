@@ -10,7 +10,7 @@ use leptos::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    api::{current_user, demo_sign_in, list_drops, my_reservations, my_tickets, CreateDrop},
+    api::{current_user, list_drops, my_reservations, my_tickets, ways_to_sign_in, CreateDrop},
     app::components::{
         action_button::fresh_key,
         card::{Card, CardData, NewDrops},
@@ -19,15 +19,17 @@ use crate::{
         toasts::Toasts,
     },
     live::HoldView,
-    model::{ApiError, DropId, ProductDrop, Reservation, ReservationStatus, Ticket, User},
+    model::{
+        ApiError, DropId, ProductDrop, Reservation, ReservationStatus, SignInWays, Ticket, User,
+    },
 };
 
 /// What the page shows, read in one go.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Page {
     user: Option<User>,
-    /// Whether this server signs in by display name alone (the demo's).
-    demo: bool,
+    /// How this server signs buyers in besides a password.
+    ways: SignInWays,
     drops: Result<Vec<ProductDrop>, ApiError>,
     holds: Vec<Reservation>,
     tickets: Vec<(DropId, Ticket)>,
@@ -41,7 +43,7 @@ pub fn HomePage() -> impl IntoView {
         |_| async {
             Page {
                 user: current_user().await.ok().flatten(),
-                demo: demo_sign_in().await.unwrap_or(false),
+                ways: ways_to_sign_in().await.unwrap_or_default(),
                 drops: list_drops().await,
                 holds: my_reservations().await.unwrap_or_default(),
                 tickets: my_tickets().await.unwrap_or_default(),
@@ -53,7 +55,7 @@ pub fn HomePage() -> impl IntoView {
             {move || Suspend::new(async move {
                 let Page {
                     user,
-                    demo,
+                    ways,
                     drops,
                     holds,
                     tickets,
@@ -67,7 +69,7 @@ pub fn HomePage() -> impl IntoView {
                     None => (None, Vec::new()),
                 };
                 view! {
-                    <TopBar user demo />
+                    <TopBar user ways />
                     <Hero />
                     <DropGrid drops holds tickets />
                     <CreateDropPanel key=fresh_key() refused=panel_refusal />
@@ -88,14 +90,14 @@ fn refusal() -> Option<(String, ApiError)> {
 
 /// The brand, the connection indicator and the session corner.
 #[component]
-fn TopBar(user: Option<User>, demo: bool) -> impl IntoView {
+fn TopBar(user: Option<User>, ways: SignInWays) -> impl IntoView {
     view! {
         <header class="topbar">
             <a class="brand" href="/">
                 "Dropline"
             </a>
             <ConnectionBadge />
-            <SessionBar user demo />
+            <SessionBar user ways />
         </header>
     }
 }

@@ -30,8 +30,8 @@ use super::{
 };
 use crate::{
     api::{
-        CancelHold, CreateDrop, JoinQueue, LeaveQueue, LogIn, ProofChallenge, PurchaseHold,
-        ReserveUnit, SignIn, SignUp, SignUpChallenge,
+        BeginPasskey, CancelHold, CreateDrop, JoinQueue, LeaveQueue, LogIn, PasskeySignIn,
+        ProofChallenge, PurchaseHold, ReserveUnit, SignIn, SignUp, SignUpChallenge,
     },
     app::{shell, App},
     model::{ApiError, ErrorCode},
@@ -96,6 +96,10 @@ fn rest(state: &AppState) -> Router<AppState> {
                 .routes(routes!(rest::session::sign_in))
                 .routes(routes!(rest::session::sign_up))
                 .routes(routes!(rest::session::sign_up_challenge))
+                .routes(routes!(rest::passkeys::begin_sign_up))
+                .routes(routes!(rest::passkeys::sign_up))
+                .routes(routes!(rest::passkeys::begin_sign_in))
+                .routes(routes!(rest::passkeys::sign_in))
                 .routes(routes!(rest::holds::cancel))
                 .routes(routes!(rest::queue::challenge))
                 .routes(routes!(rest::queue::join_queue))
@@ -153,6 +157,8 @@ fn rpc(state: &AppState) -> (Router<AppState>, Vec<String>) {
                 .merge(server_fn(server_fn_route::<SignUp>(state)))
                 .merge(server_fn(server_fn_route::<SignUpChallenge>(state)))
                 .merge(server_fn(server_fn_route::<LogIn>(state)))
+                .merge(server_fn(server_fn_route::<BeginPasskey>(state)))
+                .merge(server_fn(server_fn_route::<PasskeySignIn>(state)))
                 .merge(server_fn(server_fn_route::<CancelHold>(state)))
                 .merge(server_fn(server_fn_route::<ProofChallenge>(state)))
                 .merge(server_fn(server_fn_route::<JoinQueue>(state)))

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, HeaderValue};
 
 use super::extract::Caller;
 use crate::{
-    model::{ApiError, ErrorCode, User},
+    model::{validate_username, ApiError, ErrorCode, PasskeyOptions, User},
     server::{doors::Door, AppState},
 };
 
@@ -26,9 +26,50 @@ pub enum SignInBy<'a> {
         username: &'a str,
         password: &'a str,
     },
+    /// A new account with the passkey the authenticator made in a sign-up ceremony
+    /// (`credential`: its answer as JSON).
+    PasskeySignUp {
+        ceremony: &'a str,
+        credential: &'a str,
+    },
+    /// An account's passkey, answering a sign-in ceremony.
+    Passkey {
+        ceremony: &'a str,
+        credential: &'a str,
+    },
 }
 
-/// Signs a buyer in `by` a display name, a new account or an account's password: opens their
+/// A passkey ceremony to begin: making an account named `username` (with the proof of work
+/// sign-up takes when the shop asks one), or signing in to one.
+#[derive(Clone, Copy, Debug)]
+pub enum PasskeyFor<'a> {
+    SignUp {
+        username: &'a str,
+        proof: Option<&'a str>,
+    },
+    SignIn {
+        username: &'a str,
+    },
+}
+
+/// Begins a passkey ceremony: the options the browser hands to `navigator.credentials`; its
+/// answer signs in by [`SignInBy::PasskeySignUp`] or [`SignInBy::Passkey`].
+pub async fn begin_passkey(
+    state: &AppState,
+    ceremony: PasskeyFor<'_>,
+) -> Result<PasskeyOptions, ApiError> {
+    match ceremony {
+        PasskeyFor::SignUp { username, proof } => {
+            // A username that can never be an account is refused before the door is paid.
+            validate_username(username)?;
+            let proof = state.doors.check(Door::SignUp, proof)?;
+            state.sessions.begin_passkey_sign_up(username, proof).await
+        }
+        PasskeyFor::SignIn { username } => state.sessions.begin_passkey_sign_in(username).await,
+    }
+}
+
+/// Signs a buyer in `by` a display name, a new account, an account's password or passkey: opens their
 /// session and answers the `Set-Cookie` value that carries it. The session the request's
 /// cookie carried, if any, ends: a copy of the old cookie is worth nothing from now on.
 pub async fn sign_in(
@@ -56,6 +97,24 @@ pub async fn sign_in(
             state
                 .sessions
                 .sign_in_with_password(username, password)
+                .await?
+        }
+        SignInBy::PasskeySignUp {
+            ceremony,
+            credential,
+        } => {
+            state
+                .sessions
+                .sign_up_with_passkey(ceremony, credential)
+                .await?
+        }
+        SignInBy::Passkey {
+            ceremony,
+            credential,
+        } => {
+            state
+                .sessions
+                .sign_in_with_passkey(ceremony, credential)
                 .await?
         }
     };

@@ -106,10 +106,8 @@ where
         };
         // A proof of work opens one door once: spent here, with the ticket it makes.
         for joiner in &asking {
-            if let (Some(proof), false) = (&joiner.proof, refused.contains_key(&joiner.user)) {
-                if !tx.spend_proof(&proof.nonce, proof.expires_at).await? {
-                    refused.insert(joiner.user, ErrorCode::ProofInvalid);
-                }
+            if !refused.contains_key(&joiner.user) && !tx.spend(joiner.proof.as_ref()).await? {
+                refused.insert(joiner.user, ErrorCode::ProofInvalid);
             }
         }
         let joining: Vec<&Joiner> = asking

@@ -56,6 +56,7 @@ impl Settings {
         "session_secret",
         "seed_demo",
         "demo_sign_in",
+        "public_origin",
         "expiry_sweep_ms",
         "database_max_connections",
         "reserve_batch_max",
@@ -268,6 +269,20 @@ impl Settings {
                 "PROOF_SECONDS",
                 &self.proof_seconds,
                 "expected 1 to 86400",
+            ));
+        }
+        let origin = webauthn_rs::prelude::Url::parse(&self.public_origin).ok();
+        let named = origin.as_ref().is_some_and(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.domain().is_some()
+                && url.path() == "/"
+                && url.query().is_none()
+        });
+        if !named {
+            return Err(bad(
+                "PUBLIC_ORIGIN",
+                &self.public_origin,
+                "expected http(s)://host[:port] with a host name, not an IP address",
             ));
         }
         if !self.session_secret.is_empty() && self.session_secret.len() < 32 {

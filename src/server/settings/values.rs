@@ -28,6 +28,10 @@ pub struct Settings {
     /// a new account each time. Off: buyers sign up with a username and a password. `make run`
     /// turns it on for its demo database.
     pub demo_sign_in: bool,
+    /// The address buyers' browsers open the shop at (scheme, host, port if not the scheme's).
+    /// Passkeys are bound to its host name, and a browser offers them only there: a name, not an
+    /// IP address (WebAuthn refuses those), and `https:` but for `localhost`.
+    pub public_origin: String,
     /// The expiry worker's safety-net sweep, in milliseconds, on top of its deadline wake-ups.
     pub expiry_sweep_ms: u64,
     /// Most connections in the database pool.
@@ -199,6 +203,7 @@ impl Default for Settings {
             session_secret: String::new(),
             seed_demo: true,
             demo_sign_in: false,
+            public_origin: "http://localhost:3000".into(),
             expiry_sweep_ms: 5_000,
             database_max_connections: 16,
             sqlite_synchronous: SqliteSync::Full,

@@ -35,13 +35,13 @@ pub(crate) use self::audit::{
     AuditStart, HistoryRow,
 };
 pub use self::{
-    accounts::{AccountWrites, NewAccount, NewLogin},
+    accounts::{AccountWrites, Ceremony, CeremonyFor, LoginKey, NewAccount, NewLogin},
     connect::{connect, kept_secret},
     error::StoreError,
     keys::{KeyClaim, KeyRequest, KeyWrites, Settlement, StoredResponse},
     ops::{
-        AdmitPass, Cancelled, DrawWrites, HandOnPass, Progress, QueueWrites, Reads, ReserveOutcome,
-        Reserved, StockAudit, Store, Writes,
+        Account, AdmitPass, Cancelled, DrawWrites, HandOnPass, Progress, QueueWrites, Reads,
+        ReserveOutcome, Reserved, StockAudit, Store, Writes,
     },
     postgres::PgStore,
     rows::{Seed, SessionId, SessionRecord, EXPIRY_BATCH},

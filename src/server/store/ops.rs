@@ -55,6 +55,13 @@ impl StockAudit {
     }
 }
 
+/// An account with a username, and its password's hash if it has a password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub user: User,
+    pub password_hash: Option<String>,
+}
+
 /// Everything a database offers: its reads, and the writes — stock, queues, draws,
 /// idempotency keys, sign-ups — written once for all databases.
 pub trait Store:
@@ -75,8 +82,10 @@ pub trait Reads: Send + Sync {
     /// A hold as it stands, read without any lock, with the database's "now".
     async fn hold(&self, hold: ReservationId) -> Result<Option<HoldCheck>, StoreError>;
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
-    /// The account signed up as `username` (whatever its case) and its password's hash.
-    async fn login(&self, username: &str) -> Result<Option<(User, String)>, StoreError>;
+    /// The account signed up as `username` (whatever its case).
+    async fn account(&self, username: &str) -> Result<Option<Account>, StoreError>;
+    /// The user's passkeys (JSON), oldest first.
+    async fn passkeys(&self, user: UserId) -> Result<Vec<String>, StoreError>;
     /// Every drop, oldest first, each with its three newest purchasers.
     async fn list_drops(&self) -> Result<Vec<ProductDrop>, StoreError>;
     async fn get_drop(&self, id: DropId) -> Result<Option<ProductDrop>, StoreError>;
@@ -126,7 +135,7 @@ pub trait Reads: Send + Sync {
     /// bytes; `NOT_SEALED` before the seal or for a drop ordered by its seed.
     async fn sealed_entries(&self, drop: DropId) -> Result<SealedEntries, StoreError>;
     /// Deletes idempotency keys first used longer ago than `older_than` (answers how many),
-    /// and the spent proofs whose challenges have expired.
+    /// the spent proofs whose challenges have expired, and passkey ceremonies never answered.
     async fn forget_keys(&self, older_than: Duration) -> Result<u64, StoreError>;
     /// The database's clock, in milliseconds since the epoch.
     async fn now_ms(&self) -> Result<i64, StoreError>;

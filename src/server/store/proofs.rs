@@ -4,12 +4,22 @@
 
 use async_trait::async_trait;
 
+use super::tickets::Spend;
+
 /// The spend inside one write transaction.
 #[async_trait]
 pub(crate) trait ProofTx: Send {
     /// Spends the challenge `nonce` (good until `expires_at`, Unix seconds): false if it was
     /// spent already.
     async fn spend_proof(&mut self, nonce: &str, expires_at: i64) -> Result<bool, sqlx::Error>;
+
+    /// Spends `proof` if a door took one: false if it was spent already.
+    async fn spend(&mut self, proof: Option<&Spend>) -> Result<bool, sqlx::Error> {
+        match proof {
+            Some(proof) => self.spend_proof(&proof.nonce, proof.expires_at).await,
+            None => Ok(true),
+        }
+    }
 }
 
 /// Expands to the [`ProofTx`] impl of a transaction type whose connection is `self.$conn`.

@@ -39,18 +39,32 @@ macro_rules! reads {
             Ok(name.map(|name| $crate::model::User { id, name }))
         }
 
-        async fn login(
+        async fn account(
             &self,
             username: &str,
-        ) -> Result<Option<($crate::model::User, String)>, $crate::server::store::StoreError> {
-            let row: Option<($crate::model::UserId, String, String)> = sqlx::query_as(
-                "SELECT id, name, password_hash FROM users \
-                 WHERE username = $1 AND password_hash IS NOT NULL",
+        ) -> Result<Option<$crate::server::store::Account>, $crate::server::store::StoreError> {
+            let row: Option<($crate::model::UserId, String, Option<String>)> = sqlx::query_as(
+                "SELECT id, name, password_hash FROM users WHERE username = $1",
             )
             .bind(username.to_ascii_lowercase())
             .fetch_optional(&self.pool)
             .await?;
-            Ok(row.map(|(id, name, hash)| ($crate::model::User { id, name }, hash)))
+            Ok(row.map(|(id, name, password_hash)| $crate::server::store::Account {
+                user: $crate::model::User { id, name },
+                password_hash,
+            }))
+        }
+
+        async fn passkeys(
+            &self,
+            user: $crate::model::UserId,
+        ) -> Result<Vec<String>, $crate::server::store::StoreError> {
+            Ok(sqlx::query_scalar(
+                "SELECT passkey FROM passkeys WHERE user_id = $1 ORDER BY created_at",
+            )
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?)
         }
 
         async fn list_drops(
@@ -368,6 +382,10 @@ macro_rules! reads {
             let now = chrono::Utc::now().timestamp();
             sqlx::query("DELETE FROM spent_proofs WHERE expires_at < $1")
                 .bind(now)
+                .execute(&self.pool)
+                .await?;
+            // Passkey ceremonies nobody answered in time.
+            sqlx::query(concat!("DELETE FROM passkey_ceremonies WHERE expires_at < (SELECT ", $($now)+, ")"))
                 .execute(&self.pool)
                 .await?;
             Ok(done.rows_affected())

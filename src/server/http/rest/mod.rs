@@ -10,5 +10,6 @@ pub mod audit;
 mod body;
 pub mod drops;
 pub mod holds;
+pub mod passkeys;
 pub mod queue;
 pub mod session;

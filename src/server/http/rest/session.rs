@@ -164,7 +164,7 @@ pub(in crate::server::http) async fn sign_up_challenge(
 }
 
 /// The answer to a sign-in or a sign-up.
-fn signed_in(user: User, cookie: HeaderValue) -> Result<Response> {
+pub(in crate::server::http) fn signed_in(user: User, cookie: HeaderValue) -> Result<Response> {
     Ok((
         StatusCode::CREATED,
         [(header::SET_COOKIE, cookie)],
