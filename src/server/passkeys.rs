@@ -37,6 +37,18 @@ pub struct Begun {
     pub state: String,
 }
 
+impl Begun {
+    fn of(
+        options: &impl serde::Serialize,
+        state: &impl serde::Serialize,
+    ) -> Result<Self, ApiError> {
+        Ok(Self {
+            options: to_json(options)?,
+            state: to_json(state)?,
+        })
+    }
+}
+
 /// A passkey as it is stored: its credential id (base64url) and itself as JSON.
 pub struct Stored {
     pub id: String,
@@ -65,10 +77,7 @@ impl Passkeys {
             .webauthn
             .start_passkey_registration(handle, username, username, None)
             .map_err(failed)?;
-        Ok(Begun {
-            options: to_json(&options)?,
-            state: to_json(&state)?,
-        })
+        Begun::of(&options, &state)
     }
 
     /// The passkey the authenticator made, if its answer (`credential`, the JSON of the
@@ -90,10 +99,7 @@ impl Passkeys {
             .webauthn
             .start_passkey_authentication(&passkeys)
             .map_err(failed)?;
-        Ok(Begun {
-            options: to_json(&options)?,
-            state: to_json(&state)?,
-        })
+        Begun::of(&options, &state)
     }
 
     /// The passkey (one of `passkeys`) that signed the answer `credential`, as it stands after

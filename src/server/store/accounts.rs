@@ -237,6 +237,16 @@ macro_rules! account_steps {
 }
 pub(crate) use account_steps;
 
+/// `tx` with `proof` (the proof of work that opened the door, if one did) spent in it; else
+/// rolled back, and `PROOF_INVALID`.
+async fn spending<T: WriteTx + ProofTx>(mut tx: T, proof: Option<&Spend>) -> Result<T, StoreError> {
+    if tx.spend(proof).await? {
+        return Ok(tx);
+    }
+    tx.rollback().await?;
+    Err(StoreError::Refused(ErrorCode::ProofInvalid))
+}
+
 /// Sign-ups, many to a transaction. Every database has them, through [`Dialect`].
 #[async_trait]
 pub trait AccountWrites: Send + Sync {
@@ -305,11 +315,7 @@ where
         session: SessionId,
         lifetime: Duration,
     ) -> Result<User, StoreError> {
-        let mut tx = self.begin_write().await?;
-        if !tx.spend(proof).await? {
-            tx.rollback().await?;
-            return Err(StoreError::Refused(ErrorCode::ProofInvalid));
-        }
+        let mut tx = spending(self.begin_write().await?, proof).await?;
         let Some(id) = tx.insert_login(login).await? else {
             tx.rollback().await?;
             return Err(StoreError::Refused(ErrorCode::UsernameTaken));
@@ -351,11 +357,7 @@ where
         proof: Option<&Spend>,
         lifetime: Duration,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        if !tx.spend(proof).await? {
-            tx.rollback().await?;
-            return Err(StoreError::Refused(ErrorCode::ProofInvalid));
-        }
+        let mut tx = spending(self.begin_write().await?, proof).await?;
         tx.insert_ceremony(id, ceremony, lifetime).await?;
         tx.commit(Vec::new()).await?;
         Ok(())
