@@ -21,7 +21,7 @@ use std::{
 
 use dropline::{
     model::{NewDrop, UserId},
-    server::{self, settings::Settings},
+    server::{self, settings::Settings, store::Reserve},
 };
 use sqlx::{Connection, PgConnection};
 
@@ -169,7 +169,10 @@ async fn run(kind: &str, batch: usize, buyers: usize, reserves: usize) {
     let mut alone = Vec::with_capacity(lone);
     for &user in &users[reserves..] {
         let start = Instant::now();
-        inventory.reserve(drop, user).await.expect("lone reserve");
+        inventory
+            .reserve(drop, Reserve::any(user))
+            .await
+            .expect("lone reserve");
         alone.push(start.elapsed());
     }
     alone.sort();
@@ -189,7 +192,11 @@ async fn run(kind: &str, batch: usize, buyers: usize, reserves: usize) {
                         return (timings, refused);
                     }
                     let start = Instant::now();
-                    if inventory.reserve(drop, users[i]).await.is_err() {
+                    if inventory
+                        .reserve(drop, Reserve::any(users[i]))
+                        .await
+                        .is_err()
+                    {
                         refused += 1;
                     }
                     timings.push(start.elapsed());

@@ -13,7 +13,7 @@ use crate::model::{
 };
 #[cfg(feature = "ssr")]
 use crate::{
-    model::{parse_price, ErrorCode, NewDrop},
+    model::{parse_price, parse_size_run, ErrorCode, NewDrop},
     server::{
         doors::Door,
         http::{
@@ -232,17 +232,22 @@ pub async fn sign_out() -> Result<(), ApiError> {
     .await
 }
 
-/// Takes one unit of a drop for the caller. A resubmission with the same `idempotency_key`
-/// gets the first outcome.
+/// Takes one unit of a drop, of the size picked (none for a drop with one size), for the
+/// caller. A resubmission with the same `idempotency_key` gets the first outcome.
 #[server(prefix = "/rpc", endpoint = "reserve_unit")]
 pub async fn reserve_unit(
     drop_id: DropId,
+    #[server(default)] size: Option<String>,
     idempotency_key: Option<String>,
 ) -> Result<Reservation, ApiError> {
     let _ = idempotency_key; // Read by the route's idempotency layer.
     ssr::respond(async move {
         let SignedIn(user) = ssr::extract().await?;
-        let reserved = ssr::state().inventory.reserve(drop_id, user).await?;
+        let ask = crate::server::store::Reserve {
+            user,
+            size: size.filter(|size| !size.trim().is_empty()),
+        };
+        let reserved = ssr::state().inventory.reserve(drop_id, ask).await?;
         Ok(reserved.reservation)
     })
     .await
@@ -353,6 +358,7 @@ pub async fn create_drop(
     name: String,
     price: String,
     total_stock: String,
+    #[server(default)] sizes: Option<String>,
     description: Option<String>,
     sale_mode: Option<String>,
     starts_in_minutes: Option<String>,
@@ -373,9 +379,14 @@ pub async fn create_drop(
             },
             ..refusal
         })?;
-        let total_stock = total_stock.trim().parse().map_err(|_| {
-            ApiError::invalid("total_stock", "total_stock must be a whole number of units")
-        })?;
+        let sizes = parse_size_run(sizes.as_deref().unwrap_or_default())?;
+        // With sizes the units may be left out: they are the sizes' sum.
+        let total_stock = match total_stock.trim() {
+            "" if !sizes.is_empty() => 0,
+            units => units.parse().map_err(|_| {
+                ApiError::invalid("total_stock", "total_stock must be a whole number of units")
+            })?,
+        };
         let sale_mode = match sale_mode.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => Some(SaleMode::parse(text).ok_or_else(|| {
@@ -400,6 +411,7 @@ pub async fn create_drop(
                 description,
                 price_cents: parse_price(&price)?,
                 total_stock,
+                sizes,
                 starts_at,
                 sale_mode,
                 queue_opens_at,

@@ -40,9 +40,14 @@ async fn a_reserve_moves_stock_on_every_socket_and_a_refusal_moves_nothing(backe
             available,
             total,
             version,
+            sizes,
         } => {
             assert_eq!((drop_id, available, total), (drop, 0, 1));
             assert!(version > 0);
+            // A drop without sizes is one size, and the event carries it.
+            assert_eq!(sizes.len(), 1);
+            assert_eq!((sizes[0].available_stock, sizes[0].total_stock), (0, 1));
+            assert!(sizes[0].version > 0);
         }
         other => panic!("expected STOCK_UPDATED, got {other:?}"),
     }

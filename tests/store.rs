@@ -12,8 +12,8 @@ use dropline::{
         events::EventBus,
         settings::HoldTerms,
         store::{
-            KeyClaim, KeyRequest, NewAccount, Progress, Reserved, SessionId, Settlement, Store,
-            StoreError, StoredResponse,
+            KeyClaim, KeyRequest, NewAccount, Progress, Reserve, Reserved, SessionId, Settlement,
+            Store, StoreError, StoredResponse,
         },
     },
 };
@@ -41,7 +41,7 @@ async fn reserve(
     let outcome = store
         .reserve_many(
             drop,
-            &[user],
+            &[Reserve::any(user)],
             &HoldTerms::lasting(ttl),
             &mut Progress::default(),
         )
@@ -50,6 +50,11 @@ async fn reserve(
     outcome
         .expect("one answer per buyer")
         .map_err(|refusal| StoreError::Refused(refusal.code))
+}
+
+/// Reserves of a drop's only size.
+fn any_size(users: &[UserId]) -> Vec<Reserve> {
+    users.iter().copied().map(Reserve::any).collect()
 }
 
 fn refusal<T: std::fmt::Debug>(result: Result<T, StoreError>) -> ErrorCode {
@@ -407,7 +412,10 @@ async fn the_worker_returns_a_unit_at_its_deadline(backend: Backend) {
     let inventory = state.inventory.clone();
     let drop = inventory.create_drop(new_drop(1)).await.unwrap();
     let user = state.sessions.sign_up("Sam").await.unwrap().0.id;
-    inventory.reserve(drop.id, user).await.unwrap();
+    inventory
+        .reserve(drop.id, Reserve::any(user))
+        .await
+        .unwrap();
     assert_eq!(inventory.drop(drop.id).await.unwrap().available_stock, 0);
 
     let returned = wait_until(Duration::from_secs(10), || async {
@@ -605,7 +613,7 @@ async fn one_batch_answers_each_buyer_in_order(backend: Backend) {
     let outcomes = store
         .reserve_many(
             drop.id,
-            &[first, capped, first, second, late, UserId(777_777)],
+            &any_size(&[first, capped, first, second, late, UserId(777_777)]),
             &HoldTerms::lasting(HOLD),
             &mut Progress::default(),
         )
@@ -643,7 +651,7 @@ async fn one_batch_answers_each_buyer_in_order(backend: Backend) {
     let again = store
         .reserve_many(
             drop.id,
-            &[second, late],
+            &any_size(&[second, late]),
             &HoldTerms::lasting(HOLD),
             &mut Progress::default(),
         )
@@ -682,7 +690,10 @@ async fn burst_on_one_drop(backend: Backend, batch_max: usize) {
     let drop = inventory.create_drop(new_drop(100)).await.unwrap();
     let eager = state.sessions.sign_up("Eager").await.unwrap().0.id;
     let capped = state.sessions.sign_up("Capped").await.unwrap().0.id;
-    let hold = inventory.reserve(drop.id, capped).await.unwrap();
+    let hold = inventory
+        .reserve(drop.id, Reserve::any(capped))
+        .await
+        .unwrap();
     inventory
         .purchase(hold.reservation.id, capped)
         .await
@@ -714,7 +725,9 @@ async fn burst_on_one_drop(backend: Backend, batch_max: usize) {
         .iter()
         .map(|&user| {
             let inventory = inventory.clone();
-            tokio::spawn(async move { (user, inventory.reserve(drop.id, user).await) })
+            tokio::spawn(
+                async move { (user, inventory.reserve(drop.id, Reserve::any(user)).await) },
+            )
         })
         .collect();
     let mut answers: std::collections::HashMap<UserId, Vec<Option<ErrorCode>>> = Default::default();
@@ -772,7 +785,7 @@ async fn two_instances_bursting_on_one_drop_never_oversell(backend: Backend) {
         .enumerate()
         .map(|(i, &user)| {
             let instance = if i % 2 == 0 { a.clone() } else { b.clone() };
-            tokio::spawn(async move { instance.reserve(drop.id, user).await })
+            tokio::spawn(async move { instance.reserve(drop.id, Reserve::any(user)).await })
         })
         .collect();
     let (mut held, mut sold_out) = (0, 0);

@@ -18,6 +18,32 @@ export async function createDrop(
   return name;
 }
 
+/** A drop sold by size, each size with its units (`{ "EU 42": 2, ... }`, in the card's
+ * order), created through the admin API; answers its name. */
+export async function createSizedDrop(
+  request: APIRequestContext,
+  baseURL: string,
+  sizes: Record<string, number>,
+  label: string,
+): Promise<string> {
+  const name = `${label} ${Date.now() % 100000}-${Math.floor(Math.random() * 1000)}`;
+  const response = await request.post(`${baseURL}/api/v1/drops`, {
+    headers: { Authorization: `Bearer ${ADMIN_TOKEN}` },
+    data: {
+      name,
+      price_cents: 9900,
+      sizes: Object.entries(sizes).map(([label, stock]) => ({ label, stock })),
+    },
+  });
+  expect(response.status()).toBe(201);
+  return name;
+}
+
+/** One size's choice on a card: its radio button, named "EU 42 3 left" and the like. */
+export function size(page: Page, drop: string, label: string) {
+  return card(page, drop).getByRole("radio", { name: new RegExp(`^${label} `) });
+}
+
 /** A drop sold through a queue whose lobby is open now (or by draw, whose entries are) and
  * that goes live (is drawn) in `goLiveMs`; answers its name and id. */
 export async function createQueueDrop(

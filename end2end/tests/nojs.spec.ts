@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { card, createDrop, createQueueDrop, stock } from "./helpers";
+import { card, createDrop, createQueueDrop, createSizedDrop, size, stock } from "./helpers";
 
 // The "no-javascript" project: every step is a plain form post and a full page load.
 test("without JavaScript a buyer signs in, reserves and buys", async ({ page, request, baseURL }) => {
@@ -18,6 +18,27 @@ test("without JavaScript a buyer signs in, reserves and buys", async ({ page, re
   await card(page, drop).getByRole("button", { name: "Purchase" }).click();
   await expect(card(page, drop).getByTestId("activity")).toHaveText("Hana");
   await expect(stock(page, drop)).toHaveText("1 of 2 left");
+});
+
+test("without JavaScript the size picker is a form: a buyer picks a size and holds it", async ({
+  page,
+  request,
+  baseURL,
+}) => {
+  const drop = await createSizedDrop(request, baseURL!, { "US 9": 1, "US 10": 2 }, "No Script Sizes");
+  await page.goto("/");
+  await page.getByLabel("Display name").fill("Kai");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByTestId("user-name")).toHaveText("Kai");
+
+  // The form will not go without a size: the browser itself asks for one.
+  await card(page, drop).getByRole("button", { name: "Reserve" }).click();
+  await expect(card(page, drop).getByTestId("countdown")).toHaveCount(0);
+  await size(page, drop, "US 10").check();
+  await card(page, drop).getByRole("button", { name: "Reserve" }).click();
+  await expect(card(page, drop).getByTestId("countdown")).toBeVisible();
+  await expect(card(page, drop).getByTestId("held-size")).toHaveText("US 10");
+  await expect(stock(page, drop)).toHaveText("2 of 3 left");
 });
 
 test("without JavaScript a buyer joins a queue, leaves it and sees their place in line", async ({

@@ -110,18 +110,20 @@ impl Conn {
 
     /// `POST /api/v1/drops/{drop}/reservations` as the buyer whose session `cookie` is.
     pub async fn reserve(&mut self, drop: i64, cookie: &str) -> Result<Reply> {
-        self.reserve_via(Route::Rest, drop, cookie, "").await
+        self.reserve_via(Route::Rest, drop, cookie, 0).await
     }
 
-    /// A reserve as the buyer whose session `cookie` is, by `route`; `key` is the
-    /// idempotency key of the routes that send one.
+    /// A reserve as the buyer whose session `cookie` is, by `route`, as the cell's `n`th
+    /// request: `n` makes the idempotency key of the routes that send one, and picks the size
+    /// of the route that names one.
     pub async fn reserve_via(
         &mut self,
         route: Route,
         drop: i64,
         cookie: &str,
-        key: &str,
+        n: usize,
     ) -> Result<Reply> {
+        let key = &format!("hot-{drop}-{n}");
         match route {
             Route::Rest => {
                 let path = format!("/api/v1/drops/{drop}/reservations");
@@ -132,6 +134,13 @@ impl Conn {
                 let path = format!("/api/v1/drops/{drop}/reservations");
                 let headers = [(COOKIE, cookie), (IDEMPOTENCY_KEY.clone(), key)];
                 self.call(Method::POST, &path, &headers, None).await
+            }
+            Route::RestSized => {
+                let path = format!("/api/v1/drops/{drop}/reservations");
+                // The buyers spread over the sizes in turn.
+                let body = json!({ "size": size_label(n % HOT_SIZES) }).to_string();
+                self.call(Method::POST, &path, &[(COOKIE, cookie)], Some(body))
+                    .await
             }
             Route::Rpc => {
                 let form = format!("drop_id={drop}&idempotency_key={key}");
@@ -158,6 +167,16 @@ pub enum Route {
     RestIdempotent,
     /// `POST /rpc/reserve_unit` with a form and an `idempotency_key`, as the web app does.
     Rpc,
+    /// Plain REST on a drop of [`HOT_SIZES`] sizes, each request naming one of them in turn.
+    RestSized,
+}
+
+/// How many sizes the sized hot drop has.
+pub const HOT_SIZES: usize = 10;
+
+/// The label of the sized hot drop's `n`th size.
+pub fn size_label(n: usize) -> String {
+    format!("S{n}")
 }
 
 impl Route {
@@ -167,6 +186,7 @@ impl Route {
             Self::Rest => "REST",
             Self::RestIdempotent => "REST + Idempotency-Key",
             Self::Rpc => "/rpc/reserve_unit (the web app's form)",
+            Self::RestSized => "REST, spread over 10 sizes",
         }
     }
 
@@ -233,6 +253,22 @@ pub async fn create_drop(
     stock: i64,
 ) -> Result<i64> {
     let drop = json!({ "name": name, "price_cents": 18_000, "total_stock": stock });
+    post_drop(addr, admin_token, &drop).await
+}
+
+/// Creates a drop of [`HOT_SIZES`] sizes with `stock` units in all (at least as many), evenly
+/// spread, through the admin API; answers its id.
+pub async fn create_sized_drop(
+    addr: SocketAddr,
+    admin_token: &str,
+    name: &str,
+    stock: i64,
+) -> Result<i64> {
+    let each = (stock + HOT_SIZES as i64 - 1) / HOT_SIZES as i64;
+    let sizes: Vec<Value> = (0..HOT_SIZES)
+        .map(|n| json!({ "label": size_label(n), "stock": each }))
+        .collect();
+    let drop = json!({ "name": name, "price_cents": 18_000, "sizes": sizes });
     post_drop(addr, admin_token, &drop).await
 }
 

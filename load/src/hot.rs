@@ -160,9 +160,8 @@ async fn buyer(mut conn: Conn, shared: Arc<Shared>) -> Result<BuyerResult> {
             result.out_of_buyers = true;
             break;
         };
-        let key = format!("hot-{drop}-{i}");
         let sent = Instant::now();
-        let reply = conn.reserve_via(route, drop, cookie, &key).await;
+        let reply = conn.reserve_via(route, drop, cookie, i).await;
         let answered = Instant::now();
         let measured = sent >= measured_from;
         match reply {

@@ -203,6 +203,8 @@ async fn run_scenarios(
             if i == 0 {
                 cells.push((most, Route::RestIdempotent));
                 cells.push((most, Route::Rpc));
+                // The same hot drop sold by size, next to the one-size cell in the same run.
+                cells.push((most, Route::RestSized));
             }
             servers.push(HotServer {
                 label: variant.label,
@@ -266,13 +268,15 @@ async fn run_scenarios(
                         let pool = ensure_buyers(&mut buyers, &server, enough, db, report).await?;
                         // Should this run out, the rerun gets twice as many.
                         at_least = 2 * pool.len();
-                        let drop = api::create_drop(
-                            server.addr,
-                            ADMIN_TOKEN,
-                            &format!("Hot drop ({concurrency} buyers, {})", route.label()),
-                            pool.len() as i64,
-                        )
-                        .await?;
+                        let name = format!("Hot drop ({concurrency} buyers, {})", route.label());
+                        let stock = pool.len() as i64;
+                        let drop = match route {
+                            Route::RestSized => {
+                                api::create_sized_drop(server.addr, ADMIN_TOKEN, &name, stock)
+                                    .await?
+                            }
+                            _ => api::create_drop(server.addr, ADMIN_TOKEN, &name, stock).await?,
+                        };
                         let cell = hot::run(hot::Setup {
                             db,
                             db_url: &database.url,

@@ -66,7 +66,7 @@ pub async fn run(setup: Setup) -> Result<OpenLoopCell> {
                         tokio::time::sleep_until(due.into()).await;
                         send_lag.saturating_record(due.elapsed().as_micros() as u64);
                     }
-                    let reply = conn.reserve_via(Route::Rest, drop, &buyers[i], "").await;
+                    let reply = conn.reserve_via(Route::Rest, drop, &buyers[i], i).await;
                     let answered = Instant::now();
                     latency.saturating_record(answered.duration_since(due).as_micros() as u64);
                     last = last.max(answered);

@@ -6,7 +6,8 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    DropId, LiveEvent, ProductDrop, Purchaser, QueueLine, Reservation, ReservationId, Ticket,
+    DropId, DropSize, LiveEvent, ProductDrop, Purchaser, QueueLine, Reservation, ReservationId,
+    Ticket,
 };
 
 /// Where the socket stands, for the connection indicator.
@@ -37,10 +38,12 @@ impl Stock {
 }
 
 /// The viewer's live hold on a drop, as a card needs it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldView {
     pub id: ReservationId,
     pub drop_id: DropId,
+    /// The size the unit is of.
+    pub size: String,
     /// The deadline, in milliseconds since the epoch (database clock).
     pub expires_ms: i64,
 }
@@ -50,6 +53,7 @@ impl From<&Reservation> for HoldView {
         Self {
             id: hold.id,
             drop_id: hold.drop_id,
+            size: hold.size.clone(),
             expires_ms: hold.expires_at.timestamp_millis(),
         }
     }
@@ -65,6 +69,8 @@ thread_local! {
 #[derive(Clone, Copy)]
 pub struct LiveStore {
     stock: RwSignal<HashMap<DropId, Stock>>,
+    /// Each drop's sizes as the feed last said, each size at the newest version seen.
+    sizes: RwSignal<HashMap<DropId, Vec<DropSize>>>,
     activity: RwSignal<HashMap<DropId, Vec<Purchaser>>>,
     /// Every drop the feed has announced, including those created after the page was rendered.
     seen: RwSignal<Vec<ProductDrop>>,
@@ -88,6 +94,7 @@ impl LiveStore {
     fn new() -> Self {
         Self {
             stock: RwSignal::new(HashMap::new()),
+            sizes: RwSignal::new(HashMap::new()),
             activity: RwSignal::new(HashMap::new()),
             seen: RwSignal::new(Vec::new()),
             holds: RwSignal::new(HashMap::new()),
@@ -127,6 +134,22 @@ impl LiveStore {
             .unwrap_or(rendered)
     }
 
+    /// The sizes to show for a drop: each rendered size, or its live value if that is newer.
+    pub fn sizes(&self, drop: DropId, rendered: &[DropSize]) -> Vec<DropSize> {
+        self.sizes.with(|all| {
+            let live = all.get(&drop);
+            rendered
+                .iter()
+                .map(|size| {
+                    live.and_then(|live| live.iter().find(|l| l.label == size.label))
+                        .filter(|live| live.version > size.version)
+                        .unwrap_or(size)
+                        .clone()
+                })
+                .collect()
+        })
+    }
+
     /// The drop's newest buyers, once the feed has said.
     pub fn activity(&self, drop: DropId) -> Option<Vec<Purchaser>> {
         self.activity.with(|all| all.get(&drop).cloned())
@@ -134,7 +157,7 @@ impl LiveStore {
 
     /// The viewer's hold on a drop, once the feed has said (`Some(None)`: none).
     pub fn hold(&self, drop: DropId) -> Option<Option<HoldView>> {
-        self.holds.with(|all| all.get(&drop).copied())
+        self.holds.with(|all| all.get(&drop).cloned())
     }
 
     /// Records the viewer's hold on a drop (or that there is none).
@@ -227,6 +250,7 @@ impl LiveStore {
                     // The database's word, whatever was shown: a version the screen took from
                     // somewhere else is put right (the server sends anything newer after it).
                     self.put_stock(drop.id, Stock::of(&drop));
+                    self.put_sizes(drop.id, drop.sizes.clone());
                     if let Some(line) = drop.queue {
                         self.move_line(drop.id, line);
                     }
@@ -242,17 +266,22 @@ impl LiveStore {
                 available,
                 total,
                 version,
-            } => self.set_stock(
-                drop_id,
-                Stock {
-                    available,
-                    total,
-                    version,
-                },
-            ),
+                sizes,
+            } => {
+                self.set_stock(
+                    drop_id,
+                    Stock {
+                        available,
+                        total,
+                        version,
+                    },
+                );
+                self.set_sizes(drop_id, sizes);
+            }
             LiveEvent::DropCreated { drop } => {
                 self.set_stock(drop.id, Stock::of(&drop));
-                self.remember(drop);
+                self.set_sizes(drop.id, drop.sizes.clone());
+                self.remember(*drop);
             }
             LiveEvent::ActivityUpdated { drop_id, recent } => {
                 self.activity.update(|all| {
@@ -314,6 +343,44 @@ impl LiveStore {
         }
     }
 
+    /// Shows a drop's sizes as the database says, whatever versions the screen had.
+    fn put_sizes(&self, drop: DropId, sizes: Vec<DropSize>) {
+        let same = self
+            .sizes
+            .with_untracked(|all| all.get(&drop) == Some(&sizes));
+        if !same {
+            self.sizes.update(|all| {
+                all.insert(drop, sizes);
+            });
+        }
+    }
+
+    /// Takes each size that is newer than what the screen has, size by size: a late event
+    /// never takes a size back, and one size's news does not wait on another's.
+    fn set_sizes(&self, drop: DropId, sizes: Vec<DropSize>) {
+        let newer = self.sizes.with_untracked(|all| {
+            let known = all.get(&drop);
+            sizes.iter().any(|size| {
+                known
+                    .and_then(|known| known.iter().find(|k| k.label == size.label))
+                    .is_none_or(|old| size.version > old.version)
+            })
+        });
+        if !newer {
+            return;
+        }
+        self.sizes.update(|all| {
+            let known = all.entry(drop).or_default();
+            for size in sizes {
+                match known.iter_mut().find(|k| k.label == size.label) {
+                    Some(old) if size.version > old.version => *old = size,
+                    Some(_) => {}
+                    None => known.push(size),
+                }
+            }
+        });
+    }
+
     fn remember(&self, drop: ProductDrop) {
         let known = self
             .seen
@@ -364,7 +431,48 @@ mod tests {
             available,
             total: 10,
             version,
+            sizes: Vec::new(),
         }
+    }
+
+    fn size(label: &str, available_stock: i64, version: i64) -> DropSize {
+        DropSize {
+            label: label.into(),
+            total_stock: 10,
+            available_stock,
+            version,
+        }
+    }
+
+    #[test]
+    fn each_size_takes_only_its_own_newer_version() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let store = LiveStore::provide();
+            let rendered = vec![size("US 9", 5, 3), size("US 10", 5, 3)];
+            let shown = |store: &LiveStore| -> Vec<i64> {
+                store
+                    .sizes(DropId(7), &rendered)
+                    .iter()
+                    .map(|s| s.available_stock)
+                    .collect()
+            };
+            let event = |version, sizes| LiveEvent::StockUpdated {
+                drop_id: DropId(7),
+                available: 0,
+                total: 20,
+                version,
+                sizes,
+            };
+            store.apply(event(4, vec![size("US 9", 4, 4), size("US 10", 5, 3)]));
+            assert_eq!(shown(&store), vec![4, 5]);
+            // A late event with an older US 9 and a newer US 10: only US 10 moves.
+            store.apply(event(5, vec![size("US 9", 5, 3), size("US 10", 2, 6)]));
+            assert_eq!(shown(&store), vec![4, 2]);
+            // Older than what was rendered: ignored.
+            store.apply(event(6, vec![size("US 9", 9, 1), size("US 10", 9, 1)]));
+            assert_eq!(shown(&store), vec![4, 2]);
+        });
     }
 
     #[test]
@@ -411,8 +519,12 @@ mod tests {
             let store = LiveStore::provide();
             let mut new = drop(0, 3);
             new.id = DropId(8);
-            store.apply(LiveEvent::DropCreated { drop: new.clone() });
-            store.apply(LiveEvent::DropCreated { drop: new });
+            store.apply(LiveEvent::DropCreated {
+                drop: Box::new(new.clone()),
+            });
+            store.apply(LiveEvent::DropCreated {
+                drop: Box::new(new),
+            });
             let ids: Vec<_> = store
                 .created_since(&[DropId(7)])
                 .iter()
@@ -432,6 +544,7 @@ mod tests {
                 id: ReservationId(3),
                 drop_id: DropId(7),
                 user_id: crate::model::UserId(1),
+                size: "One size".into(),
                 status: crate::model::ReservationStatus::Active,
                 created_at: chrono::Utc::now(),
                 expires_at: chrono::Utc::now(),

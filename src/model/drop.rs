@@ -29,6 +29,10 @@ pub struct ProductDrop {
     pub created_at: DateTime<Utc>,
     /// Rises by one with every change of `available_stock`; clients keep the newest they saw.
     pub version: i64,
+    /// The sizes on sale, in the order the card shows them; `total_stock`, `available_stock`
+    /// are their sums. A drop created without sizes has one, `One size`.
+    #[serde(default)]
+    pub sizes: Vec<DropSize>,
     /// Newest first, at most three.
     #[serde(default)]
     pub recent_purchasers: Vec<Purchaser>,
@@ -58,6 +62,27 @@ pub struct ProductDrop {
     /// pass on any more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueLine>,
+}
+
+impl ProductDrop {
+    /// True when a buyer must choose a size: the drop has more than one.
+    pub fn sized(&self) -> bool {
+        self.sizes.len() > 1
+    }
+}
+
+/// One size of a drop and its own stock.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct DropSize {
+    /// What a buyer picks and a reserve names, such as `EU 42`.
+    pub label: String,
+    pub total_stock: i64,
+    /// Units of this size neither held nor sold.
+    pub available_stock: i64,
+    /// Rises by one with every change of this size's `available_stock`; a screen applies
+    /// only a newer one.
+    pub version: i64,
 }
 
 /// One line of a drop's activity feed.

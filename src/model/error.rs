@@ -44,7 +44,9 @@ macro_rules! error_codes {
 }
 
 error_codes! {
-    OutOfStock = ("OUT_OF_STOCK", 409, "Sold out: every unit is taken."),
+    OutOfStock = ("OUT_OF_STOCK", 409, "Sold out: every unit (of that size) is taken."),
+    SizeRequired = ("SIZE_REQUIRED", 422, "Choose a size first."),
+    SizeNotFound = ("SIZE_NOT_FOUND", 404, "This drop has no such size."),
     AlreadyReserved = ("ALREADY_RESERVED", 409, "You already hold one of these."),
     NotStarted = ("NOT_STARTED", 409, "This drop has not started yet."),
     NotAdmitted = ("NOT_ADMITTED", 409, "Wait for your turn in the queue before reserving."),

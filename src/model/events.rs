@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    drop::{ProductDrop, Purchaser},
+    drop::{DropSize, ProductDrop, Purchaser},
     hold::{Purchase, Reservation},
     ids::{DropId, ReservationId},
     sale::{QueueLine, Ticket},
@@ -24,9 +24,13 @@ pub enum LiveEvent {
         available: i64,
         total: i64,
         version: i64,
+        /// Every size of the drop as it stands, each with its own version.
+        #[serde(default)]
+        sizes: Vec<DropSize>,
     },
     DropCreated {
-        drop: ProductDrop,
+        /// Boxed: a drop with its sizes is many times the size of every other event.
+        drop: Box<ProductDrop>,
     },
     ActivityUpdated {
         drop_id: DropId,
@@ -48,9 +52,7 @@ pub enum LiveEvent {
         at: DateTime<Utc>,
     },
     /// Sent only to the hold's owner (every tab of theirs shows it).
-    HoldCreated {
-        reservation: Reservation,
-    },
+    HoldCreated { reservation: Reservation },
     /// Sent only to the hold's owner.
     HoldCancelled {
         reservation_id: ReservationId,
@@ -62,9 +64,20 @@ pub enum LiveEvent {
         drop_id: DropId,
     },
     /// Sent only to the buyer.
-    PurchaseCompleted {
-        purchase: Purchase,
-    },
+    PurchaseCompleted { purchase: Purchase },
+}
+
+impl LiveEvent {
+    /// The stock event of a drop as it stands: its sums and every size.
+    pub fn stock_of(drop: &ProductDrop) -> Self {
+        Self::StockUpdated {
+            drop_id: drop.id,
+            available: drop.available_stock,
+            total: drop.total_stock,
+            version: drop.version,
+            sizes: drop.sizes.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -78,6 +91,12 @@ mod tests {
             available: 2,
             total: 3,
             version: 4,
+            sizes: vec![DropSize {
+                label: "EU 42".into(),
+                total_stock: 3,
+                available_stock: 2,
+                version: 4,
+            }],
         };
         let json = serde_json::to_value(&ev).unwrap();
         assert_eq!(json["type"], "STOCK_UPDATED");

@@ -43,6 +43,9 @@ pub struct Reservation {
     pub id: ReservationId,
     pub drop_id: DropId,
     pub user_id: UserId,
+    /// The size the unit is of (its drop's size label).
+    #[serde(default)]
+    pub size: String,
     pub status: ReservationStatus,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,

@@ -22,14 +22,14 @@ pub use self::{
         receipt_message, Audit, AuditBeacon, AuditHistory, AuditLater, AuditTicket, EntryProof,
         OrderSource, Receipt, SealedEntries, TicketHistory, WaitlistMove,
     },
-    drop::{ProductDrop, Purchaser},
+    drop::{DropSize, ProductDrop, Purchaser},
     error::{ApiError, ErrorCode, Refusal},
     events::LiveEvent,
     hold::{Purchase, Reservation, ReservationStatus, User},
     ids::{DropId, PurchaseId, ReservationId, UserId},
     new_drop::{
-        parse_price, NewDrop, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PRICE_CENTS, MAX_STOCK,
-        QUEUE_LOBBY_MINUTES,
+        parse_price, parse_size_run, NewDrop, NewSize, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS,
+        MAX_PRICE_CENTS, MAX_SIZES, MAX_SIZE_CHARS, MAX_STOCK, ONE_SIZE, QUEUE_LOBBY_MINUTES,
     },
     sale::{QueueLine, SaleMode, Ticket, TicketState},
 };

@@ -37,9 +37,15 @@ pub struct NewDrop {
     /// Price in integer cents.
     #[cfg_attr(feature = "ssr", schema(minimum = 0, maximum = 100_000_000))]
     pub price_cents: i64,
-    /// Units on sale.
+    /// Units on sale. With `sizes`, their sum: it may be left out, and if given must match.
+    #[serde(default)]
     #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 1_000_000))]
     pub total_stock: i64,
+    /// The size run, in the order the card shows it, each with its own stock (at most
+    /// 30 sizes, labels distinct); one size, "One size", with all of `total_stock` when left
+    /// out. A draw sells one size.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sizes: Vec<NewSize>,
     /// Most units one buyer may buy, at most `total_stock`; 1 when left out.
     #[serde(default)]
     #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 1_000_000))]
@@ -64,6 +70,28 @@ pub struct NewDrop {
     #[serde(default)]
     pub accounts_before: Option<DateTime<Utc>>,
 }
+
+/// One size of a new drop and its stock.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct NewSize {
+    /// 1 to 20 characters after trimming, such as `EU 42` or `US 9.5`; no control characters.
+    #[cfg_attr(
+        feature = "ssr",
+        schema(min_length = 1, max_length = 20, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")
+    )]
+    pub label: String,
+    /// Units of this size on sale.
+    #[cfg_attr(feature = "ssr", schema(minimum = 0, maximum = 1_000_000))]
+    pub stock: i64,
+}
+
+/// The label of a drop's only size when it was created without sizes.
+pub const ONE_SIZE: &str = "One size";
+/// Most sizes one drop may have.
+pub const MAX_SIZES: usize = 30;
+/// Longest accepted size label, in characters.
+pub const MAX_SIZE_CHARS: usize = 20;
 
 /// How long before go-live a queue's lobby opens, unless the drop says.
 pub const QUEUE_LOBBY_MINUTES: i64 = 15;
@@ -131,6 +159,17 @@ pub fn validate_name(field: &str, raw: &str) -> Result<String, ApiError> {
 }
 
 impl NewDrop {
+    /// The sizes to create: those given, or one size, `One size`, of all the stock.
+    pub fn size_run_or_one(&self) -> Vec<NewSize> {
+        if !self.sizes.is_empty() {
+            return self.sizes.clone();
+        }
+        vec![NewSize {
+            label: ONE_SIZE.into(),
+            stock: self.total_stock,
+        }]
+    }
+
     /// When joining (a queue) or entering (a draw) opens.
     pub fn opens_at(&self) -> Option<DateTime<Utc>> {
         self.queue_opens_at.or(self.entries_open_at)
@@ -176,6 +215,7 @@ impl NewDrop {
                 format!("price_cents must be between 0 and {MAX_PRICE_CENTS}"),
             ));
         }
+        self.sizes = self.size_run()?;
         if !(1..=MAX_STOCK).contains(&self.total_stock) {
             return Err(ApiError::invalid(
                 "total_stock",
@@ -212,6 +252,12 @@ impl NewDrop {
                 ))
             }
             SaleMode::FirstCome => {}
+            SaleMode::Draw if self.sizes.len() > 1 => {
+                return Err(ApiError::invalid(
+                    "sizes",
+                    "a drop sold by draw sells one size: give it no sizes, or one",
+                ))
+            }
             SaleMode::Draw => match (self.entries_open_at, self.starts_at) {
                 (_, None) => {
                     return Err(ApiError::invalid(
@@ -254,6 +300,123 @@ impl NewDrop {
     }
 }
 
+#[cfg(feature = "ssr")]
+impl NewDrop {
+    /// The checked size run, with `total_stock` set to its sum.
+    fn size_run(&mut self) -> Result<Vec<NewSize>, ApiError> {
+        if self.sizes.is_empty() {
+            return Ok(self.size_run_or_one());
+        }
+        let sizes = std::mem::take(&mut self.sizes);
+        if sizes.len() > MAX_SIZES {
+            return Err(ApiError::invalid(
+                "sizes",
+                format!("a drop may have at most {MAX_SIZES} sizes"),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut run = Vec::with_capacity(sizes.len());
+        let mut sum: i64 = 0;
+        for size in sizes {
+            if size.label.trim().is_empty() {
+                return Err(ApiError::invalid(
+                    "sizes",
+                    "a size's label must not be empty",
+                ));
+            }
+            let label = validate_name("sizes", &size.label)?;
+            if label.chars().count() > MAX_SIZE_CHARS {
+                return Err(ApiError::invalid(
+                    "sizes",
+                    format!("a size's label must be at most {MAX_SIZE_CHARS} characters"),
+                ));
+            }
+            if !seen.insert(label.to_lowercase()) {
+                return Err(ApiError::invalid(
+                    "sizes",
+                    format!("the size {label} is listed twice"),
+                ));
+            }
+            if !(0..=MAX_STOCK).contains(&size.stock) {
+                return Err(ApiError::invalid(
+                    "sizes",
+                    format!("the stock of {label} must be between 0 and {MAX_STOCK}"),
+                ));
+            }
+            sum = sum.saturating_add(size.stock);
+            run.push(NewSize {
+                label,
+                stock: size.stock,
+            });
+        }
+        if self.total_stock != 0 && self.total_stock != sum {
+            return Err(ApiError::invalid(
+                "total_stock",
+                format!(
+                    "total_stock ({}) is not the sizes' sum ({sum})",
+                    self.total_stock
+                ),
+            ));
+        }
+        self.total_stock = sum;
+        Ok(run)
+    }
+}
+
+/// Reads a size run a person typed: entries split by commas or line breaks, each `LABEL: UNITS`
+/// (`EU 42: 5`), where a label ending in a range of whole numbers (`EU 40-46: 5`, or with an en
+/// dash) is one size per number, each with those units. Empty text is no sizes.
+pub fn parse_size_run(raw: &str) -> Result<Vec<NewSize>, ApiError> {
+    let bad = |entry: &str| {
+        ApiError::invalid(
+            "sizes",
+            format!("sizes must be entries like \"EU 42: 5\" or \"EU 40-46: 5\"; not \"{entry}\""),
+        )
+    };
+    let mut run = Vec::new();
+    for entry in raw
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let (label, units) = entry.rsplit_once(':').ok_or_else(|| bad(entry))?;
+        let stock: i64 = units.trim().parse().map_err(|_| bad(entry))?;
+        let label = label.trim();
+        match size_range(label) {
+            Some((prefix, from, to)) => {
+                if to < from || to - from >= MAX_SIZES as u32 {
+                    return Err(bad(entry));
+                }
+                run.extend((from..=to).map(|n| NewSize {
+                    label: format!("{prefix}{n}"),
+                    stock,
+                }));
+            }
+            None => run.push(NewSize {
+                label: label.to_string(),
+                stock,
+            }),
+        }
+        if run.len() > MAX_SIZES {
+            return Err(ApiError::invalid(
+                "sizes",
+                format!("a drop may have at most {MAX_SIZES} sizes"),
+            ));
+        }
+    }
+    Ok(run)
+}
+
+/// A label ending in `A-B` (or `A–B`), whole numbers: its prefix and the two ends.
+fn size_range(label: &str) -> Option<(&str, u32, u32)> {
+    let (head, to) = label.rsplit_once(['-', '\u{2013}'])?;
+    let to: u32 = to.trim().parse().ok()?;
+    let head = head.trim_end();
+    let prefix = head.trim_end_matches(|c: char| c.is_ascii_digit());
+    let from: u32 = head[prefix.len()..].parse().ok()?;
+    Some((prefix, from, to))
+}
+
 /// Reads a price a person typed (`180`, `180.5`, `$180.00`) as integer cents.
 pub fn parse_price(raw: &str) -> Result<i64, ApiError> {
     let bad = || ApiError::invalid("price_cents", "price must be an amount like 180 or 180.00");
@@ -277,6 +440,85 @@ pub fn parse_price(raw: &str) -> Result<i64, ApiError> {
 mod tests {
     use super::*;
     use crate::model::error::ErrorCode;
+
+    #[test]
+    fn a_size_run_is_read_as_typed_and_ranges_expand() {
+        let run = parse_size_run("EU 40-42: 5, US 13: 2\nXL:0").unwrap();
+        let got: Vec<(&str, i64)> = run.iter().map(|s| (s.label.as_str(), s.stock)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("EU 40", 5),
+                ("EU 41", 5),
+                ("EU 42", 5),
+                ("US 13", 2),
+                ("XL", 0)
+            ]
+        );
+        assert_eq!(parse_size_run(" ").unwrap(), Vec::new());
+        for bad in ["EU 42", "EU 42: many", "EU 46-40: 1", "EU 1-100: 1"] {
+            let error = parse_size_run(bad).unwrap_err();
+            assert_eq!(error.field.as_deref(), Some("sizes"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_are_checked_and_their_sum_is_the_stock() {
+        let size = |label: &str, stock| NewSize {
+            label: label.into(),
+            stock,
+        };
+        let sized = NewDrop {
+            total_stock: 0,
+            sizes: vec![size(" EU 42 ", 3), size("EU 43", 4)],
+            ..drop_input()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(sized.total_stock, 7);
+        assert_eq!(sized.sizes[0].label, "EU 42");
+        // Without sizes: one size of all the stock.
+        let plain = drop_input().validate().unwrap();
+        assert_eq!(plain.sizes, vec![size(ONE_SIZE, 10)]);
+        let refused = |sizes: Vec<NewSize>, total_stock| {
+            NewDrop {
+                total_stock,
+                sizes,
+                ..drop_input()
+            }
+            .validate()
+            .unwrap_err()
+            .field
+        };
+        assert_eq!(
+            refused(vec![size("EU 42", 3)], 5).as_deref(),
+            Some("total_stock")
+        );
+        let twice = refused(vec![size("eu 42", 1), size("EU 42", 1)], 0);
+        assert_eq!(twice.as_deref(), Some("sizes"));
+        assert_eq!(refused(vec![size("", 1)], 0).as_deref(), Some("sizes"));
+        assert_eq!(
+            refused(vec![size("EU 42", -1)], 0).as_deref(),
+            Some("sizes")
+        );
+        let bidi = refused(vec![size("EU 42\u{202e}", 1)], 0);
+        assert_eq!(bidi.as_deref(), Some("sizes"));
+        let many = (0..31).map(|n| size(&format!("S{n}"), 1)).collect();
+        assert_eq!(refused(many, 0).as_deref(), Some("sizes"));
+        assert_eq!(
+            refused(vec![size("EU 42", 0)], 0).as_deref(),
+            Some("total_stock")
+        );
+        // A draw sells one size.
+        let draw = NewDrop {
+            total_stock: 0,
+            sizes: vec![size("A", 1), size("B", 1)],
+            sale_mode: Some(SaleMode::Draw),
+            starts_at: Some(Utc::now()),
+            ..drop_input()
+        };
+        assert_eq!(draw.validate().unwrap_err().field.as_deref(), Some("sizes"));
+    }
 
     fn drop_input() -> NewDrop {
         NewDrop {

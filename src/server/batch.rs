@@ -30,11 +30,11 @@ use super::{
     metrics::Metrics,
     settings::{HoldTerms, NetworkCaps},
     store::{
-        Joiner, KeyClaim, KeyRequest, NewAccount, Progress, ReserveOutcome, Settlement, Store,
-        StoreError,
+        Joiner, KeyClaim, KeyRequest, NewAccount, Progress, Reserve, ReserveOutcome, Settlement,
+        Store, StoreError,
     },
 };
-use crate::model::{ApiError, DropId, ErrorCode, Refusal, SaleMode, Ticket, User, UserId};
+use crate::model::{ApiError, DropId, ErrorCode, Refusal, SaleMode, Ticket, User};
 
 /// A write that many requests can share: one transaction answers each request in the order
 /// given. Requests are grouped by a key (a drop), and one group's batches run one at a time.
@@ -68,17 +68,17 @@ pub struct Reserves {
 impl GroupWrite for Reserves {
     const NAME: &'static str = "reserve";
     type Group = DropId;
-    type Request = UserId;
+    type Request = Reserve;
     type Answer = crate::server::store::Reserved;
 
     async fn write(
         &self,
         store: &dyn Store,
         drop: DropId,
-        users: &[UserId],
+        asks: &[Reserve],
         progress: &mut Progress,
     ) -> Result<Vec<ReserveOutcome>, StoreError> {
-        store.reserve_many(drop, users, &self.terms, progress).await
+        store.reserve_many(drop, asks, &self.terms, progress).await
     }
 }
 

@@ -10,14 +10,14 @@ use super::{
     rules,
     settings::{HoldTerms, NetworkCaps},
     store::{
-        Cancelled, Joiner, KeyClaim, KeyRequest, Reserved, Settlement, Spend, StockAudit, Store,
-        StoreError,
+        Cancelled, Joiner, KeyClaim, KeyRequest, Reserve, Reserved, Settlement, Spend, StockAudit,
+        Store, StoreError,
     },
     workers::expiry::ExpiryClock,
 };
 use crate::model::{
-    ApiError, AuditHistory, AuditLater, DropId, EntryProof, ErrorCode, NewDrop, ProductDrop,
-    Purchase, Reservation, ReservationId, SaleMode, Ticket, User, UserId,
+    ApiError, AuditHistory, AuditLater, DropId, EntryProof, ErrorCode, NewDrop, NewSize,
+    ProductDrop, Purchase, Reservation, ReservationId, SaleMode, Ticket, User, UserId,
 };
 
 /// Runs a write to completion even if the caller goes away: a client that disconnects
@@ -121,10 +121,11 @@ impl Inventory {
             .ok_or_else(|| ApiError::refusal(ErrorCode::DropNotFound))
     }
 
-    /// Takes one unit of a drop for the user, for the configured hold time (in a batch with
-    /// the other reserves of the drop that arrive while one is being written).
-    pub async fn reserve(&self, drop: DropId, user: UserId) -> Result<Reserved, ApiError> {
-        let outcome = self.reserves.submit(drop, user).await;
+    /// Takes one unit of a drop, of the size asked for, for the user, for the configured hold
+    /// time (in a batch with the other reserves of the drop that arrive while one is being
+    /// written).
+    pub async fn reserve(&self, drop: DropId, ask: Reserve) -> Result<Reserved, ApiError> {
+        let outcome = self.reserves.submit(drop, ask).await;
         let label = match &outcome {
             Ok(_) => "HELD",
             Err(e) => e.code.as_str(),
@@ -310,14 +311,28 @@ fn demo_drops() -> Vec<NewDrop> {
         max_per_user: Some(1),
         ..NewDrop::default()
     };
+    let size = |label: &str, stock| NewSize {
+        label: label.into(),
+        stock,
+    };
     vec![
-        drop(
-            "Aurora Runner OG",
-            "The 2014 runner, back in its launch colourway. Numbered box.",
-            "/images/aurora-runner.svg",
-            18_000,
-            50,
-        ),
+        NewDrop {
+            sizes: vec![
+                size("EU 40", 5),
+                size("EU 41", 8),
+                size("EU 42", 12),
+                size("EU 43", 12),
+                size("EU 44", 8),
+                size("EU 45", 5),
+            ],
+            ..drop(
+                "Aurora Runner OG",
+                "The 2014 runner, back in its launch colourway. Numbered box.",
+                "/images/aurora-runner.svg",
+                18_000,
+                50,
+            )
+        },
         drop(
             "Midnight Court Low",
             "Suede low-top in midnight blue with a gum sole.",

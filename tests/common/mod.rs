@@ -404,6 +404,23 @@ impl Api {
         .await
     }
 
+    /// `POST /api/v1/drops/{drop}/reservations {"size"}` as the buyer whose session `cookie`
+    /// is.
+    pub async fn reserve_size(
+        &self,
+        cookie: &str,
+        drop: impl std::fmt::Display,
+        size: &str,
+    ) -> Reply {
+        self.call(
+            "POST",
+            &format!("/api/v1/drops/{drop}/reservations"),
+            Some(&json!({ "size": size }).to_string()),
+            Auth::Cookie(cookie),
+        )
+        .await
+    }
+
     /// `POST /api/v1/reservations/{hold}/purchase` as the buyer whose session `cookie` is.
     pub async fn purchase(&self, cookie: &str, hold: impl std::fmt::Display) -> Reply {
         self.call(

@@ -17,6 +17,8 @@ use crate::{
 pub(super) const TARGET_HOLDS_PER_SECOND: f64 = 20_000.0;
 /// PostgreSQL's reserves per second at 256 buyers, as a share of SQLite's in the same run.
 pub(super) const TARGET_POSTGRES_SHARE_PERCENT: f64 = 90.0;
+/// The hot drop spread over ten sizes, as a share of the one-size cell in the same run.
+pub(super) const TARGET_SIZED_SHARE_PERCENT: f64 = 95.0;
 /// p99 reserve latency at 256 buyers, milliseconds.
 pub(super) const TARGET_RESERVE_P99_MS: f64 = 50.0;
 /// p99 fan-out latency at 5,000 clients, milliseconds.
@@ -95,6 +97,25 @@ impl Report {
                     " %",
                 ),
                 _ => "not measured".into(),
+            },
+        );
+        row(
+            out,
+            "a hot drop of 10 sizes ≥ 95 % of the one-size cell's reserves/s (256 buyers, this run)",
+            &|db| {
+                let sized = self.hot.iter().find(|r| {
+                    r.db == db
+                        && main_cell(db).is_some_and(|m| m.settings == r.settings)
+                        && r.cell().route == Route::RestSized
+                });
+                match (main_cell(db), sized) {
+                    (Some(one), Some(sized)) => at_least(
+                        100.0 * sized.cell().holds_per_second() / one.cell().holds_per_second(),
+                        TARGET_SIZED_SHARE_PERCENT,
+                        " %",
+                    ),
+                    _ => "not measured".into(),
+                }
             },
         );
         row(out, "no oversell (every run)", &|db| {

@@ -51,8 +51,9 @@ where
 }
 
 /// A button that runs `action` with `fields` (name, value) as its form, and `key` (see
-/// [`renewed_key`]) as its `idempotency_key` when given. The button is disabled while the
-/// action is pending and whenever `disabled` says.
+/// [`renewed_key`]) as its `idempotency_key` when given; `children` are more of the form's
+/// fields a buyer fills in (a size picker), before the button. The button is disabled while
+/// the action is pending and whenever `disabled` says.
 #[component]
 pub fn ActionButton<ServFn, OutputProtocol>(
     action: ServerAction<ServFn>,
@@ -61,6 +62,7 @@ pub fn ActionButton<ServFn, OutputProtocol>(
     class: &'static str,
     #[prop(into)] label: Signal<String>,
     #[prop(optional, into)] disabled: Signal<bool>,
+    #[prop(optional)] children: Option<Children>,
 ) -> impl IntoView
 where
     ServFn: DeserializeOwned
@@ -86,6 +88,7 @@ where
                 .map(|key| {
                     view! { <input type="hidden" name="idempotency_key" value=move || key.get() /> }
                 })}
+            {children.map(|children| children())}
             <button
                 type="submit"
                 class=class

@@ -15,7 +15,7 @@ use super::{
 use crate::{
     api::{CancelHold, JoinQueue, LeaveQueue, PurchaseHold, ReserveUnit},
     live::{HoldView, LiveStore, Stock},
-    model::{ApiError, DropId, ErrorCode, ProductDrop, SaleMode, Ticket},
+    model::{ApiError, DropId, DropSize, ErrorCode, ProductDrop, SaleMode, Ticket},
 };
 
 /// Everything a card shows, as the server rendered it (an island's props: plain data, times
@@ -29,6 +29,8 @@ pub struct CardData {
     pub image: String,
     pub price_cents: i64,
     pub stock: Stock,
+    /// A drop of several sizes: each with its stock (a buyer picks one); empty for one size.
+    pub sizes: Vec<DropSize>,
     /// When reserving opens, in milliseconds since the epoch.
     pub starts_ms: i64,
     /// The newest buyers' names, newest first.
@@ -52,6 +54,11 @@ impl CardData {
             image: drop.image.clone(),
             price_cents: drop.price_cents,
             stock: Stock::of(drop),
+            sizes: if drop.sized() {
+                drop.sizes.clone()
+            } else {
+                Vec::new()
+            },
             starts_ms: drop.starts_at.timestamp_millis(),
             recent: drop
                 .recent_purchasers
@@ -115,6 +122,7 @@ fn CardView(data: CardData) -> impl IntoView {
         image,
         price_cents,
         stock: rendered_stock,
+        sizes: rendered_sizes,
         starts_ms,
         recent,
         hold: rendered_hold,
@@ -123,6 +131,8 @@ fn CardView(data: CardData) -> impl IntoView {
         queue,
     } = data;
     let stock = Memo::new(move |_| live.stock(id, rendered_stock));
+    let sized = !rendered_sizes.is_empty();
+    let sizes = Memo::new(move |_| live.sizes(id, &rendered_sizes));
     let sold_out = Signal::derive(move || stock.get().available <= 0);
     // The viewer's hold: as rendered, then as the feed and this card's own actions say.
     let hold = RwSignal::new(rendered_hold);
@@ -135,7 +145,7 @@ fn CardView(data: CardData) -> impl IntoView {
     // moves it only after hydration, so both sides render the hold as the server saw it.
     let expired = RwSignal::new(false);
     Effect::new(move |_| {
-        let ran_out = hold.with(|h| h.is_some_and(|h| live.now_ms() >= h.expires_ms));
+        let ran_out = hold.with(|h| h.as_ref().is_some_and(|h| live.now_ms() >= h.expires_ms));
         if expired.get_untracked() != ran_out {
             expired.set(ran_out);
         }
@@ -262,6 +272,7 @@ fn CardView(data: CardData) -> impl IntoView {
                 <p class="card-description">{description}</p>
                 <p class="card-price">{format_price(price_cents)}</p>
                 <StockBar stock=stock.into() />
+                {sized.then(|| view! { <SizesLeft sizes=sizes.into() /> })}
                 <Show
                     when=move || held.get()
                     fallback=move || {
@@ -276,7 +287,9 @@ fn CardView(data: CardData) -> impl IntoView {
                                     disabled=Signal::derive(move || {
                                         sold_out.get() || opens_in.get() > 0
                                     })
-                                />
+                                >
+                                    {sized.then(|| view! { <SizePicker sizes=sizes.into() /> })}
+                                </ActionButton>
                             </Show>
                         }
                     }
@@ -285,8 +298,16 @@ fn CardView(data: CardData) -> impl IntoView {
                         hold.get()
                             .map(|hold| {
                                 let fields = vec![("reservation_id", hold.id.0.to_string())];
+                                let size = sized.then(|| {
+                                    view! {
+                                        <p class="hold-size">
+                                            "Size " <strong data-testid="held-size">{hold.size}</strong>
+                                        </p>
+                                    }
+                                });
                                 view! {
                                     <div class="hold">
+                                        {size}
                                         <Countdown expires_ms=hold.expires_ms />
                                         <div class="hold-actions">
                                             <ActionButton
@@ -403,6 +424,90 @@ fn StockBar(stock: Signal<Stock>) -> impl IntoView {
                 " left"
             </p>
         </div>
+    }
+}
+
+/// How many sizes are left, and the moment one sells out, which ("US 9 is sold out; 3 sizes
+/// left"): what a buyer waiting in a queue or watching the card needs to hear at once. A
+/// polite live region, so a screen reader says it too.
+#[component]
+fn SizesLeft(sizes: Signal<Vec<DropSize>>) -> impl IntoView {
+    let news = RwSignal::new(None::<String>);
+    // Effects run only after hydration: the first render is the count, on both sides.
+    Effect::new(move |before: Option<Vec<i64>>| {
+        let now: Vec<i64> = sizes.with(|all| all.iter().map(|s| s.available_stock).collect());
+        if let Some(before) = before {
+            let left = now.iter().filter(|&&n| n > 0).count();
+            let gone = sizes.with(|all| {
+                all.iter()
+                    .zip(&before)
+                    .rev()
+                    .find(|(size, &was)| was > 0 && size.available_stock <= 0)
+                    .map(|(size, _)| size.label.clone())
+            });
+            let back = now.iter().zip(&before).any(|(&n, &was)| was <= 0 && n > 0);
+            if back {
+                news.set(None);
+            } else if let Some(label) = gone {
+                news.set(Some(match left {
+                    0 => format!("{label} is sold out; no sizes left"),
+                    1 => format!("{label} is sold out; 1 size left"),
+                    n => format!("{label} is sold out; {n} sizes left"),
+                }));
+            }
+        }
+        now
+    });
+    let count = move || {
+        sizes.with(|all| {
+            let left = all.iter().filter(|s| s.available_stock > 0).count();
+            format!("{left} of {} sizes left", all.len())
+        })
+    };
+    view! {
+        <p class="sizes-left" role="status" data-testid="sizes-left">
+            {move || news.get().unwrap_or_else(count)}
+        </p>
+    }
+}
+
+/// The sizes of a drop as radio buttons of the reserve form (`size`): each with its stock
+/// live, a sold-out one disabled but shown. A native radio group, so arrow keys move through
+/// it and a screen reader reads "EU 42, 3 left" as one choice; `required`, so a reserve
+/// without a size is stopped before it is sent, also without JavaScript.
+#[component]
+fn SizePicker(sizes: Signal<Vec<DropSize>>) -> impl IntoView {
+    let labels: Vec<String> =
+        sizes.with_untracked(|all| all.iter().map(|s| s.label.clone()).collect());
+    view! {
+        <fieldset class="sizes">
+            <legend>"Size"</legend>
+            {labels
+                .into_iter()
+                .enumerate()
+                .map(|(at, label)| {
+                    let left = move || sizes.with(|all| all.get(at).map_or(0, |s| s.available_stock));
+                    view! {
+                        <label class="size" class:size-out=move || left() <= 0>
+                            <input
+                                type="radio"
+                                name="size"
+                                value=label.clone()
+                                required=true
+                                disabled=move || left() <= 0
+                            />
+                            <span class="size-label">{label}</span>
+                            <span class="size-left">
+                                {move || match left() {
+                                    0 => "sold out".to_string(),
+                                    n => format!("{n} left"),
+                                }}
+                            </span>
+                        </label>
+                    }
+                })
+                .collect_view()}
+        </fieldset>
     }
 }
 

@@ -66,6 +66,13 @@ pub fn CreateDropPanel(key: String, refused: Option<ApiError>) -> impl IntoView 
                     placeholder="100"
                 />
                 <Field
+                    name="sizes"
+                    label="Size run (optional)"
+                    kind="text"
+                    error=error_for("sizes")
+                    placeholder="EU 40-46: 5, US 13: 2"
+                />
+                <Field
                     name="description"
                     label="Description"
                     kind="text"

@@ -190,12 +190,7 @@ impl EventBus {
                     Some(frame) => frame.version < drop.version,
                 };
                 if stale {
-                    let event = LiveEvent::StockUpdated {
-                        drop_id: drop.id,
-                        available: drop.available_stock,
-                        total: drop.total_stock,
-                        version: drop.version,
-                    };
+                    let event = LiveEvent::stock_of(drop);
                     board.insert(
                         drop.id,
                         StockFrame {
@@ -359,6 +354,7 @@ mod tests {
             available,
             total: 5,
             version,
+            sizes: Vec::new(),
         })
     }
 

@@ -9,38 +9,56 @@ use crate::{
     model::{ErrorCode, Refusal, SaleMode, UserId},
     server::{
         settings::HoldTerms,
-        store::rows::{BuyerCheck, HoldCheck, LockedDrop},
+        store::{
+            holds::NewHold,
+            rows::{BuyerCheck, HoldCheck, LockedDrop, SizeRow},
+            Reserve,
+        },
     },
 };
 
 /// How a reserve batch answers its users before any row is written: a refusal for some, a
-/// unit (and a hold to insert) for the others.
+/// unit of the size they asked for (and a hold to insert) for the others.
 #[derive(Debug, PartialEq, Eq)]
 pub struct BatchPlan {
     /// Per user, in batch order: `None` for a user who gets a unit, else the refusal.
     pub refusals: Vec<Option<Refusal>>,
-    /// The users who get a unit, each once, in batch order.
-    pub takers: Vec<UserId>,
+    /// The holds to insert, one per user who gets a unit, in batch order.
+    pub takers: Vec<NewHold>,
 }
 
 /// The users of a batch, each once, in first-come order (the set the checks are read for).
-pub fn distinct_users(users: &[UserId]) -> Vec<UserId> {
-    let mut seen = HashSet::with_capacity(users.len());
-    users.iter().copied().filter(|u| seen.insert(*u)).collect()
+pub fn distinct_users(users: impl IntoIterator<Item = UserId>) -> Vec<UserId> {
+    let mut seen = HashSet::new();
+    users.into_iter().filter(|u| seen.insert(*u)).collect()
+}
+
+/// The size a reserve takes its unit from: the one it names, or a drop's only size.
+fn size_of<'a>(ask: &Reserve, sizes: &'a [SizeRow]) -> Result<&'a SizeRow, ErrorCode> {
+    match (&ask.size, sizes) {
+        (None, [only]) => Ok(only),
+        (None, _) => Err(ErrorCode::SizeRequired),
+        (Some(label), _) => sizes
+            .iter()
+            .find(|size| size.label == label.trim())
+            .ok_or(ErrorCode::SizeNotFound),
+    }
 }
 
 /// Decides every user's outcome in one batch: first come, first served, as if each reserve ran
-/// alone after the ones before it. `drop` is `None` when the drop does not exist; `checks` hold
-/// what was read for each distinct user; `terms` say how long a buyer who gave a hold back
-/// waits, and how many they may give back.
+/// alone after the ones before it. `drop` is `None` when the drop does not exist; `sizes` are
+/// its sizes with their stock; `checks` hold what was read for each distinct user; `terms` say
+/// how long a buyer who gave a hold back waits, and how many they may give back. A buyer may
+/// hold one unit of a drop at a time, whatever its size, and `max_per_user` counts the drop.
 pub fn plan_batch(
-    users: &[UserId],
+    asks: &[Reserve],
     drop: Option<&LockedDrop>,
+    sizes: &[SizeRow],
     checks: &[BuyerCheck],
     terms: &HoldTerms,
 ) -> BatchPlan {
     let whole_batch = |code: ErrorCode| BatchPlan {
-        refusals: vec![Some(code.into()); users.len()],
+        refusals: vec![Some(code.into()); asks.len()],
         takers: Vec::new(),
     };
     let Some(drop) = drop else {
@@ -56,7 +74,10 @@ pub fn plan_batch(
     let checks: HashMap<UserId, &BuyerCheck> = checks.iter().map(|c| (c.user_id, c)).collect();
     // A user named again after getting a hold is already holding one; after a refusal, refused
     // alike.
-    let mut left = drop.available_stock;
+    let mut left: HashMap<&str, i64> = sizes
+        .iter()
+        .map(|size| (size.label.as_str(), size.available_stock))
+        .collect();
     let mut takers = Vec::new();
     let mut holding = HashSet::new();
     let cooldown_ms = i64::try_from(terms.cooldown.as_millis()).unwrap_or(i64::MAX);
@@ -67,9 +88,11 @@ pub fn plan_batch(
             retry_after_ms: Some(ends - drop.now),
         })
     };
-    let refusals = users
+    let refusals = asks
         .iter()
-        .map(|&user| {
+        .map(|ask| {
+            let user = ask.user;
+            let size = size_of(ask, sizes);
             let refusal = match checks.get(&user) {
                 None => Some(ErrorCode::Unauthenticated.into()),
                 Some(c) if !c.known => Some(ErrorCode::Unauthenticated.into()),
@@ -82,14 +105,22 @@ pub fn plan_batch(
                     Some(ErrorCode::HoldLimitReached.into())
                 }
                 Some(c) if cooling(c).is_some() => cooling(c),
-                Some(_) if left <= 0 => Some(ErrorCode::OutOfStock.into()),
-                Some(_) => None,
+                Some(_) => match size {
+                    Err(code) => Some(code.into()),
+                    Ok(size) => match left.get_mut(size.label.as_str()) {
+                        Some(units) if *units > 0 => {
+                            *units -= 1;
+                            holding.insert(user);
+                            takers.push(NewHold {
+                                user_id: user,
+                                size: size.label.clone(),
+                            });
+                            None
+                        }
+                        _ => Some(ErrorCode::OutOfStock.into()),
+                    },
+                },
             };
-            if refusal.is_none() {
-                left -= 1;
-                holding.insert(user);
-                takers.push(user);
-            }
             refusal
         })
         .collect();
@@ -136,8 +167,42 @@ mod tests {
         max_released: 3,
     };
 
+    /// A batch of reserves of a one-size drop (as many units as the drop has).
     fn plan_of(users: &[UserId], drop: Option<&LockedDrop>, checks: &[BuyerCheck]) -> BatchPlan {
-        plan_batch(users, drop, checks, &TERMS)
+        let sizes = drop.map(|d| vec![size("One size", d.available_stock)]);
+        plan_batch(
+            &any_size(users),
+            drop,
+            sizes.as_deref().unwrap_or_default(),
+            checks,
+            &TERMS,
+        )
+    }
+
+    fn any_size(users: &[UserId]) -> Vec<Reserve> {
+        users.iter().copied().map(Reserve::any).collect()
+    }
+
+    fn size(label: &str, available_stock: i64) -> SizeRow {
+        SizeRow {
+            drop_id: crate::model::DropId(1),
+            label: label.into(),
+            total_stock: available_stock,
+            available_stock,
+            version: 0,
+        }
+    }
+
+    fn ask(user: i64, size: Option<&str>) -> Reserve {
+        Reserve {
+            user: UserId(user),
+            size: size.map(Into::into),
+        }
+    }
+
+    /// Who gets a unit, in batch order.
+    fn taker_ids(plan: &BatchPlan) -> Vec<UserId> {
+        plan.takers.iter().map(|hold| hold.user_id).collect()
     }
 
     /// Each user's refusal code, in batch order.
@@ -152,14 +217,14 @@ mod tests {
             Some(&drop(2)),
             &[buyer(1), buyer(2), buyer(3)],
         );
-        assert_eq!(plan.takers, users(&[1, 2]));
+        assert_eq!(taker_ids(&plan), users(&[1, 2]));
         assert_eq!(codes(&plan), vec![None, None, Some(ErrorCode::OutOfStock)]);
     }
 
     #[test]
     fn a_buyer_named_twice_gets_one_hold() {
         let plan = plan_of(&users(&[1, 1, 2]), Some(&drop(5)), &[buyer(1), buyer(2)]);
-        assert_eq!(plan.takers, users(&[1, 2]));
+        assert_eq!(taker_ids(&plan), users(&[1, 2]));
         assert_eq!(
             codes(&plan),
             vec![None, Some(ErrorCode::AlreadyReserved), None]
@@ -196,7 +261,7 @@ mod tests {
                 None,
             ]
         );
-        assert_eq!(plan.takers, users(&[6]));
+        assert_eq!(taker_ids(&plan), users(&[6]));
     }
 
     #[test]
@@ -246,16 +311,81 @@ mod tests {
         let error = ApiError::from(plan.refusals[0].unwrap());
         assert_eq!(error.retry_after, Some(59));
         assert!(error.message.contains("59 s"), "{}", error.message);
-        assert_eq!(plan.takers, users(&[2]));
+        assert_eq!(taker_ids(&plan), users(&[2]));
         // Without a cooldown the same buyer may take the unit again at once.
         let none = HoldTerms::lasting(TERMS.ttl);
-        let again = plan_batch(&users(&[1]), Some(&drop(5)), &[cancelled(1, NOW)], &none);
-        assert_eq!(again.takers, users(&[1]));
+        let again = plan_batch(
+            &any_size(&users(&[1])),
+            Some(&drop(5)),
+            &[size("One size", 5)],
+            &[cancelled(1, NOW)],
+            &none,
+        );
+        assert_eq!(taker_ids(&again), users(&[1]));
     }
 
     #[test]
     fn distinct_users_keep_their_first_place() {
-        assert_eq!(distinct_users(&users(&[3, 1, 3, 2, 1])), users(&[3, 1, 2]));
+        assert_eq!(distinct_users(users(&[3, 1, 3, 2, 1])), users(&[3, 1, 2]));
+    }
+
+    #[test]
+    fn each_size_sells_out_on_its_own_and_the_batch_takes_from_several() {
+        let sizes = [size("EU 41", 1), size("EU 42", 2), size("EU 43", 0)];
+        let asks = [
+            ask(1, Some("EU 41")),
+            ask(2, Some("EU 41")),
+            ask(3, Some("EU 42")),
+            ask(4, Some("EU 43")),
+            ask(5, Some(" EU 42 ")),
+            ask(6, Some("EU 42")),
+        ];
+        let checks: Vec<BuyerCheck> = (1..=6).map(buyer).collect();
+        let plan = plan_batch(&asks, Some(&drop(3)), &sizes, &checks, &TERMS);
+        assert_eq!(
+            codes(&plan),
+            vec![
+                None,
+                Some(ErrorCode::OutOfStock),
+                None,
+                Some(ErrorCode::OutOfStock),
+                None,
+                Some(ErrorCode::OutOfStock),
+            ]
+        );
+        assert_eq!(taker_ids(&plan), users(&[1, 3, 5]));
+        let sizes: Vec<&str> = plan.takers.iter().map(|h| h.size.as_str()).collect();
+        assert_eq!(sizes, vec!["EU 41", "EU 42", "EU 42"]);
+    }
+
+    #[test]
+    fn a_reserve_names_a_size_the_drop_has_unless_it_has_one() {
+        let sizes = [size("US 9", 5), size("US 10", 5)];
+        let checks: Vec<BuyerCheck> = (1..=3).map(buyer).collect();
+        let asks = [ask(1, None), ask(2, Some("US 11")), ask(3, Some("US 10"))];
+        let plan = plan_batch(&asks, Some(&drop(10)), &sizes, &checks, &TERMS);
+        assert_eq!(
+            codes(&plan),
+            vec![
+                Some(ErrorCode::SizeRequired),
+                Some(ErrorCode::SizeNotFound),
+                None
+            ]
+        );
+        assert_eq!(plan.takers[0].size, "US 10");
+        // One size needs no name; naming it works too.
+        let one = [size("One size", 2)];
+        let asks = [ask(1, None), ask(2, Some("One size"))];
+        let plan = plan_batch(&asks, Some(&drop(2)), &one, &checks, &TERMS);
+        assert_eq!(codes(&plan), vec![None, None]);
+    }
+
+    #[test]
+    fn one_hold_per_buyer_whatever_the_size() {
+        let sizes = [size("US 9", 5), size("US 10", 5)];
+        let asks = [ask(1, Some("US 9")), ask(1, Some("US 10"))];
+        let plan = plan_batch(&asks, Some(&drop(10)), &sizes, &[buyer(1)], &TERMS);
+        assert_eq!(codes(&plan), vec![None, Some(ErrorCode::AlreadyReserved)]);
     }
 
     #[test]
@@ -304,7 +434,7 @@ mod tests {
         };
         let plan = plan_of(&users(&[1, 2]), Some(&queue), &[admitted, buyer(2)]);
         assert_eq!(codes(&plan), vec![None, Some(ErrorCode::NotAdmitted)]);
-        assert_eq!(plan.takers, users(&[1]));
+        assert_eq!(taker_ids(&plan), users(&[1]));
     }
 
     #[test]

@@ -6,18 +6,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
+    holds::{move_stock, units_of},
     notices::{hold_event, line_event, stock_event, ticket_event},
     queue::{furthest_place, go_live},
 };
 use crate::{
-    model::{DropId, QueueLine, SaleMode, TicketState, UserId},
+    model::{DropId, QueueLine, SaleMode, TicketState},
     server::{
         events::Envelope,
         rules::{self, HandOn},
         store::{
             draw::DrawTx,
             final_audit_document,
-            holds::HoldTx,
+            holds::{HoldTx, NewHold},
             ops::{DrawWrites, HandOnPass},
             queue::QueueTx,
             steps::{Dialect, WriteTx},
@@ -149,10 +150,18 @@ async fn give_units<T: WriteTx + HoldTx>(
     if winners.is_empty() {
         return Ok(Vec::new());
     }
-    let users: Vec<UserId> = winners.iter().map(|ticket| ticket.user_id).collect();
-    let holds = tx.insert_holds(drop, &users, claim).await?;
-    let taken = i64::try_from(holds.len()).unwrap_or(i64::MAX);
-    let after = tx.add_stock(drop, -taken).await?.into_drop(Vec::new());
+    // A draw sells one size (`NewDrop::validate`), which every drop has.
+    let sizes = tx.sizes(drop).await?;
+    let size = sizes.first().map(|s| s.label.clone()).unwrap_or_default();
+    let holds: Vec<NewHold> = winners
+        .iter()
+        .map(|ticket| NewHold {
+            user_id: ticket.user_id,
+            size: size.clone(),
+        })
+        .collect();
+    let holds = tx.insert_holds(drop, &holds, claim).await?;
+    let after = move_stock(tx, drop, units_of(&holds, -1)).await?;
     let mut events = vec![stock_event(&after)];
     events.extend(holds.iter().map(hold_event));
     Ok(events)

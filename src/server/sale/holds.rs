@@ -24,7 +24,7 @@ use crate::{
         settings::{BeaconChain, HoldTerms},
         store::{
             holds::{Closing, HoldTx},
-            ops::{Cancelled, Progress, Reads, ReserveOutcome, Reserved, Writes},
+            ops::{Cancelled, Progress, Reads, Reserve, ReserveOutcome, Reserved, Writes},
             queue::QueueTx,
             rows::{BeaconPlan, Order, ReservationRow, Seed},
             steps::{Dialect, WriteTx},
@@ -41,11 +41,10 @@ where
 {
     async fn create_drop(&self, new: &NewDrop) -> Result<ProductDrop, StoreError> {
         let mut tx = self.begin_write().await?;
-        let drop = tx
-            .insert_drop(new, order_for(new, self.beacon()).as_ref())
-            .await?;
-        let drop = drop.into_drop(Vec::new());
-        let created = Envelope::public(LiveEvent::DropCreated { drop: drop.clone() });
+        let drop = insert_drop(&mut tx, new, self.beacon()).await?;
+        let created = Envelope::public(LiveEvent::DropCreated {
+            drop: Box::new(drop.clone()),
+        });
         tx.commit(vec![created]).await?;
         Ok(drop)
     }
@@ -59,14 +58,15 @@ where
         }
         let mut seeded = Vec::with_capacity(drops.len());
         for new in drops {
-            let drop = tx
-                .insert_drop(new, order_for(new, self.beacon()).as_ref())
-                .await?;
-            seeded.push(drop.into_drop(Vec::new()));
+            seeded.push(insert_drop(&mut tx, new, self.beacon()).await?);
         }
         let events = seeded
             .iter()
-            .map(|drop| Envelope::public(LiveEvent::DropCreated { drop: drop.clone() }))
+            .map(|drop| {
+                Envelope::public(LiveEvent::DropCreated {
+                    drop: Box::new(drop.clone()),
+                })
+            })
             .collect();
         tx.commit(events).await?;
         Ok(seeded)
@@ -75,11 +75,11 @@ where
     async fn reserve_many(
         &self,
         drop: DropId,
-        users: &[UserId],
+        asks: &[Reserve],
         terms: &HoldTerms,
         progress: &mut Progress,
     ) -> Result<Vec<ReserveOutcome>, StoreError> {
-        if users.is_empty() {
+        if asks.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
@@ -88,14 +88,17 @@ where
         // before, and no reserve of this drop can slip in between.
         let locked = tx.lock_drop(drop).await?;
         progress.step("lock");
-        let checks = match &locked {
+        let (sizes, checks) = match &locked {
             Some(locked) if locked.started() => {
-                let users = rules::distinct_users(users);
-                tx.buyer_checks(drop, &users, locked.now).await?
+                let users = rules::distinct_users(asks.iter().map(|ask| ask.user));
+                (
+                    tx.sizes(drop).await?,
+                    tx.buyer_checks(drop, &users, locked.now).await?,
+                )
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), Vec::new()),
         };
-        let plan = rules::plan_batch(users, locked.as_ref(), &checks, terms);
+        let plan = rules::plan_batch(asks, locked.as_ref(), &sizes, &checks, terms);
         progress.step("check");
         // The unique index has the last word: the stock below is taken only for the rows that
         // went in.
@@ -108,10 +111,9 @@ where
         if inserted.is_empty() {
             tx.rollback().await?;
             progress.step("commit");
-            return Ok(batch_outcomes(users, plan, inserted, None));
+            return Ok(batch_outcomes(asks, plan, inserted, None));
         }
-        let taken = i64::try_from(inserted.len()).unwrap_or(i64::MAX);
-        let after = tx.add_stock(drop, -taken).await?.into_drop(Vec::new());
+        let after = move_stock(&mut tx, drop, units_of(&inserted, -1)).await?;
         progress.step("stock");
         // Every tab of each buyer learns of their new hold, not just the one that asked.
         let mut events = Vec::with_capacity(inserted.len() + 1);
@@ -130,7 +132,7 @@ where
         }
         tx.commit(events).await?;
         progress.step("commit");
-        Ok(batch_outcomes(users, plan, inserted, Some(after)))
+        Ok(batch_outcomes(asks, plan, inserted, Some(after)))
     }
 
     async fn purchase(
@@ -173,7 +175,7 @@ where
         let Some(hold) = tx.close_hold(reservation, user, Closing::Cancelled).await? else {
             return refuse(tx, reservation, user).await;
         };
-        let after = tx.add_stock(drop, 1).await?.into_drop(Vec::new());
+        let after = move_stock(&mut tx, drop, units_of(std::slice::from_ref(&hold), 1)).await?;
         let cancelled = Envelope::private(
             user,
             LiveEvent::HoldCancelled {
@@ -201,14 +203,52 @@ where
             return Ok(Vec::new());
         }
         let mut events = Vec::with_capacity(expired.len() + drops.len());
-        for (drop, count) in count_by_drop(&expired) {
-            let after = tx.add_stock(drop, count).await?;
-            events.push(stock_event(&after.into_drop(Vec::new())));
+        for (drop, holds) in by_drop(&expired) {
+            let after = move_stock(&mut tx, drop, units_of(&holds, 1)).await?;
+            events.push(stock_event(&after));
         }
         events.extend(expired.iter().map(expired_event));
         tx.commit(events).await?;
         Ok(expired.into_iter().map(Reservation::from).collect())
     }
+}
+
+/// Inserts a validated drop and its sizes: the drop as created.
+async fn insert_drop(
+    tx: &mut impl HoldTx,
+    new: &NewDrop,
+    beacon: Option<&BeaconChain>,
+) -> Result<ProductDrop, sqlx::Error> {
+    let row = tx.insert_drop(new, order_for(new, beacon).as_ref()).await?;
+    let sizes = tx.insert_sizes(row.id, &new.size_run_or_one()).await?;
+    Ok(row.into_drop(Vec::new(), sizes))
+}
+
+/// Moves units of a drop's sizes (label, units) and the drop's own sum by theirs, each version
+/// by one: the drop as it stands after. Every write that moves stock moves it here.
+pub(super) async fn move_stock(
+    tx: &mut impl HoldTx,
+    drop: DropId,
+    moves: Vec<(String, i64)>,
+) -> Result<ProductDrop, sqlx::Error> {
+    let units = moves.iter().map(|(_, units)| units).sum();
+    let row = tx.add_stock(drop, units).await?;
+    tx.move_sizes(drop, &moves).await?;
+    let sizes = tx.sizes(drop).await?;
+    Ok(row.into_drop(Vec::new(), sizes))
+}
+
+/// The units these holds move per size (`sign` -1 as they are taken, 1 as they come back),
+/// by label.
+pub(super) fn units_of(holds: &[ReservationRow], sign: i64) -> Vec<(String, i64)> {
+    let mut units: BTreeMap<&str, i64> = BTreeMap::new();
+    for hold in holds {
+        *units.entry(hold.size.as_str()).or_insert(0) += sign;
+    }
+    units
+        .into_iter()
+        .map(|(label, units)| (label.to_owned(), units))
+        .collect()
 }
 
 /// How a new drop will be ordered: a queue's lobby at go-live and a draw's entries at its
@@ -265,21 +305,20 @@ async fn refuse<T>(
 /// when no hold went in). A taker whose row the unique index turned away (a live hold another
 /// writer made first) gets `ALREADY_RESERVED`; no unit was taken for it.
 fn batch_outcomes(
-    users: &[UserId],
+    asks: &[Reserve],
     plan: BatchPlan,
     inserted: Vec<ReservationRow>,
     drop: Option<ProductDrop>,
 ) -> Vec<ReserveOutcome> {
     let mut holds: HashMap<UserId, ReservationRow> =
         inserted.into_iter().map(|row| (row.user_id, row)).collect();
-    users
-        .iter()
+    asks.iter()
         .zip(plan.refusals)
-        .map(|(user, refusal)| {
+        .map(|(ask, refusal)| {
             if let Some(refusal) = refusal {
                 return Err(refusal);
             }
-            match (holds.remove(user), &drop) {
+            match (holds.remove(&ask.user), &drop) {
                 (Some(row), Some(drop)) => Ok(Reserved {
                     reservation: row.into(),
                     drop: drop.clone(),
@@ -290,11 +329,11 @@ fn batch_outcomes(
         .collect()
 }
 
-/// How many of these holds belong to each drop, in drop order.
-fn count_by_drop(holds: &[ReservationRow]) -> BTreeMap<DropId, i64> {
-    let mut counts = BTreeMap::new();
+/// These holds by their drop, in drop order.
+fn by_drop(holds: &[ReservationRow]) -> BTreeMap<DropId, Vec<ReservationRow>> {
+    let mut drops: BTreeMap<DropId, Vec<ReservationRow>> = BTreeMap::new();
     for hold in holds {
-        *counts.entry(hold.drop_id).or_insert(0) += 1;
+        drops.entry(hold.drop_id).or_default().push(hold.clone());
     }
-    counts
+    drops
 }

@@ -23,12 +23,7 @@ pub(super) fn hold_event(hold: &ReservationRow) -> Envelope {
 
 /// The public stock event for a drop as it stands.
 pub(super) fn stock_event(drop: &ProductDrop) -> Envelope {
-    Envelope::public(LiveEvent::StockUpdated {
-        drop_id: drop.id,
-        available: drop.available_stock,
-        total: drop.total_stock,
-        version: drop.version,
-    })
+    Envelope::public(LiveEvent::stock_of(drop))
 }
 
 /// The owner-only notice that a hold expired.

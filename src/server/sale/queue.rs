@@ -55,7 +55,7 @@ where
             return Ok(vec![Err(rules::not_sold_by(mode)); users.len()]);
         }
         let line = locked.line();
-        let distinct = rules::distinct_users(&users);
+        let distinct = rules::distinct_users(users.iter().copied());
         let mut tickets: HashMap<UserId, TicketRow> = tx
             .tickets_of(drop, &distinct)
             .await?

@@ -5,7 +5,7 @@
 /// Expands to every step of a database's write transactions and to its reads, written once:
 /// each database passes the phrases it says its own way — its "now", a list of ids as a bound
 /// value (`ids`), what tests a column against that list (`in_ids`: the text before and after
-/// the parameter) and turns it into rows `u(value)` (`each`), what locks the rows a query
+/// the parameter), what locks the rows a query
 /// selects (`lock`) or skips those another transaction holds (`skip_locked`), how it begins a
 /// consistent read (`begin_read`) — and the few steps it writes in SQL of its own, by
 /// concept.
@@ -18,7 +18,6 @@ macro_rules! dialect_steps {
         begin_read: $begin_read:literal,
         ids: $ids:path,
         in_ids: ($in_ids:literal, $in_ids_end:literal),
-        each: ($each:literal, $each_end:literal),
         lock: $lock:literal,
         skip_locked: $skip_locked:literal,
         holds: { $($holds:tt)* },
@@ -30,7 +29,6 @@ macro_rules! dialect_steps {
             now: [$($now)+],
             ids: $ids,
             in_ids: ($in_ids, $in_ids_end),
-            each: ($each, $each_end),
             lock: $lock,
             skip_locked: $skip_locked,
             own: { $($holds)* }

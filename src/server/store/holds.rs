@@ -7,8 +7,24 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::rows::{BuyerCheck, DropRow, HoldCheck, LockedDrop, Order, PurchaseRow, ReservationRow};
-use crate::model::{DropId, NewDrop, Purchaser, ReservationId, UserId};
+use super::rows::{
+    BuyerCheck, DropRow, HoldCheck, LockedDrop, Order, PurchaseRow, ReservationRow, SizeRow,
+};
+use crate::model::{DropId, NewDrop, NewSize, Purchaser, ReservationId, UserId};
+
+/// A hold to insert: its buyer and the size (label) its unit is of.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NewHold {
+    pub user_id: UserId,
+    pub size: String,
+}
+
+/// A drop's sizes in the card's order, by the drop's id (`$1`).
+pub(crate) const SIZES_OF_DROP: &str = concat!(
+    "SELECT ",
+    super::rows::size_columns!(),
+    " FROM drop_sizes WHERE drop_id = $1 ORDER BY position"
+);
 
 /// Where a purchase or cancel takes a live hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,16 +58,25 @@ pub(crate) trait HoldTx: Send {
         users: &[UserId],
         now: i64,
     ) -> Result<Vec<BuyerCheck>, sqlx::Error>;
-    /// Inserts a live hold for each user, until now + `ttl`, in one statement. A row the
+    /// The drop's sizes, in the card's order.
+    async fn sizes(&mut self, drop: DropId) -> Result<Vec<SizeRow>, sqlx::Error>;
+    /// Inserts a live hold for each of `holds`, until now + `ttl`, in one statement. A row the
     /// one-live-hold-per-buyer index turns away is left out of the answer.
     async fn insert_holds(
         &mut self,
         drop: DropId,
-        users: &[UserId],
+        holds: &[NewHold],
         ttl: Duration,
     ) -> Result<Vec<ReservationRow>, sqlx::Error>;
     /// Moves the drop's available stock by `units` and its version by one.
     async fn add_stock(&mut self, drop: DropId, units: i64) -> Result<DropRow, sqlx::Error>;
+    /// Moves the available stock of each named size by its units, and its version by one, in
+    /// one statement (the drop's own sum moves by [`HoldTx::add_stock`]).
+    async fn move_sizes(
+        &mut self,
+        drop: DropId,
+        moves: &[(String, i64)],
+    ) -> Result<(), sqlx::Error>;
     /// Takes the user's live hold to `to`; `None` when it did not match (not live, not theirs,
     /// or past its deadline for a purchase).
     async fn close_hold(
@@ -80,6 +105,12 @@ pub(crate) trait HoldTx: Send {
         new: &NewDrop,
         order: Option<&Order>,
     ) -> Result<DropRow, sqlx::Error>;
+    /// Inserts a new drop's sizes, all in stock, in the order given.
+    async fn insert_sizes(
+        &mut self,
+        drop: DropId,
+        sizes: &[NewSize],
+    ) -> Result<Vec<SizeRow>, sqlx::Error>;
     /// True when any drop exists.
     async fn has_drops(&mut self) -> Result<bool, sqlx::Error>;
 }
@@ -107,7 +138,6 @@ macro_rules! hold_steps {
         now: [$($now:tt)+],
         ids: $ids:path,
         in_ids: ($in_ids:literal, $in_ids_end:literal),
-        each: ($each:literal, $each_end:literal),
         lock: $lock:literal,
         skip_locked: $skip_locked:literal,
         own: { $($own:tt)* }
@@ -135,31 +165,14 @@ macro_rules! hold_steps {
                 .await
             }
 
-            async fn insert_holds(
+            async fn sizes(
                 &mut self,
                 drop: $crate::model::DropId,
-                users: &[$crate::model::UserId],
-                ttl: std::time::Duration,
-            ) -> Result<Vec<$crate::server::store::rows::ReservationRow>, sqlx::Error> {
-                // `WHERE true` tells SQLite's parser the ON CONFLICT is the upsert's, not a
-                // join's.
-                sqlx::query_as(concat!(
-                    "INSERT INTO reservations (drop_id, user_id, status, created_at, expires_at) \
-                     SELECT $1, u.value, 'ACTIVE', ",
-                    $($now)+,
-                    ", ",
-                    $($now)+,
-                    " + $3 FROM ",
-                    $each, "$2", $each_end,
-                    " WHERE true \
-                     ON CONFLICT (drop_id, user_id) WHERE status = 'ACTIVE' DO NOTHING RETURNING ",
-                    $crate::server::store::rows::reservation_columns!()
-                ))
-                .bind(drop)
-                .bind($ids(users))
-                .bind($crate::server::store::rows::ttl_ms(ttl))
-                .fetch_all(&mut *self.$conn)
-                .await
+            ) -> Result<Vec<$crate::server::store::rows::SizeRow>, sqlx::Error> {
+                sqlx::query_as($crate::server::store::holds::SIZES_OF_DROP)
+                    .bind(drop)
+                    .fetch_all(&mut *self.$conn)
+                    .await
             }
 
             async fn add_stock(
@@ -318,6 +331,31 @@ macro_rules! hold_steps {
                 .bind(new.accounts_before.map(|t| t.timestamp_millis()))
                 .fetch_one(&mut *self.$conn)
                 .await
+            }
+
+            async fn insert_sizes(
+                &mut self,
+                drop: $crate::model::DropId,
+                sizes: &[$crate::model::NewSize],
+            ) -> Result<Vec<$crate::server::store::rows::SizeRow>, sqlx::Error> {
+                // A drop is created once, with a few sizes: a statement each.
+                let mut rows = Vec::with_capacity(sizes.len());
+                for (position, size) in sizes.iter().enumerate() {
+                    rows.push(
+                        sqlx::query_as(concat!(
+                            "INSERT INTO drop_sizes (drop_id, label, position, total_stock, \
+                             available_stock) VALUES ($1, $2, $3, $4, $4) RETURNING ",
+                            $crate::server::store::rows::size_columns!()
+                        ))
+                        .bind(drop)
+                        .bind(&size.label)
+                        .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                        .bind(size.stock)
+                        .fetch_one(&mut *self.$conn)
+                        .await?,
+                    );
+                }
+                Ok(rows)
             }
 
             async fn has_drops(&mut self) -> Result<bool, sqlx::Error> {

@@ -41,7 +41,7 @@ pub use self::{
     keys::{KeyClaim, KeyRequest, KeyWrites, Settlement, StoredResponse},
     ops::{
         Account, AdmitPass, Cancelled, DrawWrites, HandOnPass, Progress, QueueWrites, Reads,
-        ReserveOutcome, Reserved, StockAudit, Store, Writes,
+        Reserve, ReserveOutcome, Reserved, SizeAudit, StockAudit, Store, Writes,
     },
     postgres::PgStore,
     rows::{Seed, SessionId, SessionRecord, EXPIRY_BATCH},

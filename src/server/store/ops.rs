@@ -29,6 +29,20 @@ pub struct Reserved {
     pub drop: ProductDrop,
 }
 
+/// One buyer's reserve: who asks, and for which size (`None`: the drop's only size).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reserve {
+    pub user: UserId,
+    pub size: Option<String>,
+}
+
+impl Reserve {
+    /// A reserve of the drop's only size.
+    pub fn any(user: UserId) -> Self {
+        Self { user, size: None }
+    }
+}
+
 /// One user's answer from a reserve batch: a fresh hold, or why they got none.
 pub type ReserveOutcome = Result<Reserved, Refusal>;
 
@@ -39,9 +53,22 @@ pub struct Cancelled {
     pub drop: ProductDrop,
 }
 
-/// Where every unit of one drop is: the invariant says these add up to `total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::FromRow)]
+/// Where every unit of one drop is, and of each of its sizes: the invariant says these add
+/// up to `total`, for the drop and for every size, and the sizes add up to the drop.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct StockAudit {
+    pub total: i64,
+    pub available: i64,
+    pub active_holds: i64,
+    pub purchases: i64,
+    #[sqlx(skip)]
+    pub sizes: Vec<SizeAudit>,
+}
+
+/// Where every unit of one size is.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct SizeAudit {
+    pub label: String,
     pub total: i64,
     pub available: i64,
     pub active_holds: i64,
@@ -49,9 +76,19 @@ pub struct StockAudit {
 }
 
 impl StockAudit {
-    /// `available + active holds + purchases = total`.
+    /// `available + active holds + purchases = total`, for the drop and for each size, and
+    /// each of the four is the sum of its sizes'.
     pub fn holds(&self) -> bool {
+        let sum = |part: fn(&SizeAudit) -> i64| self.sizes.iter().map(part).sum::<i64>();
         self.available + self.active_holds + self.purchases == self.total
+            && self
+                .sizes
+                .iter()
+                .all(|size| size.available + size.active_holds + size.purchases == size.total)
+            && sum(|s| s.total) == self.total
+            && sum(|s| s.available) == self.available
+            && sum(|s| s.active_holds) == self.active_holds
+            && sum(|s| s.purchases) == self.purchases
     }
 }
 
@@ -185,18 +222,20 @@ pub trait Writes: Send + Sync {
     /// Inserts these validated drops if the database has none yet, deciding under a lock, so
     /// instances starting together seed once; answers the drops inserted.
     async fn seed(&self, drops: &[NewDrop]) -> Result<Vec<ProductDrop>, StoreError>;
-    /// Takes one unit of `drop` for each of `users` for `terms.ttl`, in one transaction, and
-    /// answers every user's own outcome in the order given. First come, first served: when
-    /// stock runs out inside the batch, the later users get `OUT_OF_STOCK`. A user named twice
-    /// gets one hold and `ALREADY_RESERVED` for the rest; one who gave a hold of the drop back
-    /// lately gets `COOLING_DOWN`, one who gave back too many `HOLD_LIMIT_REACHED` (`terms`).
-    /// The drop's `version` rises once and one stock event goes out for the whole batch. A
+    /// Takes one unit of `drop` for each of `asks` (of the size each names) for `terms.ttl`, in
+    /// one transaction, and answers every user's own outcome in the order given. First come,
+    /// first served: when a size runs out inside the batch, the later users asking for it get
+    /// `OUT_OF_STOCK`; a size the drop lacks is `SIZE_NOT_FOUND`, none named on a drop of
+    /// several `SIZE_REQUIRED`. A user named twice gets one hold and `ALREADY_RESERVED` for
+    /// the rest; one who gave a hold of the drop back lately gets `COOLING_DOWN`, one who gave
+    /// back too many `HOLD_LIMIT_REACHED` (`terms`). The drop's `version` (and that of each
+    /// size it took from) rises once and one stock event goes out for the whole batch. A
     /// database error fails the whole batch and writes nothing. `progress` hears how long each
     /// step took.
     async fn reserve_many(
         &self,
         drop: DropId,
-        users: &[UserId],
+        asks: &[Reserve],
         terms: &HoldTerms,
         progress: &mut Progress,
     ) -> Result<Vec<ReserveOutcome>, StoreError>;

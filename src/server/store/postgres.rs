@@ -132,7 +132,6 @@ super::dialect::dialect_steps!(
     begin_read: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     ids: ids,
     in_ids: ("= ANY(", "::bigint[])"),
-    each: ("unnest(", "::bigint[]) AS u(value)"),
     lock: " FOR UPDATE",
     skip_locked: " FOR UPDATE SKIP LOCKED",
     holds: {
@@ -168,6 +167,53 @@ super::dialect::dialect_steps!(
             .bind(now)
             .fetch_all(&mut *self.tx)
             .await
+        }
+        async fn insert_holds(
+            &mut self,
+            drop: DropId,
+            holds: &[crate::server::store::holds::NewHold],
+            ttl: std::time::Duration,
+        ) -> Result<Vec<crate::server::store::rows::ReservationRow>, sqlx::Error> {
+            let users: Vec<UserId> = holds.iter().map(|h| h.user_id).collect();
+            let sizes: Vec<&str> = holds.iter().map(|h| h.size.as_str()).collect();
+            sqlx::query_as(concat!(
+                "INSERT INTO reservations (drop_id, user_id, size, status, created_at, \
+                   expires_at) \
+                 SELECT $1, h.user_id, h.size, 'ACTIVE', ",
+                now_ms!(),
+                ", ",
+                now_ms!(),
+                " + $4 FROM unnest($2::bigint[], $3::text[]) AS h(user_id, size) \
+                 ON CONFLICT (drop_id, user_id) WHERE status = 'ACTIVE' DO NOTHING RETURNING ",
+                crate::server::store::rows::reservation_columns!()
+            ))
+            .bind(drop)
+            .bind(users)
+            .bind(sizes)
+            .bind(crate::server::store::rows::ttl_ms(ttl))
+            .fetch_all(&mut *self.tx)
+            .await
+        }
+
+        async fn move_sizes(
+            &mut self,
+            drop: DropId,
+            moves: &[(String, i64)],
+        ) -> Result<(), sqlx::Error> {
+            let (labels, units): (Vec<&str>, Vec<i64>) =
+                moves.iter().map(|(label, units)| (label.as_str(), *units)).unzip();
+            sqlx::query(
+                "UPDATE drop_sizes s SET available_stock = s.available_stock + m.units, \
+                   version = s.version + 1 \
+                 FROM unnest($2::text[], $3::bigint[]) AS m(label, units) \
+                 WHERE s.drop_id = $1 AND s.label = m.label",
+            )
+            .bind(drop)
+            .bind(labels)
+            .bind(units)
+            .execute(&mut *self.tx)
+            .await?;
+            Ok(())
         }
     },
     queue: {

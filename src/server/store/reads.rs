@@ -80,8 +80,15 @@ macro_rules! reads {
             .fetch_all(&mut *tx)
             .await?;
             let purchasers = recent_purchasers_of(&mut tx, &drops).await?;
+            let sizes: Vec<$crate::server::store::rows::SizeRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                $crate::server::store::rows::size_columns!(),
+                " FROM drop_sizes ORDER BY drop_id, position"
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
             tx.commit().await?;
-            Ok($crate::server::store::rows::with_purchasers(drops, purchasers))
+            Ok($crate::server::store::rows::with_purchasers(drops, purchasers, sizes))
         }
 
         async fn get_drop(
@@ -103,9 +110,13 @@ macro_rules! reads {
                     .bind(id)
                     .fetch_all(&mut *tx)
                     .await?;
+            let sizes = sqlx::query_as($crate::server::store::holds::SIZES_OF_DROP)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(Some(
-                drop.into_drop(recent.into_iter().map(Into::into).collect()),
+                drop.into_drop(recent.into_iter().map(Into::into).collect(), sizes),
             ))
         }
 
@@ -155,7 +166,9 @@ macro_rules! reads {
             &self,
             drop: $crate::model::DropId,
         ) -> Result<$crate::server::store::StockAudit, $crate::server::store::StoreError> {
-            sqlx::query_as(
+            // One snapshot, so the drop's sums and its sizes are of the same moment.
+            let mut tx = self.pool.begin_with($begin_read).await?;
+            let audit: Option<$crate::server::store::StockAudit> = sqlx::query_as(
                 "SELECT total_stock AS total, available_stock AS available, \
                    (SELECT COUNT(*) FROM reservations WHERE drop_id = d.id \
                      AND status = 'ACTIVE') AS active_holds, \
@@ -163,11 +176,25 @@ macro_rules! reads {
                  FROM drops d WHERE d.id = $1",
             )
             .bind(drop)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or($crate::server::store::StoreError::Refused(
+            .fetch_optional(&mut *tx)
+            .await?;
+            let sizes = sqlx::query_as(
+                "SELECT s.label, s.total_stock AS total, s.available_stock AS available, \
+                   (SELECT COUNT(*) FROM reservations r WHERE r.drop_id = s.drop_id \
+                     AND r.size = s.label AND r.status = 'ACTIVE') AS active_holds, \
+                   (SELECT COUNT(*) FROM purchases p JOIN reservations r \
+                     ON r.id = p.reservation_id WHERE p.drop_id = s.drop_id \
+                     AND r.size = s.label) AS purchases \
+                 FROM drop_sizes s WHERE s.drop_id = $1 ORDER BY s.position",
+            )
+            .bind(drop)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let audit = audit.ok_or($crate::server::store::StoreError::Refused(
                 $crate::model::ErrorCode::DropNotFound,
-            ))
+            ))?;
+            Ok($crate::server::store::StockAudit { sizes, ..audit })
         }
 
         async fn beacons_due(

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    DropId, ProductDrop, Purchase, PurchaseId, Purchaser, QueueLine, Reservation, ReservationId,
-    ReservationStatus, SaleMode, UserId,
+    DropId, DropSize, ProductDrop, Purchase, PurchaseId, Purchaser, QueueLine, Reservation,
+    ReservationId, ReservationStatus, SaleMode, UserId,
 };
 
 /// How far a queue's line has moved, from the drop's columns that say so: when it went live
@@ -69,7 +69,12 @@ pub(crate) struct DropRow {
 }
 
 impl DropRow {
-    pub(crate) fn into_drop(self, recent_purchasers: Vec<Purchaser>) -> ProductDrop {
+    /// The drop with its feed and its sizes (rows of this drop, in the card's order).
+    pub(crate) fn into_drop(
+        self,
+        recent_purchasers: Vec<Purchaser>,
+        sizes: Vec<SizeRow>,
+    ) -> ProductDrop {
         let sale_mode = SaleMode::parse(&self.sale_mode).unwrap_or_default();
         let queue = (sale_mode != SaleMode::FirstCome).then(|| {
             queue_line(
@@ -91,6 +96,7 @@ impl DropRow {
             starts_at: from_ms(self.starts_at),
             created_at: from_ms(self.created_at),
             version: self.version,
+            sizes: sizes.into_iter().map(DropSize::from).collect(),
             recent_purchasers,
             sale_mode,
             queue_opens_at: self
@@ -105,6 +111,36 @@ impl DropRow {
             seed: self.seed,
             beacon_round: self.beacon_round.and_then(|r| u64::try_from(r).ok()),
             queue,
+        }
+    }
+}
+
+/// Columns of `drop_sizes` in the order [`SizeRow`] reads them, and the order a drop's sizes
+/// are read in (a macro, for `concat!`).
+macro_rules! size_columns {
+    () => {
+        "drop_id, label, total_stock, available_stock, version"
+    };
+}
+pub(crate) use size_columns;
+
+/// One size of a drop as stored.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SizeRow {
+    pub drop_id: DropId,
+    pub label: String,
+    pub total_stock: i64,
+    pub available_stock: i64,
+    pub version: i64,
+}
+
+impl From<SizeRow> for DropSize {
+    fn from(row: SizeRow) -> Self {
+        DropSize {
+            label: row.label,
+            total_stock: row.total_stock,
+            available_stock: row.available_stock,
+            version: row.version,
         }
     }
 }
@@ -276,16 +312,17 @@ impl Order {
 /// Columns of `reservations` in the order [`ReservationRow`] reads them.
 macro_rules! reservation_columns {
     () => {
-        "id, drop_id, user_id, status, created_at, expires_at"
+        "id, drop_id, user_id, size, status, created_at, expires_at"
     };
 }
 pub(crate) use reservation_columns;
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub(crate) struct ReservationRow {
     pub(crate) id: ReservationId,
     pub(crate) drop_id: DropId,
     pub(crate) user_id: UserId,
+    pub(crate) size: String,
     pub(crate) status: String,
     pub(crate) created_at: i64,
     pub(crate) expires_at: i64,
@@ -303,6 +340,7 @@ impl From<&ReservationRow> for Reservation {
             id: row.id,
             drop_id: row.drop_id,
             user_id: row.user_id,
+            size: row.size.clone(),
             // The CHECK constraint admits only the four spellings.
             status: ReservationStatus::parse(&row.status).unwrap_or(ReservationStatus::Expired),
             created_at: from_ms(row.created_at),
@@ -356,14 +394,22 @@ pub(crate) const RECENT_PURCHASERS: &str =
     JOIN users u ON u.id = p.user_id WHERE p.drop_id = $1 \
     ORDER BY p.created_at DESC, p.id DESC LIMIT 3";
 
-/// Attaches each drop's purchasers (rows of several drops, newest first per drop).
+/// Attaches each drop's purchasers (rows of several drops, newest first per drop) and sizes
+/// (rows of several drops, in each drop's order).
 pub(crate) fn with_purchasers(
     drops: Vec<DropRow>,
     purchasers: Vec<PurchaserRow>,
+    sizes: Vec<SizeRow>,
 ) -> Vec<ProductDrop> {
+    let mut by_drop: std::collections::HashMap<DropId, Vec<SizeRow>> =
+        std::collections::HashMap::new();
+    for size in sizes {
+        by_drop.entry(size.drop_id).or_default().push(size);
+    }
     drops
         .into_iter()
         .map(|drop| {
+            let sizes = by_drop.remove(&drop.id).unwrap_or_default();
             let recent = purchasers
                 .iter()
                 .filter(|p| p.drop_id == drop.id)
@@ -372,7 +418,7 @@ pub(crate) fn with_purchasers(
                     purchased_at: from_ms(p.created_at),
                 })
                 .collect();
-            drop.into_drop(recent)
+            drop.into_drop(recent, sizes)
         })
         .collect()
 }

@@ -158,7 +158,6 @@ super::dialect::dialect_steps!(
     begin_read: "BEGIN",
     ids: ids,
     in_ids: ("IN (SELECT value FROM json_each(", "))"),
-    each: ("json_each(", ") AS u"),
     lock: "",
     skip_locked: "",
     holds: {
@@ -190,6 +189,52 @@ super::dialect::dialect_steps!(
             .bind(now)
             .fetch_all(&mut *self.tx)
             .await
+        }
+        async fn insert_holds(
+            &mut self,
+            drop: DropId,
+            holds: &[crate::server::store::holds::NewHold],
+            ttl: std::time::Duration,
+        ) -> Result<Vec<crate::server::store::rows::ReservationRow>, sqlx::Error> {
+            // The holds travel as one JSON array of objects. `WHERE true` tells SQLite's parser
+            // the ON CONFLICT is the upsert's, not a join's.
+            let rows = serde_json::to_string(holds).expect("holds serialize");
+            sqlx::query_as(concat!(
+                "INSERT INTO reservations (drop_id, user_id, size, status, created_at, \
+                   expires_at) \
+                 SELECT $1, h.value ->> 'user_id', h.value ->> 'size', 'ACTIVE', ",
+                now_ms!(),
+                ", ",
+                now_ms!(),
+                " + $3 FROM json_each($2) AS h WHERE true \
+                 ON CONFLICT (drop_id, user_id) WHERE status = 'ACTIVE' DO NOTHING RETURNING ",
+                crate::server::store::rows::reservation_columns!()
+            ))
+            .bind(drop)
+            .bind(rows)
+            .bind(crate::server::store::rows::ttl_ms(ttl))
+            .fetch_all(&mut *self.tx)
+            .await
+        }
+
+        async fn move_sizes(
+            &mut self,
+            drop: DropId,
+            moves: &[(String, i64)],
+        ) -> Result<(), sqlx::Error> {
+            // The moves travel as one JSON array of [label, units].
+            let moves = serde_json::to_string(moves).expect("moves serialize");
+            sqlx::query(
+                "UPDATE drop_sizes SET available_stock = available_stock + (m.value ->> 1), \
+                   version = version + 1 \
+                 FROM json_each($2) AS m \
+                 WHERE drop_sizes.drop_id = $1 AND drop_sizes.label = m.value ->> 0",
+            )
+            .bind(drop)
+            .bind(moves)
+            .execute(&mut *self.tx)
+            .await?;
+            Ok(())
         }
     },
     queue: {

@@ -148,6 +148,7 @@ mod tests {
                     id: ReservationId(i as i64),
                     drop_id: DropId(1),
                     user_id: UserId(i as i64),
+                    size: "One size".into(),
                     status: ReservationStatus::Expired,
                     created_at: now,
                     expires_at: now,

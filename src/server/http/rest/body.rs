@@ -2,8 +2,9 @@
 //! whose rejections answer in the API's error shape.
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, Path, Query},
-    http::{request::Parts, StatusCode},
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Path, Query, Request},
+    http::{header::CONTENT_TYPE, request::Parts, StatusCode},
 };
 use serde::de::DeserializeOwned;
 
@@ -15,6 +16,31 @@ pub(super) type Result<T> = std::result::Result<T, ApiError>;
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub(in crate::server::http) struct Body<T>(pub(super) T);
+
+/// A JSON body that may be left out (no body at all: `None`), whose rejections answer in the
+/// API's error shape. A body without a JSON `Content-Type` is refused like [`Body`]'s.
+pub(in crate::server::http) struct MaybeBody<T>(pub(super) Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MaybeBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        if req.headers().contains_key(CONTENT_TYPE) {
+            let Body(body) = Body::<T>::from_request(req, state).await?;
+            return Ok(MaybeBody(Some(body)));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| ApiError::new(ErrorCode::TooLarge, rejection.body_text()))?;
+        if bytes.is_empty() {
+            return Ok(MaybeBody(None));
+        }
+        Err(ApiError::new(
+            ErrorCode::MalformedRequest,
+            "a body must be JSON, sent with Content-Type: application/json",
+        ))
+    }
+}
 
 /// A path id whose rejections answer in the API's error shape.
 pub(in crate::server::http) struct Id<T>(pub(super) T);

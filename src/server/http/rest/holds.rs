@@ -2,17 +2,29 @@
 
 use axum::{extract::State, http::StatusCode, Json};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::body::{Id, Result};
+use super::body::{Id, MaybeBody, Result};
 use crate::{
     model::{DropId, ProductDrop, Purchase, Reservation, ReservationId, ReservationStatus},
     server::{
         http::{error::ErrorBody, extract::SignedIn},
+        store::Reserve,
         AppState,
     },
 };
+
+/// Which size to reserve.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(in crate::server::http) struct ReserveBody {
+    /// The size's label, as the drop lists it in `sizes` (such as `EU 42`); may be left out
+    /// for a drop with one size.
+    #[serde(default)]
+    #[schema(max_length = 80)]
+    size: Option<String>,
+}
 
 /// A hold as the API shows it: the owner is the caller, so no user id.
 #[derive(Serialize, ToSchema)]
@@ -20,6 +32,8 @@ use crate::{
 pub(in crate::server::http) struct Hold {
     id: ReservationId,
     drop_id: DropId,
+    /// The size the unit is of.
+    size: String,
     status: ReservationStatus,
     created_at: DateTime<Utc>,
     /// The deadline: past it the unit goes back on sale and a purchase is refused.
@@ -31,6 +45,7 @@ impl From<&Reservation> for Hold {
         Self {
             id: r.id,
             drop_id: r.drop_id,
+            size: r.size.clone(),
             status: r.status,
             created_at: r.created_at,
             expires_at: r.expires_at,
@@ -59,26 +74,34 @@ pub(in crate::server::http) struct HoldsReply {
 
 /// Reserve one unit
 ///
-/// Holds one unit of the drop for the caller until `expires_at`; purchase or cancel it before
-/// then, or the unit goes back on sale.
+/// Holds one unit of the drop, of the size named, for the caller until `expires_at`; purchase
+/// or cancel it before then, or the unit goes back on sale. A buyer holds one unit of a drop
+/// at a time, whatever its size.
 #[utoipa::path(
     post,
     path = "/drops/{id}/reservations",
     tag = "reservations",
     params(("id" = i64, Path, description = "The drop's id.")),
+    request_body(content = ReserveBody, description = "The size; no body at all for a drop with one size."),
     security(("session" = [])),
     responses(
         (status = 201, description = "Held.", body = HoldReply),
-        (status = 404, description = "`DROP_NOT_FOUND`", body = ErrorBody),
-        (status = 409, description = "`OUT_OF_STOCK`, `ALREADY_RESERVED` (the caller holds one already), `NOT_STARTED`, `LIMIT_REACHED` (bought as many as one buyer may), `NOT_ADMITTED` (a queue drop, and it is not the caller's turn), `COOLING_DOWN` (the caller gave a hold of this drop back moments ago: `Retry-After` says when they may reserve it again) or `HOLD_LIMIT_REACHED` (the caller gave back as many holds of this drop as one buyer may).", body = ErrorBody),
+        (status = 404, description = "`DROP_NOT_FOUND`, or `SIZE_NOT_FOUND` (the drop has no size of that label).", body = ErrorBody),
+        (status = 422, description = "`SIZE_REQUIRED` (the drop has several sizes and none was named), or a body that is not as documented.", body = ErrorBody),
+        (status = 409, description = "`OUT_OF_STOCK` (of that size), `ALREADY_RESERVED` (the caller holds one already), `NOT_STARTED`, `LIMIT_REACHED` (bought as many as one buyer may), `NOT_ADMITTED` (a queue drop, and it is not the caller's turn), `COOLING_DOWN` (the caller gave a hold of this drop back moments ago: `Retry-After` says when they may reserve it again) or `HOLD_LIMIT_REACHED` (the caller gave back as many holds of this drop as one buyer may).", body = ErrorBody),
     )
 )]
 pub(in crate::server::http) async fn reserve(
     State(state): State<AppState>,
     SignedIn(user): SignedIn,
     Id(drop): Id<DropId>,
+    MaybeBody(body): MaybeBody<ReserveBody>,
 ) -> Result<(StatusCode, Json<HoldReply>)> {
-    let reserved = state.inventory.reserve(drop, user).await?;
+    let size = body.and_then(|body| body.size);
+    let reserved = state
+        .inventory
+        .reserve(drop, Reserve { user, size })
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(HoldReply {
