@@ -243,10 +243,7 @@ pub async fn reserve_unit(
     let _ = idempotency_key; // Read by the route's idempotency layer.
     ssr::respond(async move {
         let SignedIn(user) = ssr::extract().await?;
-        let ask = crate::server::store::Reserve {
-            user,
-            size: size.filter(|size| !size.trim().is_empty()),
-        };
+        let ask = crate::server::store::Reserve::of(user, size.as_deref());
         let reserved = ssr::state().inventory.reserve(drop_id, ask).await?;
         Ok(reserved.reservation)
     })

@@ -1008,6 +1008,72 @@ async fn selling_the_last_unit_tells_the_line_it_is_over(backend: Backend) {
     assert_eq!(refused.body["error"]["code"], "OUT_OF_STOCK");
 }
 
+/// A queue drop sold by size: the line is let in against the units of every size, an admitted
+/// buyer picks a size when reserving (a size gone is refused while another still sells), and
+/// when every size is sold the line closes, as with one size.
+async fn a_queue_sold_by_size_admits_against_every_size(backend: Backend) {
+    let api = Api::configured(backend, |s| {
+        crowd(s);
+        s.queue_over_admission = 1.0;
+    })
+    .await;
+    let now = Utc::now();
+    let reply = api
+        .create_drop(json!({
+            "name": "Sized Queue Runner",
+            "price_cents": 100,
+            "sizes": [{ "label": "US 9", "stock": 1 }, { "label": "US 10", "stock": 1 }],
+            "sale_mode": "queue",
+            "starts_at": now + chrono::Duration::hours(1),
+            "queue_opens_at": now - chrono::Duration::seconds(1),
+        }))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let id = reply.body["drop"]["id"].as_i64().unwrap();
+    let cookies = buyers(&api, 3).await;
+    for cookie in &cookies {
+        assert_eq!(join(&api, cookie, id).await.status, StatusCode::CREATED);
+    }
+    go_live(&api.db, id).await;
+    // Two units in all, of two sizes: two buyers in (1.0 x 2), the third waits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (first, second, last) = loop {
+        let mut admitted = Vec::new();
+        let mut waiting = Vec::new();
+        for cookie in &cookies {
+            match ticket(&api, cookie, id).await["state"].as_str() {
+                Some("admitted") => admitted.push(cookie),
+                _ => waiting.push(cookie),
+            }
+        }
+        if admitted.len() == 2 {
+            break (admitted[0], admitted[1], waiting[0]);
+        }
+        assert!(admitted.len() < 2, "over-admitted: {admitted:?}");
+        assert!(Instant::now() < deadline, "not admitted in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(ticket(&api, last, id).await["state"], "waiting");
+    let a = api.reserve_size(first, id, "US 9").await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let gone = api.reserve_size(second, id, "US 9").await;
+    assert_eq!(gone.body["error"]["code"], "OUT_OF_STOCK", "{}", gone.body);
+    // The refusal did not use the turn: the other size is still theirs to take.
+    let b = api.reserve_size(second, id, "US 10").await;
+    assert_eq!(b.status, StatusCode::CREATED, "{}", b.body);
+    for (cookie, held) in [(first, &a), (second, &b)] {
+        let hold = held.body["reservation"]["id"].as_i64().unwrap();
+        assert_eq!(api.purchase(cookie, hold).await.status, StatusCode::CREATED);
+    }
+    // Every size sold: the line closes, and the one still waiting is told so.
+    ticket_in(&api, last, id, "closed").await;
+    let audit = invariant(&api, id).await;
+    assert!(audit
+        .sizes
+        .iter()
+        .all(|s| (s.available, s.purchases) == (0, 1)));
+}
+
 async fn a_queue_drop_is_checked_field_by_field(backend: Backend) {
     let api = Api::new(backend).await;
     let now = Utc::now();
@@ -1727,6 +1793,7 @@ on_both_databases!(
     joins_at_once_give_each_buyer_one_ticket_and_one_place,
     a_reserve_needs_the_buyers_turn,
     selling_the_last_unit_tells_the_line_it_is_over,
+    a_queue_sold_by_size_admits_against_every_size,
     a_queue_drop_is_checked_field_by_field,
     a_crowd_never_over_admits,
     a_final_audit_is_one_immutable_document,

@@ -17,6 +17,9 @@ test.describe("a drop sold by size", () => {
     await expect(size(b.page, drop, "EU 43")).toBeDisabled();
     await expect(card(b.page, drop).locator(".size", { hasText: "EU 43" })).toContainText("sold out");
 
+    // The other buyer has EU 42 picked when it sells out under them.
+    await size(b.page, drop, "EU 42").check();
+
     // By keyboard: into the group, the arrow keys move between the sizes still on sale.
     await size(a.page, drop, "EU 41").focus();
     await a.page.keyboard.press("ArrowRight");
@@ -31,6 +34,8 @@ test.describe("a drop sold by size", () => {
     await expect(stock(b.page, drop)).toHaveText("2 of 3 left");
     await expect(card(b.page, drop).getByTestId("sizes-left")).toHaveText("EU 42 is sold out; 1 size left");
     await expect(size(b.page, drop, "EU 42")).toBeDisabled();
+    // Unpicked as it went: a reserve now asks for a size rather than sending none.
+    await expect(size(b.page, drop, "EU 42")).not.toBeChecked();
     await expect(card(b.page, drop).locator(".size", { hasText: "EU 42" })).toContainText("sold out");
     await expect(card(b.page, drop).locator(".size", { hasText: "EU 41" })).toContainText("2 left");
     await size(b.page, drop, "EU 41").check();

@@ -349,6 +349,12 @@ impl NewDrop {
                 stock: size.stock,
             });
         }
+        if sum > MAX_STOCK {
+            return Err(ApiError::invalid(
+                "sizes",
+                format!("the sizes add up to {sum} units; a drop may have at most {MAX_STOCK}"),
+            ));
+        }
         if self.total_stock != 0 && self.total_stock != sum {
             return Err(ApiError::invalid(
                 "total_stock",
@@ -382,7 +388,7 @@ pub fn parse_size_run(raw: &str) -> Result<Vec<NewSize>, ApiError> {
         let (label, units) = entry.rsplit_once(':').ok_or_else(|| bad(entry))?;
         let stock: i64 = units.trim().parse().map_err(|_| bad(entry))?;
         let label = label.trim();
-        match size_range(label) {
+        match size_range(label).map_err(|()| bad(entry))? {
             Some((prefix, from, to)) => {
                 if to < from || to - from >= MAX_SIZES as u32 {
                     return Err(bad(entry));
@@ -407,14 +413,29 @@ pub fn parse_size_run(raw: &str) -> Result<Vec<NewSize>, ApiError> {
     Ok(run)
 }
 
-/// A label ending in `A-B` (or `A–B`), whole numbers: its prefix and the two ends.
-fn size_range(label: &str) -> Option<(&str, u32, u32)> {
-    let (head, to) = label.rsplit_once(['-', '\u{2013}'])?;
-    let to: u32 = to.trim().parse().ok()?;
+/// A label ending in `A-B` (or `A–B`), whole numbers written plainly: its prefix and the two
+/// ends. `US 9.5-10` is no range of whole sizes (nor is `S01-03`): it is refused, not read as
+/// `US 9.5` to `US 9.10`.
+fn size_range(label: &str) -> Result<Option<(&str, u32, u32)>, ()> {
+    let Some((head, to)) = label.rsplit_once(['-', '\u{2013}']) else {
+        return Ok(None);
+    };
     let head = head.trim_end();
     let prefix = head.trim_end_matches(|c: char| c.is_ascii_digit());
-    let from: u32 = head[prefix.len()..].parse().ok()?;
-    Some((prefix, from, to))
+    let (from, to) = (&head[prefix.len()..], to.trim());
+    let digits = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit());
+    if !digits(from) || !digits(to) {
+        // A hyphen inside a label ("Kids' one-size") is no range.
+        return Ok(None);
+    }
+    let plain = |n: &str| n == "0" || !n.starts_with('0');
+    if !plain(from) || !plain(to) || prefix.ends_with(['.', ',']) {
+        return Err(());
+    }
+    match (from.parse(), to.parse()) {
+        (Ok(from), Ok(to)) => Ok(Some((prefix, from, to))),
+        _ => Err(()),
+    }
 }
 
 /// Reads a price a person typed (`180`, `180.5`, `$180.00`) as integer cents.
@@ -456,7 +477,18 @@ mod tests {
             ]
         );
         assert_eq!(parse_size_run(" ").unwrap(), Vec::new());
-        for bad in ["EU 42", "EU 42: many", "EU 46-40: 1", "EU 1-100: 1"] {
+        // A hyphen that is no range of numbers is part of the label.
+        let kids = parse_size_run("Kids-one: 2").unwrap();
+        assert_eq!(kids[0].label, "Kids-one");
+        for bad in [
+            "EU 42",
+            "EU 42: many",
+            "EU 46-40: 1",
+            "EU 1-100: 1",
+            "US 9.5-10: 3",
+            "S01-03: 1",
+            "EU 1-99999999999: 1",
+        ] {
             let error = parse_size_run(bad).unwrap_err();
             assert_eq!(error.field.as_deref(), Some("sizes"), "{bad}");
         }

@@ -474,11 +474,14 @@ fn SizesLeft(sizes: Signal<Vec<DropSize>>) -> impl IntoView {
 /// The sizes of a drop as radio buttons of the reserve form (`size`): each with its stock
 /// live, a sold-out one disabled but shown. A native radio group, so arrow keys move through
 /// it and a screen reader reads "EU 42, 3 left" as one choice; `required`, so a reserve
-/// without a size is stopped before it is sent, also without JavaScript.
+/// without a size is stopped before it is sent, also without JavaScript. A picked size that
+/// sells out is unpicked (a disabled radio would not be sent, and the buyer would be told to
+/// choose a size instead of that it sold out).
 #[component]
 fn SizePicker(sizes: Signal<Vec<DropSize>>) -> impl IntoView {
     let labels: Vec<String> =
         sizes.with_untracked(|all| all.iter().map(|s| s.label.clone()).collect());
+    let picked = RwSignal::new(None::<usize>);
     view! {
         <fieldset class="sizes">
             <legend>"Size"</legend>
@@ -495,6 +498,8 @@ fn SizePicker(sizes: Signal<Vec<DropSize>>) -> impl IntoView {
                                 value=label.clone()
                                 required=true
                                 disabled=move || left() <= 0
+                                prop:checked=move || picked.get() == Some(at) && 0 < left()
+                                on:change=move |_| picked.set(Some(at))
                             />
                             <span class="size-label">{label}</span>
                             <span class="size-left">

@@ -33,14 +33,15 @@ pub fn distinct_users(users: impl IntoIterator<Item = UserId>) -> Vec<UserId> {
     users.into_iter().filter(|u| seen.insert(*u)).collect()
 }
 
-/// The size a reserve takes its unit from: the one it names, or a drop's only size.
+/// The size a reserve takes its unit from: the one it names, whatever its case (a drop's
+/// labels differ by more than case), or a drop's only size.
 fn size_of<'a>(ask: &Reserve, sizes: &'a [SizeRow]) -> Result<&'a SizeRow, ErrorCode> {
     match (&ask.size, sizes) {
         (None, [only]) => Ok(only),
         (None, _) => Err(ErrorCode::SizeRequired),
         (Some(label), _) => sizes
             .iter()
-            .find(|size| size.label == label.trim())
+            .find(|size| size.label.to_lowercase() == label.to_lowercase())
             .ok_or(ErrorCode::SizeNotFound),
     }
 }
@@ -337,7 +338,7 @@ mod tests {
             ask(2, Some("EU 41")),
             ask(3, Some("EU 42")),
             ask(4, Some("EU 43")),
-            ask(5, Some(" EU 42 ")),
+            ask(5, Some("eu 42")),
             ask(6, Some("EU 42")),
         ];
         let checks: Vec<BuyerCheck> = (1..=6).map(buyer).collect();

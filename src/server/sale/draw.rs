@@ -150,9 +150,11 @@ async fn give_units<T: WriteTx + HoldTx>(
     if winners.is_empty() {
         return Ok(Vec::new());
     }
-    // A draw sells one size (`NewDrop::validate`), which every drop has.
+    // A draw sells one size (`NewDrop::validate`), and every drop has one.
     let sizes = tx.sizes(drop).await?;
-    let size = sizes.first().map(|s| s.label.clone()).unwrap_or_default();
+    let Some(size) = sizes.first().map(|s| s.label.clone()) else {
+        return Err(sqlx::Error::RowNotFound);
+    };
     let holds: Vec<NewHold> = winners
         .iter()
         .map(|ticket| NewHold {

@@ -41,6 +41,16 @@ impl Reserve {
     pub fn any(user: UserId) -> Self {
         Self { user, size: None }
     }
+
+    /// A reserve of the size a buyer typed or picked: trimmed and in Unicode's composed form
+    /// (NFC), as labels are stored; a blank one names no size.
+    pub fn of(user: UserId, size: Option<&str>) -> Self {
+        use unicode_normalization::UnicodeNormalization;
+        let size = size
+            .map(|size| size.trim().nfc().collect::<String>())
+            .filter(|size| !size.is_empty());
+        Self { user, size }
+    }
 }
 
 /// One user's answer from a reserve batch: a fresh hold, or why they got none.

@@ -202,7 +202,7 @@ super::dialect::dialect_steps!(
         ) -> Result<(), sqlx::Error> {
             let (labels, units): (Vec<&str>, Vec<i64>) =
                 moves.iter().map(|(label, units)| (label.as_str(), *units)).unzip();
-            sqlx::query(
+            let moved = sqlx::query(
                 "UPDATE drop_sizes s SET available_stock = s.available_stock + m.units, \
                    version = s.version + 1 \
                  FROM unnest($2::text[], $3::bigint[]) AS m(label, units) \
@@ -213,6 +213,11 @@ super::dialect::dialect_steps!(
             .bind(units)
             .execute(&mut *self.tx)
             .await?;
+            // Every hold names a size of its drop; one that did not would move the drop's sum
+            // and no size's: refuse the whole transaction instead.
+            if usize::try_from(moved.rows_affected()).ok() != Some(moves.len()) {
+                return Err(sqlx::Error::RowNotFound);
+            }
             Ok(())
         }
     },

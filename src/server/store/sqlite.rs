@@ -223,17 +223,22 @@ super::dialect::dialect_steps!(
             moves: &[(String, i64)],
         ) -> Result<(), sqlx::Error> {
             // The moves travel as one JSON array of [label, units].
-            let moves = serde_json::to_string(moves).expect("moves serialize");
-            sqlx::query(
+            let pairs = serde_json::to_string(moves).expect("moves serialize");
+            let moved = sqlx::query(
                 "UPDATE drop_sizes SET available_stock = available_stock + (m.value ->> 1), \
                    version = version + 1 \
                  FROM json_each($2) AS m \
                  WHERE drop_sizes.drop_id = $1 AND drop_sizes.label = m.value ->> 0",
             )
             .bind(drop)
-            .bind(moves)
+            .bind(pairs)
             .execute(&mut *self.tx)
             .await?;
+            // Every hold names a size of its drop; one that did not would move the drop's sum
+            // and no size's: refuse the whole transaction instead.
+            if usize::try_from(moved.rows_affected()).ok() != Some(moves.len()) {
+                return Err(sqlx::Error::RowNotFound);
+            }
             Ok(())
         }
     },

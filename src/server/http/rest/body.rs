@@ -3,7 +3,7 @@
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, FromRequestParts, Path, Query, Request},
+    extract::{rejection::JsonRejection, FromRequest, FromRequestParts, Path, Query, Request},
     http::{header::CONTENT_TYPE, request::Parts, StatusCode},
 };
 use serde::de::DeserializeOwned;
@@ -17,28 +17,37 @@ pub(super) type Result<T> = std::result::Result<T, ApiError>;
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub(in crate::server::http) struct Body<T>(pub(super) T);
 
-/// A JSON body that may be left out (no body at all: `None`), whose rejections answer in the
-/// API's error shape. A body without a JSON `Content-Type` is refused like [`Body`]'s.
+/// A JSON body that may be left out (an empty body: `None`, whatever its `Content-Type`),
+/// whose rejections answer in the API's error shape, as [`Body`]'s do: a body that is there
+/// must be JSON, sent as JSON.
 pub(in crate::server::http) struct MaybeBody<T>(pub(super) Option<T>);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MaybeBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self> {
-        if req.headers().contains_key(CONTENT_TYPE) {
-            let Body(body) = Body::<T>::from_request(req, state).await?;
-            return Ok(MaybeBody(Some(body)));
-        }
+        let json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                let mime = value.split(';').next().unwrap_or_default().trim();
+                mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")
+            });
         let bytes = Bytes::from_request(req, state)
             .await
-            .map_err(|rejection| ApiError::new(ErrorCode::TooLarge, rejection.body_text()))?;
+            .map_err(|rejection| ApiError::from(JsonRejection::from(rejection)))?;
         if bytes.is_empty() {
             return Ok(MaybeBody(None));
         }
-        Err(ApiError::new(
-            ErrorCode::MalformedRequest,
-            "a body must be JSON, sent with Content-Type: application/json",
-        ))
+        if !json {
+            return Err(ApiError::new(
+                ErrorCode::MalformedRequest,
+                "a body must be JSON, sent with Content-Type: application/json",
+            ));
+        }
+        let axum::Json(body) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(MaybeBody(Some(body)))
     }
 }
 

@@ -22,7 +22,7 @@ pub(in crate::server::http) struct ReserveBody {
     /// The size's label, as the drop lists it in `sizes` (such as `EU 42`); may be left out
     /// for a drop with one size.
     #[serde(default)]
-    #[schema(max_length = 80)]
+    #[schema(max_length = 20)]
     size: Option<String>,
 }
 
@@ -82,7 +82,7 @@ pub(in crate::server::http) struct HoldsReply {
     path = "/drops/{id}/reservations",
     tag = "reservations",
     params(("id" = i64, Path, description = "The drop's id.")),
-    request_body(content = ReserveBody, description = "The size; no body at all for a drop with one size."),
+    request_body(content = ReserveBody, description = "The size (no body at all, or none named, for a drop with one size)."),
     security(("session" = [])),
     responses(
         (status = 201, description = "Held.", body = HoldReply),
@@ -100,7 +100,7 @@ pub(in crate::server::http) async fn reserve(
     let size = body.and_then(|body| body.size);
     let reserved = state
         .inventory
-        .reserve(drop, Reserve { user, size })
+        .reserve(drop, Reserve::of(user, size.as_deref()))
         .await?;
     Ok((
         StatusCode::CREATED,
