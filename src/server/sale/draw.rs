@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    holds::{move_stock, units_of},
+    holds::move_stock,
     notices::{hold_event, line_event, stock_event, ticket_event},
     queue::{furthest_place, go_live},
 };
@@ -163,7 +163,7 @@ async fn give_units<T: WriteTx + HoldTx>(
         })
         .collect();
     let holds = tx.insert_holds(drop, &holds, claim).await?;
-    let after = move_stock(tx, drop, units_of(&holds, -1)).await?;
+    let after = move_stock(tx, drop, sizes, &holds, -1).await?;
     let mut events = vec![stock_event(&after)];
     events.extend(holds.iter().map(hold_event));
     Ok(events)

@@ -26,7 +26,7 @@ use crate::{
             holds::{Closing, HoldTx},
             ops::{Cancelled, Progress, Reads, Reserve, ReserveOutcome, Reserved, Writes},
             queue::QueueTx,
-            rows::{BeaconPlan, Order, ReservationRow, Seed},
+            rows::{BeaconPlan, Order, ReservationRow, Seed, SizeRow},
             steps::{Dialect, WriteTx},
             StoreError,
         },
@@ -113,7 +113,7 @@ where
             progress.step("commit");
             return Ok(batch_outcomes(asks, plan, inserted, None));
         }
-        let after = move_stock(&mut tx, drop, units_of(&inserted, -1)).await?;
+        let after = move_stock(&mut tx, drop, sizes, &inserted, -1).await?;
         progress.step("stock");
         // Every tab of each buyer learns of their new hold, not just the one that asked.
         let mut events = Vec::with_capacity(inserted.len() + 1);
@@ -175,7 +175,8 @@ where
         let Some(hold) = tx.close_hold(reservation, user, Closing::Cancelled).await? else {
             return refuse(tx, reservation, user).await;
         };
-        let after = move_stock(&mut tx, drop, units_of(std::slice::from_ref(&hold), 1)).await?;
+        let sizes = tx.sizes(drop).await?;
+        let after = move_stock(&mut tx, drop, sizes, [&hold], 1).await?;
         let cancelled = Envelope::private(
             user,
             LiveEvent::HoldCancelled {
@@ -204,7 +205,8 @@ where
         }
         let mut events = Vec::with_capacity(expired.len() + drops.len());
         for (drop, holds) in by_drop(&expired) {
-            let after = move_stock(&mut tx, drop, units_of(&holds, 1)).await?;
+            let sizes = tx.sizes(drop).await?;
+            let after = move_stock(&mut tx, drop, sizes, holds, 1).await?;
             events.push(stock_event(&after));
         }
         events.extend(expired.iter().map(expired_event));
@@ -224,31 +226,40 @@ async fn insert_drop(
     Ok(row.into_drop(Vec::new(), sizes))
 }
 
-/// Moves units of a drop's sizes (label, units) and the drop's own sum by theirs, each version
-/// by one: the drop as it stands after. Every write that moves stock moves it here.
-pub(super) async fn move_stock(
+/// Moves the stock of the sizes `holds` are of, by `sign` units a hold (-1 as they are taken,
+/// 1 as they come back), and the drop's own sum by theirs, each version by one: the drop as it
+/// stands after. `sizes` are the drop's sizes as read under its lock, before the move. Every
+/// write that moves stock moves it here.
+pub(super) async fn move_stock<'a>(
     tx: &mut impl HoldTx,
     drop: DropId,
-    moves: Vec<(String, i64)>,
+    mut sizes: Vec<SizeRow>,
+    holds: impl IntoIterator<Item = &'a ReservationRow>,
+    sign: i64,
 ) -> Result<ProductDrop, sqlx::Error> {
-    let units = moves.iter().map(|(_, units)| units).sum();
-    let row = tx.add_stock(drop, units).await?;
-    tx.move_sizes(drop, &moves).await?;
-    let sizes = tx.sizes(drop).await?;
-    Ok(row.into_drop(Vec::new(), sizes))
-}
-
-/// The units these holds move per size (`sign` -1 as they are taken, 1 as they come back),
-/// by label.
-pub(super) fn units_of(holds: &[ReservationRow], sign: i64) -> Vec<(String, i64)> {
     let mut units: BTreeMap<&str, i64> = BTreeMap::new();
     for hold in holds {
         *units.entry(hold.size.as_str()).or_insert(0) += sign;
     }
-    units
+    let moves: Vec<(String, i64)> = units
         .into_iter()
         .map(|(label, units)| (label.to_owned(), units))
-        .collect()
+        .collect();
+    let row = tx
+        .add_stock(drop, moves.iter().map(|(_, units)| units).sum())
+        .await?;
+    let moved = tx.move_sizes(drop, &moves).await?;
+    // Every hold names a size of its drop; one that did not would move the drop's sum and no
+    // size's: refuse the whole transaction instead.
+    if moved.len() != moves.len() {
+        return Err(sqlx::Error::RowNotFound);
+    }
+    for after in moved {
+        if let Some(size) = sizes.iter_mut().find(|size| size.label == after.label) {
+            *size = after;
+        }
+    }
+    Ok(row.into_drop(Vec::new(), sizes))
 }
 
 /// How a new drop will be ordered: a queue's lobby at go-live and a draw's entries at its
@@ -330,10 +341,10 @@ fn batch_outcomes(
 }
 
 /// These holds by their drop, in drop order.
-fn by_drop(holds: &[ReservationRow]) -> BTreeMap<DropId, Vec<ReservationRow>> {
-    let mut drops: BTreeMap<DropId, Vec<ReservationRow>> = BTreeMap::new();
+fn by_drop(holds: &[ReservationRow]) -> BTreeMap<DropId, Vec<&ReservationRow>> {
+    let mut drops: BTreeMap<DropId, Vec<&ReservationRow>> = BTreeMap::new();
     for hold in holds {
-        drops.entry(hold.drop_id).or_default().push(hold.clone());
+        drops.entry(hold.drop_id).or_default().push(hold);
     }
     drops
 }

@@ -71,12 +71,13 @@ pub(crate) trait HoldTx: Send {
     /// Moves the drop's available stock by `units` and its version by one.
     async fn add_stock(&mut self, drop: DropId, units: i64) -> Result<DropRow, sqlx::Error>;
     /// Moves the available stock of each named size by its units, and its version by one, in
-    /// one statement (the drop's own sum moves by [`HoldTx::add_stock`]).
+    /// one statement (the drop's own sum moves by [`HoldTx::add_stock`]); answers the sizes it
+    /// moved, as they stand after.
     async fn move_sizes(
         &mut self,
         drop: DropId,
         moves: &[(String, i64)],
-    ) -> Result<(), sqlx::Error>;
+    ) -> Result<Vec<SizeRow>, sqlx::Error>;
     /// Takes the user's live hold to `to`; `None` when it did not match (not live, not theirs,
     /// or past its deadline for a purchase).
     async fn close_hold(

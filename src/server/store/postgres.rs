@@ -199,26 +199,21 @@ super::dialect::dialect_steps!(
             &mut self,
             drop: DropId,
             moves: &[(String, i64)],
-        ) -> Result<(), sqlx::Error> {
+        ) -> Result<Vec<crate::server::store::rows::SizeRow>, sqlx::Error> {
             let (labels, units): (Vec<&str>, Vec<i64>) =
                 moves.iter().map(|(label, units)| (label.as_str(), *units)).unzip();
-            let moved = sqlx::query(
+            sqlx::query_as(
                 "UPDATE drop_sizes s SET available_stock = s.available_stock + m.units, \
                    version = s.version + 1 \
                  FROM unnest($2::text[], $3::bigint[]) AS m(label, units) \
-                 WHERE s.drop_id = $1 AND s.label = m.label",
+                 WHERE s.drop_id = $1 AND s.label = m.label \
+                 RETURNING s.drop_id, s.label, s.total_stock, s.available_stock, s.version",
             )
             .bind(drop)
             .bind(labels)
             .bind(units)
-            .execute(&mut *self.tx)
-            .await?;
-            // Every hold names a size of its drop; one that did not would move the drop's sum
-            // and no size's: refuse the whole transaction instead.
-            if usize::try_from(moved.rows_affected()).ok() != Some(moves.len()) {
-                return Err(sqlx::Error::RowNotFound);
-            }
-            Ok(())
+            .fetch_all(&mut *self.tx)
+            .await
         }
     },
     queue: {

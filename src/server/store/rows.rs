@@ -317,7 +317,7 @@ macro_rules! reservation_columns {
 }
 pub(crate) use reservation_columns;
 
-#[derive(Clone, sqlx::FromRow)]
+#[derive(sqlx::FromRow)]
 pub(crate) struct ReservationRow {
     pub(crate) id: ReservationId,
     pub(crate) drop_id: DropId,

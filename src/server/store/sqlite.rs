@@ -221,25 +221,21 @@ super::dialect::dialect_steps!(
             &mut self,
             drop: DropId,
             moves: &[(String, i64)],
-        ) -> Result<(), sqlx::Error> {
+        ) -> Result<Vec<crate::server::store::rows::SizeRow>, sqlx::Error> {
             // The moves travel as one JSON array of [label, units].
             let pairs = serde_json::to_string(moves).expect("moves serialize");
-            let moved = sqlx::query(
+            sqlx::query_as(concat!(
                 "UPDATE drop_sizes SET available_stock = available_stock + (m.value ->> 1), \
                    version = version + 1 \
                  FROM json_each($2) AS m \
-                 WHERE drop_sizes.drop_id = $1 AND drop_sizes.label = m.value ->> 0",
-            )
+                 WHERE drop_sizes.drop_id = $1 AND drop_sizes.label = m.value ->> 0 \
+                 RETURNING ",
+                crate::server::store::rows::size_columns!()
+            ))
             .bind(drop)
             .bind(pairs)
-            .execute(&mut *self.tx)
-            .await?;
-            // Every hold names a size of its drop; one that did not would move the drop's sum
-            // and no size's: refuse the whole transaction instead.
-            if usize::try_from(moved.rows_affected()).ok() != Some(moves.len()) {
-                return Err(sqlx::Error::RowNotFound);
-            }
-            Ok(())
+            .fetch_all(&mut *self.tx)
+            .await
         }
     },
     queue: {
